@@ -1,0 +1,140 @@
+"""The one home of expression evaluation: show-if conditions, derivations and checks are CEL.
+
+CEL (Common Expression Language) is not Turing-complete, has no side effects and no access to
+the host, so study authors' expressions are safe to run on the server. Values reach CEL as:
+numbers as double (CEL does not mix int and double), dates, datetimes and times as ISO 8601
+strings (partial dates too, e.g. "2020-05"), booleans as bool, single choices as the code,
+multiple choices as a list of codes, a missing value as null, and a repeating item group as a
+list of maps (one per row). Functions that CEL lacks are registered here (`FUNCTIONS`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import date, timedelta
+from functools import lru_cache
+from typing import Any
+
+import cel
+
+
+class ExpressionError(Exception):
+    """An expression that does not compile, or failed while evaluating."""
+
+
+def _numbers(values: list[Any]) -> list[float]:
+    return [float(value) for value in values if value is not None]
+
+
+def _greatest(values: list[Any]) -> float | None:
+    """Largest non-null number of a list, or null when there is none."""
+    numbers = _numbers(values)
+    return max(numbers) if numbers else None
+
+
+def _least(values: list[Any]) -> float | None:
+    numbers = _numbers(values)
+    return min(numbers) if numbers else None
+
+
+def _total(values: list[Any]) -> float:
+    """Sum of the non-null numbers of a list."""
+    return float(sum(_numbers(values)))
+
+
+def _sqrt(value: float) -> float:
+    return math.sqrt(value)
+
+
+def _round_to(value: float, places: int) -> float:
+    return round(float(value), int(places))
+
+
+def _complete_date(text: Any) -> date | None:
+    """The date of an ISO date or datetime string, or None when it is missing or partial."""
+    if not isinstance(text, str) or len(text) < 10:
+        return None
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        return None
+
+
+def _years_between(start: Any, end: Any) -> float | None:
+    """Whole years from `start` to `end` (age at `end` of someone born on `start`)."""
+    first, last = _complete_date(start), _complete_date(end)
+    if first is None or last is None:
+        return None
+    before_birthday = (last.month, last.day) < (first.month, first.day)
+    return float(last.year - first.year - (1 if before_birthday else 0))
+
+
+def _days_between(start: Any, end: Any) -> float | None:
+    """Days from the date of `start` to the date of `end` (end - start)."""
+    first, last = _complete_date(start), _complete_date(end)
+    if first is None or last is None:
+        return None
+    return float((last - first).days)
+
+
+def _add_days(start: Any, days: float) -> str | None:
+    """ISO date `days` after the date of `start`."""
+    first = _complete_date(start)
+    return None if first is None else (first + timedelta(days=int(days))).isoformat()
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "greatest": _greatest,
+    "least": _least,
+    "total": _total,
+    "sqrt": _sqrt,
+    "round_to": _round_to,
+    "years_between": _years_between,
+    "days_between": _days_between,
+    "add_days": _add_days,
+}
+
+
+class Expression:
+    """A compiled CEL expression and the top-level names it reads."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            self._program = cel.compile(source)
+        except ValueError as error:
+            raise ExpressionError(str(error).split("\n")[0]) from error
+        references = self._program.references()
+        self.variables: frozenset[str] = frozenset(references["variables"])
+        self.functions: frozenset[str] = frozenset(
+            name for name in references["functions"] if not name.startswith("_")
+        )
+
+    def evaluate(self, variables: Mapping[str, Any]) -> Any:
+        """Run the expression; raises ExpressionError on any evaluation failure."""
+        context = cel.Context(variables=dict(variables), functions=FUNCTIONS)
+        try:
+            return self._program.execute(context)
+        except Exception as error:  # cel raises TypeError, RuntimeError, KeyError, ...
+            raise ExpressionError(f"{type(error).__name__}: {error}") from error
+
+
+@lru_cache(maxsize=4096)
+def compile_expression(source: str) -> Expression:
+    """Compile once per process; Expression objects are immutable and shareable."""
+    return Expression(source)
+
+
+BUILTIN_FUNCTIONS = frozenset(
+    {
+        "size", "has", "all", "exists", "exists_one", "map", "filter", "int", "uint", "double",
+        "string", "bool", "type", "matches", "contains", "startsWith", "endsWith", "duration",
+        "timestamp", "dyn", "bytes",
+    }
+)  # fmt: skip
+
+
+def unknown_functions(expression: Expression) -> set[str]:
+    """Functions an expression calls that neither CEL nor `FUNCTIONS` provides."""
+    return set(expression.functions) - BUILTIN_FUNCTIONS - set(FUNCTIONS)

@@ -1,0 +1,203 @@
+"""Load a study definition folder into a `Study`, reporting every problem at once.
+
+Folder layout (documented in `forms/README.md`):
+    study.yaml          StudyInfo
+    schedule.yaml       Schedule (anchors, periods, visits, log forms)
+    codelists/*.yaml    CodeListFile
+    units/*.yaml        UnitFile
+    ecrf/*.yaml         one FormDef per file
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from app.study.model import (
+    CodeList,
+    CodeListFile,
+    FormDef,
+    ItemDef,
+    ItemGroupDef,
+    MeasurementUnit,
+    Schedule,
+    StudyInfo,
+    UnitFile,
+    Visit,
+)
+from app.study.problems import Problem, SourceFile, StudyDefinitionError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+LOG_EVENT_OID = "SE.LOG"
+"""The StudyEvent that holds log forms (forms that belong to no visit)."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """A loaded, checked study definition with look-ups by OID and name."""
+
+    info: StudyInfo
+    schedule: Schedule
+    forms: dict[str, FormDef]
+    codelists: dict[str, CodeList]
+    units: dict[str, MeasurementUnit]
+    digest: str
+    sources: dict[str, SourceFile] = field(repr=False)
+    form_files: dict[str, str] = field(repr=False)
+    """Form OID -> display name of the file it was read from."""
+
+    def form(self, oid: str) -> FormDef:
+        return self.forms[oid]
+
+    def form_by_name(self, name: str) -> FormDef | None:
+        return next((form for form in self.forms.values() if form.name == name), None)
+
+    def visit(self, oid: str) -> Visit | None:
+        return next((visit for visit in self.schedule.visits if visit.oid == oid), None)
+
+    def log_form_oids(self) -> tuple[str, ...]:
+        return tuple(log.form for log in self.schedule.log_forms)
+
+    def forms_of_event(self, event_oid: str) -> tuple[str, ...]:
+        if event_oid == LOG_EVENT_OID:
+            return self.log_form_oids()
+        visit = self.visit(event_oid)
+        return () if visit is None else tuple(entry.form for entry in visit.forms)
+
+    def is_repeating_form(self, event_oid: str, form_oid: str) -> bool:
+        if event_oid != LOG_EVENT_OID:
+            return False
+        return any(log.form == form_oid and log.repeating for log in self.schedule.log_forms)
+
+
+def all_items(form: FormDef) -> list[tuple[ItemGroupDef, ItemDef]]:
+    return [(group, item) for group in form.item_groups for item in group.items]
+
+
+def find_item(form: FormDef, name: str) -> tuple[ItemGroupDef, ItemDef] | None:
+    return next(((g, i) for g, i in all_items(form) if i.name == name), None)
+
+
+def load_study(directory: Path) -> Study:
+    """Load and check a definition folder; raises StudyDefinitionError listing every problem."""
+    from app.study.check import check_study  # check needs Study; imported here to avoid a cycle
+
+    study, problems = _parse(directory)
+    if study is not None:
+        problems += check_study(study)
+    if problems:
+        raise StudyDefinitionError(problems)
+    assert study is not None
+    return study
+
+
+def study_problems(directory: Path) -> list[Problem]:
+    """Every problem of a definition folder; empty when it is usable."""
+    try:
+        load_study(directory)
+    except StudyDefinitionError as error:
+        return error.problems
+    return []
+
+
+def _parse(directory: Path) -> tuple[Study | None, list[Problem]]:
+    problems: list[Problem] = []
+    if not directory.is_dir():
+        return None, [Problem(str(directory), None, "", "is not a folder")]
+    sources: dict[str, SourceFile] = {}
+
+    form_files: dict[str, str] = {}
+
+    def read(path: Path, model: type[ModelT]) -> ModelT | None:
+        source, data, problem = _read_yaml(path, directory)
+        if problem is not None:
+            problems.append(problem)
+            return None
+        sources[source.display] = source
+        try:
+            return model.model_validate(data)
+        except ValidationError as error:
+            problems.extend(_validation_problems(source, error))
+            return None
+
+    info = read(directory / "study.yaml", StudyInfo)
+    schedule = read(directory / "schedule.yaml", Schedule)
+    codelists = [read(path, CodeListFile) for path in _yaml_files(directory / "codelists")]
+    units = [read(path, UnitFile) for path in _yaml_files(directory / "units")]
+    forms: dict[str, FormDef] = {}
+    for path in _yaml_files(directory / "ecrf"):
+        form = read(path, FormDef)
+        if form is not None and form.oid in forms:
+            first = form_files[form.oid]
+            problems.append(
+                sources[_display(path, directory)].problem(
+                    ("oid",), f"duplicate OID {form.oid}: already used by the form in {first}"
+                )
+            )
+        elif form is not None:
+            forms[form.oid] = form
+            form_files[form.oid] = _display(path, directory)
+    if not forms and not problems:
+        problems.append(Problem(f"{directory.name}/ecrf", None, "", "holds no form definitions"))
+
+    if problems or info is None or schedule is None:
+        return None, problems
+    study = Study(
+        info=info,
+        schedule=schedule,
+        forms=forms,
+        codelists={cl.oid: cl for file in codelists if file for cl in file.codelists},
+        units={unit.oid: unit for file in units if file for unit in file.units},
+        digest=_digest(directory),
+        sources=sources,
+        form_files=form_files,
+    )
+    return study, problems
+
+
+def _yaml_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _display(path: Path, root: Path) -> str:
+    """How a file is named in problem reports: relative to the folder above the definition."""
+    return str(path.relative_to(root.parent)) if path.is_relative_to(root.parent) else str(path)
+
+
+def _read_yaml(path: Path, root: Path) -> tuple[SourceFile, Any, Problem | None]:
+    display = _display(path, root)
+    empty = SourceFile(path, display, None)
+    if not path.is_file():
+        return empty, None, Problem(display, None, "", "file is missing")
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except UnicodeDecodeError as error:
+        return empty, None, Problem(display, None, "", f"is not UTF-8 text: {error}")
+    except yaml.MarkedYAMLError as error:
+        line = error.problem_mark.line + 1 if error.problem_mark else None
+        return empty, None, Problem(display, line, "", f"is not valid YAML: {error.problem}")
+    return SourceFile(path, display, node), data, None
+
+
+def _validation_problems(source: SourceFile, error: ValidationError) -> list[Problem]:
+    return [
+        source.problem(tuple(detail["loc"]), detail["msg"])
+        for detail in error.errors(include_url=False)
+    ]
+
+
+def _digest(directory: Path) -> str:
+    """SHA-256 over every definition file, identifying the exact build that was loaded."""
+    hasher = hashlib.sha256()
+    for path in sorted(directory.rglob("*.yaml")):
+        hasher.update(str(path.relative_to(directory)).encode())
+        hasher.update(path.read_bytes())
+    return hasher.hexdigest()

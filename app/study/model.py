@@ -1,0 +1,283 @@
+"""The study definition as frozen pydantic models, parsed from the YAML files in `forms/`.
+
+These models check the shape of each file (types, required keys, no unknown keys). Checks that
+need the whole study (references between files, expressions) live in `app.study.check`.
+The YAML format is documented in `forms/README.md`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+OID_PATTERN = r"^[A-Za-z][A-Za-z0-9._\-]*$"
+NAME_PATTERN = r"^[A-Z][A-Z0-9_]*$"
+
+
+class Definition(BaseModel):
+    """Base of every definition model: immutable, and unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataType(StrEnum):
+    """Item data types; each maps to an ODM 1.3.2 DataType (see `odm_data_type`)."""
+
+    TEXT = "text"
+    INTEGER = "integer"
+    FLOAT = "float"
+    DATE = "date"
+    PARTIAL_DATE = "partial_date"
+    DATETIME = "datetime"
+    TIME = "time"
+    BOOLEAN = "boolean"
+    CHOICE = "choice"
+    MULTICHOICE = "multichoice"
+
+
+class Range(Definition):
+    """A closed numeric interval; either end may be open (None)."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"range is inverted: min {self.min} is greater than max {self.max}")
+        return self
+
+    def contains(self, value: float) -> bool:
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def describe(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"{self.min:g} to {self.max:g}"
+        if self.min is not None:
+            return f"at least {self.min:g}"
+        return f"at most {self.max:g}"
+
+
+class ItemDef(Definition):
+    """One question on a form (ODM ItemDef)."""
+
+    oid: str = Field(pattern=OID_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, description="CDASH-style name, used in expressions")
+    label: str
+    type: DataType
+    length: int | None = Field(default=None, gt=0, description="maximum length of text values")
+    decimals: int | None = Field(default=None, ge=0, description="decimal places for floats")
+    codelist: str | None = None
+    units: str | None = None
+    hard_range: Range | None = None
+    soft_range: Range | None = None
+    required: bool = False
+    show_if: str | None = None
+    derivation: str | None = None
+    help: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ItemDef:
+        is_coded = self.type in (DataType.CHOICE, DataType.MULTICHOICE)
+        if is_coded and self.codelist is None:
+            raise ValueError(f"item {self.name} of type {self.type} needs a codelist")
+        if not is_coded and self.codelist is not None:
+            raise ValueError(f"item {self.name} has a codelist but its type is {self.type}")
+        is_numeric = self.type in (DataType.INTEGER, DataType.FLOAT)
+        if not is_numeric and (self.hard_range or self.soft_range):
+            raise ValueError(f"item {self.name} has a range but its type {self.type} is not numeric")
+        if self.derivation is not None and self.required:
+            raise ValueError(f"item {self.name} is derived, so it cannot also be required")
+        return self
+
+    @property
+    def is_derived(self) -> bool:
+        return self.derivation is not None
+
+
+class ItemGroupDef(Definition):
+    """A block of items on a form (ODM ItemGroupDef); repeating groups hold rows."""
+
+    oid: str = Field(pattern=OID_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, description="name of the row list in expressions")
+    label: str
+    repeating: bool = False
+    show_if: str | None = None
+    rows: tuple[dict[str, str], ...] = Field(
+        default=(),
+        description="preset rows of a repeating group (item name to fixed value), e.g. one per "
+        "inclusion criterion; presets are shown read-only and cannot be removed",
+    )
+    items: tuple[ItemDef, ...] = Field(min_length=1)
+
+
+class FormDef(Definition):
+    """An eCRF page (ODM FormDef)."""
+
+    oid: str = Field(pattern=OID_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, description="short name, e.g. DM; prefix in expressions")
+    title: str
+    version: str = Field(description="definition version, stored with every form entered under it")
+    domain: str | None = Field(default=None, description="SDTM domain the form mostly feeds")
+    description: str | None = None
+    item_groups: tuple[ItemGroupDef, ...] = Field(min_length=1)
+
+
+class CodeListItem(Definition):
+    code: str = Field(description="CDISC submission value")
+    decode: str
+
+
+class CodeList(Definition):
+    """A controlled list of answers (ODM CodeList)."""
+
+    oid: str = Field(pattern=OID_PATTERN)
+    name: str
+    data_type: Literal["text", "integer"] = "text"
+    nci_code: str | None = Field(default=None, description="NCI C-code of the CDISC codelist")
+    items: tuple[CodeListItem, ...] = Field(min_length=1)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(item.code for item in self.items)
+
+    def decode(self, code: str) -> str | None:
+        return next((item.decode for item in self.items if item.code == code), None)
+
+
+class CodeListFile(Definition):
+    codelists: tuple[CodeList, ...]
+
+
+class MeasurementUnit(Definition):
+    oid: str = Field(pattern=OID_PATTERN)
+    symbol: str
+    name: str | None = None
+
+
+class UnitFile(Definition):
+    units: tuple[MeasurementUnit, ...]
+
+
+class DoseLevel(Definition):
+    code: str = Field(pattern=r"^DL-?\d+$")
+    label: str
+    target_cells: int = Field(gt=0, description="target total CAR-T cells")
+
+
+class Phase(Definition):
+    code: str = Field(pattern=NAME_PATTERN)
+    label: str
+
+
+class StudyInfo(Definition):
+    """Identification of the study and its design parameters (`study.yaml`)."""
+
+    oid: str = Field(pattern=OID_PATTERN)
+    name: str
+    description: str
+    protocol: str
+    sponsor: str
+    registry_id: str | None = None
+    ct_version: str = Field(description="CDISC controlled terminology package the study pins")
+    dose_levels: tuple[DoseLevel, ...] = Field(min_length=1)
+    phases: tuple[Phase, ...] = Field(min_length=1)
+
+
+class Anchor(Definition):
+    """A date visits are timed from, taken from an item of a form (e.g. IC.ICDAT)."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str
+    source: str = Field(pattern=r"^[A-Z][A-Z0-9_]*\.[A-Z][A-Z0-9_]*$", description="FORM.ITEM")
+
+
+class Period(Definition):
+    """A study period; its `epoch` is the SDTM EPOCH value."""
+
+    oid: str = Field(pattern=OID_PATTERN)
+    name: str
+    epoch: str
+
+
+class Window(Definition):
+    """Allowed days relative to the anchor, inclusive."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    earliest: int = Field(alias="from")
+    latest: int = Field(alias="to")
+
+
+class ScheduledForm(Definition):
+    form: str
+    mandatory: bool = True
+
+
+def _normalise_form_refs(value: Any) -> Any:
+    """Accept `- F.DM` as short for `- {form: F.DM}` in visit form lists."""
+    if isinstance(value, list | tuple):
+        return [{"form": entry} if isinstance(entry, str) else entry for entry in value]
+    return value
+
+
+class Visit(Definition):
+    """A scheduled or unscheduled visit (ODM StudyEventDef)."""
+
+    oid: str = Field(pattern=OID_PATTERN)
+    name: str
+    visitnum: float
+    period: str
+    type: Literal["scheduled", "unscheduled"] = "scheduled"
+    repeating: bool = Field(default=False, description="may occur several times (UNS, LTFU)")
+    anchor: str | None = None
+    day: int | None = Field(default=None, description="nominal day relative to the anchor")
+    window: Window | None = None
+    notes: str | None = None
+    forms: tuple[ScheduledForm, ...] = Field(min_length=1)
+
+    _forms = field_validator("forms", mode="before")(_normalise_form_refs)
+
+    @model_validator(mode="after")
+    def _timing(self) -> Visit:
+        if self.type == "scheduled" and (self.anchor is None or self.day is None):
+            raise ValueError(f"scheduled visit {self.oid} needs an anchor and a day")
+        return self
+
+
+class LogForm(Definition):
+    """A form that belongs to no visit (adverse events, medications, ...)."""
+
+    form: str
+    repeating: bool = Field(
+        default=False, description="one form per event (e.g. one CRS episode per form)"
+    )
+
+
+class Schedule(Definition):
+    """Periods, anchors, visits and log forms (`schedule.yaml`)."""
+
+    anchors: tuple[Anchor, ...]
+    periods: tuple[Period, ...] = Field(min_length=1)
+    visits: tuple[Visit, ...] = Field(min_length=1)
+    log_forms: tuple[LogForm, ...] = ()
+
+
+def odm_data_type(item: ItemDef, codelist: CodeList | None) -> str:
+    """The ODM 1.3.2 DataType of an item."""
+    if item.type == DataType.CHOICE and codelist is not None:
+        return codelist.data_type
+    return {
+        DataType.TEXT: "text",
+        DataType.INTEGER: "integer",
+        DataType.FLOAT: "float",
+        DataType.DATE: "date",
+        DataType.PARTIAL_DATE: "partialDate",
+        DataType.DATETIME: "datetime",
+        DataType.TIME: "time",
+        DataType.BOOLEAN: "boolean",
+        DataType.CHOICE: "text",
+        DataType.MULTICHOICE: "text",
+    }[item.type]
