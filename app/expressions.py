@@ -11,12 +11,17 @@ list of maps (one per row). Functions that CEL lacks are registered here (`FUNCT
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
 import cel
+
+
+MACRO_VARIABLE = re.compile(r"\.(?:all|exists|exists_one|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
+"""The loop variable of a comprehension such as `rows.all(r, r.X == 'Y')`."""
 
 
 class ExpressionError(Exception):
@@ -106,10 +111,11 @@ class Expression:
         except ValueError as error:
             raise ExpressionError(str(error).split("\n")[0]) from error
         references = self._program.references()
-        self.variables: frozenset[str] = frozenset(references["variables"])
+        loop_variables = set(MACRO_VARIABLE.findall(source))
+        self.variables: frozenset[str] = frozenset(references["variables"]) - loop_variables
         self.functions: frozenset[str] = frozenset(
-            name for name in references["functions"] if not name.startswith("_")
-        )
+            name for name in references["functions"] if name[0].isalpha()
+        )  # operators are listed as `_+_`, `!_`, `@in`, `@not_strictly_false`
 
     def evaluate(self, variables: Mapping[str, Any]) -> Any:
         """Run the expression; raises ExpressionError on any evaluation failure."""

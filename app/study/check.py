@@ -84,7 +84,9 @@ class _Checker:
         codes = [level.code for level in self.study.info.dose_levels]
         for i, code in enumerate(codes):
             if code in codes[:i]:
-                self.add(self.study_file, ("dose_levels", i, "code"), f"duplicate dose level {code}")
+                self.add(
+                    self.study_file, ("dose_levels", i, "code"), f"duplicate dose level {code}"
+                )
 
     def check_codelists(self) -> None:
         for source in self._files_under("codelists"):
@@ -179,7 +181,9 @@ class _Checker:
                 loc = ("item_groups", g, "items", i)
                 own = group if group.repeating else None
                 if item.show_if:
-                    self._check_expression(source, (*loc, "show_if"), item.show_if, form, own, "bool")
+                    self._check_expression(
+                        source, (*loc, "show_if"), item.show_if, form, own, "bool"
+                    )
                 if item.derivation:
                     self._check_expression(
                         source, (*loc, "derivation"), item.derivation, form, own, item

@@ -87,7 +87,9 @@ class ItemDef(Definition):
             raise ValueError(f"item {self.name} has a codelist but its type is {self.type}")
         is_numeric = self.type in (DataType.INTEGER, DataType.FLOAT)
         if not is_numeric and (self.hard_range or self.soft_range):
-            raise ValueError(f"item {self.name} has a range but its type {self.type} is not numeric")
+            raise ValueError(
+                f"item {self.name} has a range but its type {self.type} is not numeric"
+            )
         if self.derivation is not None and self.required:
             raise ValueError(f"item {self.name} is derived, so it cannot also be required")
         return self
@@ -117,7 +119,9 @@ class FormDef(Definition):
     """An eCRF page (ODM FormDef)."""
 
     oid: str = Field(pattern=OID_PATTERN)
-    name: str = Field(pattern=NAME_PATTERN, description="short name, e.g. DM; prefix in expressions")
+    name: str = Field(
+        pattern=NAME_PATTERN, description="short name, e.g. DM; prefix in expressions"
+    )
     title: str
     version: str = Field(description="definition version, stored with every form entered under it")
     domain: str | None = Field(default=None, description="SDTM domain the form mostly feeds")

@@ -1,0 +1,3 @@
+"""TrialDesk: an electronic data capture server for clinical trials."""
+
+__version__ = "0.1.0"

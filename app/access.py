@@ -1,0 +1,87 @@
+"""Who may do what, and at which sites. The permission table is the single source of truth;
+every page and endpoint asks `require` (or `can`) before acting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlmodel import Session, select
+
+from app.models import Role, RoleAssignment, UserAccount
+
+
+class Permission(StrEnum):
+    VIEW_SUBJECTS = "view_subjects"
+    REGISTER_SUBJECT = "register_subject"
+    ENTER_DATA = "enter_data"
+    VIEW_AUDIT = "view_audit"
+    EXPORT = "export"
+    ADMINISTER = "administer"
+
+
+PERMISSIONS: dict[Permission, frozenset[Role]] = {
+    Permission.VIEW_SUBJECTS: frozenset(Role) - {Role.ADMIN},
+    Permission.REGISTER_SUBJECT: frozenset({Role.INVESTIGATOR, Role.COORDINATOR}),
+    Permission.ENTER_DATA: frozenset({Role.INVESTIGATOR, Role.COORDINATOR}),
+    Permission.VIEW_AUDIT: frozenset(Role) - {Role.ADMIN},
+    Permission.EXPORT: frozenset({Role.DATA_MANAGER, Role.SPONSOR}),
+    Permission.ADMINISTER: frozenset({Role.ADMIN}),
+}
+"""Permission -> roles that hold it. Site roles act at their sites only."""
+
+STUDY_WIDE_ROLES = frozenset({Role.DATA_MANAGER, Role.SPONSOR, Role.ADMIN})
+
+
+class AccessDenied(Exception):
+    """The user lacks a permission; the message names it."""
+
+
+@dataclass(frozen=True)
+class Access:
+    """A user's roles: per site, and study-wide."""
+
+    user: UserAccount
+    site_roles: dict[int, frozenset[Role]]
+    study_roles: frozenset[Role]
+
+    def can(self, permission: Permission, site_id: int | None = None) -> bool:
+        allowed = PERMISSIONS[permission]
+        if self.study_roles & allowed:
+            return True
+        if site_id is None:
+            return any(roles & allowed for roles in self.site_roles.values())
+        return bool(self.site_roles.get(site_id, frozenset()) & allowed)
+
+    def require(self, permission: Permission, site_id: int | None = None) -> None:
+        if not self.can(permission, site_id):
+            raise AccessDenied(f"your roles do not allow: {permission.value.replace('_', ' ')}")
+
+    def site_ids(self, permission: Permission) -> set[int] | None:
+        """Sites where the user holds `permission`; None means every site."""
+        allowed = PERMISSIONS[permission]
+        if self.study_roles & allowed:
+            return None
+        return {site for site, roles in self.site_roles.items() if roles & allowed}
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        return self.study_roles.union(*self.site_roles.values())
+
+
+def load_access(session: Session, user: UserAccount) -> Access:
+    assignments = session.exec(select(RoleAssignment).where(RoleAssignment.user_id == user.id))
+    site_roles: dict[int, set[Role]] = {}
+    study_roles: set[Role] = set()
+    for assignment in assignments:
+        role = Role(assignment.role)
+        if assignment.site_id is None:
+            study_roles.add(role)
+        else:
+            site_roles.setdefault(assignment.site_id, set()).add(role)
+    return Access(
+        user=user,
+        site_roles={site: frozenset(roles) for site, roles in site_roles.items()},
+        study_roles=frozenset(study_roles),
+    )

@@ -1,0 +1,77 @@
+"""The one home of the audit trail: every change to clinical data and every security event
+is recorded here, in the caller's transaction (so a change and its audit record commit together).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session
+
+from app.models import AuditRecord, Subject, UserAccount, utcnow
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change and through what channel (web, api, cli, import:<file>)."""
+
+    user: UserAccount | None
+    source: str = "web"
+
+    @property
+    def username(self) -> str:
+        return self.user.username if self.user else "system"
+
+
+@dataclass(frozen=True)
+class DataPath:
+    """Where in a subject's ClinicalData a value lives."""
+
+    subject: Subject
+    event_oid: str | None = None
+    event_repeat: int | None = None
+    form_oid: str | None = None
+    form_repeat: int | None = None
+    item_group_oid: str | None = None
+    group_repeat: int | None = None
+    item_oid: str | None = None
+
+
+def record(
+    session: Session,
+    *,
+    actor: Actor,
+    action: str,
+    path: DataPath | None = None,
+    old_value: str | None = None,
+    new_value: str | None = None,
+    reason: str | None = None,
+    details: str | None = None,
+    at: datetime | None = None,
+) -> AuditRecord:
+    """Add one audit record to the session (the caller commits)."""
+    subject = path.subject if path else None
+    entry = AuditRecord(
+        occurred_at=at or utcnow(),
+        user_id=actor.user.id if actor.user else None,
+        username=actor.username,
+        action=action,
+        source=actor.source,
+        site_id=subject.site_id if subject else None,
+        subject_id=subject.id if subject else None,
+        subject_key=subject.subject_key if subject else None,
+        event_oid=path.event_oid if path else None,
+        event_repeat=path.event_repeat if path else None,
+        form_oid=path.form_oid if path else None,
+        form_repeat=path.form_repeat if path else None,
+        item_group_oid=path.item_group_oid if path else None,
+        group_repeat=path.group_repeat if path else None,
+        item_oid=path.item_oid if path else None,
+        old_value=old_value,
+        new_value=new_value,
+        reason=reason,
+        details=details,
+    )
+    session.add(entry)
+    return entry

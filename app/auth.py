@@ -1,0 +1,167 @@
+"""Accounts, passwords (argon2) and login sessions kept in the database.
+
+A session cookie carries a random token; the database keeps only its SHA-256, so a copy of
+the database cannot be used to log in. Sessions expire after the configured idle time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlmodel import Session, select
+
+from app import audit
+from app.models import LoginSession, Role, RoleAssignment, UserAccount, utcnow
+
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=15)
+MIN_PASSWORD_LENGTH = 10
+
+_hasher = PasswordHasher()
+# Verified against when the username is unknown, so that both cases take the same time.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+class LoginFailed(Exception):
+    """Wrong username or password, or a locked account; the message is safe to show."""
+
+
+class WeakPassword(ValueError):
+    """A password that does not meet the policy; the message says why."""
+
+
+def check_password_policy(password: str, username: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if username.lower() in password.lower():
+        raise WeakPassword("a password must not contain the username")
+    kinds = [any(c.isalpha() for c in password), any(c.isdigit() for c in password)]
+    if not all(kinds):
+        raise WeakPassword("a password needs both letters and digits")
+
+
+def create_user(
+    session: Session,
+    *,
+    username: str,
+    full_name: str,
+    password: str,
+    roles: list[tuple[Role, int | None]],
+    actor: audit.Actor,
+) -> UserAccount:
+    """Create an account with roles ((role, site id or None)); commits; audited."""
+    check_password_policy(password, username)
+    if session.exec(select(UserAccount).where(UserAccount.username == username)).first():
+        raise ValueError(f"user {username} already exists")
+    user = UserAccount(username=username, full_name=full_name, password_hash=_hasher.hash(password))
+    session.add(user)
+    session.flush()
+    for role, site_id in roles:
+        session.add(RoleAssignment(user_id=user.id, role=role, site_id=site_id))
+        scope = f"site {site_id}" if site_id else "study-wide"
+        audit.record(
+            session, actor=actor, action="role_grant", details=f"{username}: {role} {scope}"
+        )
+    audit.record(session, actor=actor, action="user_create", details=username)
+    session.commit()
+    session.refresh(user)
+    return user
+
+
+def login(session: Session, *, username: str, password: str, source: str, now: datetime) -> str:
+    """Check credentials and open a session; returns the cookie token. Commits; audited.
+
+    Raises LoginFailed with one message for unknown users and wrong passwords alike.
+    """
+    user = session.exec(select(UserAccount).where(UserAccount.username == username)).first()
+    if user is None:
+        _verify(_DUMMY_HASH, password)
+        audit.record(
+            session, actor=audit.Actor(None, source), action="login_failed", details=username
+        )
+        session.commit()
+        raise LoginFailed("Unknown username or wrong password.")
+    actor = audit.Actor(user, source)
+    if user.locked_until is not None and user.locked_until > now:
+        audit.record(session, actor=actor, action="login_failed", details="account locked")
+        session.commit()
+        raise LoginFailed("This account is locked after repeated failed logins; try later.")
+    if not user.is_active or not _verify(user.password_hash, password):
+        user.failed_logins += 1
+        details = "wrong password"
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.locked_until = now + LOCKOUT
+            user.failed_logins = 0
+            details = "wrong password; account locked"
+        audit.record(session, actor=actor, action="login_failed", details=details)
+        session.add(user)
+        session.commit()
+        raise LoginFailed("Unknown username or wrong password.")
+    user.failed_logins = 0
+    user.locked_until = None
+    token = secrets.token_urlsafe(32)
+    session.add(
+        LoginSession(id=_token_hash(token), user_id=user.id, created_at=now, last_seen_at=now)
+    )
+    audit.record(session, actor=actor, action="login")
+    session.add(user)
+    session.commit()
+    return token
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def session_user(
+    session: Session, *, token: str, idle: timedelta, now: datetime
+) -> UserAccount | None:
+    """The user of a live session, refreshing its idle timer; None when absent or expired."""
+    login_session = session.get(LoginSession, _token_hash(token))
+    if login_session is None or login_session.ended_at is not None:
+        return None
+    if now - login_session.last_seen_at > idle:
+        login_session.ended_at = now
+        session.add(login_session)
+        session.commit()
+        return None
+    user = session.get(UserAccount, login_session.user_id)
+    if user is None or not user.is_active:
+        return None
+    if now - login_session.last_seen_at > timedelta(seconds=30):  # limit writes per request
+        login_session.last_seen_at = now
+        session.add(login_session)
+        session.commit()
+    return user
+
+
+def logout(session: Session, *, token: str, now: datetime) -> None:
+    login_session = session.get(LoginSession, _token_hash(token))
+    if login_session is not None and login_session.ended_at is None:
+        login_session.ended_at = now
+        user = session.get(UserAccount, login_session.user_id)
+        audit.record(session, actor=audit.Actor(user), action="logout")
+        session.add(login_session)
+        session.commit()
+
+
+__all__ = [
+    "LoginFailed",
+    "WeakPassword",
+    "create_user",
+    "login",
+    "logout",
+    "session_user",
+    "utcnow",
+]

@@ -1,0 +1,163 @@
+"""The `trialdesk` command line (typer): serve, db upgrade, study check, export odm,
+create-user, demo."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from sqlmodel import Session, select
+
+from app import audit, auth
+from app.config import get_settings
+from app.db import make_engine, pending_migrations, upgrade
+from app.models import Role, Site
+from app.study.loader import load_study, study_problems
+from app.study.problems import StudyDefinitionError, format_problems
+
+cli = typer.Typer(help="TrialDesk: electronic data capture for clinical trials.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+study_cli = typer.Typer(help="Study definitions.", no_args_is_help=True)
+export_cli = typer.Typer(help="CDISC exports.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(study_cli, name="study")
+cli.add_typer(export_cli, name="export")
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def main() -> None:
+    cli()
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every database migration (creates the SQLite file if needed)."""
+    settings = get_settings()
+    upgrade(settings.database_url)
+    console.print(f"Database is up to date: {make_engine(settings.database_url).url!r}")
+
+
+@study_cli.command("check")
+def study_check(directory: Annotated[Path, typer.Argument()] = Path("forms")) -> None:
+    """Load a study definition and report every problem (file:line: where: what)."""
+    problems = study_problems(directory)
+    if problems:
+        errors.print(format_problems(problems), markup=False, highlight=False)
+        raise typer.Exit(1)
+    study = load_study(directory)
+    items = sum(len(g.items) for f in study.forms.values() for g in f.item_groups)
+    console.print(
+        f"{study.info.oid}: OK — {len(study.schedule.visits)} visits, {len(study.forms)} forms, "
+        f"{items} items, {len(study.codelists)} code lists, {len(study.units)} units"
+    )
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+    workers: Annotated[int, typer.Option(help="server processes")] = 1,
+) -> None:
+    """Serve the web application (refuses a broken study or an unmigrated database)."""
+    settings = get_settings()
+    try:
+        load_study(settings.study_dir)
+    except StudyDefinitionError as error:
+        errors.print(str(error), markup=False, highlight=False)
+        raise typer.Exit(1) from error
+    engine = make_engine(settings.database_url)
+    problem = pending_migrations(engine)
+    engine.dispose()
+    if problem:
+        errors.print(problem, markup=False, highlight=False)
+        raise typer.Exit(1)
+    host, port = host or settings.host, port or settings.port
+    console.print(f"TrialDesk serving on http://{host}:{port}/")
+    uvicorn.run(
+        "app.main:create_app", factory=True, host=host, port=port, workers=workers,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@cli.command("create-user")
+def create_user(
+    username: str,
+    full_name: Annotated[str, typer.Option("--full-name", help="name shown in the audit trail")],
+    role: Annotated[
+        list[str], typer.Option(help="ROLE or ROLE:SITE_NUMBER, repeatable (e.g. coordinator:01)")
+    ],
+) -> None:
+    """Create an account; the password is asked for (or read from TRIALDESK_NEW_PASSWORD)."""
+    import os
+
+    password = os.environ.get("TRIALDESK_NEW_PASSWORD") or getpass.getpass("Password: ")
+    engine = make_engine(get_settings().database_url)
+    with Session(engine) as session:
+        roles: list[tuple[Role, int | None]] = []
+        for spec in role:
+            name, _, site_number = spec.partition(":")
+            site_id = None
+            if site_number:
+                site = session.exec(select(Site).where(Site.number == site_number)).first()
+                if site is None:
+                    errors.print(f"No site numbered {site_number}")
+                    raise typer.Exit(1)
+                site_id = site.id
+            try:
+                roles.append((Role(name), site_id))
+            except ValueError as error:
+                errors.print(f"Unknown role {name}; roles: {', '.join(r.value for r in Role)}")
+                raise typer.Exit(1) from error
+        try:
+            auth.create_user(
+                session, username=username, full_name=full_name, password=password, roles=roles,
+                actor=audit.Actor(None, "cli"),
+            )
+        except (auth.WeakPassword, ValueError) as error:
+            errors.print(f"Not created: {error}")
+            raise typer.Exit(1) from error
+    console.print(f"Created {username}")
+
+
+@cli.command()
+def demo(
+    subjects: Annotated[int, typer.Option(help="subjects to create")] = 6,
+) -> None:
+    """Migrate the database and load demo sites, one account per role and a few subjects."""
+    from app.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, load_demo
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    study = load_study(settings.study_dir)
+    engine = make_engine(settings.database_url)
+    created = load_demo(engine, study, subjects=subjects)
+    engine.dispose()
+    console.print("Demo data loaded." if created else "Demo data was already there.")
+    console.print(f"Accounts (password for all: {DEMO_PASSWORD}):", markup=False)
+    for username, _full_name, description in DEMO_ACCOUNTS:
+        console.print(f"  {username:<14} {description}", markup=False)
+
+
+@export_cli.command("odm")
+def export_odm(
+    output: Annotated[Path, typer.Option("-o", "--output", help="file to write")],
+) -> None:
+    """Write the study metadata and every subject's ClinicalData (with audit records) as ODM."""
+    from app.exporters.odm_clinical import write_odm_snapshot
+
+    settings = get_settings()
+    study = load_study(settings.study_dir)
+    engine = make_engine(settings.database_url)
+    problem = pending_migrations(engine)
+    if problem:
+        errors.print(problem, markup=False, highlight=False)
+        raise typer.Exit(1)
+    with Session(engine) as session:
+        counts = write_odm_snapshot(session, study, output)
+    engine.dispose()
+    console.print(f"Wrote {output}: {counts.subjects} subjects, {counts.items} item values")

@@ -1,0 +1,274 @@
+"""Evaluating one form: parse typed values, apply show-if conditions, compute derivations.
+
+Pure: no database, no clock. The service layer loads what a form needs (its submitted values
+and the values of other forms its expressions read) and stores what comes out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.expressions import ExpressionError, compile_expression
+from app.study.derivations import derivation_order
+from app.study.loader import Study
+from app.study.model import FormDef, ItemDef, ItemGroupDef
+
+from .values import InvalidValue, Parsed, derived_value, expression_value, parse_value
+
+FieldKey = tuple[str, int, str]
+"""(item group OID, repeat key, item name): one field of a form."""
+
+RawRows = Mapping[str, Mapping[int, Mapping[str, str | list[str] | None]]]
+"""Submitted text by group OID, repeat key and item name."""
+
+Rows = dict[str, dict[int, dict[str, str | None]]]
+"""Canonical values by group OID, repeat key and item name."""
+
+MAX_VISIBILITY_PASSES = 4
+
+
+@dataclass
+class FormEvaluation:
+    """The outcome of evaluating a form: values to store and what to tell the user."""
+
+    values: Rows
+    errors: dict[FieldKey, str] = field(default_factory=dict)
+    flags: dict[FieldKey, str] = field(default_factory=dict)
+    hidden: set[FieldKey] = field(default_factory=set)
+    hidden_groups: set[str] = field(default_factory=set)
+    missing: set[FieldKey] = field(default_factory=set)
+
+    @property
+    def is_valid(self) -> bool:
+        return not self.errors
+
+
+def evaluate_form(
+    study: Study,
+    form: FormDef,
+    submitted: RawRows,
+    other_forms: Mapping[str, Mapping[str, str | None]],
+) -> FormEvaluation:
+    """Parse `submitted`, compute derived items and visibility, and find missing answers.
+
+    `other_forms` holds the subject's saved values of other forms by form name, then item
+    name, for expressions such as `IC.ICDAT`. Derived values in `submitted` are ignored;
+    hidden items come out empty; preset row values always come from the definition.
+    """
+    evaluation = FormEvaluation(values={})
+    for group in form.item_groups:
+        rows = _group_rows(group, submitted.get(group.oid, {}))
+        evaluation.values[group.oid] = {}
+        for repeat, row in rows.items():
+            evaluation.values[group.oid][repeat] = _parse_row(study, group, repeat, row, evaluation)
+    _Evaluator(study, form, evaluation, other_forms).run()
+    return evaluation
+
+
+def _group_rows(
+    group: ItemGroupDef, submitted: Mapping[int, Mapping[str, str | list[str] | None]]
+) -> dict[int, Mapping[str, str | list[str] | None]]:
+    if not group.repeating:
+        return {1: submitted.get(1, {})}
+    rows: dict[int, Mapping[str, str | list[str] | None]] = {}
+    for index, preset in enumerate(group.rows, start=1):
+        rows[index] = {**submitted.get(index, {}), **preset}
+    for repeat in sorted(submitted):
+        if repeat > len(group.rows):
+            rows[repeat] = submitted[repeat]
+    return rows
+
+
+def _parse_row(
+    study: Study,
+    group: ItemGroupDef,
+    repeat: int,
+    row: Mapping[str, str | list[str] | None],
+    evaluation: FormEvaluation,
+) -> dict[str, str | None]:
+    values: dict[str, str | None] = {}
+    for item in group.items:
+        if item.is_derived:
+            values[item.name] = None
+            continue
+        try:
+            parsed = parse_value(item, row.get(item.name), _codelist(study, item))
+        except InvalidValue as error:
+            evaluation.errors[(group.oid, repeat, item.name)] = str(error)
+            raw = row.get(item.name)
+            values[item.name] = ",".join(raw) if isinstance(raw, list) else raw
+            continue
+        values[item.name] = parsed.value
+        if parsed.flag:
+            evaluation.flags[(group.oid, repeat, item.name)] = parsed.flag
+    return values
+
+
+def _codelist(study: Study, item: ItemDef) -> Any:
+    return study.codelists.get(item.codelist) if item.codelist else None
+
+
+class _Evaluator:
+    """Runs derivations and show-if conditions to a fixed point over one form's values."""
+
+    def __init__(
+        self,
+        study: Study,
+        form: FormDef,
+        evaluation: FormEvaluation,
+        other_forms: Mapping[str, Mapping[str, str | None]],
+    ) -> None:
+        self.study = study
+        self.form = form
+        self.evaluation = evaluation
+        self.order = derivation_order(form)
+        self.other_scope = _other_form_scope(study, referenced_forms(study, form), other_forms)
+        self.groups = {group.oid: group for group in form.item_groups}
+
+    def run(self) -> None:
+        evaluation = self.evaluation
+        for _ in range(MAX_VISIBILITY_PASSES):
+            self._derive()
+            hidden_before = (set(evaluation.hidden), set(evaluation.hidden_groups))
+            self._apply_visibility()
+            if (evaluation.hidden, evaluation.hidden_groups) == hidden_before:
+                break
+        self._flag_derived()
+        self._find_missing()
+
+    def _scope(
+        self, group: ItemGroupDef | None = None, repeat: int | None = None
+    ) -> dict[str, Any]:
+        scope: dict[str, Any] = dict(self.other_scope)
+        for each in self.form.item_groups:
+            repeats = sorted(self.evaluation.values[each.oid])
+            if each.repeating:
+                scope[each.name] = [self._row_scope(each, r) for r in repeats]
+            else:
+                scope.update(self._row_scope(each, 1))
+        if group is not None and repeat is not None and group.repeating:
+            scope.update(self._row_scope(group, repeat))
+        return scope
+
+    def _row_scope(self, group: ItemGroupDef, repeat: int) -> dict[str, Any]:
+        """CEL values of one row; a value that failed to parse reads as null."""
+        row = self.evaluation.values[group.oid][repeat]
+        errors = self.evaluation.errors
+        return {
+            item.name: None
+            if (group.oid, repeat, item.name) in errors
+            else expression_value(item, row.get(item.name))
+            for item in group.items
+        }
+
+    def _derive(self) -> None:
+        for group, item in self.order:
+            assert item.derivation is not None
+            expression = compile_expression(item.derivation)
+            for repeat, row in self.evaluation.values[group.oid].items():
+                if (group.oid, repeat, item.name) in self.evaluation.hidden:
+                    row[item.name] = None
+                    continue
+                try:
+                    result = expression.evaluate(self._scope(group, repeat))
+                except ExpressionError:
+                    result = None  # an input is missing or unusable: no value yet
+                row[item.name] = derived_value(item, result)
+
+    def _apply_visibility(self) -> None:
+        evaluation = self.evaluation
+        evaluation.hidden.clear()
+        evaluation.hidden_groups.clear()
+        for group in self.form.item_groups:
+            if group.show_if and not self._condition(group.show_if, self._scope()):
+                evaluation.hidden_groups.add(group.oid)
+            for repeat, row in evaluation.values[group.oid].items():
+                for item in group.items:
+                    key = (group.oid, repeat, item.name)
+                    shown = group.oid not in evaluation.hidden_groups and (
+                        item.show_if is None
+                        or self._condition(item.show_if, self._scope(group, repeat))
+                    )
+                    if not shown:
+                        evaluation.hidden.add(key)
+                        row[item.name] = None
+                        evaluation.errors.pop(key, None)
+                        evaluation.flags.pop(key, None)
+
+    def _condition(self, source: str, scope: dict[str, Any]) -> bool:
+        """A show-if result; an error shows the item, so that nothing is hidden by mistake."""
+        try:
+            return compile_expression(source).evaluate(scope) is not False
+        except ExpressionError:
+            return True
+
+    def _flag_derived(self) -> None:
+        for group, item in self.order:
+            for repeat, row in self.evaluation.values[group.oid].items():
+                flag = _derived_range_flag(item, row.get(item.name))
+                if flag:
+                    self.evaluation.flags[(group.oid, repeat, item.name)] = flag
+
+    def _find_missing(self) -> None:
+        evaluation = self.evaluation
+        for group in self.form.item_groups:
+            for repeat, row in evaluation.values[group.oid].items():
+                for item in group.items:
+                    key = (group.oid, repeat, item.name)
+                    if item.required and key not in evaluation.hidden and row[item.name] is None:
+                        if key not in evaluation.errors:
+                            evaluation.missing.add(key)
+
+
+def _derived_range_flag(item: ItemDef, value: str | None) -> str | None:
+    """Derived values are never rejected: either range only flags them for review."""
+    if value is None:
+        return None
+    number = float(value) if item.hard_range or item.soft_range else None
+    for bounds in (item.hard_range, item.soft_range):
+        if bounds is not None and number is not None and not bounds.contains(number):
+            return f"{value} is outside the expected range ({bounds.describe()})"
+    return None
+
+
+def _other_form_scope(
+    study: Study, names: set[str], other_forms: Mapping[str, Mapping[str, str | None]]
+) -> dict[str, dict[str, Any]]:
+    """CEL maps of the other forms an expression reads; a form not yet saved reads as nulls."""
+    scope: dict[str, dict[str, Any]] = {}
+    for form_name in names:
+        form = study.form_by_name(form_name)
+        values = other_forms.get(form_name, {})
+        if form is None:
+            continue
+        scope[form_name] = {
+            item.name: expression_value(item, values.get(item.name))
+            for group in form.item_groups
+            if not group.repeating
+            for item in group.items
+        }
+    return scope
+
+
+def referenced_forms(study: Study, form: FormDef) -> set[str]:
+    """Names of other forms whose items the expressions of `form` read."""
+    local = {item.name for group in form.item_groups for item in group.items}
+    local |= {group.name for group in form.item_groups}
+    names: set[str] = set()
+    for group in form.item_groups:
+        sources = (
+            [group.show_if] + [i.show_if for i in group.items] + [i.derivation for i in group.items]
+        )
+        for source in sources:
+            if source:
+                names |= {
+                    name
+                    for name in compile_expression(source).variables - local
+                    if study.form_by_name(name) is not None
+                }
+    return names
+
+
+__all__ = ["FieldKey", "FormEvaluation", "Parsed", "Rows", "evaluate_form", "referenced_forms"]

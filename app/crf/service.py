@@ -1,0 +1,452 @@
+"""Subjects, casebooks and form saving. Each public write function is one transaction: it
+commits on success and leaves the database untouched when it raises or returns errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from app import audit
+from app.access import Access, Permission
+from app.crf.engine import FormEvaluation, RawRows, Rows, evaluate_form, referenced_forms
+from app.models import (
+    FormData,
+    FormStatus,
+    ItemData,
+    ItemGroupData,
+    Site,
+    StudyEventData,
+    Subject,
+)
+from app.study.loader import Study
+from app.study.model import FormDef
+
+
+class NotFound(Exception):
+    """Absent, or not visible to this user: both get the same answer."""
+
+
+@dataclass
+class SaveConflict(Exception):
+    """The form changed since the user opened it; `changes` lists (label, saved, submitted)."""
+
+    current_version: int
+    changes: list[tuple[str, str | None, str | None]]
+
+    def __str__(self) -> str:
+        return (
+            "Someone else saved this form after you opened it (now version "
+            f"{self.current_version}). Nothing of yours was saved; review their changes and "
+            "enter yours again."
+        )
+
+
+@dataclass
+class SaveOutcome:
+    """What a save did: the evaluation (with errors if nothing was stored) and the new version."""
+
+    evaluation: FormEvaluation
+    saved: bool
+    version: int
+    status: str
+    changed: int = 0
+    form_errors: list[str] = field(default_factory=list)
+
+
+# -- subjects ---------------------------------------------------------------------------------
+
+
+def register_subject(
+    session: Session, *, access: Access, site_id: int, actor: audit.Actor
+) -> Subject:
+    """Create a subject at a site with the next screening number (`<site>-<NNN>`). Commits.
+
+    The counter is incremented in the database, so concurrent server processes never hand out
+    the same number.
+    """
+    access.require(Permission.REGISTER_SUBJECT, site_id)
+    number = session.execute(
+        update(Site)
+        .where(col(Site.id) == site_id)
+        .values(next_subject_number=Site.next_subject_number + 1)
+        .returning(Site.next_subject_number, Site.number)
+    ).first()
+    if number is None:
+        raise NotFound(f"site {site_id}")
+    next_number, site_number = number
+    subject = Subject(
+        site_id=site_id,
+        subject_key=f"{site_number}-{next_number - 1:03d}",
+        created_by_id=access.user.id,
+    )
+    session.add(subject)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="subject_create",
+        path=audit.DataPath(subject),
+        new_value=subject.subject_key,
+    )
+    session.commit()
+    session.refresh(subject)
+    return subject
+
+
+def list_subjects(session: Session, access: Access) -> list[tuple[Subject, Site]]:
+    sites = access.site_ids(Permission.VIEW_SUBJECTS)
+    statement = select(Subject, Site).join(Site, col(Site.id) == Subject.site_id)
+    if sites is not None:
+        statement = statement.where(col(Subject.site_id).in_(sites))
+    return list(session.exec(statement.order_by(col(Subject.subject_key))).all())
+
+
+def get_subject(session: Session, access: Access, subject_id: int) -> Subject:
+    """The subject if this user may see it; NotFound otherwise (never says which)."""
+    subject = session.get(Subject, subject_id)
+    if subject is None or not access.can(Permission.VIEW_SUBJECTS, subject.site_id):
+        raise NotFound(f"subject {subject_id}")
+    return subject
+
+
+# -- reading forms ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredForm:
+    form_data: FormData
+    rows: Rows
+
+
+def load_form(
+    session: Session,
+    subject: Subject,
+    study_form: FormDef,
+    *,
+    event_oid: str,
+    event_repeat: int,
+    form_repeat: int,
+) -> StoredForm | None:
+    statement = (
+        select(FormData)
+        .join(StudyEventData, col(StudyEventData.id) == FormData.study_event_id)
+        .where(
+            StudyEventData.subject_id == subject.id,
+            StudyEventData.event_oid == event_oid,
+            StudyEventData.repeat_key == event_repeat,
+            FormData.form_oid == study_form.oid,
+            FormData.repeat_key == form_repeat,
+        )
+    )
+    form_data = session.exec(statement).first()
+    if form_data is None:
+        return None
+    return StoredForm(form_data, _stored_rows(session, form_data, study_form))
+
+
+def _item_names(form: FormDef) -> dict[str, str]:
+    return {item.oid: item.name for group in form.item_groups for item in group.items}
+
+
+def _stored_rows(session: Session, form_data: FormData, form: FormDef) -> Rows:
+    """Stored values of a form; values of items no longer in the definition are left out."""
+    names = _item_names(form)
+    rows: Rows = {}
+    statement = (
+        select(ItemGroupData, ItemData)
+        .join(ItemData, col(ItemData.item_group_data_id) == ItemGroupData.id)
+        .where(ItemGroupData.form_data_id == form_data.id)
+    )
+    for group_data, item_data in session.exec(statement):
+        name = names.get(item_data.item_oid)
+        if name is None:
+            continue
+        row = rows.setdefault(group_data.item_group_oid, {}).setdefault(group_data.repeat_key, {})
+        row[name] = item_data.value
+    return rows
+
+
+def subject_form_values(
+    session: Session, study: Study, subject: Subject, form_names: set[str]
+) -> dict[str, dict[str, str | None]]:
+    """Saved values of other forms (outside repeating groups), by form name then item name.
+
+    When a form was saved at several visits, the earliest visit's values are used (e.g. the
+    screening consent date).
+    """
+    result: dict[str, dict[str, str | None]] = {}
+    for name in sorted(form_names):
+        form = study.form_by_name(name)
+        if form is None:
+            continue
+        statement = (
+            select(FormData)
+            .join(StudyEventData, col(StudyEventData.id) == FormData.study_event_id)
+            .where(StudyEventData.subject_id == subject.id, FormData.form_oid == form.oid)
+            .order_by(col(StudyEventData.id), col(FormData.repeat_key))
+        )
+        form_data = session.exec(statement).first()
+        if form_data is None:
+            continue
+        rows = _stored_rows(session, form_data, form)
+        values: dict[str, str | None] = {}
+        for group in form.item_groups:
+            if not group.repeating:
+                values.update(rows.get(group.oid, {}).get(1, {}))
+        result[name] = values
+    return result
+
+
+# -- saving forms -----------------------------------------------------------------------------
+
+
+def check_form_scheduled(study: Study, event_oid: str, form_oid: str) -> FormDef:
+    """The form definition if `form_oid` belongs to `event_oid`, else NotFound."""
+    if form_oid not in study.forms_of_event(event_oid):
+        raise NotFound(f"form {form_oid} at {event_oid}")
+    return study.form(form_oid)
+
+
+def evaluate_for_subject(
+    session: Session, study: Study, subject: Subject, form: FormDef, submitted: RawRows
+) -> FormEvaluation:
+    """Evaluate a form as it would be saved, reading the other forms it refers to."""
+    others = subject_form_values(session, study, subject, referenced_forms(study, form))
+    return evaluate_form(study, form, submitted, others)
+
+
+def save_form(
+    session: Session,
+    study: Study,
+    *,
+    access: Access,
+    subject: Subject,
+    event_oid: str,
+    event_repeat: int,
+    form_oid: str,
+    form_repeat: int,
+    submitted: RawRows,
+    base_version: int,
+    complete: bool,
+    reason: str | None,
+    actor: audit.Actor,
+    now: datetime,
+) -> SaveOutcome:
+    """Check and store a form; every changed value gets an audit record. Commits.
+
+    Returns the evaluation with errors (and stores nothing) when a value is invalid, when
+    `complete` is asked with required answers missing, or when a complete form is changed
+    without a reason. Raises SaveConflict when `base_version` is not the stored version.
+    """
+    access.require(Permission.ENTER_DATA, subject.site_id)
+    form = check_form_scheduled(study, event_oid, form_oid)
+    stored = load_form(
+        session,
+        subject,
+        form,
+        event_oid=event_oid,
+        event_repeat=event_repeat,
+        form_repeat=form_repeat,
+    )
+    current_version = stored.form_data.version if stored else 0
+    old_rows: Rows = stored.rows if stored else {}
+    evaluation = evaluate_for_subject(session, study, subject, form, submitted)
+    if base_version != current_version:
+        raise SaveConflict(current_version, _differences(form, old_rows, evaluation.values))
+    old_status = stored.form_data.status if stored else FormStatus.NOT_STARTED
+    outcome = SaveOutcome(evaluation, saved=False, version=current_version, status=old_status)
+    if complete:
+        for key in evaluation.missing:
+            evaluation.errors.setdefault(key, "is required to mark the form complete")
+    changes = _changes(form, old_rows, evaluation.values)
+    if old_status == FormStatus.COMPLETE and changes and not (reason and reason.strip()):
+        outcome.form_errors.append("This form was complete: give a reason for the change.")
+    if evaluation.errors or outcome.form_errors:
+        return outcome
+
+    status = FormStatus.COMPLETE if complete else FormStatus.IN_PROGRESS
+    form_data = stored.form_data if stored else None
+    try:
+        if form_data is None:
+            form_data = _create_form_data(
+                session, subject, event_oid, event_repeat, form, form_repeat, status, actor, now
+            )
+        else:
+            _bump_version(session, form_data, base_version, status, actor, now)
+        path = audit.DataPath(subject, event_oid, event_repeat, form_oid, form_repeat)
+        _store_changes(session, form, form_data, changes, path, actor, reason, now)
+        if status != old_status:
+            audit.record(
+                session,
+                actor=actor,
+                action="form_status",
+                path=path,
+                old_value=old_status,
+                new_value=status,
+                reason=reason,
+                at=now,
+            )
+        session.commit()
+    except IntegrityError as error:  # another process created the same form meanwhile
+        session.rollback()
+        raise SaveConflict(current_version + 1, []) from error
+    outcome.saved = True
+    outcome.version = base_version + 1
+    outcome.status = status
+    outcome.changed = len(changes)
+    return outcome
+
+
+Change = tuple[str, int, str, str | None, str | None]
+"""(group OID, repeat key, item name, old value, new value)."""
+
+
+def _changes(form: FormDef, old: Rows, new: Rows) -> list[Change]:
+    changes: list[Change] = []
+    for group in form.item_groups:
+        old_group, new_group = old.get(group.oid, {}), new.get(group.oid, {})
+        for repeat in sorted(set(old_group) | set(new_group)):
+            old_row, new_row = old_group.get(repeat, {}), new_group.get(repeat, {})
+            for item in group.items:
+                before, after = old_row.get(item.name), new_row.get(item.name)
+                if before != after:
+                    changes.append((group.oid, repeat, item.name, before, after))
+    return changes
+
+
+def _differences(
+    form: FormDef, saved: Rows, submitted: Rows
+) -> list[tuple[str, str | None, str | None]]:
+    labels = {item.name: item.label for group in form.item_groups for item in group.items}
+    return [(labels[name], old, new) for _, _, name, old, new in _changes(form, saved, submitted)]
+
+
+def _create_form_data(
+    session: Session,
+    subject: Subject,
+    event_oid: str,
+    event_repeat: int,
+    form: FormDef,
+    form_repeat: int,
+    status: str,
+    actor: audit.Actor,
+    now: datetime,
+) -> FormData:
+    event = session.exec(
+        select(StudyEventData).where(
+            StudyEventData.subject_id == subject.id,
+            StudyEventData.event_oid == event_oid,
+            StudyEventData.repeat_key == event_repeat,
+        )
+    ).first()
+    if event is None:
+        event = StudyEventData(
+            subject_id=subject.id, event_oid=event_oid, repeat_key=event_repeat, created_at=now
+        )
+        session.add(event)
+        session.flush()
+    form_data = FormData(
+        study_event_id=event.id,
+        form_oid=form.oid,
+        repeat_key=form_repeat,
+        status=status,
+        definition_version=form.version,
+        updated_at=now,
+        updated_by_id=actor.user.id if actor.user else None,
+    )
+    session.add(form_data)
+    session.flush()
+    return form_data
+
+
+def _bump_version(
+    session: Session,
+    form_data: FormData,
+    base_version: int,
+    status: str,
+    actor: audit.Actor,
+    now: datetime,
+) -> None:
+    """Advance the optimistic lock; a concurrent save that got there first makes this fail."""
+    result = session.execute(
+        update(FormData)
+        .where(col(FormData.id) == form_data.id, col(FormData.version) == base_version)
+        .values(
+            version=base_version + 1,
+            status=status,
+            updated_at=now,
+            updated_by_id=actor.user.id if actor.user else None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        raise SaveConflict(base_version + 1, [])
+    session.expire(form_data)
+
+
+def _store_changes(
+    session: Session,
+    form: FormDef,
+    form_data: FormData,
+    changes: list[Change],
+    path: audit.DataPath,
+    actor: audit.Actor,
+    reason: str | None,
+    now: datetime,
+) -> None:
+    groups: dict[tuple[str, int], ItemGroupData] = {
+        (g.item_group_oid, g.repeat_key): g
+        for g in session.exec(
+            select(ItemGroupData).where(ItemGroupData.form_data_id == form_data.id)
+        )
+    }
+    oids = {name: oid for oid, name in _item_names(form).items()}
+    for group_oid, repeat, name, before, after in changes:
+        group = groups.get((group_oid, repeat))
+        if group is None:
+            group = ItemGroupData(
+                form_data_id=form_data.id, item_group_oid=group_oid, repeat_key=repeat
+            )
+            session.add(group)
+            session.flush()
+            groups[(group_oid, repeat)] = group
+        item_oid = oids[name]
+        item = session.exec(
+            select(ItemData).where(
+                ItemData.item_group_data_id == group.id, ItemData.item_oid == item_oid
+            )
+        ).first()
+        if after is None:
+            if item is not None:
+                session.delete(item)
+        elif item is None:
+            session.add(ItemData(item_group_data_id=group.id, item_oid=item_oid, value=after))
+        else:
+            item.value = after
+            session.add(item)
+        action = "Insert" if before is None else ("Remove" if after is None else "Update")
+        audit.record(
+            session,
+            actor=actor,
+            action=action,
+            path=audit.DataPath(
+                path.subject,
+                path.event_oid,
+                path.event_repeat,
+                path.form_oid,
+                path.form_repeat,
+                group_oid,
+                repeat,
+                item_oid,
+            ),
+            old_value=before,
+            new_value=after,
+            reason=reason if before is not None else None,
+            at=now,
+        )

@@ -1,0 +1,341 @@
+"""The study definition as CDISC ODM 1.3.2 metadata: the <Study> element, built with odmlib.
+
+The element holds GlobalVariables, BasicDefinitions (measurement units) and one MetaDataVersion
+with the Protocol (visits in schedule order, then the log event `SE.LOG`), StudyEventDefs,
+FormDefs, ItemGroupDefs, ItemDefs, CodeLists, ConditionDefs (one per `show_if`, expressing when
+the item or group is *not* collected) and MethodDefs (one per derivation). Expressions are
+carried as FormalExpression with Context "CEL". The output validates against
+`app/schemas/odm-1.3.2/ODM1-3-2.xsd`; odmlib emits child elements in schema order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TypeVar
+
+import odmlib.ns_registry as NS
+import odmlib.odm_1_3_2.model as ODM
+from lxml import etree
+from odmlib.odm_element import ODMElement
+
+from app.crf.values import MAX_TEXT_LENGTH
+from app.study.loader import LOG_EVENT_OID, Study
+from app.study.model import (
+    CodeList,
+    DataType,
+    FormDef,
+    ItemDef,
+    ItemGroupDef,
+    Range,
+    Visit,
+    odm_data_type,
+)
+
+ElementT = TypeVar("ElementT", bound=ODMElement)
+
+ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
+LANG = "en"
+LOG_EVENT_NAME = "Logs"
+NUMBER_DIGITS = 15
+"""Most digits before the decimal point the server accepts in a number (app.crf.values)."""
+
+_NAMESPACES = {
+    "namespaces": {"odm": ODM_NS, "xml": "http://www.w3.org/XML/1998/namespace"},
+    "default": {"odm": ODM_NS},
+}
+"""Namespaces odmlib serialises our trees with; bound per tree so that another odmlib model
+(ODM 2.0 registers a different default namespace) loaded in the process cannot change them."""
+
+
+def metadata_version_oid(study: Study) -> str:
+    """OID of the MetaDataVersion: the study OID and the first 12 hex digits of its digest."""
+    return f"MDV.{study.info.oid}.{study.digest[:12]}"
+
+
+def study_element(study: Study) -> etree._Element:
+    """The ODM <Study> element of `study`, in the ODM 1.3 namespace, detached from any document."""
+    return etree.fromstring(_serialise(_study(study)).encode())
+
+
+def metadata_document(study: Study, *, file_oid: str, created: datetime) -> bytes:
+    """A complete Snapshot ODM 1.3.2 document holding just the study metadata, as UTF-8 XML.
+
+    `created` must carry a time zone; it becomes CreationDateTime in ISO 8601.
+    """
+    if created.tzinfo is None or created.utcoffset() is None:
+        raise ValueError("created must be a timezone-aware datetime")
+    odm = ODM.ODM(
+        FileOID=file_oid,
+        FileType="Snapshot",
+        Granularity="Metadata",
+        CreationDateTime=created.isoformat(),
+        ODMVersion="1.3.2",
+        SourceSystem="TrialDesk",
+        Study=[_study(study)],
+    )
+    root = etree.fromstring(_serialise(odm).encode())
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _serialise(element: ODMElement) -> str:
+    """XML text of an odmlib tree, with the ODM 1.3 namespace as its default namespace."""
+    NS.bind_document_namespaces(element, snapshot=_NAMESPACES)  # type: ignore[no-untyped-call]
+    return str(element.to_xml_string())
+
+
+def _study(study: Study) -> ODM.Study:
+    info = study.info
+    return ODM.Study(
+        OID=info.oid,
+        GlobalVariables=ODM.GlobalVariables(
+            StudyName=ODM.StudyName(_content=info.name),
+            StudyDescription=ODM.StudyDescription(_content=info.description),
+            ProtocolName=ODM.ProtocolName(_content=info.protocol),
+        ),
+        BasicDefinitions=ODM.BasicDefinitions(
+            MeasurementUnit=[
+                ODM.MeasurementUnit(
+                    OID=unit.oid,
+                    Name=unit.name or unit.symbol,
+                    Symbol=ODM.Symbol(TranslatedText=[_text(unit.symbol)]),
+                )
+                for unit in study.units.values()
+            ]
+        ),
+        MetaDataVersion=[_metadata_version(study)],
+    )
+
+
+def _metadata_version(study: Study) -> ODM.MetaDataVersion:
+    groups = [(form, group) for form in study.forms.values() for group in form.item_groups]
+    items = [item for _, group in groups for item in group.items]
+    conditions = [
+        _condition(group.oid, group.name, group.show_if) for _, group in groups if group.show_if
+    ] + [_condition(item.oid, item.name, item.show_if) for item in items if item.show_if]
+    return ODM.MetaDataVersion(
+        OID=metadata_version_oid(study),
+        Name=study.info.protocol,
+        Description=f"Study definition build sha256:{study.digest}",
+        Protocol=_protocol(study),
+        StudyEventDef=[_visit_event(visit) for visit in study.schedule.visits] + _log_event(study),
+        FormDef=[_form(study, form) for form in study.forms.values()],
+        ItemGroupDef=[_item_group(form, group) for form, group in groups],
+        ItemDef=[_item(study, item) for item in items],
+        CodeList=[_codelist(codelist) for codelist in study.codelists.values()],
+        ConditionDef=conditions,
+        MethodDef=[_method(item, item.derivation) for item in items if item.derivation],
+    )
+
+
+def _protocol(study: Study) -> ODM.Protocol:
+    refs = [(visit.oid, visit.type == "scheduled") for visit in study.schedule.visits]
+    if study.schedule.log_forms:
+        refs.append((LOG_EVENT_OID, False))
+    return ODM.Protocol(
+        StudyEventRef=[
+            ODM.StudyEventRef(StudyEventOID=oid, OrderNumber=number, Mandatory=_yes_no(mandatory))
+            for number, (oid, mandatory) in enumerate(refs, start=1)
+        ]
+    )
+
+
+def _visit_event(visit: Visit) -> ODM.StudyEventDef:
+    event = ODM.StudyEventDef(
+        OID=visit.oid,
+        Name=visit.name,
+        Repeating=_yes_no(visit.repeating),
+        Type=visit.type.capitalize(),
+        FormRef=[
+            ODM.FormRef(FormOID=entry.form, OrderNumber=number, Mandatory=_yes_no(entry.mandatory))
+            for number, entry in enumerate(visit.forms, start=1)
+        ],
+    )
+    return _optional(event, Description=_description(visit.notes) if visit.notes else None)
+
+
+def _log_event(study: Study) -> list[ODM.StudyEventDef]:
+    """The StudyEventDef of log forms: none when the study has no log forms."""
+    if not study.schedule.log_forms:
+        return []
+    refs = [
+        ODM.FormRef(FormOID=log.form, OrderNumber=number, Mandatory="No")
+        for number, log in enumerate(study.schedule.log_forms, start=1)
+    ]
+    return [
+        ODM.StudyEventDef(
+            OID=LOG_EVENT_OID, Name=LOG_EVENT_NAME, Repeating="No", Type="Common", FormRef=refs
+        )
+    ]
+
+
+def _form(study: Study, form: FormDef) -> ODM.FormDef:
+    form_def = ODM.FormDef(
+        OID=form.oid,
+        Name=form.title,
+        Repeating=_yes_no(study.is_repeating_form(LOG_EVENT_OID, form.oid)),
+        ItemGroupRef=[
+            ODM.ItemGroupRef(
+                ItemGroupOID=group.oid,
+                OrderNumber=number,
+                Mandatory=_yes_no(not group.repeating),
+                CollectionExceptionConditionOID=_condition_oid(group.oid)
+                if group.show_if
+                else None,
+            )
+            for number, group in enumerate(form.item_groups, start=1)
+        ],
+    )
+    return _optional(
+        form_def, Description=_description(form.description) if form.description else None
+    )
+
+
+def _item_group(form: FormDef, group: ItemGroupDef) -> ODM.ItemGroupDef:
+    return ODM.ItemGroupDef(
+        OID=group.oid,
+        Name=group.name,
+        Repeating=_yes_no(group.repeating),
+        Domain=form.domain,
+        Description=_description(group.label),
+        ItemRef=[
+            ODM.ItemRef(
+                ItemOID=item.oid,
+                OrderNumber=number,
+                Mandatory=_yes_no(item.required),
+                MethodOID=_method_oid(item.oid) if item.derivation else None,
+                CollectionExceptionConditionOID=_condition_oid(item.oid) if item.show_if else None,
+            )
+            for number, item in enumerate(group.items, start=1)
+        ],
+    )
+
+
+def _item(study: Study, item: ItemDef) -> ODM.ItemDef:
+    codelist = study.codelists.get(item.codelist) if item.codelist else None
+    item_def = ODM.ItemDef(
+        OID=item.oid,
+        Name=item.name,
+        DataType=odm_data_type(item, codelist),
+        Length=_length(item, codelist),
+        SignificantDigits=item.decimals if item.type == DataType.FLOAT else None,
+        SASFieldName=item.name if len(item.name) <= 8 else None,
+        Question=ODM.Question(TranslatedText=[_text(item.label)]),
+        MeasurementUnitRef=[ODM.MeasurementUnitRef(MeasurementUnitOID=item.units)]
+        if item.units
+        else [],
+        # Derived values are never rejected: the server only flags them, whichever range they
+        # break (app.crf.engine), so a derived item's hard range is a soft check.
+        RangeCheck=_range_checks(item.hard_range, "Soft" if item.derivation else "Hard")
+        + _range_checks(item.soft_range, "Soft"),
+    )
+    return _optional(
+        item_def,
+        Description=_description(item.help) if item.help else None,
+        CodeListRef=ODM.CodeListRef(CodeListOID=item.codelist) if item.codelist else None,
+    )
+
+
+def _length(item: ItemDef, codelist: CodeList | None) -> int | None:
+    """Longest value the server stores for the item (see app.crf.values); None when unbounded
+    or not meaningful (dates, times, booleans, floats without a decimal limit)."""
+    if item.type == DataType.TEXT:
+        return item.length or MAX_TEXT_LENGTH
+    if item.type == DataType.INTEGER:
+        return NUMBER_DIGITS
+    if item.type == DataType.FLOAT:
+        return None if item.decimals is None else NUMBER_DIGITS + item.decimals
+    if codelist is not None and item.type == DataType.CHOICE:
+        return max(len(code) for code in codelist.codes)
+    if codelist is not None and item.type == DataType.MULTICHOICE:
+        return len(",".join(codelist.codes))  # every code, comma-separated
+    return None
+
+
+def _range_checks(bounds: Range | None, soft_hard: str) -> list[ODM.RangeCheck]:
+    if bounds is None:
+        return []
+    sides = (("GE", bounds.min), ("LE", bounds.max))
+    return [
+        ODM.RangeCheck(
+            Comparator=comparator,
+            SoftHard=soft_hard,
+            CheckValue=[ODM.CheckValue(_content=_number(value))],
+        )
+        for comparator, value in sides
+        if value is not None
+    ]
+
+
+def _number(value: float) -> str:
+    """Plain decimal notation without exponent or trailing zeros: 18.0 -> "18"."""
+    text = format(Decimal(str(value)).normalize(), "f")
+    return text if text != "-0" else "0"
+
+
+def _codelist(codelist: CodeList) -> ODM.CodeList:
+    return ODM.CodeList(
+        OID=codelist.oid,
+        Name=codelist.name,
+        DataType=codelist.data_type,
+        CodeListItem=[
+            ODM.CodeListItem(
+                CodedValue=entry.code,
+                OrderNumber=number,
+                Decode=ODM.Decode(TranslatedText=[_text(entry.decode)]),
+            )
+            for number, entry in enumerate(codelist.items, start=1)
+        ],
+        Alias=[ODM.Alias(Context="nci:ExtCodeID", Name=codelist.nci_code)]
+        if codelist.nci_code
+        else [],
+    )
+
+
+def _condition(oid: str, name: str, show_if: str) -> ODM.ConditionDef:
+    """The collection exception of an item or group: true when it is *not* collected."""
+    return ODM.ConditionDef(
+        OID=_condition_oid(oid),
+        Name=f"{name} not collected",
+        Description=_description(f"{name} is not collected unless {show_if}"),
+        FormalExpression=[ODM.FormalExpression(Context="CEL", _content=f"!({show_if})")],
+    )
+
+
+def _method(item: ItemDef, derivation: str) -> ODM.MethodDef:
+    """How the server computes a derived item."""
+    return ODM.MethodDef(
+        OID=_method_oid(item.oid),
+        Name=f"Derivation of {item.name}",
+        Type="Computation",
+        Description=_description(f"{item.label}, computed by the server"),
+        FormalExpression=[ODM.FormalExpression(Context="CEL", _content=derivation)],
+    )
+
+
+def _condition_oid(oid: str) -> str:
+    return f"CD.{oid}"
+
+
+def _method_oid(oid: str) -> str:
+    return f"MT.{oid}"
+
+
+def _text(content: str) -> ODM.TranslatedText:
+    return ODM.TranslatedText(_content=content, lang=LANG)
+
+
+def _description(content: str) -> ODM.Description:
+    return ODM.Description(TranslatedText=[_text(content)])
+
+
+def _optional(element: ElementT, **children: ODMElement | None) -> ElementT:
+    """`element` with the given optional child elements, skipping None (odmlib refuses None)."""
+    for name, child in children.items():
+        if child is not None:
+            setattr(element, name, child)
+    return element
+
+
+def _yes_no(flag: bool) -> str:
+    return "Yes" if flag else "No"

@@ -1,0 +1,217 @@
+"""Database tables. Clinical data follows ODM's ClinicalData levels:
+subject -> study_event (visit) -> form_data -> item_group_data (repeat) -> item_data.
+
+Item values are stored as their canonical text (ISO 8601 dates, codes, plain decimals), the
+same text that ODM carries, so storing and exporting never reformat a value.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, Dialect, Index, String, Text, UniqueConstraint
+from sqlalchemy.types import DateTime, TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every database (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a UTC timestamp is required")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def timestamp_field(**kwargs: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kwargs)
+
+
+class Role(StrEnum):
+    INVESTIGATOR = "investigator"
+    COORDINATOR = "coordinator"
+    MONITOR = "monitor"
+    DATA_MANAGER = "data_manager"
+    SPONSOR = "sponsor"
+    ADMIN = "admin"
+
+
+class SubjectStatus(StrEnum):
+    SCREENING = "screening"
+    SCREEN_FAILED = "screen_failed"
+    ENROLLED = "enrolled"
+    LEUKAPHERESED = "leukapheresed"
+    LYMPHODEPLETED = "lymphodepleted"
+    INFUSED = "infused"
+    IN_FOLLOW_UP = "in_follow_up"
+    COMPLETED = "completed"
+    WITHDRAWN = "withdrawn"
+    DIED = "died"
+
+
+class FormStatus(StrEnum):
+    NOT_STARTED = "not_started"
+    IN_PROGRESS = "in_progress"
+    COMPLETE = "complete"
+    NOT_DONE = "not_done"
+
+
+class Site(SQLModel, table=True):
+    __tablename__ = "site"
+
+    id: int | None = Field(default=None, primary_key=True)
+    oid: str = Field(unique=True, max_length=40)
+    number: str = Field(unique=True, max_length=4, description="prefix of screening numbers")
+    name: str = Field(max_length=200)
+    next_subject_number: int = Field(default=1, description="counter for screening numbers")
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+
+
+class UserAccount(SQLModel, table=True):
+    __tablename__ = "user_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, max_length=80)
+    full_name: str = Field(max_length=200)
+    password_hash: str = Field(max_length=200)
+    is_active: bool = True
+    failed_logins: int = 0
+    locked_until: datetime | None = timestamp_field(default=None, nullable=True)
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+
+
+class RoleAssignment(SQLModel, table=True):
+    """A role held by a user, at one site or (site_id None) study-wide."""
+
+    __tablename__ = "role_assignment"
+    __table_args__ = (UniqueConstraint("user_id", "role", "site_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    role: str = Field(max_length=30)
+    site_id: int | None = Field(default=None, foreign_key="site.id")
+
+
+class LoginSession(SQLModel, table=True):
+    """A browser login, kept in the database so that any server process can serve it."""
+
+    __tablename__ = "login_session"
+
+    id: str = Field(primary_key=True, max_length=64, description="SHA-256 of the cookie token")
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+    last_seen_at: datetime = timestamp_field(default_factory=utcnow)
+    ended_at: datetime | None = timestamp_field(default=None, nullable=True)
+
+
+class Subject(SQLModel, table=True):
+    __tablename__ = "subject"
+
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="site.id", index=True)
+    subject_key: str = Field(unique=True, max_length=40, description="screening number")
+    status: str = Field(default=SubjectStatus.SCREENING, max_length=30)
+    dose_level: str | None = Field(default=None, max_length=10)
+    phase: str | None = Field(default=None, max_length=20)
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+    created_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+
+
+class StudyEventData(SQLModel, table=True):
+    """A visit of a subject (ODM StudyEventData); log forms live in the event SE.LOG."""
+
+    __tablename__ = "study_event_data"
+    __table_args__ = (UniqueConstraint("subject_id", "event_oid", "repeat_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject_id: int = Field(foreign_key="subject.id", index=True)
+    event_oid: str = Field(max_length=60)
+    repeat_key: int = 1
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+
+
+class FormData(SQLModel, table=True):
+    """A saved form (ODM FormData). `version` is the optimistic lock: every save bumps it."""
+
+    __tablename__ = "form_data"
+    __table_args__ = (UniqueConstraint("study_event_id", "form_oid", "repeat_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_event_id: int = Field(foreign_key="study_event_data.id", index=True)
+    form_oid: str = Field(max_length=60)
+    repeat_key: int = 1
+    status: str = Field(default=FormStatus.IN_PROGRESS, max_length=20)
+    not_done_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    definition_version: str = Field(max_length=40, description="form definition version used")
+    version: int = Field(default=1, description="optimistic lock counter")
+    updated_at: datetime = timestamp_field(default_factory=utcnow)
+    updated_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+
+
+class ItemGroupData(SQLModel, table=True):
+    __tablename__ = "item_group_data"
+    __table_args__ = (UniqueConstraint("form_data_id", "item_group_oid", "repeat_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    form_data_id: int = Field(foreign_key="form_data.id", index=True)
+    item_group_oid: str = Field(max_length=60)
+    repeat_key: int = 1
+
+
+class ItemData(SQLModel, table=True):
+    __tablename__ = "item_data"
+    __table_args__ = (UniqueConstraint("item_group_data_id", "item_oid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_group_data_id: int = Field(foreign_key="item_group_data.id", index=True)
+    item_oid: str = Field(max_length=60)
+    value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class AuditRecord(SQLModel, table=True):
+    """Append-only audit trail (database triggers refuse UPDATE and DELETE).
+
+    One row per change: who (user id and name as they were), when (UTC), where in the
+    ClinicalData (subject, event, form, group repeat, item), old and new value, and why.
+    Non-data events (logins, permission changes) use `action` and leave the data path empty.
+    """
+
+    __tablename__ = "audit_record"
+    __table_args__ = (Index("ix_audit_record_subject_item", "subject_id", "item_oid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    occurred_at: datetime = timestamp_field(default_factory=utcnow, index=True)
+    user_id: int | None = Field(default=None, foreign_key="user_account.id")
+    username: str = Field(max_length=80)
+    action: str = Field(max_length=40)
+    source: str = Field(default="web", max_length=200)
+    site_id: int | None = Field(default=None, foreign_key="site.id")
+    subject_id: int | None = Field(default=None, foreign_key="subject.id")
+    subject_key: str | None = Field(default=None, max_length=40)
+    event_oid: str | None = Field(default=None, max_length=60)
+    event_repeat: int | None = None
+    form_oid: str | None = Field(default=None, max_length=60)
+    form_repeat: int | None = None
+    item_group_oid: str | None = Field(default=None, max_length=60)
+    group_repeat: int | None = None
+    item_oid: str | None = Field(default=None, max_length=60)
+    old_value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    new_value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    details: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))

@@ -1,0 +1,147 @@
+"""What the form template shows: fields with their widget, value, error, flag and visibility."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import FormData as RequestForm
+
+from app.crf.engine import FormEvaluation, RawRows, Rows
+from app.study.loader import Study
+from app.study.model import CodeList, DataType, FormDef, ItemDef, ItemGroupDef
+
+CHOICE_RADIO_LIMIT = 6
+FIELD_NAME = re.compile(r"^(?P<group>[^:]+):(?P<repeat>\d{1,4}):(?P<item>[A-Z][A-Z0-9_]*)$")
+
+
+def field_name(group_oid: str, repeat: int, item_name: str) -> str:
+    return f"{group_oid}:{repeat}:{item_name}"
+
+
+def field_id(group_oid: str, repeat: int, item_name: str) -> str:
+    return "f-" + re.sub(r"[^A-Za-z0-9_-]", "_", f"{group_oid}-{repeat}-{item_name}")
+
+
+def submitted_rows(form: FormDef, data: RequestForm) -> dict[str, dict[int, dict[str, Any]]]:
+    """Submitted field values by group OID, repeat key and item name; unknown fields ignored."""
+    groups = {group.oid for group in form.item_groups}
+    rows: dict[str, dict[int, dict[str, Any]]] = {}
+    for name in set(data.keys()):
+        match = FIELD_NAME.match(name)
+        if not match or match["group"] not in groups:
+            continue
+        values = [v for v in data.getlist(name) if isinstance(v, str)]
+        value: Any = values if len(values) > 1 else (values[0] if values else None)
+        row = rows.setdefault(match["group"], {}).setdefault(int(match["repeat"]), {})
+        row[match["item"]] = value
+    return rows
+
+
+@dataclass(frozen=True)
+class FieldView:
+    name: str
+    id: str
+    item: ItemDef
+    widget: str
+    value: str | None
+    options: tuple[tuple[str, str], ...]
+    selected: frozenset[str]
+    units: str | None
+    error: str | None
+    flag: str | None
+    hidden: bool
+
+
+@dataclass(frozen=True)
+class RowView:
+    repeat: int
+    fields: tuple[FieldView, ...]
+    preset: bool
+
+
+@dataclass(frozen=True)
+class GroupView:
+    group: ItemGroupDef
+    rows: tuple[RowView, ...]
+    hidden: bool
+
+
+def form_view(
+    study: Study,
+    form: FormDef,
+    values: Rows | RawRows,
+    evaluation: FormEvaluation | None,
+    show_missing: bool = False,
+) -> list[GroupView]:
+    """Build the view of every group and field from values (stored or as typed)."""
+    views: list[GroupView] = []
+    for group in form.item_groups:
+        group_values = values.get(group.oid, {})
+        repeats = sorted(set(group_values) | set(range(1, len(group.rows) + 1)))
+        if not group.repeating:
+            repeats = [1]
+        elif not repeats:
+            repeats = [1]
+        rows = []
+        for repeat in repeats:
+            row_values = group_values.get(repeat, {})
+            fields = tuple(
+                _field(study, group, repeat, item, row_values.get(item.name), evaluation, show_missing)
+                for item in group.items
+            )
+            rows.append(RowView(repeat, fields, preset=repeat <= len(group.rows)))
+        hidden = evaluation is not None and group.oid in evaluation.hidden_groups
+        views.append(GroupView(group, tuple(rows), hidden))
+    return views
+
+
+def _field(
+    study: Study,
+    group: ItemGroupDef,
+    repeat: int,
+    item: ItemDef,
+    raw: Any,
+    evaluation: FormEvaluation | None,
+    show_missing: bool,
+) -> FieldView:
+    key = (group.oid, repeat, item.name)
+    codelist = study.codelists.get(item.codelist) if item.codelist else None
+    value = ",".join(raw) if isinstance(raw, list) else raw
+    if evaluation is not None and (item.is_derived or key in evaluation.hidden):
+        value = evaluation.values.get(group.oid, {}).get(repeat, {}).get(item.name)
+    error = evaluation.errors.get(key) if evaluation else None
+    if error is None and show_missing and evaluation and key in evaluation.missing:
+        error = "is required"
+    unit = study.units.get(item.units) if item.units else None
+    return FieldView(
+        name=field_name(group.oid, repeat, item.name),
+        id=field_id(group.oid, repeat, item.name),
+        item=item,
+        widget=_widget(item, codelist),
+        value=value,
+        options=tuple((ci.code, ci.decode) for ci in codelist.items) if codelist else (),
+        selected=frozenset((value or "").split(",")) if codelist else frozenset(),
+        units=unit.symbol if unit else None,
+        error=error,
+        flag=evaluation.flags.get(key) if evaluation else None,
+        hidden=evaluation is not None and key in evaluation.hidden,
+    )
+
+
+def _widget(item: ItemDef, codelist: CodeList | None) -> str:
+    if item.is_derived:
+        return "derived"
+    if item.type == DataType.CHOICE:
+        return "radio" if codelist and len(codelist.items) <= CHOICE_RADIO_LIMIT else "select"
+    return {
+        DataType.MULTICHOICE: "checkboxes",
+        DataType.DATE: "date",
+        DataType.DATETIME: "datetime",
+        DataType.TIME: "time",
+        DataType.BOOLEAN: "boolean",
+        DataType.INTEGER: "number",
+        DataType.FLOAT: "number",
+        DataType.PARTIAL_DATE: "partial_date",
+    }.get(item.type, "textarea" if (item.length or 0) > 200 else "text")

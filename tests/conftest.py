@@ -1,0 +1,137 @@
+"""Shared fixtures: the ZM001 study, a migrated database on SQLite and on PostgreSQL, demo
+accounts, and a real uvicorn server on 127.0.0.1 for HTTP and browser tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.config import Settings
+from app.db import make_engine, upgrade
+from app.demo import DEMO_PASSWORD, load_demo
+from app.main import create_app
+from app.study.loader import Study, load_study
+
+REPO = Path(__file__).resolve().parents[1]
+FORMS = REPO / "forms"
+ODM_SCHEMA = REPO / "app" / "schemas" / "odm-1.3.2" / "ODM1-3-2.xsd"
+ARTIFACTS = REPO / "test-artifacts"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def zm001() -> Study:
+    return load_study(FORMS)
+
+
+def _postgres_admin_url() -> str | None:
+    return os.environ.get("TRIALDESK_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'trialdesk.db'}"
+        upgrade(url)
+        yield url
+        return
+    admin_url = _postgres_admin_url()
+    if admin_url is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is required in CI: TRIALDESK_TEST_POSTGRES_URL is not set")
+        pytest.skip("no PostgreSQL server (set TRIALDESK_TEST_POSTGRES_URL)")
+    name = f"trialdesk_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def demo_engine(engine: Engine, zm001: Study) -> Engine:
+    """The database with demo sites and accounts (no subjects)."""
+    load_demo(engine, zm001, subjects=0)
+    return engine
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """A uvicorn server in a thread, serving the real app on 127.0.0.1."""
+
+    def __init__(self, database_url: str, study: Study) -> None:
+        self.settings = Settings(
+            environment="test", database_url=database_url, study_dir=FORMS, secret_key="t" * 32
+        )
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = create_app(self.settings, study)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def live_server(demo_engine: Engine, database_url: str, zm001: Study) -> Iterator[LiveServer]:
+    with LiveServer(database_url, zm001) as server:
+        yield server
+
+
+def csrf_token(client: httpx.Client, path: str = "/login") -> str:
+    """Fetch a page so the CSRF cookie is set; return the token embedded in it."""
+    response = client.get(path)
+    marker = '"x-csrftoken": "'
+    start = response.text.index(marker) + len(marker)
+    return response.text[start : response.text.index('"', start)]
+
+
+def logged_in_client(server: LiveServer, username: str) -> httpx.Client:
+    client = httpx.Client(base_url=server.url, follow_redirects=False, timeout=30)
+    token = csrf_token(client)
+    response = client.post(
+        "/login", data={"username": username, "password": DEMO_PASSWORD, "csrftoken": token}
+    )
+    assert response.status_code == 303, response.text
+    return client

@@ -1,0 +1,79 @@
+"""A coordinator in headless Chromium: log in, register a subject, fill Demographics, see the
+derived age, save, reload and see the values. Screenshots land in test-artifacts/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from app.demo import DEMO_PASSWORD
+from tests.conftest import ARTIFACTS, LiveServer
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_coordinator_enters_demographics_and_sees_derived_age(
+    live_server: LiveServer, page: Page
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(live_server.url + "/")
+    page.get_by_label("Username").fill("coordinator")
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Subjects")).to_be_visible()
+
+    page.get_by_role("button", name="Register subject").click()
+    expect(page.get_by_role("heading", name="Subject 01-001")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "casebook.png"), full_page=True)
+
+    page.locator("#visit-SE_SCR").get_by_role("link", name="Informed Consent").click()
+    page.get_by_label("ICF version", exact=True).fill("2.0")
+    page.get_by_label("Date main ICF signed").fill("2026-04-01")
+    page.get_by_role("radio", name="Yes").first.check()
+    page.get_by_role("button", name="Save and mark complete").click()
+    expect(page.get_by_role("status")).to_have_text("Saved.")
+
+    page.get_by_role("link", name="01-001").click()
+    page.locator("#visit-SE_SCR").get_by_role("link", name="Demographics").click()
+    page.get_by_label("Date of birth").fill("1990-04-02")
+    page.get_by_label("Date of birth").blur()
+    expect(page.locator("output#f-IG_DM-1-AGE")).to_have_text("35")
+    page.get_by_role("radio", name="Female").check()
+    expect(page.get_by_text("Woman of childbearing potential")).to_be_visible()
+    page.get_by_role("radio", name="Han", exact=True).check()
+    page.get_by_role("radio", name="Asian").check()
+    page.screenshot(path=str(ARTIFACTS / "demographics.png"), full_page=True)
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text("Saved.")
+
+    page.reload()
+    expect(page.get_by_label("Date of birth")).to_have_value("1990-04-02")
+    expect(page.locator("output#f-IG_DM-1-AGE")).to_have_text("35")
+    expect(page.get_by_role("radio", name="Female")).to_be_checked()
+    expect(page.locator(".form-status")).to_have_text("in progress")
