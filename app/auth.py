@@ -15,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, select
 
 from app import audit
-from app.models import LoginSession, Role, RoleAssignment, UserAccount, utcnow
+from app.models import LoginSession, Role, RoleAssignment, UserAccount, pk, utcnow
 
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
@@ -61,7 +61,7 @@ def create_user(
     session.add(user)
     session.flush()
     for role, site_id in roles:
-        session.add(RoleAssignment(user_id=user.id, role=role, site_id=site_id))
+        session.add(RoleAssignment(user_id=pk(user), role=role, site_id=site_id))
         scope = f"site {site_id}" if site_id else "study-wide"
         audit.record(
             session, actor=actor, action="role_grant", details=f"{username}: {role} {scope}"
@@ -105,7 +105,7 @@ def login(session: Session, *, username: str, password: str, source: str, now: d
     user.locked_until = None
     token = secrets.token_urlsafe(32)
     session.add(
-        LoginSession(id=_token_hash(token), user_id=user.id, created_at=now, last_seen_at=now)
+        LoginSession(id=_token_hash(token), user_id=pk(user), created_at=now, last_seen_at=now)
     )
     audit.record(session, actor=actor, action="login")
     session.add(user)

@@ -19,7 +19,9 @@ from app.models import Role, Site
 from app.study.loader import load_study, study_problems
 from app.study.problems import StudyDefinitionError, format_problems
 
-cli = typer.Typer(help="TrialDesk: electronic data capture for clinical trials.", no_args_is_help=True)
+cli = typer.Typer(
+    help="TrialDesk: electronic data capture for clinical trials.", no_args_is_help=True
+)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 study_cli = typer.Typer(help="Study definitions.", no_args_is_help=True)
 export_cli = typer.Typer(help="CDISC exports.", no_args_is_help=True)
@@ -79,7 +81,11 @@ def serve(
     host, port = host or settings.host, port or settings.port
     console.print(f"TrialDesk serving on http://{host}:{port}/")
     uvicorn.run(
-        "app.main:create_app", factory=True, host=host, port=port, workers=workers,
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
         log_level=settings.log_level.lower(),
     )
 
@@ -115,7 +121,11 @@ def create_user(
                 raise typer.Exit(1) from error
         try:
             auth.create_user(
-                session, username=username, full_name=full_name, password=password, roles=roles,
+                session,
+                username=username,
+                full_name=full_name,
+                password=password,
+                roles=roles,
                 actor=audit.Actor(None, "cli"),
             )
         except (auth.WeakPassword, ValueError) as error:

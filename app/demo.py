@@ -59,14 +59,22 @@ def load_demo(engine: Engine, study: Study, *, subjects: int, seed: int = 1) -> 
         for username, full_name, _ in DEMO_ACCOUNTS:
             roles = [(role, sites[n].id if n else None) for role, n in _ROLES[username]]
             auth.create_user(
-                session, username=username, full_name=full_name, password=DEMO_PASSWORD,
-                roles=roles, actor=system,
+                session,
+                username=username,
+                full_name=full_name,
+                password=DEMO_PASSWORD,
+                roles=roles,
+                actor=system,
             )
         coordinators = {
-            "01": session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).one(),
-            "02": session.exec(select(UserAccount).where(UserAccount.username == "coordinator2")).one(),
+            "01": session.exec(
+                select(UserAccount).where(UserAccount.username == "coordinator")
+            ).one(),
+            "02": session.exec(
+                select(UserAccount).where(UserAccount.username == "coordinator2")
+            ).one(),
         }
-        rng = random.Random(seed)
+        rng = random.Random(seed)  # noqa: S311 - demo data, not security
         for index in range(subjects):
             number = "01" if index % 3 != 2 else "02"
             _demo_subject(session, study, coordinators[number], sites[number], rng)
@@ -83,12 +91,15 @@ def _demo_subject(
     consent = date(2026, 3, 2) + timedelta(days=rng.randrange(0, 200))
     birth = consent - timedelta(days=rng.randrange(19 * 365, 65 * 365))
     sex = rng.choice(["F", "F", "F", "M"])
-    forms = {
+    forms: dict[str, dict[str, dict[int, dict[str, str | list[str] | None]]]] = {
         "F.IC": {"IG.IC": {1: {"ICVER": "2.0", "ICDAT": consent.isoformat(), "ICLTFU": "Y"}}},
         "F.DM": {
             "IG.DM": {
                 1: {
-                    "BRTHDAT": birth.isoformat(), "SEX": sex, "ETHNIC": "HAN", "RACE": "ASIAN",
+                    "BRTHDAT": birth.isoformat(),
+                    "SEX": sex,
+                    "ETHNIC": "HAN",
+                    "RACE": "ASIAN",
                     "CHILDPOT": "N" if sex == "F" else None,
                     "NCBPRSN": "POSTMENOPAUSAL" if sex == "F" else None,
                 }
@@ -98,7 +109,18 @@ def _demo_subject(
     moment = datetime.combine(consent, datetime.min.time(), UTC) + timedelta(hours=10)
     for form_oid, values in forms.items():
         service.save_form(
-            session, study, access=access, subject=subject, event_oid="SE.SCR", event_repeat=1,
-            form_oid=form_oid, form_repeat=1, submitted=values, base_version=0, complete=True,
-            reason=None, actor=actor, now=moment,
+            session,
+            study,
+            access=access,
+            subject=subject,
+            event_oid="SE.SCR",
+            event_repeat=1,
+            form_oid=form_oid,
+            form_repeat=1,
+            submitted=values,
+            base_version=0,
+            complete=True,
+            reason=None,
+            actor=actor,
+            now=moment,
         )

@@ -19,7 +19,6 @@ from typing import Any
 
 import cel
 
-
 MACRO_VARIABLE = re.compile(r"\.(?:all|exists|exists_one|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
 """The loop variable of a comprehension such as `rows.all(r, r.X == 'Y')`."""
 

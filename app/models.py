@@ -16,6 +16,12 @@ from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Field, SQLModel
 
 
+def pk(row: Any) -> int:
+    """The primary key of a stored (flushed) row; SQLModel types ids optional until then."""
+    assert row.id is not None, f"{type(row).__name__} has not been flushed"
+    return int(row.id)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

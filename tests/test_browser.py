@@ -12,8 +12,13 @@ from app.demo import DEMO_PASSWORD
 from tests.conftest import ARTIFACTS, LiveServer
 
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 
 pytestmark = pytest.mark.browser
@@ -53,11 +58,11 @@ def test_coordinator_enters_demographics_and_sees_derived_age(
     page.screenshot(path=str(ARTIFACTS / "casebook.png"), full_page=True)
 
     page.locator("#visit-SE_SCR").get_by_role("link", name="Informed Consent").click()
-    page.get_by_label("ICF version", exact=True).fill("2.0")
+    page.get_by_role("textbox", name="ICF version *", exact=True).fill("2.0")
     page.get_by_label("Date main ICF signed").fill("2026-04-01")
     page.get_by_role("radio", name="Yes").first.check()
     page.get_by_role("button", name="Save and mark complete").click()
-    expect(page.get_by_role("status")).to_have_text("Saved.")
+    expect(page.locator("p.notice")).to_have_text("Saved.")
 
     page.get_by_role("link", name="01-001").click()
     page.locator("#visit-SE_SCR").get_by_role("link", name="Demographics").click()
@@ -70,7 +75,7 @@ def test_coordinator_enters_demographics_and_sees_derived_age(
     page.get_by_role("radio", name="Asian").check()
     page.screenshot(path=str(ARTIFACTS / "demographics.png"), full_page=True)
     page.get_by_role("button", name="Save", exact=True).click()
-    expect(page.get_by_role("status")).to_have_text("Saved.")
+    expect(page.locator("p.notice")).to_have_text("Saved.")
 
     page.reload()
     expect(page.get_by_label("Date of birth")).to_have_value("1990-04-02")

@@ -11,8 +11,15 @@ from tests.conftest import REPO
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, cwd=REPO, check=False, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=REPO,
+        check=False,
+        timeout=120,
+    )
 
 
 def test_serve_refuses_an_unmigrated_database_and_says_what_to_run(tmp_path: Path) -> None:

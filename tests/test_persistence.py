@@ -65,15 +65,27 @@ def test_second_save_on_the_same_version_is_a_conflict(demo_engine: Engine, zm00
     with Session(demo_engine, expire_on_commit=False) as session:
         user = coordinator(session)
         access = load_access(session, user)
-        subject = service.register_subject(session, access=access, site_id=1, actor=audit.Actor(user))
+        subject = service.register_subject(
+            session, access=access, site_id=1, actor=audit.Actor(user)
+        )
 
     def save(sex: str) -> service.SaveOutcome:
         with Session(demo_engine, expire_on_commit=False) as session:
             return service.save_form(
-                session, zm001, access=access, subject=subject, event_oid="SE.SCR",
-                event_repeat=1, form_oid="F.DM", form_repeat=1,
-                submitted={"IG.DM": {1: {"SEX": sex}}}, base_version=0, complete=False,
-                reason=None, actor=audit.Actor(user), now=utcnow(),
+                session,
+                zm001,
+                access=access,
+                subject=subject,
+                event_oid="SE.SCR",
+                event_repeat=1,
+                form_oid="F.DM",
+                form_repeat=1,
+                submitted={"IG.DM": {1: {"SEX": sex}}},
+                base_version=0,
+                complete=False,
+                reason=None,
+                actor=audit.Actor(user),
+                now=utcnow(),
             )
 
     assert save("F").saved
@@ -81,7 +93,10 @@ def test_second_save_on_the_same_version_is_a_conflict(demo_engine: Engine, zm00
         save("M")
     assert conflict.value.changes == [("Sex", "F", "M")]
     with Session(demo_engine) as session:
-        values = [r.new_value for r in session.exec(select(AuditRecord).where(AuditRecord.item_oid == "IT.DM.SEX"))]
+        values = [
+            r.new_value
+            for r in session.exec(select(AuditRecord).where(AuditRecord.item_oid == "IT.DM.SEX"))
+        ]
         assert values == ["F"]
 
 
@@ -89,26 +104,60 @@ def test_changing_a_complete_form_needs_a_reason(demo_engine: Engine, zm001: Stu
     with Session(demo_engine, expire_on_commit=False) as session:
         user = coordinator(session)
         access = load_access(session, user)
-        subject = service.register_subject(session, access=access, site_id=1, actor=audit.Actor(user))
+        subject = service.register_subject(
+            session, access=access, site_id=1, actor=audit.Actor(user)
+        )
         common = {
-            "access": access, "subject": subject, "event_oid": "SE.SCR", "event_repeat": 1,
-            "form_oid": "F.IC", "form_repeat": 1, "actor": audit.Actor(user), "now": utcnow(),
+            "access": access,
+            "subject": subject,
+            "event_oid": "SE.SCR",
+            "event_repeat": 1,
+            "form_oid": "F.IC",
+            "form_repeat": 1,
+            "actor": audit.Actor(user),
+            "now": utcnow(),
         }
         values = {"ICVER": "2.0", "ICDAT": "2026-01-05", "ICLTFU": "Y"}
-        first = service.save_form(session, zm001, submitted={"IG.IC": {1: values}}, base_version=0,
-                                  complete=True, reason=None, **common)
+        first = service.save_form(
+            session,
+            zm001,
+            submitted={"IG.IC": {1: values}},
+            base_version=0,
+            complete=True,
+            reason=None,
+            **common,
+        )
         assert first.saved and first.status == "complete"
         changed = {**values, "ICDAT": "2026-01-06"}
-        refused = service.save_form(session, zm001, submitted={"IG.IC": {1: changed}},
-                                    base_version=1, complete=True, reason=None, **common)
+        refused = service.save_form(
+            session,
+            zm001,
+            submitted={"IG.IC": {1: changed}},
+            base_version=1,
+            complete=True,
+            reason=None,
+            **common,
+        )
         assert not refused.saved
         assert refused.form_errors == ["This form was complete: give a reason for the change."]
-        accepted = service.save_form(session, zm001, submitted={"IG.IC": {1: changed}},
-                                     base_version=1, complete=True, reason="transcription error",
-                                     **common)
+        accepted = service.save_form(
+            session,
+            zm001,
+            submitted={"IG.IC": {1: changed}},
+            base_version=1,
+            complete=True,
+            reason="transcription error",
+            **common,
+        )
         assert accepted.saved and accepted.version == 2
-        record = session.exec(select(AuditRecord).where(AuditRecord.item_oid == "IT.IC.ICDAT",
-                                                        AuditRecord.action == "Update")).one()
+        record = session.exec(
+            select(AuditRecord).where(
+                AuditRecord.item_oid == "IT.IC.ICDAT", AuditRecord.action == "Update"
+            )
+        ).one()
         assert (record.old_value, record.new_value, record.reason) == (
-            "2026-01-05", "2026-01-06", "transcription error")
+            "2026-01-05",
+            "2026-01-06",
+            "transcription error",
+        )
         assert session.exec(select(Subject)).first() is not None

@@ -16,9 +16,29 @@ from app.study.problems import StudyDefinitionError
 from tests.conftest import FORMS
 
 SPEC_VISITS = [
-    "SE.SCR", "SE.APHPRE", "SE.APH", "SE.BL", "SE.LD", "SE.D0", "SE.D1", "SE.D4", "SE.D7",
-    "SE.D10", "SE.D14", "SE.D21", "SE.D28", "SE.M2", "SE.M3", "SE.M6", "SE.M9", "SE.M12",
-    "SE.M18", "SE.M24", "SE.LTFU", "SE.ET", "SE.UNS",
+    "SE.SCR",
+    "SE.APHPRE",
+    "SE.APH",
+    "SE.BL",
+    "SE.LD",
+    "SE.D0",
+    "SE.D1",
+    "SE.D4",
+    "SE.D7",
+    "SE.D10",
+    "SE.D14",
+    "SE.D21",
+    "SE.D28",
+    "SE.M2",
+    "SE.M3",
+    "SE.M6",
+    "SE.M9",
+    "SE.M12",
+    "SE.M18",
+    "SE.M24",
+    "SE.LTFU",
+    "SE.ET",
+    "SE.UNS",
 ]  # spec §4.1
 SPEC_FORMS = {
     # spec §5 forms and the §4.3 rows that are separate pages
@@ -36,7 +56,10 @@ def test_zm001_has_every_visit_and_form_of_the_spec(zm001: Study) -> None:
     scheduled = {entry.form for visit in zm001.schedule.visits for entry in visit.forms}
     assert scheduled | set(zm001.log_form_oids()) == set(zm001.forms)
     assert [level.target_cells for level in zm001.info.dose_levels] == [
-        25_000_000, 50_000_000, 100_000_000, 200_000_000,
+        25_000_000,
+        50_000_000,
+        100_000_000,
+        200_000_000,
     ]
     assert {"AE", "CM", "MH", "CRS", "ICANS", "DD"} <= {
         zm001.form(oid).name for oid in zm001.log_form_oids()
@@ -54,8 +77,10 @@ def broken(tmp_path: Path) -> Path:
     shutil.copytree(FORMS, copy)
     dm = copy / "ecrf" / "DM.yaml"
     text = dm.read_text()
-    text = text.replace("derivation: years_between(BRTHDAT, IC.ICDAT)",
-                        "derivation: years_between(BRTHDAT, IC.ICDAT")
+    text = text.replace(
+        "derivation: years_between(BRTHDAT, IC.ICDAT)",
+        "derivation: years_between(BRTHDAT, IC.ICDAT",
+    )
     text = text.replace("codelist: CL.RACE", "codelist: CL.RACES")
     text = text.replace("oid: IT.DM.SEX", "oid: IT.DM.BRTHDAT")
     dm.write_text(text)
@@ -64,18 +89,22 @@ def broken(tmp_path: Path) -> Path:
 
 def test_a_broken_definition_reports_all_three_problems_with_their_places(broken: Path) -> None:
     messages = [str(problem) for problem in study_problems(broken)]
-    lines = {n + 1: line for n, line in enumerate((broken / "ecrf" / "DM.yaml").read_text().splitlines())}
+    lines = {
+        n + 1: line for n, line in enumerate((broken / "ecrf" / "DM.yaml").read_text().splitlines())
+    }
 
     def line_of(fragment: str) -> int:
         return next(n for n, line in lines.items() if fragment in line)
 
     assert any(
         m.startswith(f"forms/ecrf/DM.yaml:{line_of('years_between(BRTHDAT')}:")
-        and "derivation" in m and "does not compile" in m
+        and "derivation" in m
+        and "does not compile" in m
         for m in messages
     ), messages
     assert any(
-        m.startswith(f"forms/ecrf/DM.yaml:{line_of('CL.RACES')}:") and "unknown codelist CL.RACES" in m
+        m.startswith(f"forms/ecrf/DM.yaml:{line_of('CL.RACES')}:")
+        and "unknown codelist CL.RACES" in m
         for m in messages
     ), messages
     duplicate_line = [n for n, line in lines.items() if "oid: IT.DM.BRTHDAT" in line][1]
@@ -89,14 +118,18 @@ def test_a_broken_definition_reports_all_three_problems_with_their_places(broken
 def test_study_check_command_exits_non_zero_on_a_broken_copy(broken: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "app", "study", "check", str(broken)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 1
     assert "3 problem(s) in the study definition" in result.stderr
     assert "unknown codelist CL.RACES" in result.stderr
     ok = subprocess.run(
         [sys.executable, "-m", "app", "study", "check", str(FORMS)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert ok.returncode == 0, ok.stderr
     assert "ZM001: OK" in ok.stdout
@@ -113,7 +146,11 @@ def test_the_server_refuses_to_start_on_a_broken_definition(broken: Path, tmp_pa
     ("old", "new", "message"),
     [
         ("window: {from: -28, to: -1}", "window: {from: -1, to: -28}", "inverted window"),
-        ("      - F.IC\n", "      - F.NOPE\n", "form F.NOPE is scheduled at SE.SCR but not defined"),
+        (
+            "      - F.IC\n",
+            "      - F.NOPE\n",
+            "form F.NOPE is scheduled at SE.SCR but not defined",
+        ),
         ("show_if: SEX == 'F'\n", "show_if: SEXX == 'F'\n", "unknown item SEXX"),
         ("show_if: SEX == 'F'\n", "show_if: SEX + 1.5\n", "fails on sample values"),
     ],

@@ -22,8 +22,16 @@ def register(client: httpx.Client, site_id: int = 1) -> int:
     return int(response.headers["location"].rsplit("/", 1)[1])
 
 
-def save(client: httpx.Client, subject_id: int, form: str, fields: dict[str, str], *,
-         version: int, action: str = "save", reason: str = "") -> httpx.Response:
+def save(
+    client: httpx.Client,
+    subject_id: int,
+    form: str,
+    fields: dict[str, str],
+    *,
+    version: int,
+    action: str = "save",
+    reason: str = "",
+) -> httpx.Response:
     path = FORM.format(id=subject_id, form=form)
     token = csrf_token(client, path)
     data = {"csrftoken": token, "_version": str(version), "_action": action, **fields}
@@ -32,14 +40,17 @@ def save(client: httpx.Client, subject_id: int, form: str, fields: dict[str, str
     return client.post(path, data=data)
 
 
-def test_every_demo_account_logs_in_and_a_wrong_password_is_refused(live_server: LiveServer) -> None:
+def test_every_demo_account_logs_in_and_a_wrong_password_is_refused(
+    live_server: LiveServer,
+) -> None:
     for username, _name, _what in DEMO_ACCOUNTS:
         client = logged_in_client(live_server, username)
         assert client.get("/subjects").status_code in (200, 403)
     client = httpx.Client(base_url=live_server.url)
     token = csrf_token(client)
-    response = client.post("/login", data={"username": "coordinator", "password": "nope-123456",
-                                           "csrftoken": token})
+    response = client.post(
+        "/login", data={"username": "coordinator", "password": "nope-123456", "csrftoken": token}
+    )
     assert response.status_code == 401
     assert "Unknown username or wrong password." in response.text
 
@@ -49,8 +60,9 @@ def test_session_cookie_is_httponly_and_samesite(live_server: LiveServer) -> Non
     token = csrf_token(client)
     from app.demo import DEMO_PASSWORD
 
-    response = client.post("/login", data={"username": "coordinator", "password": DEMO_PASSWORD,
-                                           "csrftoken": token})
+    response = client.post(
+        "/login", data={"username": "coordinator", "password": DEMO_PASSWORD, "csrftoken": token}
+    )
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie
 
@@ -98,12 +110,18 @@ def test_bad_values_are_shown_next_to_their_field_and_nothing_is_stored(
     engine = live_server_engine(live_server)
     with Session(engine) as session:
         audits_before = len(session.exec(select(AuditRecord)).all())
-    response = save(client, subject, "F.DM", {
-        "IG.DM:1:BRTHDAT": "1985-02-30",
-        "IG.DM:1:SEX": "Q",
-        "IG.DM:1:RACE": "ASIAN",
-        "IG.DM:1:ETHNIC": "<script>alert(1)</script>",
-    }, version=0)
+    response = save(
+        client,
+        subject,
+        "F.DM",
+        {
+            "IG.DM:1:BRTHDAT": "1985-02-30",
+            "IG.DM:1:SEX": "Q",
+            "IG.DM:1:RACE": "ASIAN",
+            "IG.DM:1:ETHNIC": "<script>alert(1)</script>",
+        },
+        version=0,
+    )
     assert response.status_code == 422
     assert "1985-02-30 is not a real calendar date" in response.text
     assert "is not one of the allowed answers" in response.text
@@ -123,18 +141,28 @@ def live_server_engine(server: LiveServer):  # type: ignore[no-untyped-def]
 def test_saved_values_are_audited_with_who_when_old_and_new(live_server: LiveServer) -> None:
     client = logged_in_client(live_server, "coordinator")
     subject = register(client)
-    assert save(client, subject, "F.IC", {"IG.IC:1:ICVER": "2.0", "IG.IC:1:ICDAT": "2026-03-10",
-                                          "IG.IC:1:ICLTFU": "Y"}, version=0,
-                action="complete").status_code == 303
-    response = save(client, subject, "F.DM", {"IG.DM:1:BRTHDAT": "1980-03-11",
-                                              "IG.DM:1:SEX": "M"}, version=0)
+    assert (
+        save(
+            client,
+            subject,
+            "F.IC",
+            {"IG.IC:1:ICVER": "2.0", "IG.IC:1:ICDAT": "2026-03-10", "IG.IC:1:ICLTFU": "Y"},
+            version=0,
+            action="complete",
+        ).status_code
+        == 303
+    )
+    response = save(
+        client, subject, "F.DM", {"IG.DM:1:BRTHDAT": "1980-03-11", "IG.DM:1:SEX": "M"}, version=0
+    )
     assert response.status_code == 303
     page = client.get(response.headers["location"]).text
     assert "Saved." in page
     age = re.search(r'<output id="f-IG_DM-1-AGE"[^>]*>([^<]*)</output>', page)
     assert age is not None and age.group(1) == "45"
-    response = save(client, subject, "F.DM", {"IG.DM:1:BRTHDAT": "1980-03-09",
-                                              "IG.DM:1:SEX": "M"}, version=1)
+    response = save(
+        client, subject, "F.DM", {"IG.DM:1:BRTHDAT": "1980-03-09", "IG.DM:1:SEX": "M"}, version=1
+    )
     assert response.status_code == 303
     with Session(live_server_engine(live_server)) as session:
         trail = session.exec(

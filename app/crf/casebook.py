@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session, col, select
+from sqlalchemy import select
+from sqlmodel import Session, col
 
 from app.models import FormData, FormStatus, StudyEventData, Subject
 from app.study.loader import LOG_EVENT_OID, Study
@@ -33,12 +34,17 @@ def build_casebook(session: Session, study: Study, subject: Subject) -> list[Vis
     """Visits in schedule order (then the log forms), each form with its status."""
     statuses: dict[tuple[str, int, str, int], str] = {}
     statement = (
-        select(StudyEventData.event_oid, StudyEventData.repeat_key, FormData.form_oid,
-               FormData.repeat_key, FormData.status)
+        select(
+            col(StudyEventData.event_oid),
+            col(StudyEventData.repeat_key),
+            col(FormData.form_oid),
+            col(FormData.repeat_key),
+            col(FormData.status),
+        )
         .join(FormData, col(FormData.study_event_id) == StudyEventData.id)
-        .where(StudyEventData.subject_id == subject.id)
+        .where(col(StudyEventData.subject_id) == subject.id)
     )
-    for event_oid, event_repeat, form_oid, form_repeat, status in session.exec(statement):
+    for event_oid, event_repeat, form_oid, form_repeat, status in session.execute(statement):
         statuses[(event_oid, event_repeat, form_oid, form_repeat)] = status
 
     def status_of(event_oid: str, form_oid: str) -> str:
@@ -47,11 +53,18 @@ def build_casebook(session: Session, study: Study, subject: Subject) -> list[Vis
     visits = []
     for visit in study.schedule.visits:
         forms = tuple(
-            FormEntry(entry.form, study.form(entry.form).title, 1,
-                      status_of(visit.oid, entry.form), entry.mandatory)
+            FormEntry(
+                entry.form,
+                study.form(entry.form).title,
+                1,
+                status_of(visit.oid, entry.form),
+                entry.mandatory,
+            )
             for entry in visit.forms
         )
-        visits.append(VisitEntry(visit.oid, visit.name, 1, visit.visitnum, _timing(study, visit.oid), forms))
+        visits.append(
+            VisitEntry(visit.oid, visit.name, 1, visit.visitnum, _timing(study, visit.oid), forms)
+        )
     logs = tuple(
         FormEntry(oid, study.form(oid).title, 1, status_of(LOG_EVENT_OID, oid), False)
         for oid in study.log_form_oids()

@@ -22,6 +22,7 @@ from app.models import (
     Site,
     StudyEventData,
     Subject,
+    pk,
 )
 from app.study.loader import Study
 from app.study.model import FormDef
@@ -74,7 +75,7 @@ def register_subject(
         update(Site)
         .where(col(Site.id) == site_id)
         .values(next_subject_number=Site.next_subject_number + 1)
-        .returning(Site.next_subject_number, Site.number)
+        .returning(col(Site.next_subject_number), col(Site.number))
     ).first()
     if number is None:
         raise NotFound(f"site {site_id}")
@@ -346,12 +347,12 @@ def _create_form_data(
     ).first()
     if event is None:
         event = StudyEventData(
-            subject_id=subject.id, event_oid=event_oid, repeat_key=event_repeat, created_at=now
+            subject_id=pk(subject), event_oid=event_oid, repeat_key=event_repeat, created_at=now
         )
         session.add(event)
         session.flush()
     form_data = FormData(
-        study_event_id=event.id,
+        study_event_id=pk(event),
         form_oid=form.oid,
         repeat_key=form_repeat,
         status=status,
@@ -411,7 +412,7 @@ def _store_changes(
         group = groups.get((group_oid, repeat))
         if group is None:
             group = ItemGroupData(
-                form_data_id=form_data.id, item_group_oid=group_oid, repeat_key=repeat
+                form_data_id=pk(form_data), item_group_oid=group_oid, repeat_key=repeat
             )
             session.add(group)
             session.flush()
@@ -426,7 +427,7 @@ def _store_changes(
             if item is not None:
                 session.delete(item)
         elif item is None:
-            session.add(ItemData(item_group_data_id=group.id, item_oid=item_oid, value=after))
+            session.add(ItemData(item_group_data_id=pk(group), item_oid=item_oid, value=after))
         else:
             item.value = after
             session.add(item)

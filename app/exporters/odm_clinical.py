@@ -127,11 +127,15 @@ def subject_element(
         .join(ItemData, col(ItemData.item_group_data_id) == ItemGroupData.id)
         .where(StudyEventData.subject_id == subject.id)
         .order_by(
-            col(StudyEventData.id), col(FormData.id), col(ItemGroupData.item_group_oid),
-            col(ItemGroupData.repeat_key), col(ItemData.id),
+            col(StudyEventData.id),
+            col(FormData.id),
+            col(ItemGroupData.item_group_oid),
+            col(ItemGroupData.repeat_key),
+            col(ItemData.id),
         )
     )
-    event_el = form_el = group_el = None
+    # Every row's parents are written before it: the first row differs from these None keys.
+    event_el = form_el = group_el = element
     keys: tuple[int | None, int | None, int | None] = (None, None, None)
     for event, form, group, item in rows:
         if keys[0] != event.id:
@@ -144,15 +148,24 @@ def subject_element(
                 form_el.set("FormRepeatKey", str(form.repeat_key))
             _form_status(form_el, form.status)
         if keys[2] != group.id:
-            group_el = etree.SubElement(form_el, q("ItemGroupData"), ItemGroupOID=group.item_group_oid)
+            group_el = etree.SubElement(
+                form_el, q("ItemGroupData"), ItemGroupOID=group.item_group_oid
+            )
             if _group_repeats(study, form.form_oid, group.item_group_oid):
                 group_el.set("ItemGroupRepeatKey", str(group.repeat_key))
         keys = (event.id, form.id, group.id)
         if item.value is None:
             continue
         item_el = etree.SubElement(group_el, q("ItemData"), ItemOID=item.item_oid, Value=item.value)
-        key = (event.event_oid, event.repeat_key, form.form_oid, form.repeat_key,
-               group.item_group_oid, group.repeat_key, item.item_oid)
+        key = (
+            event.event_oid,
+            event.repeat_key,
+            form.form_oid,
+            form.repeat_key,
+            group.item_group_oid,
+            group.repeat_key,
+            item.item_oid,
+        )
         if key in latest:
             item_el.append(audit_element(latest[key], sites))
         items += 1
@@ -183,9 +196,15 @@ def _latest_audit(session: Session, subject: Subject) -> dict[AuditKey, AuditRec
         .order_by(col(AuditRecord.id))
     )
     for record in records:
-        key = (record.event_oid or "", record.event_repeat or 0, record.form_oid or "",
-               record.form_repeat or 0, record.item_group_oid or "", record.group_repeat or 0,
-               record.item_oid or "")
+        key = (
+            record.event_oid or "",
+            record.event_repeat or 0,
+            record.form_oid or "",
+            record.form_repeat or 0,
+            record.item_group_oid or "",
+            record.group_repeat or 0,
+            record.item_oid or "",
+        )
         latest[key] = record
     return latest
 

@@ -88,7 +88,9 @@ def form_view(
         for repeat in repeats:
             row_values = group_values.get(repeat, {})
             fields = tuple(
-                _field(study, group, repeat, item, row_values.get(item.name), evaluation, show_missing)
+                _field(
+                    study, group, repeat, item, row_values.get(item.name), evaluation, show_missing
+                )
                 for item in group.items
             )
             rows.append(RowView(repeat, fields, preset=repeat <= len(group.rows)))

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Form, Request
 from fastapi import Path as PathParam
-from sqlmodel import col, select
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlmodel import col, select
 
 from app import audit, auth
 from app.access import AccessDenied, Permission
@@ -37,8 +37,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(service.NotFound)
     async def _not_found(request: Request, _exc: service.NotFound) -> Response:
-        return render(request, "message.html", {"title": "Not found",
-                      "message": "There is no such page, or you do not have access to it."}, 404)
+        return render(
+            request,
+            "message.html",
+            {
+                "title": "Not found",
+                "message": "There is no such page, or you do not have access to it.",
+            },
+            404,
+        )
 
     @app.exception_handler(AccessDenied)
     async def _denied(request: Request, exc: AccessDenied) -> Response:
@@ -46,7 +53,11 @@ def install(app: FastAPI) -> None:
 
 
 def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
-    context = {"study": request.app.state.study, "csrftoken": request.scope["csrftoken"](), **context}
+    context = {
+        "study": request.app.state.study,
+        "csrftoken": request.scope["csrftoken"](),
+        **context,
+    }
     return TEMPLATES.TemplateResponse(request, template, context, status_code=status)
 
 
@@ -96,12 +107,18 @@ def subjects_page(request: Request, session: SessionDep, access: AccessDep) -> R
     access.require(Permission.VIEW_SUBJECTS)
     subjects = service.list_subjects(session, access)
     register_sites = access.site_ids(Permission.REGISTER_SUBJECT)
-    sites = [
-        site
-        for site in session.exec(_all_sites())
-        if register_sites is None or site.id in register_sites
-    ] if access.can(Permission.REGISTER_SUBJECT) else []
-    return render(request, "subjects.html", {"subjects": subjects, "sites": sites, "access": access})
+    sites = (
+        [
+            site
+            for site in session.exec(_all_sites())
+            if register_sites is None or site.id in register_sites
+        ]
+        if access.can(Permission.REGISTER_SUBJECT)
+        else []
+    )
+    return render(
+        request, "subjects.html", {"subjects": subjects, "sites": sites, "access": access}
+    )
 
 
 def _all_sites() -> Any:
@@ -125,42 +142,90 @@ def casebook_page(
 ) -> Response:
     subject = service.get_subject(session, access, subject_id)
     casebook = build_casebook(session, study, subject)
-    return render(request, "casebook.html", {"subject": subject, "casebook": casebook, "access": access})
+    return render(
+        request, "casebook.html", {"subject": subject, "casebook": casebook, "access": access}
+    )
 
 
 def _form_context(
-    session: Any, study: Any, access: Any, subject_id: int, event_oid: str, event_repeat: int,
-    form_oid: str, form_repeat: int,
+    session: Any,
+    study: Any,
+    access: Any,
+    subject_id: int,
+    event_oid: str,
+    event_repeat: int,
+    form_oid: str,
+    form_repeat: int,
 ) -> tuple[Any, Any, Any]:
     subject = service.get_subject(session, access, subject_id)
     form = service.check_form_scheduled(study, event_oid, form_oid)
     stored = service.load_form(
-        session, subject, form, event_oid=event_oid, event_repeat=event_repeat, form_repeat=form_repeat
+        session,
+        subject,
+        form,
+        event_oid=event_oid,
+        event_repeat=event_repeat,
+        form_repeat=form_repeat,
     )
     return subject, form, stored
 
 
-FORM_PATH = "/subjects/{subject_id}/events/{event_oid}/{event_repeat}/forms/{form_oid}/{form_repeat}"
+FORM_PATH = (
+    "/subjects/{subject_id}/events/{event_oid}/{event_repeat}/forms/{form_oid}/{form_repeat}"
+)
 
 
 def form_page(
-    request: Request, session: SessionDep, study: StudyDep, access: AccessDep,
-    subject_id: SubjectId, event_oid: str, event_repeat: Repeat, form_oid: str, form_repeat: Repeat,
+    request: Request,
+    session: SessionDep,
+    study: StudyDep,
+    access: AccessDep,
+    subject_id: SubjectId,
+    event_oid: str,
+    event_repeat: Repeat,
+    form_oid: str,
+    form_repeat: Repeat,
 ) -> Response:
     subject, form, stored = _form_context(
         session, study, access, subject_id, event_oid, event_repeat, form_oid, form_repeat
     )
     values = stored.rows if stored else {}
     evaluation = service.evaluate_for_subject(session, study, subject, form, values)
-    return _render_form(request, study, subject, form, event_oid, event_repeat, form_repeat,
-                        values, evaluation, stored, access, saved=request.query_params.get("saved") == "1")
+    return _render_form(
+        request,
+        study,
+        subject,
+        form,
+        event_oid,
+        event_repeat,
+        form_repeat,
+        values,
+        evaluation,
+        stored,
+        access,
+        saved=request.query_params.get("saved") == "1",
+    )
 
 
 def _render_form(
-    request: Request, study: Any, subject: Any, form: Any, event_oid: str, event_repeat: int,
-    form_repeat: int, values: Any, evaluation: Any, stored: Any, access: Any, *, saved: bool = False,
-    status: int = 200, conflict: service.SaveConflict | None = None, form_errors: list[str] | None = None,
-    show_missing: bool = False, version: int | None = None,
+    request: Request,
+    study: Any,
+    subject: Any,
+    form: Any,
+    event_oid: str,
+    event_repeat: int,
+    form_repeat: int,
+    values: Any,
+    evaluation: Any,
+    stored: Any,
+    access: Any,
+    *,
+    saved: bool = False,
+    status: int = 200,
+    conflict: service.SaveConflict | None = None,
+    form_errors: list[str] | None = None,
+    show_missing: bool = False,
+    version: int | None = None,
 ) -> Response:
     visit = study.visit(event_oid)
     context = {
@@ -184,8 +249,15 @@ def _render_form(
 
 
 async def form_submit(
-    request: Request, session: SessionDep, study: StudyDep, access: AccessDep,
-    subject_id: SubjectId, event_oid: str, event_repeat: Repeat, form_oid: str, form_repeat: Repeat,
+    request: Request,
+    session: SessionDep,
+    study: StudyDep,
+    access: AccessDep,
+    subject_id: SubjectId,
+    event_oid: str,
+    event_repeat: Repeat,
+    form_oid: str,
+    form_repeat: Repeat,
 ) -> Response:
     subject, form, stored = _form_context(
         session, study, access, subject_id, event_oid, event_repeat, form_oid, form_repeat
@@ -195,22 +267,57 @@ async def form_submit(
     base_version = _int(data.get("_version"))
     try:
         outcome = service.save_form(
-            session, study, access=access, subject=subject, event_oid=event_oid,
-            event_repeat=event_repeat, form_oid=form_oid, form_repeat=form_repeat,
-            submitted=submitted, base_version=base_version,
+            session,
+            study,
+            access=access,
+            subject=subject,
+            event_oid=event_oid,
+            event_repeat=event_repeat,
+            form_oid=form_oid,
+            form_repeat=form_repeat,
+            submitted=submitted,
+            base_version=base_version,
             complete=data.get("_action") == "complete",
             reason=str(data.get("_reason") or "") or None,
-            actor=audit.Actor(access.user), now=utcnow(),
+            actor=audit.Actor(access.user),
+            now=utcnow(),
         )
     except service.SaveConflict as conflict:
         evaluation = service.evaluate_for_subject(session, study, subject, form, submitted)
-        return _render_form(request, study, subject, form, event_oid, event_repeat, form_repeat,
-                            submitted, evaluation, stored, access, status=409, conflict=conflict,
-                            version=base_version)
+        return _render_form(
+            request,
+            study,
+            subject,
+            form,
+            event_oid,
+            event_repeat,
+            form_repeat,
+            submitted,
+            evaluation,
+            stored,
+            access,
+            status=409,
+            conflict=conflict,
+            version=base_version,
+        )
     if not outcome.saved:
-        return _render_form(request, study, subject, form, event_oid, event_repeat, form_repeat,
-                            submitted, outcome.evaluation, stored, access, status=422,
-                            form_errors=outcome.form_errors, show_missing=True, version=base_version)
+        return _render_form(
+            request,
+            study,
+            subject,
+            form,
+            event_oid,
+            event_repeat,
+            form_repeat,
+            submitted,
+            outcome.evaluation,
+            stored,
+            access,
+            status=422,
+            form_errors=outcome.form_errors,
+            show_missing=True,
+            version=base_version,
+        )
     target = request.url.path + "?saved=1"
     if request.headers.get("hx-request"):
         return Response(status_code=204, headers={"HX-Redirect": target})
@@ -218,8 +325,15 @@ async def form_submit(
 
 
 async def form_preview(
-    request: Request, session: SessionDep, study: StudyDep, access: AccessDep,
-    subject_id: SubjectId, event_oid: str, event_repeat: Repeat, form_oid: str, form_repeat: Repeat,
+    request: Request,
+    session: SessionDep,
+    study: StudyDep,
+    access: AccessDep,
+    subject_id: SubjectId,
+    event_oid: str,
+    event_repeat: Repeat,
+    form_oid: str,
+    form_repeat: Repeat,
 ) -> Response:
     """Re-render the form body as typed: derived values, show-if and field errors (htmx)."""
     subject, form, stored = _form_context(
@@ -228,8 +342,20 @@ async def form_preview(
     data = await request.form(max_fields=5000)
     submitted = submitted_rows(form, data)
     evaluation = service.evaluate_for_subject(session, study, subject, form, submitted)
-    return _render_form(request, study, subject, form, event_oid, event_repeat, form_repeat,
-                        submitted, evaluation, stored, access, version=_int(data.get("_version")))
+    return _render_form(
+        request,
+        study,
+        subject,
+        form,
+        event_oid,
+        event_repeat,
+        form_repeat,
+        submitted,
+        evaluation,
+        stored,
+        access,
+        version=_int(data.get("_version")),
+    )
 
 
 def _int(value: Any) -> int:
@@ -241,14 +367,74 @@ def _int(value: Any) -> int:
 
 HTML = HTMLResponse
 ROUTES: list[dict[str, Any]] = [
-    {"path": "/", "endpoint": root, "methods": ["GET"], "response_class": HTML, "include_in_schema": False},
-    {"path": "/login", "endpoint": login_page, "methods": ["GET"], "response_class": HTML, "include_in_schema": False},
-    {"path": "/login", "endpoint": login_submit, "methods": ["POST"], "response_class": HTML, "include_in_schema": False},
-    {"path": "/logout", "endpoint": logout_submit, "methods": ["POST"], "response_class": HTML, "include_in_schema": False},
-    {"path": "/subjects", "endpoint": subjects_page, "methods": ["GET"], "response_class": HTML, "include_in_schema": False},
-    {"path": "/subjects", "endpoint": register_submit, "methods": ["POST"], "response_class": HTML, "include_in_schema": False},
-    {"path": "/subjects/{subject_id}", "endpoint": casebook_page, "methods": ["GET"], "response_class": HTML, "include_in_schema": False},
-    {"path": FORM_PATH, "endpoint": form_page, "methods": ["GET"], "response_class": HTML, "include_in_schema": False},
-    {"path": FORM_PATH, "endpoint": form_submit, "methods": ["POST"], "response_class": HTML, "include_in_schema": False},
-    {"path": FORM_PATH + "/preview", "endpoint": form_preview, "methods": ["POST"], "response_class": HTML, "include_in_schema": False},
+    {
+        "path": "/",
+        "endpoint": root,
+        "methods": ["GET"],
+        "response_class": HTML,
+        "include_in_schema": False,
+    },
+    {
+        "path": "/login",
+        "endpoint": login_page,
+        "methods": ["GET"],
+        "response_class": HTML,
+        "include_in_schema": False,
+    },
+    {
+        "path": "/login",
+        "endpoint": login_submit,
+        "methods": ["POST"],
+        "response_class": HTML,
+        "include_in_schema": False,
+    },
+    {
+        "path": "/logout",
+        "endpoint": logout_submit,
+        "methods": ["POST"],
+        "response_class": HTML,
+        "include_in_schema": False,
+    },
+    {
+        "path": "/subjects",
+        "endpoint": subjects_page,
+        "methods": ["GET"],
+        "response_class": HTML,
+        "include_in_schema": False,
+    },
+    {
+        "path": "/subjects",
+        "endpoint": register_submit,
+        "methods": ["POST"],
+        "response_class": HTML,
+        "include_in_schema": False,
+    },
+    {
+        "path": "/subjects/{subject_id}",
+        "endpoint": casebook_page,
+        "methods": ["GET"],
+        "response_class": HTML,
+        "include_in_schema": False,
+    },
+    {
+        "path": FORM_PATH,
+        "endpoint": form_page,
+        "methods": ["GET"],
+        "response_class": HTML,
+        "include_in_schema": False,
+    },
+    {
+        "path": FORM_PATH,
+        "endpoint": form_submit,
+        "methods": ["POST"],
+        "response_class": HTML,
+        "include_in_schema": False,
+    },
+    {
+        "path": FORM_PATH + "/preview",
+        "endpoint": form_preview,
+        "methods": ["POST"],
+        "response_class": HTML,
+        "include_in_schema": False,
+    },
 ]
