@@ -71,6 +71,8 @@ def test_coordinator_enters_demographics_and_sees_derived_age(
     expect(page.locator("output#f-IG_DM-1-AGE")).to_have_text("35")
     page.get_by_role("radio", name="Female").check()
     expect(page.get_by_text("Woman of childbearing potential")).to_be_visible()
+    expect(page.get_by_text("Other Chinese ethnic group, specify")).to_be_hidden()
+    expect(page.get_by_text("Reason not of childbearing potential")).to_be_hidden()
     page.get_by_role("radio", name="Han", exact=True).check()
     page.get_by_role("radio", name="Asian").check()
     page.screenshot(path=str(ARTIFACTS / "demographics.png"), full_page=True)

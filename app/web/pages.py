@@ -242,6 +242,7 @@ def _render_form(
         "conflict": conflict,
         "form_errors": form_errors or [],
         "can_edit": access.can(Permission.ENTER_DATA, subject.site_id),
+        "access": access,
         "action": request.url.path.removesuffix("/preview"),
     }
     template = "_form_body.html" if request.headers.get("hx-request") else "form.html"
