@@ -3,33 +3,41 @@ request, call a service, and render a template."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Form, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import col, select
 
 from app import audit, auth
-from app.access import AccessDenied, Permission
+from app.access import Access, AccessDenied, Permission
 from app.crf import service
 from app.crf.casebook import build_casebook
-from app.models import Site, utcnow
+from app.crf.engine import FormEvaluation, RawRows
+from app.models import Site, Subject, utcnow
+from app.study.loader import Study
+from app.study.model import FormDef
 from app.web.deps import SESSION_COOKIE, AccessDep, LoginRequired, SessionDep, SettingsDep, StudyDep
 from app.web.formview import form_view, submitted_rows
 
 SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
 Repeat = Annotated[int, PathParam(ge=1, le=9999)]
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
-MAX_FORM_BYTES = 512 * 1024
+MAX_FORM_FIELDS = 5000
+FORM_PATH = (
+    "/subjects/{subject_id}/events/{event_oid}/{event_repeat}/forms/{form_oid}/{form_repeat}"
+)
+
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
 
 def install(app: FastAPI) -> None:
     """Register the page routes and the handlers that turn service errors into pages."""
-    for route in ROUTES:
-        app.add_api_route(**route)
+    app.include_router(router)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _exc: LoginRequired) -> Response:
@@ -37,15 +45,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(service.NotFound)
     async def _not_found(request: Request, _exc: service.NotFound) -> Response:
-        return render(
-            request,
-            "message.html",
-            {
-                "title": "Not found",
-                "message": "There is no such page, or you do not have access to it.",
-            },
-            404,
-        )
+        message = "There is no such page, or you do not have access to it."
+        return render(request, "message.html", {"title": "Not found", "message": message}, 404)
 
     @app.exception_handler(AccessDenied)
     async def _denied(request: Request, exc: AccessDenied) -> Response:
@@ -61,14 +62,20 @@ def render(request: Request, template: str, context: dict[str, Any], status: int
     return TEMPLATES.TemplateResponse(request, template, context, status_code=status)
 
 
-def root(request: Request) -> Response:
+# -- login ------------------------------------------------------------------------------------
+
+
+@router.get("/")
+def root() -> Response:
     return RedirectResponse("/subjects", status_code=303)
 
 
+@router.get("/login")
 def login_page(request: Request) -> Response:
     return render(request, "login.html", {"error": None, "username": ""})
 
 
+@router.post("/login")
 def login_submit(
     request: Request,
     session: SessionDep,
@@ -84,16 +91,12 @@ def login_submit(
         return render(request, "login.html", {"error": str(failure), "username": username}, 401)
     response = RedirectResponse("/subjects", status_code=303)
     response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies,
-        max_age=None,
+        SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies
     )
     return response
 
 
+@router.post("/logout")
 def logout_submit(request: Request, session: SessionDep) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
@@ -103,33 +106,28 @@ def logout_submit(request: Request, session: SessionDep) -> Response:
     return response
 
 
+# -- subjects ---------------------------------------------------------------------------------
+
+
+@router.get("/subjects")
 def subjects_page(request: Request, session: SessionDep, access: AccessDep) -> Response:
     access.require(Permission.VIEW_SUBJECTS)
     subjects = service.list_subjects(session, access)
     register_sites = access.site_ids(Permission.REGISTER_SUBJECT)
-    sites = (
-        [
+    sites = []
+    if access.can(Permission.REGISTER_SUBJECT):
+        sites = [
             site
-            for site in session.exec(_all_sites())
+            for site in session.exec(select(Site).order_by(col(Site.number)))
             if register_sites is None or site.id in register_sites
         ]
-        if access.can(Permission.REGISTER_SUBJECT)
-        else []
-    )
-    return render(
-        request, "subjects.html", {"subjects": subjects, "sites": sites, "access": access}
-    )
+    context = {"subjects": subjects, "sites": sites, "access": access}
+    return render(request, "subjects.html", context)
 
 
-def _all_sites() -> Any:
-    return select(Site).order_by(col(Site.number))
-
-
+@router.post("/subjects")
 def register_submit(
-    request: Request,
-    session: SessionDep,
-    access: AccessDep,
-    site_id: Annotated[int, Form(ge=1, le=2**31)],
+    session: SessionDep, access: AccessDep, site_id: Annotated[int, Form(ge=1, le=2**31)]
 ) -> Response:
     subject = service.register_subject(
         session, access=access, site_id=site_id, actor=audit.Actor(access.user)
@@ -137,26 +135,43 @@ def register_submit(
     return RedirectResponse(f"/subjects/{subject.id}", status_code=303)
 
 
+@router.get("/subjects/{subject_id}")
 def casebook_page(
     request: Request, session: SessionDep, study: StudyDep, access: AccessDep, subject_id: SubjectId
 ) -> Response:
     subject = service.get_subject(session, access, subject_id)
     casebook = build_casebook(session, study, subject)
-    return render(
-        request, "casebook.html", {"subject": subject, "casebook": casebook, "access": access}
-    )
+    context = {"subject": subject, "casebook": casebook, "access": access}
+    return render(request, "casebook.html", context)
 
 
-def _form_context(
-    session: Any,
-    study: Any,
-    access: Any,
-    subject_id: int,
+# -- forms ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenForm:
+    """A subject's form at a visit, resolved for the current user (NotFound when not theirs)."""
+
+    study: Study
+    access: Access
+    subject: Subject
+    form: FormDef
+    stored: service.StoredForm | None
+    event_oid: str
+    event_repeat: int
+    form_repeat: int
+
+
+def open_form(
+    session: SessionDep,
+    study: StudyDep,
+    access: AccessDep,
+    subject_id: SubjectId,
     event_oid: str,
-    event_repeat: int,
+    event_repeat: Repeat,
     form_oid: str,
-    form_repeat: int,
-) -> tuple[Any, Any, Any]:
+    form_repeat: Repeat,
+) -> OpenForm:
     subject = service.get_subject(session, access, subject_id)
     form = service.check_form_scheduled(study, event_oid, form_oid)
     stored = service.load_form(
@@ -167,275 +182,126 @@ def _form_context(
         event_repeat=event_repeat,
         form_repeat=form_repeat,
     )
-    return subject, form, stored
+    return OpenForm(study, access, subject, form, stored, event_oid, event_repeat, form_repeat)
 
 
-FORM_PATH = (
-    "/subjects/{subject_id}/events/{event_oid}/{event_repeat}/forms/{form_oid}/{form_repeat}"
-)
+OpenFormDep = Annotated[OpenForm, Depends(open_form)]
 
 
-def form_page(
-    request: Request,
-    session: SessionDep,
-    study: StudyDep,
-    access: AccessDep,
-    subject_id: SubjectId,
-    event_oid: str,
-    event_repeat: Repeat,
-    form_oid: str,
-    form_repeat: Repeat,
-) -> Response:
-    subject, form, stored = _form_context(
-        session, study, access, subject_id, event_oid, event_repeat, form_oid, form_repeat
-    )
-    values = stored.rows if stored else {}
-    evaluation = service.evaluate_for_subject(session, study, subject, form, values)
-    return _render_form(
-        request,
-        study,
-        subject,
-        form,
-        event_oid,
-        event_repeat,
-        form_repeat,
-        values,
-        evaluation,
-        stored,
-        access,
-        saved=request.query_params.get("saved") == "1",
+@dataclass(frozen=True)
+class Submission:
+    """What the browser posted for a form: values by field, the version it was opened at."""
+
+    rows: RawRows
+    base_version: int
+    complete: bool
+    reason: str | None
+
+
+async def read_submission(request: Request, page: OpenFormDep) -> Submission:
+    data = await request.form(max_fields=MAX_FORM_FIELDS)
+    try:
+        base_version = int(str(data.get("_version")))
+    except ValueError:
+        base_version = -1  # never a stored version: the save becomes a conflict
+    return Submission(
+        rows=submitted_rows(page.form, data),
+        base_version=base_version,
+        complete=data.get("_action") == "complete",
+        reason=str(data.get("_reason") or "").strip() or None,
     )
 
 
-def _render_form(
+SubmissionDep = Annotated[Submission, Depends(read_submission)]
+
+
+def render_form(
     request: Request,
-    study: Any,
-    subject: Any,
-    form: Any,
-    event_oid: str,
-    event_repeat: int,
-    form_repeat: int,
-    values: Any,
-    evaluation: Any,
-    stored: Any,
-    access: Any,
+    page: OpenForm,
+    values: RawRows,
+    evaluation: FormEvaluation,
     *,
-    saved: bool = False,
+    version: int | None = None,
     status: int = 200,
     conflict: service.SaveConflict | None = None,
     form_errors: list[str] | None = None,
     show_missing: bool = False,
-    version: int | None = None,
 ) -> Response:
-    visit = study.visit(event_oid)
+    """The form page (or only its body, for htmx) with values as given and their evaluation."""
+    stored = page.stored
+    visit = page.study.visit(page.event_oid)
     context = {
-        "subject": subject,
-        "form": form,
-        "event_oid": event_oid,
-        "event_repeat": event_repeat,
-        "form_repeat": form_repeat,
+        "subject": page.subject,
+        "form": page.form,
         "event_name": visit.name if visit else "Logs",
-        "groups": form_view(study, form, values, evaluation, show_missing),
+        "groups": form_view(page.study, page.form, values, evaluation, show_missing),
         "version": version if version is not None else (stored.form_data.version if stored else 0),
         "status": stored.form_data.status if stored else "not_started",
-        "saved": saved,
+        "saved": request.query_params.get("saved") == "1",
         "conflict": conflict,
         "form_errors": form_errors or [],
-        "can_edit": access.can(Permission.ENTER_DATA, subject.site_id),
-        "access": access,
+        "can_edit": page.access.can(Permission.ENTER_DATA, page.subject.site_id),
+        "access": page.access,
         "action": request.url.path.removesuffix("/preview"),
     }
     template = "_form_body.html" if request.headers.get("hx-request") else "form.html"
     return render(request, template, context, status)
 
 
-async def form_submit(
-    request: Request,
-    session: SessionDep,
-    study: StudyDep,
-    access: AccessDep,
-    subject_id: SubjectId,
-    event_oid: str,
-    event_repeat: Repeat,
-    form_oid: str,
-    form_repeat: Repeat,
+@router.get(FORM_PATH)
+def form_page(request: Request, session: SessionDep, page: OpenFormDep) -> Response:
+    values = page.stored.rows if page.stored else {}
+    evaluation = service.evaluate_for_subject(session, page.study, page.subject, page.form, values)
+    return render_form(request, page, values, evaluation)
+
+
+@router.post(FORM_PATH)
+def form_submit(
+    request: Request, session: SessionDep, page: OpenFormDep, submission: SubmissionDep
 ) -> Response:
-    subject, form, stored = _form_context(
-        session, study, access, subject_id, event_oid, event_repeat, form_oid, form_repeat
-    )
-    data = await request.form(max_fields=5000)
-    submitted = submitted_rows(form, data)
-    base_version = _int(data.get("_version"))
     try:
         outcome = service.save_form(
             session,
-            study,
-            access=access,
-            subject=subject,
-            event_oid=event_oid,
-            event_repeat=event_repeat,
-            form_oid=form_oid,
-            form_repeat=form_repeat,
-            submitted=submitted,
-            base_version=base_version,
-            complete=data.get("_action") == "complete",
-            reason=str(data.get("_reason") or "") or None,
-            actor=audit.Actor(access.user),
+            page.study,
+            access=page.access,
+            subject=page.subject,
+            event_oid=page.event_oid,
+            event_repeat=page.event_repeat,
+            form_oid=page.form.oid,
+            form_repeat=page.form_repeat,
+            submitted=submission.rows,
+            base_version=submission.base_version,
+            complete=submission.complete,
+            reason=submission.reason,
+            actor=audit.Actor(page.access.user),
             now=utcnow(),
         )
     except service.SaveConflict as conflict:
-        evaluation = service.evaluate_for_subject(session, study, subject, form, submitted)
-        return _render_form(
-            request,
-            study,
-            subject,
-            form,
-            event_oid,
-            event_repeat,
-            form_repeat,
-            submitted,
-            evaluation,
-            stored,
-            access,
-            status=409,
-            conflict=conflict,
-            version=base_version,
+        evaluation = service.evaluate_for_subject(
+            session, page.study, page.subject, page.form, submission.rows
         )
+        return render_form(
+            request, page, submission.rows, evaluation,
+            version=submission.base_version, status=409, conflict=conflict,
+        )  # fmt: skip
     if not outcome.saved:
-        return _render_form(
-            request,
-            study,
-            subject,
-            form,
-            event_oid,
-            event_repeat,
-            form_repeat,
-            submitted,
-            outcome.evaluation,
-            stored,
-            access,
-            status=422,
-            form_errors=outcome.form_errors,
+        return render_form(
+            request, page, submission.rows, outcome.evaluation,
+            version=submission.base_version, status=422, form_errors=outcome.form_errors,
             show_missing=True,
-            version=base_version,
-        )
+        )  # fmt: skip
     target = request.url.path + "?saved=1"
     if request.headers.get("hx-request"):
         return Response(status_code=204, headers={"HX-Redirect": target})
     return RedirectResponse(target, status_code=303)
 
 
-async def form_preview(
-    request: Request,
-    session: SessionDep,
-    study: StudyDep,
-    access: AccessDep,
-    subject_id: SubjectId,
-    event_oid: str,
-    event_repeat: Repeat,
-    form_oid: str,
-    form_repeat: Repeat,
+@router.post(FORM_PATH + "/preview")
+def form_preview(
+    request: Request, session: SessionDep, page: OpenFormDep, submission: SubmissionDep
 ) -> Response:
     """Re-render the form body as typed: derived values, show-if and field errors (htmx)."""
-    subject, form, stored = _form_context(
-        session, study, access, subject_id, event_oid, event_repeat, form_oid, form_repeat
+    evaluation = service.evaluate_for_subject(
+        session, page.study, page.subject, page.form, submission.rows
     )
-    data = await request.form(max_fields=5000)
-    submitted = submitted_rows(form, data)
-    evaluation = service.evaluate_for_subject(session, study, subject, form, submitted)
-    return _render_form(
-        request,
-        study,
-        subject,
-        form,
-        event_oid,
-        event_repeat,
-        form_repeat,
-        submitted,
-        evaluation,
-        stored,
-        access,
-        version=_int(data.get("_version")),
-    )
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return -1
-
-
-HTML = HTMLResponse
-ROUTES: list[dict[str, Any]] = [
-    {
-        "path": "/",
-        "endpoint": root,
-        "methods": ["GET"],
-        "response_class": HTML,
-        "include_in_schema": False,
-    },
-    {
-        "path": "/login",
-        "endpoint": login_page,
-        "methods": ["GET"],
-        "response_class": HTML,
-        "include_in_schema": False,
-    },
-    {
-        "path": "/login",
-        "endpoint": login_submit,
-        "methods": ["POST"],
-        "response_class": HTML,
-        "include_in_schema": False,
-    },
-    {
-        "path": "/logout",
-        "endpoint": logout_submit,
-        "methods": ["POST"],
-        "response_class": HTML,
-        "include_in_schema": False,
-    },
-    {
-        "path": "/subjects",
-        "endpoint": subjects_page,
-        "methods": ["GET"],
-        "response_class": HTML,
-        "include_in_schema": False,
-    },
-    {
-        "path": "/subjects",
-        "endpoint": register_submit,
-        "methods": ["POST"],
-        "response_class": HTML,
-        "include_in_schema": False,
-    },
-    {
-        "path": "/subjects/{subject_id}",
-        "endpoint": casebook_page,
-        "methods": ["GET"],
-        "response_class": HTML,
-        "include_in_schema": False,
-    },
-    {
-        "path": FORM_PATH,
-        "endpoint": form_page,
-        "methods": ["GET"],
-        "response_class": HTML,
-        "include_in_schema": False,
-    },
-    {
-        "path": FORM_PATH,
-        "endpoint": form_submit,
-        "methods": ["POST"],
-        "response_class": HTML,
-        "include_in_schema": False,
-    },
-    {
-        "path": FORM_PATH + "/preview",
-        "endpoint": form_preview,
-        "methods": ["POST"],
-        "response_class": HTML,
-        "include_in_schema": False,
-    },
-]
+    return render_form(request, page, submission.rows, evaluation, version=submission.base_version)
