@@ -10,7 +10,7 @@ from pathlib import Path
 from lxml import etree
 
 from tests.conftest import ODM_SCHEMA, REPO, LiveServer, logged_in_client
-from tests.test_web import register, save
+from tests.test_web import complete_consent, register, save
 
 NS = {"odm": "http://www.cdisc.org/ns/odm/v1.3"}
 
@@ -20,14 +20,7 @@ def test_exported_odm_of_entered_data_is_valid_and_carries_the_audit_trail(
 ) -> None:
     client = logged_in_client(live_server, "coordinator")
     subject = register(client)
-    save(
-        client,
-        subject,
-        "F.IC",
-        {"IG.IC:1:ICVER": "2.0", "IG.IC:1:ICDAT": "2026-03-10", "IG.IC:1:ICLTFU": "Y"},
-        version=0,
-        action="complete",
-    )
+    complete_consent(client, subject, "2026-03-10")
     save(
         client,
         subject,

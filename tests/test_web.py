@@ -40,6 +40,12 @@ def save(
     return client.post(path, data=data)
 
 
+def complete_consent(client: httpx.Client, subject_id: int, date: str) -> httpx.Response:
+    """Save the Informed Consent form as complete, signed on `date`."""
+    fields = {"IG.IC:1:ICVER": "2.0", "IG.IC:1:ICDAT": date, "IG.IC:1:ICLTFU": "Y"}
+    return save(client, subject_id, "F.IC", fields, version=0, action="complete")
+
+
 def test_every_demo_account_logs_in_and_a_wrong_password_is_refused(
     live_server: LiveServer,
 ) -> None:
@@ -141,17 +147,7 @@ def live_server_engine(server: LiveServer):  # type: ignore[no-untyped-def]
 def test_saved_values_are_audited_with_who_when_old_and_new(live_server: LiveServer) -> None:
     client = logged_in_client(live_server, "coordinator")
     subject = register(client)
-    assert (
-        save(
-            client,
-            subject,
-            "F.IC",
-            {"IG.IC:1:ICVER": "2.0", "IG.IC:1:ICDAT": "2026-03-10", "IG.IC:1:ICLTFU": "Y"},
-            version=0,
-            action="complete",
-        ).status_code
-        == 303
-    )
+    assert complete_consent(client, subject, "2026-03-10").status_code == 303
     response = save(
         client, subject, "F.DM", {"IG.DM:1:BRTHDAT": "1980-03-11", "IG.DM:1:SEX": "M"}, version=0
     )
