@@ -188,3 +188,12 @@ def test_a_stale_save_gets_a_conflict_and_changes_nothing(live_server: LiveServe
 def test_pages_need_a_login(live_server: LiveServer, path: str) -> None:
     response = httpx.get(live_server.url + path)
     assert response.status_code == 303 and response.headers["location"] == "/login"
+
+
+def test_lab_form_shows_one_row_per_preset_test(live_server: LiveServer) -> None:
+    client = logged_in_client(live_server, "coordinator")
+    subject = register(client)
+    page = client.get(FORM.format(id=subject, form="F.LBHEM")).text
+    assert '<span class="preset">WBC</span>' in page
+    assert '<span class="preset">Platelets</span>' in page
+    assert ">None<" not in page

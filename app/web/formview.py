@@ -86,7 +86,8 @@ def form_view(
             repeats = [1]
         rows = []
         for repeat in repeats:
-            row_values = group_values.get(repeat, {})
+            preset = group.rows[repeat - 1] if repeat <= len(group.rows) else {}
+            row_values = {**group_values.get(repeat, {}), **preset}
             fields = tuple(
                 _field(
                     study, group, repeat, item, row_values.get(item.name), evaluation, show_missing
@@ -121,7 +122,7 @@ def _field(
         name=field_name(group.oid, repeat, item.name),
         id=field_id(group.oid, repeat, item.name),
         item=item,
-        widget=_widget(item, codelist),
+        widget=_widget(item, codelist, in_row=group.repeating),
         value=value,
         options=tuple((ci.code, ci.decode) for ci in codelist.items) if codelist else (),
         selected=frozenset((value or "").split(",")) if codelist else frozenset(),
@@ -132,11 +133,13 @@ def _field(
     )
 
 
-def _widget(item: ItemDef, codelist: CodeList | None) -> str:
+def _widget(item: ItemDef, codelist: CodeList | None, *, in_row: bool) -> str:
+    """Radio buttons for short code lists on a page; selects in table rows, to stay compact."""
     if item.is_derived:
         return "derived"
     if item.type == DataType.CHOICE:
-        return "radio" if codelist and len(codelist.items) <= CHOICE_RADIO_LIMIT else "select"
+        few = codelist is not None and len(codelist.items) <= CHOICE_RADIO_LIMIT
+        return "radio" if few and not in_row else "select"
     return {
         DataType.MULTICHOICE: "checkboxes",
         DataType.DATE: "date",
