@@ -109,18 +109,8 @@ def _demo_subject(
     moment = datetime.combine(consent, datetime.min.time(), UTC) + timedelta(hours=10)
     for form_oid, values in forms.items():
         service.save_form(
-            session,
-            study,
-            access=access,
-            subject=subject,
-            event_oid="SE.SCR",
-            event_repeat=1,
-            form_oid=form_oid,
-            form_repeat=1,
-            submitted=values,
-            base_version=0,
-            complete=True,
-            reason=None,
-            actor=actor,
-            now=moment,
-        )
+            session, study, access=access, subject=subject,
+            ref=service.FormRef("SE.SCR", 1, form_oid, 1),
+            edit=service.FormEdit(values, base_version=0, complete=True),
+            actor=actor, now=moment,
+        )  # fmt: skip

@@ -84,3 +84,43 @@ def test_coordinator_enters_demographics_and_sees_derived_age(
     expect(page.locator("output#f-IG_DM-1-AGE")).to_have_text("35")
     expect(page.get_by_role("radio", name="Female")).to_be_checked()
     expect(page.locator(".form-status")).to_have_text("in progress")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_coordinator_adds_and_removes_log_rows_and_reads_an_item_history(
+    live_server: LiveServer, page: Page
+) -> None:
+    page.goto(live_server.url + "/login")
+    page.get_by_label("Username").fill("coordinator")
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Register subject").click()
+    page.locator("#visit-SE_LOG").get_by_role("link", name="Adverse Events").click()
+    expect(page.get_by_text("No rows yet.")).to_be_visible()
+
+    add = page.get_by_role("button", name="Add a row to Adverse events")
+    add.click()
+    expect(page.locator("#row-IG_AE-1")).to_be_visible()
+    page.get_by_role("button", name="Add a row to Adverse events").click()
+    expect(page.locator("#row-IG_AE-2")).to_be_visible()
+    page.get_by_label("Adverse event (verbatim term) (row 1)").fill("Headache")
+    page.get_by_label("AE number (row 1)").fill("1")
+    page.get_by_role("button", name="Remove row 2").click()
+    expect(page.locator("#row-IG_AE-2")).to_have_count(0)
+    expect(page.get_by_label("Adverse event (verbatim term) (row 1)")).to_have_value("Headache")
+    page.get_by_label("Ongoing (row 1)").select_option("Y")
+    expect(page.get_by_label("End date (row 1)")).to_have_count(0)  # hidden while ongoing
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("p.notice")).to_have_text("Saved.")
+    expect(page.get_by_label("Adverse event (verbatim term) (row 1)")).to_have_value("Headache")
+    expect(page.get_by_label("AE number (row 1)")).to_have_value("1")
+    page.screenshot(path=str(ARTIFACTS / "adverse-events.png"), full_page=True)
+
+    page.locator("#row-IG_AE-1").get_by_role("link", name="history").nth(1).click()
+    expect(
+        page.get_by_role("heading", name="Audit trail: Adverse event (verbatim term)")
+    ).to_be_visible()
+    row = page.locator(".audit-trail tbody tr").first
+    expect(row).to_contain_text("coordinator")
+    expect(row).to_contain_text("Insert")
+    expect(row).to_contain_text("Headache")

@@ -10,13 +10,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel, col, select
 
 from app import audit
 from app.access import load_access
 from app.crf import service
 from app.db import pending_migrations
-from app.models import AuditRecord, Subject, UserAccount, utcnow
+from app.models import AuditRecord, UserAccount, utcnow
 from app.study.loader import Study
 
 
@@ -72,92 +72,100 @@ def test_second_save_on_the_same_version_is_a_conflict(demo_engine: Engine, zm00
     def save(sex: str) -> service.SaveOutcome:
         with Session(demo_engine, expire_on_commit=False) as session:
             return service.save_form(
-                session,
-                zm001,
-                access=access,
-                subject=subject,
-                event_oid="SE.SCR",
-                event_repeat=1,
-                form_oid="F.DM",
-                form_repeat=1,
-                submitted={"IG.DM": {1: {"SEX": sex}}},
-                base_version=0,
-                complete=False,
-                reason=None,
-                actor=audit.Actor(user),
-                now=utcnow(),
-            )
+                session, zm001, access=access, subject=subject,
+                ref=service.FormRef("SE.SCR", 1, "F.DM", 1),
+                edit=service.FormEdit({"IG.DM": {1: {"SEX": sex}}}, base_version=0),
+                actor=audit.Actor(user), now=utcnow(),
+            )  # fmt: skip
 
     assert save("F").saved
     with pytest.raises(service.SaveConflict) as conflict:
         save("M")
     assert conflict.value.changes == [("Sex", "F", "M")]
     with Session(demo_engine) as session:
-        values = [
-            r.new_value
-            for r in session.exec(select(AuditRecord).where(AuditRecord.item_oid == "IT.DM.SEX"))
-        ]
-        assert values == ["F"]
+        records = session.exec(select(AuditRecord).where(AuditRecord.item_oid == "IT.DM.SEX"))
+        assert [r.new_value for r in records] == ["F"]
 
 
-def test_changing_a_complete_form_needs_a_reason(demo_engine: Engine, zm001: Study) -> None:
+def test_changing_a_complete_form_needs_a_reason_per_value(
+    demo_engine: Engine, zm001: Study
+) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
         user = coordinator(session)
         access = load_access(session, user)
         subject = service.register_subject(
             session, access=access, site_id=1, actor=audit.Actor(user)
         )
-        common = {
-            "access": access,
-            "subject": subject,
-            "event_oid": "SE.SCR",
-            "event_repeat": 1,
-            "form_oid": "F.IC",
-            "form_repeat": 1,
-            "actor": audit.Actor(user),
-            "now": utcnow(),
-        }
+
+        def save(edit: service.FormEdit) -> service.SaveOutcome:
+            return service.save_form(
+                session, zm001, access=access, subject=subject,
+                ref=service.FormRef("SE.SCR", 1, "F.IC", 1), edit=edit,
+                actor=audit.Actor(user), now=utcnow(),
+            )  # fmt: skip
+
         values = {"ICVER": "2.0", "ICDAT": "2026-01-05", "ICLTFU": "Y"}
-        first = service.save_form(
-            session,
-            zm001,
-            submitted={"IG.IC": {1: values}},
-            base_version=0,
-            complete=True,
-            reason=None,
-            **common,
-        )
+        first = save(service.FormEdit({"IG.IC": {1: values}}, base_version=0, complete=True))
         assert first.saved and first.status == "complete"
-        changed = {**values, "ICDAT": "2026-01-06"}
-        refused = service.save_form(
-            session,
-            zm001,
-            submitted={"IG.IC": {1: changed}},
-            base_version=1,
-            complete=True,
-            reason=None,
-            **common,
-        )
+        changed = {**values, "ICDAT": "2026-01-06", "ICVER": "2.1"}
+        refused = save(service.FormEdit({"IG.IC": {1: changed}}, base_version=1, complete=True))
         assert not refused.saved
-        assert refused.form_errors == ["This form was complete: give a reason for the change."]
-        accepted = service.save_form(
+        assert refused.evaluation.errors == {
+            ("IG.IC", 1, "ICDAT"): service.REASON_NEEDED,
+            ("IG.IC", 1, "ICVER"): service.REASON_NEEDED,
+        }
+        accepted = save(
+            service.FormEdit(
+                {"IG.IC": {1: changed}}, base_version=1, complete=True,
+                reason="site re-consented on a new version",
+                reasons={("IG.IC", 1, "ICDAT"): "transcription error"},
+            )
+        )  # fmt: skip
+        assert accepted.saved and accepted.version == 2
+        updates = session.exec(
+            select(AuditRecord)
+            .where(AuditRecord.action == "Update")
+            .order_by(col(AuditRecord.item_oid))
+        ).all()
+        assert [(r.item_oid, r.old_value, r.new_value, r.reason) for r in updates] == [
+            ("IT.IC.ICDAT", "2026-01-05", "2026-01-06", "transcription error"),
+            ("IT.IC.ICVER", "2.0", "2.1", "site re-consented on a new version"),
+        ]
+
+
+def test_a_form_not_done_needs_a_reason_and_no_values(demo_engine: Engine, zm001: Study) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        user = coordinator(session)
+        access = load_access(session, user)
+        subject = service.register_subject(
+            session, access=access, site_id=1, actor=audit.Actor(user)
+        )
+        ref = service.FormRef("SE.SCR", 1, "F.ECHO", 1)
+        common = {"access": access, "subject": subject, "ref": ref, "actor": audit.Actor(user)}
+        with pytest.raises(service.FormRefused, match="reason"):
+            service.mark_not_done(
+                session, zm001, base_version=0, reason=" ", now=utcnow(), **common
+            )
+        service.mark_not_done(
             session,
             zm001,
-            submitted={"IG.IC": {1: changed}},
-            base_version=1,
-            complete=True,
-            reason="transcription error",
+            base_version=0,
+            reason="echo machine unavailable",
+            now=utcnow(),
             **common,
         )
-        assert accepted.saved and accepted.version == 2
-        record = session.exec(
-            select(AuditRecord).where(
-                AuditRecord.item_oid == "IT.IC.ICDAT", AuditRecord.action == "Update"
-            )
-        ).one()
-        assert (record.old_value, record.new_value, record.reason) == (
-            "2026-01-05",
-            "2026-01-06",
-            "transcription error",
+        stored = service.load_form(
+            session,
+            subject,
+            zm001.form("F.ECHO"),
+            event_oid="SE.SCR",
+            event_repeat=1,
+            form_repeat=1,
         )
-        assert session.exec(select(Subject)).first() is not None
+        assert stored is not None
+        assert (stored.form_data.status, stored.form_data.not_done_reason) == (
+            "not_done",
+            "echo machine unavailable",
+        )
+        record = session.exec(select(AuditRecord).where(AuditRecord.action == "form_status")).one()
+        assert (record.new_value, record.reason) == ("not_done", "echo machine unavailable")

@@ -39,6 +39,8 @@ class FormEvaluation:
     hidden: set[FieldKey] = field(default_factory=set)
     hidden_groups: set[str] = field(default_factory=set)
     missing: set[FieldKey] = field(default_factory=set)
+    reason_needed: set[FieldKey] = field(default_factory=set)
+    """Changed fields of a complete form that still need a reason (set when saving)."""
 
     @property
     def is_valid(self) -> bool:

@@ -4,6 +4,7 @@ commits on success and leaves the database untouched when it raises or returns e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,8 +14,16 @@ from sqlmodel import Session, col, select
 
 from app import audit
 from app.access import Access, Permission
-from app.crf.engine import FormEvaluation, RawRows, Rows, evaluate_form, referenced_forms
+from app.crf.engine import (
+    FieldKey,
+    FormEvaluation,
+    RawRows,
+    Rows,
+    evaluate_form,
+    referenced_forms,
+)
 from app.models import (
+    AuditRecord,
     FormData,
     FormStatus,
     ItemData,
@@ -56,7 +65,6 @@ class SaveOutcome:
     version: int
     status: str
     changed: int = 0
-    form_errors: list[str] = field(default_factory=list)
 
 
 # -- subjects ---------------------------------------------------------------------------------
@@ -203,6 +211,32 @@ def subject_form_values(
     return result
 
 
+def item_audit_trail(
+    session: Session,
+    subject: Subject,
+    ref: FormRef,
+    group_oid: str,
+    group_repeat: int,
+    item_oid: str,
+) -> list[AuditRecord]:
+    """Every audit record of one item of a subject's form, oldest first."""
+    statement = (
+        select(AuditRecord)
+        .where(
+            AuditRecord.subject_id == subject.id,
+            AuditRecord.event_oid == ref.event_oid,
+            AuditRecord.event_repeat == ref.event_repeat,
+            AuditRecord.form_oid == ref.form_oid,
+            AuditRecord.form_repeat == ref.form_repeat,
+            AuditRecord.item_group_oid == group_oid,
+            AuditRecord.group_repeat == group_repeat,
+            AuditRecord.item_oid == item_oid,
+        )
+        .order_by(col(AuditRecord.id))
+    )
+    return list(session.exec(statement))
+
+
 # -- saving forms -----------------------------------------------------------------------------
 
 
@@ -221,86 +255,166 @@ def evaluate_for_subject(
     return evaluate_form(study, form, submitted, others)
 
 
+@dataclass(frozen=True)
+class FormRef:
+    """Where a form lives in a subject's casebook (ODM StudyEvent and Form OIDs and repeats)."""
+
+    event_oid: str
+    event_repeat: int
+    form_oid: str
+    form_repeat: int
+
+
+@dataclass(frozen=True)
+class FormEdit:
+    """What a user submits: values, the version they opened, and their reasons for change."""
+
+    rows: RawRows
+    base_version: int
+    complete: bool = False
+    reason: str | None = None
+    """Reason for every changed value that has none of its own."""
+    reasons: Mapping[FieldKey, str] = field(default_factory=dict)
+
+
+REASON_NEEDED = "was changed on a complete form: give a reason for the change"
+REASON_RECALCULATED = "recalculated from changed answers"
+REASON_NOT_APPLICABLE = "cleared: the question no longer applies"
+
+
 def save_form(
     session: Session,
     study: Study,
     *,
     access: Access,
     subject: Subject,
-    event_oid: str,
-    event_repeat: int,
-    form_oid: str,
-    form_repeat: int,
-    submitted: RawRows,
-    base_version: int,
-    complete: bool,
-    reason: str | None,
+    ref: FormRef,
+    edit: FormEdit,
     actor: audit.Actor,
     now: datetime,
 ) -> SaveOutcome:
     """Check and store a form; every changed value gets an audit record. Commits.
 
     Returns the evaluation with errors (and stores nothing) when a value is invalid, when
-    `complete` is asked with required answers missing, or when a complete form is changed
-    without a reason. Raises SaveConflict when `base_version` is not the stored version.
+    `complete` is asked with required answers missing, or when a value of a complete form
+    changes without a reason. Raises SaveConflict when `base_version` is not the stored one.
+    Derived values and answers cleared by a show-if get their reason from the system.
     """
     access.require(Permission.ENTER_DATA, subject.site_id)
-    form = check_form_scheduled(study, event_oid, form_oid)
+    form = check_form_scheduled(study, ref.event_oid, ref.form_oid)
     stored = load_form(
-        session,
-        subject,
-        form,
-        event_oid=event_oid,
-        event_repeat=event_repeat,
-        form_repeat=form_repeat,
-    )
+        session, subject, form,
+        event_oid=ref.event_oid, event_repeat=ref.event_repeat, form_repeat=ref.form_repeat,
+    )  # fmt: skip
     current_version = stored.form_data.version if stored else 0
     old_rows: Rows = stored.rows if stored else {}
-    evaluation = evaluate_for_subject(session, study, subject, form, submitted)
-    if base_version != current_version:
+    evaluation = evaluate_for_subject(session, study, subject, form, edit.rows)
+    if edit.base_version != current_version:
         raise SaveConflict(current_version, _differences(form, old_rows, evaluation.values))
     old_status = stored.form_data.status if stored else FormStatus.NOT_STARTED
     outcome = SaveOutcome(evaluation, saved=False, version=current_version, status=old_status)
-    if complete:
+    if edit.complete:
         for key in evaluation.missing:
             evaluation.errors.setdefault(key, "is required to mark the form complete")
     changes = _changes(form, old_rows, evaluation.values)
-    if old_status == FormStatus.COMPLETE and changes and not (reason and reason.strip()):
-        outcome.form_errors.append("This form was complete: give a reason for the change.")
-    if evaluation.errors or outcome.form_errors:
+    reasons = _change_reasons(form, changes, evaluation, edit, old_status)
+    if evaluation.errors:
         return outcome
 
-    status = FormStatus.COMPLETE if complete else FormStatus.IN_PROGRESS
-    form_data = stored.form_data if stored else None
+    status = FormStatus.COMPLETE if edit.complete else FormStatus.IN_PROGRESS
+    path = audit.DataPath(subject, ref.event_oid, ref.event_repeat, ref.form_oid, ref.form_repeat)
     try:
-        if form_data is None:
-            form_data = _create_form_data(
-                session, subject, event_oid, event_repeat, form, form_repeat, status, actor, now
-            )
-        else:
-            _bump_version(session, form_data, base_version, status, actor, now)
-        path = audit.DataPath(subject, event_oid, event_repeat, form_oid, form_repeat)
-        _store_changes(session, form, form_data, changes, path, actor, reason, now)
+        form_data = _write_form_data(
+            session, subject, ref, form, stored, edit.base_version, status, None, actor, now
+        )
+        _store_changes(session, form, form_data, changes, reasons, path, actor, now)
         if status != old_status:
             audit.record(
-                session,
-                actor=actor,
-                action="form_status",
-                path=path,
-                old_value=old_status,
-                new_value=status,
-                reason=reason,
-                at=now,
-            )
+                session, actor=actor, action="form_status", path=path, old_value=old_status,
+                new_value=status, reason=edit.reason, at=now,
+            )  # fmt: skip
         session.commit()
     except IntegrityError as error:  # another process created the same form meanwhile
         session.rollback()
         raise SaveConflict(current_version + 1, []) from error
     outcome.saved = True
-    outcome.version = base_version + 1
+    outcome.version = edit.base_version + 1
     outcome.status = status
     outcome.changed = len(changes)
     return outcome
+
+
+class FormRefused(Exception):
+    """A form action that cannot be done as asked; the message says why."""
+
+
+def mark_not_done(
+    session: Session,
+    study: Study,
+    *,
+    access: Access,
+    subject: Subject,
+    ref: FormRef,
+    base_version: int,
+    reason: str | None,
+    actor: audit.Actor,
+    now: datetime,
+) -> None:
+    """Record that a form was not done, with the reason (audited). Commits.
+
+    Refused (FormRefused) without a reason or while the form holds values; raises
+    SaveConflict when `base_version` is not the stored version.
+    """
+    access.require(Permission.ENTER_DATA, subject.site_id)
+    form = check_form_scheduled(study, ref.event_oid, ref.form_oid)
+    stored = load_form(
+        session, subject, form,
+        event_oid=ref.event_oid, event_repeat=ref.event_repeat, form_repeat=ref.form_repeat,
+    )  # fmt: skip
+    current_version = stored.form_data.version if stored else 0
+    if base_version != current_version:
+        raise SaveConflict(current_version, [])
+    if not (reason and reason.strip()):
+        raise FormRefused("Give the reason the form was not done.")
+    if stored and any(
+        v is not None for g in stored.rows.values() for r in g.values() for v in r.values()
+    ):
+        raise FormRefused("This form holds values: remove them before marking it not done.")
+    old_status = stored.form_data.status if stored else FormStatus.NOT_STARTED
+    _write_form_data(
+        session, subject, ref, form, stored, base_version, FormStatus.NOT_DONE, reason, actor, now
+    )
+    path = audit.DataPath(subject, ref.event_oid, ref.event_repeat, ref.form_oid, ref.form_repeat)
+    audit.record(
+        session, actor=actor, action="form_status", path=path, old_value=old_status,
+        new_value=FormStatus.NOT_DONE, reason=reason, at=now,
+    )  # fmt: skip
+    session.commit()
+
+
+def _change_reasons(
+    form: FormDef,
+    changes: list[Change],
+    evaluation: FormEvaluation,
+    edit: FormEdit,
+    old_status: str,
+) -> dict[FieldKey, str | None]:
+    """The reason recorded with each change; flags user changes to a complete form without one."""
+    derived = {item.name for group in form.item_groups for item in group.items if item.is_derived}
+    reasons: dict[FieldKey, str | None] = {}
+    for group_oid, repeat, name, before, after in changes:
+        key = (group_oid, repeat, name)
+        if name in derived:
+            reasons[key] = REASON_RECALCULATED if before is not None else None
+        elif key in evaluation.hidden and after is None:
+            reasons[key] = REASON_NOT_APPLICABLE
+        else:
+            given = (edit.reasons.get(key) or edit.reason or "").strip() or None
+            if old_status == FormStatus.COMPLETE and given is None:
+                evaluation.errors.setdefault(key, REASON_NEEDED)
+                evaluation.reason_needed.add(key)
+            reasons[key] = given
+    return reasons
 
 
 Change = tuple[str, int, str, str | None, str | None]
@@ -325,6 +439,37 @@ def _differences(
 ) -> list[tuple[str, str | None, str | None]]:
     labels = {item.name: item.label for group in form.item_groups for item in group.items}
     return [(labels[name], old, new) for _, _, name, old, new in _changes(form, saved, submitted)]
+
+
+def _write_form_data(
+    session: Session,
+    subject: Subject,
+    ref: FormRef,
+    form: FormDef,
+    stored: StoredForm | None,
+    base_version: int,
+    status: str,
+    not_done_reason: str | None,
+    actor: audit.Actor,
+    now: datetime,
+) -> FormData:
+    """Create the form's row (version 1) or advance its optimistic lock; sets its status."""
+    if stored is None:
+        form_data = _create_form_data(
+            session,
+            subject,
+            ref.event_oid,
+            ref.event_repeat,
+            form,
+            ref.form_repeat,
+            status,
+            actor,
+            now,
+        )
+        form_data.not_done_reason = not_done_reason
+        return form_data
+    _bump_version(session, stored.form_data, base_version, status, not_done_reason, actor, now)
+    return stored.form_data
 
 
 def _create_form_data(
@@ -370,6 +515,7 @@ def _bump_version(
     form_data: FormData,
     base_version: int,
     status: str,
+    not_done_reason: str | None,
     actor: audit.Actor,
     now: datetime,
 ) -> None:
@@ -380,6 +526,7 @@ def _bump_version(
         .values(
             version=base_version + 1,
             status=status,
+            not_done_reason=not_done_reason,
             updated_at=now,
             updated_by_id=actor.user.id if actor.user else None,
         )
@@ -396,9 +543,9 @@ def _store_changes(
     form: FormDef,
     form_data: FormData,
     changes: list[Change],
+    reasons: Mapping[FieldKey, str | None],
     path: audit.DataPath,
     actor: audit.Actor,
-    reason: str | None,
     now: datetime,
 ) -> None:
     groups: dict[tuple[str, int], ItemGroupData] = {
@@ -448,6 +595,6 @@ def _store_changes(
             ),
             old_value=before,
             new_value=after,
-            reason=reason if before is not None else None,
+            reason=reasons.get((group_oid, repeat, name)),
             at=now,
         )

@@ -8,12 +8,14 @@ from typing import Any
 
 from starlette.datastructures import FormData as RequestForm
 
-from app.crf.engine import FormEvaluation, RawRows, Rows
+from app.crf.engine import FieldKey, FormEvaluation, RawRows, Rows
 from app.study.loader import Study
 from app.study.model import CodeList, DataType, FormDef, ItemDef, ItemGroupDef
 
 CHOICE_RADIO_LIMIT = 6
-FIELD_NAME = re.compile(r"^(?P<group>[^:]+):(?P<repeat>\d{1,4}):(?P<item>[A-Z][A-Z0-9_]*)$")
+FIELD_NAME = re.compile(r"^(?P<group>[^:]+):(?P<repeat>\d{1,4}):(?P<item>[A-Z][A-Z0-9_]*|_row)$")
+"""`<group OID>:<repeat>:<item name>`; `_row` marks a row that exists even with no answers."""
+REASON_PREFIX = "_reason:"
 
 
 def field_name(group_oid: str, repeat: int, item_name: str) -> str:
@@ -32,11 +34,23 @@ def submitted_rows(form: FormDef, data: RequestForm) -> dict[str, dict[int, dict
         match = FIELD_NAME.match(name)
         if not match or match["group"] not in groups:
             continue
+        row = rows.setdefault(match["group"], {}).setdefault(int(match["repeat"]), {})
+        if match["item"] == "_row":
+            continue
         values = [v for v in data.getlist(name) if isinstance(v, str)]
         value: Any = values if len(values) > 1 else (values[0] if values else None)
-        row = rows.setdefault(match["group"], {}).setdefault(int(match["repeat"]), {})
         row[match["item"]] = value
     return rows
+
+
+def field_reasons(data: RequestForm) -> dict[FieldKey, str]:
+    """Per-field reasons for change, posted as `_reason:<field name>`."""
+    reasons: dict[FieldKey, str] = {}
+    for name, value in data.items():
+        match = FIELD_NAME.match(name.removeprefix(REASON_PREFIX))
+        if name.startswith(REASON_PREFIX) and match and isinstance(value, str) and value.strip():
+            reasons[(match["group"], int(match["repeat"]), match["item"])] = value.strip()
+    return reasons
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,7 @@ class FieldView:
     error: str | None
     flag: str | None
     hidden: bool
+    needs_reason: bool
 
 
 @dataclass(frozen=True)
@@ -81,8 +96,6 @@ def form_view(
         group_values = values.get(group.oid, {})
         repeats = sorted(set(group_values) | set(range(1, len(group.rows) + 1)))
         if not group.repeating:
-            repeats = [1]
-        elif not repeats:
             repeats = [1]
         rows = []
         for repeat in repeats:
@@ -130,6 +143,7 @@ def _field(
         error=error,
         flag=evaluation.flags.get(key) if evaluation else None,
         hidden=evaluation is not None and key in evaluation.hidden,
+        needs_reason=evaluation is not None and key in evaluation.reason_needed,
     )
 
 

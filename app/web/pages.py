@@ -19,10 +19,10 @@ from app.crf import service
 from app.crf.casebook import build_casebook
 from app.crf.engine import FormEvaluation, RawRows
 from app.models import Site, Subject, utcnow
-from app.study.loader import Study
+from app.study.loader import Study, find_item
 from app.study.model import FormDef
 from app.web.deps import SESSION_COOKIE, AccessDep, LoginRequired, SessionDep, SettingsDep, StudyDep
-from app.web.formview import form_view, submitted_rows
+from app.web.formview import field_reasons, form_view, submitted_rows
 
 SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
 Repeat = Annotated[int, PathParam(ge=1, le=9999)]
@@ -157,9 +157,7 @@ class OpenForm:
     subject: Subject
     form: FormDef
     stored: service.StoredForm | None
-    event_oid: str
-    event_repeat: int
-    form_repeat: int
+    ref: service.FormRef
 
 
 def open_form(
@@ -182,7 +180,8 @@ def open_form(
         event_repeat=event_repeat,
         form_repeat=form_repeat,
     )
-    return OpenForm(study, access, subject, form, stored, event_oid, event_repeat, form_repeat)
+    ref = service.FormRef(event_oid, event_repeat, form_oid, form_repeat)
+    return OpenForm(study, access, subject, form, stored, ref)
 
 
 OpenFormDep = Annotated[OpenForm, Depends(open_form)]
@@ -190,12 +189,13 @@ OpenFormDep = Annotated[OpenForm, Depends(open_form)]
 
 @dataclass(frozen=True)
 class Submission:
-    """What the browser posted for a form: values by field, the version it was opened at."""
+    """What the browser posted for a form: the edit, which button, and row additions/removals."""
 
-    rows: RawRows
-    base_version: int
-    complete: bool
-    reason: str | None
+    edit: service.FormEdit
+    action: str
+    not_done_reason: str | None
+    add_row: str | None
+    remove_row: str | None
 
 
 async def read_submission(request: Request, page: OpenFormDep) -> Submission:
@@ -204,15 +204,45 @@ async def read_submission(request: Request, page: OpenFormDep) -> Submission:
         base_version = int(str(data.get("_version")))
     except ValueError:
         base_version = -1  # never a stored version: the save becomes a conflict
-    return Submission(
+    action = str(data.get("_action") or "save")
+    edit = service.FormEdit(
         rows=submitted_rows(page.form, data),
         base_version=base_version,
-        complete=data.get("_action") == "complete",
-        reason=str(data.get("_reason") or "").strip() or None,
+        complete=action == "complete",
+        reason=_text(data.get("_reason")),
+        reasons=field_reasons(data),
     )
+    return Submission(
+        edit, action, _text(data.get("_not_done_reason")),
+        _text(data.get("_add_row")), _text(data.get("_remove_row")),
+    )  # fmt: skip
+
+
+def _text(value: object) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
 
 
 SubmissionDep = Annotated[Submission, Depends(read_submission)]
+
+
+def with_row_edits(page: OpenForm, submission: Submission) -> RawRows:
+    """The submitted rows with a row added to, or removed from, a repeating group.
+
+    A new row takes a repeat key never used in this form, so audit trails never mix rows.
+    """
+    rows = {group: dict(repeats) for group, repeats in submission.edit.rows.items()}
+    if submission.remove_row:
+        group_oid, _, repeat = submission.remove_row.rpartition(":")
+        if repeat.isdigit():
+            rows.get(group_oid, {}).pop(int(repeat), None)
+    group = next(
+        (g for g in page.form.item_groups if g.repeating and g.oid == submission.add_row), None
+    )
+    if group is not None:
+        stored = page.stored.rows.get(group.oid, {}) if page.stored else {}
+        used = set(rows.get(group.oid, {})) | set(stored) | {len(group.rows)}
+        rows.setdefault(group.oid, {})[max(used) + 1] = {}
+    return rows
 
 
 def render_form(
@@ -229,7 +259,7 @@ def render_form(
 ) -> Response:
     """The form page (or only its body, for htmx) with values as given and their evaluation."""
     stored = page.stored
-    visit = page.study.visit(page.event_oid)
+    visit = page.study.visit(page.ref.event_oid)
     context = {
         "subject": page.subject,
         "form": page.form,
@@ -237,12 +267,14 @@ def render_form(
         "groups": form_view(page.study, page.form, values, evaluation, show_missing),
         "version": version if version is not None else (stored.form_data.version if stored else 0),
         "status": stored.form_data.status if stored else "not_started",
+        "not_done_reason": stored.form_data.not_done_reason if stored else None,
+        "has_history": stored is not None,
         "saved": request.query_params.get("saved") == "1",
         "conflict": conflict,
         "form_errors": form_errors or [],
         "can_edit": page.access.can(Permission.ENTER_DATA, page.subject.site_id),
         "access": page.access,
-        "action": request.url.path.removesuffix("/preview"),
+        "action": str(request.url.path).removesuffix("/preview"),
     }
     template = "_form_body.html" if request.headers.get("hx-request") else "form.html"
     return render(request, template, context, status)
@@ -259,37 +291,45 @@ def form_page(request: Request, session: SessionDep, page: OpenFormDep) -> Respo
 def form_submit(
     request: Request, session: SessionDep, page: OpenFormDep, submission: SubmissionDep
 ) -> Response:
+    edit = submission.edit
+    actor = audit.Actor(page.access.user)
     try:
+        if submission.action == "not_done":
+            service.mark_not_done(
+                session, page.study, access=page.access, subject=page.subject, ref=page.ref,
+                base_version=edit.base_version, reason=submission.not_done_reason, actor=actor,
+                now=utcnow(),
+            )  # fmt: skip
+            return _saved(request)
         outcome = service.save_form(
-            session,
-            page.study,
-            access=page.access,
-            subject=page.subject,
-            event_oid=page.event_oid,
-            event_repeat=page.event_repeat,
-            form_oid=page.form.oid,
-            form_repeat=page.form_repeat,
-            submitted=submission.rows,
-            base_version=submission.base_version,
-            complete=submission.complete,
-            reason=submission.reason,
-            actor=audit.Actor(page.access.user),
-            now=utcnow(),
-        )
+            session, page.study, access=page.access, subject=page.subject, ref=page.ref,
+            edit=edit, actor=actor, now=utcnow(),
+        )  # fmt: skip
     except service.SaveConflict as conflict:
         evaluation = service.evaluate_for_subject(
-            session, page.study, page.subject, page.form, submission.rows
+            session, page.study, page.subject, page.form, edit.rows
         )
         return render_form(
-            request, page, submission.rows, evaluation,
-            version=submission.base_version, status=409, conflict=conflict,
+            request, page, edit.rows, evaluation,
+            version=edit.base_version, status=409, conflict=conflict,
+        )  # fmt: skip
+    except service.FormRefused as refusal:
+        evaluation = service.evaluate_for_subject(
+            session, page.study, page.subject, page.form, edit.rows
+        )
+        return render_form(
+            request, page, edit.rows, evaluation,
+            version=edit.base_version, status=422, form_errors=[str(refusal)],
         )  # fmt: skip
     if not outcome.saved:
         return render_form(
-            request, page, submission.rows, outcome.evaluation,
-            version=submission.base_version, status=422, form_errors=outcome.form_errors,
-            show_missing=True,
+            request, page, edit.rows, outcome.evaluation,
+            version=edit.base_version, status=422, show_missing=True,
         )  # fmt: skip
+    return _saved(request)
+
+
+def _saved(request: Request) -> Response:
     target = request.url.path + "?saved=1"
     if request.headers.get("hx-request"):
         return Response(status_code=204, headers={"HX-Redirect": target})
@@ -300,8 +340,34 @@ def form_submit(
 def form_preview(
     request: Request, session: SessionDep, page: OpenFormDep, submission: SubmissionDep
 ) -> Response:
-    """Re-render the form body as typed: derived values, show-if and field errors (htmx)."""
-    evaluation = service.evaluate_for_subject(
-        session, page.study, page.subject, page.form, submission.rows
+    """Re-render the form body as typed (htmx): derived values, show-if, field errors, and
+    rows added or removed."""
+    rows = with_row_edits(page, submission)
+    evaluation = service.evaluate_for_subject(session, page.study, page.subject, page.form, rows)
+    return render_form(request, page, rows, evaluation, version=submission.edit.base_version)
+
+
+@router.get(FORM_PATH + "/audit/{group_oid}/{group_repeat}/{item_name}")
+def item_audit_page(
+    request: Request,
+    session: SessionDep,
+    page: OpenFormDep,
+    group_oid: str,
+    group_repeat: Repeat,
+    item_name: str,
+) -> Response:
+    """Every recorded change of one item: old and new value, who, when, why."""
+    page.access.require(Permission.VIEW_AUDIT, page.subject.site_id)
+    found = find_item(page.form, item_name)
+    if found is None or found[0].oid != group_oid:
+        raise service.NotFound(item_name)
+    trail = service.item_audit_trail(
+        session, page.subject, page.ref, group_oid, group_repeat, found[1].oid
     )
-    return render_form(request, page, submission.rows, evaluation, version=submission.base_version)
+    context = {
+        "subject": page.subject, "form": page.form, "item": found[1], "trail": trail,
+        "group_repeat": group_repeat, "access": page.access,
+        "back": str(request.url.path).split("/audit/")[0],
+    }  # fmt: skip
+    template = "_audit_trail.html" if request.headers.get("hx-request") else "audit_trail.html"
+    return render(request, template, context)
