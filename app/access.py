@@ -19,6 +19,7 @@ class Permission(StrEnum):
     VIEW_AUDIT = "view_audit"
     EXPORT = "export"
     ADMINISTER = "administer"
+    MANAGE_OWN_TOKENS = "manage_own_tokens"
 
 
 PERMISSIONS: dict[Permission, frozenset[Role]] = {
@@ -28,6 +29,7 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.VIEW_AUDIT: frozenset(Role) - {Role.ADMIN},
     Permission.EXPORT: frozenset({Role.DATA_MANAGER, Role.SPONSOR}),
     Permission.ADMINISTER: frozenset({Role.ADMIN}),
+    Permission.MANAGE_OWN_TOKENS: frozenset(Role),
 }
 """Permission -> roles that hold it. Site roles act at their sites only."""
 

@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app import audit
-from app.models import LoginSession, Role, RoleAssignment, UserAccount, pk, utcnow
+from app.models import ApiToken, LoginSession, Role, RoleAssignment, UserAccount, pk, utcnow
 
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
@@ -154,6 +154,63 @@ def logout(session: Session, *, token: str, now: datetime) -> None:
         audit.record(session, actor=audit.Actor(user), action="logout")
         session.add(login_session)
         session.commit()
+
+
+API_TOKEN_PREFIX = "td_"  # noqa: S105 - a prefix, not a secret
+
+
+def create_api_token(
+    session: Session, *, user: UserAccount, name: str, now: datetime
+) -> tuple[ApiToken, str]:
+    """A new personal API token for `user`; returns it with its secret (shown once). Commits."""
+    name = name.strip()
+    if not name:
+        raise ValueError("give the token a name, e.g. the script that will use it")
+    secret = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        user_id=pk(user), name=name[:80], token_hash=_token_hash(secret), created_at=now
+    )
+    session.add(token)
+    audit.record(
+        session, actor=audit.Actor(user), action="api_token_create", details=name[:200], at=now
+    )
+    session.commit()
+    session.refresh(token)
+    return token, secret
+
+
+def list_api_tokens(session: Session, user: UserAccount) -> list[ApiToken]:
+    statement = select(ApiToken).where(ApiToken.user_id == user.id).order_by(col(ApiToken.id))
+    return list(session.exec(statement))
+
+
+def revoke_api_token(session: Session, *, user: UserAccount, token_id: int, now: datetime) -> None:
+    """Revoke one of the user's own tokens (audited); unknown or foreign ids raise LookupError."""
+    token = session.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id:
+        raise LookupError(f"no token {token_id}")
+    if token.revoked_at is None:
+        token.revoked_at = now
+        session.add(token)
+        audit.record(
+            session, actor=audit.Actor(user), action="api_token_revoke", details=token.name, at=now
+        )
+        session.commit()
+
+
+def token_user(session: Session, *, secret: str, now: datetime) -> UserAccount | None:
+    """The active user of a live (not revoked) API token, or None."""
+    token = session.exec(select(ApiToken).where(ApiToken.token_hash == _token_hash(secret))).first()
+    if token is None or token.revoked_at is not None:
+        return None
+    user = session.get(UserAccount, token.user_id)
+    if user is None or not user.is_active:
+        return None
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        token.last_used_at = now
+        session.add(token)
+        session.commit()
+    return user
 
 
 __all__ = [

@@ -6,6 +6,7 @@ database that is not migrated (UnmigratedDatabase, saying what to run).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,11 +16,12 @@ from typing import Any
 from asgi_csrf import asgi_csrf
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings, get_settings
 from app.db import make_engine, pending_migrations
 from app.study.loader import Study, load_study
-from app.web import pages
+from app.web import api, pages
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -51,10 +53,59 @@ def create_app(settings: Settings | None = None, study: Study | None = None) -> 
     app.state.engine = engine
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     pages.install(app)
-    return asgi_csrf(
-        app,
-        signing_secret=settings.secret_key.get_secret_value(),
-        always_protect={"/login"},
-        cookie_secure=settings.secure_cookies,
-        cookie_samesite="Strict",
+    api.install(app)
+    return limit_body_size(
+        asgi_csrf(
+            app,
+            signing_secret=settings.secret_key.get_secret_value(),
+            always_protect={"/login"},
+            cookie_secure=settings.secure_cookies,
+            cookie_samesite="Strict",
+        )
     )
+
+
+MAX_BODY_BYTES = 2 * 1024 * 1024
+"""Largest request body accepted; a whole lab panel form is a few kilobytes."""
+
+
+def limit_body_size(app: ASGIApp, limit: int = MAX_BODY_BYTES) -> ASGIApp:
+    """Refuse bodies over `limit` bytes with 413 before anything reads them into memory."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise RequestTooLarge
+            return message
+
+        try:
+            await app(scope, counted, send)
+        except RequestTooLarge:
+            await _too_large(send, limit)
+
+    return guarded
+
+
+class RequestTooLarge(Exception):
+    """A streamed body grew past the limit."""
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = json.dumps({"detail": f"The request body is larger than {limit // 1024} KiB."}).encode()
+    await send({
+        "type": "http.response.start", "status": 413,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    })  # fmt: skip
+    await send({"type": "http.response.body", "body": body})

@@ -126,6 +126,20 @@ class LoginSession(SQLModel, table=True):
     ended_at: datetime | None = timestamp_field(default=None, nullable=True)
 
 
+class ApiToken(SQLModel, table=True):
+    """A personal API token; only its SHA-256 is stored, the secret is shown once."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    name: str = Field(max_length=80)
+    token_hash: str = Field(unique=True, max_length=64)
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+    last_used_at: datetime | None = timestamp_field(default=None, nullable=True)
+    revoked_at: datetime | None = timestamp_field(default=None, nullable=True)
+
+
 class Subject(SQLModel, table=True):
     __tablename__ = "subject"
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlmodel import Session
 
 from app import auth
-from app.access import Access, load_access
+from app.access import Access, Permission, load_access
 from app.config import Settings
 from app.models import utcnow
 from app.study.loader import Study
@@ -43,18 +43,37 @@ StudyDep = Annotated[Study, Depends(get_study)]
 
 
 def get_access(request: Request, session: SessionDep, settings: SettingsDep) -> Access:
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
-        raise LoginRequired
-    user = auth.session_user(
-        session,
-        token=token,
-        idle=timedelta(minutes=settings.session_idle_minutes),
-        now=utcnow(),
-    )
+    """The caller's access: from a personal API token (`Authorization: Bearer`), else from the
+    browser session cookie. Raises LoginRequired when neither identifies a live user."""
+    now = utcnow()
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and secret:
+        user = auth.token_user(session, secret=secret.strip(), now=now)
+    elif token := request.cookies.get(SESSION_COOKIE):
+        idle = timedelta(minutes=settings.session_idle_minutes)
+        user = auth.session_user(session, token=token, idle=idle, now=now)
+    else:
+        user = None
     if user is None:
         raise LoginRequired
     return load_access(session, user)
 
 
 AccessDep = Annotated[Access, Depends(get_access)]
+
+
+class PermissionCheck:
+    """A route dependency that demands a permission (at some site; site checks follow in the
+    services). Routes declare it, so a test can walk the route table and find each rule."""
+
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+
+    def __call__(self, access: AccessDep) -> Access:
+        access.require(self.permission)
+        return access
+
+
+def requires(permission: Permission) -> Any:
+    """`Depends` on a PermissionCheck: use as a route parameter type or in `dependencies=`."""
+    return Depends(PermissionCheck(permission))

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import col, select
 
@@ -21,7 +21,14 @@ from app.crf.engine import FormEvaluation, RawRows
 from app.models import Site, Subject, utcnow
 from app.study.loader import Study, find_item
 from app.study.model import FormDef
-from app.web.deps import SESSION_COOKIE, AccessDep, LoginRequired, SessionDep, SettingsDep, StudyDep
+from app.web.deps import (
+    SESSION_COOKIE,
+    LoginRequired,
+    SessionDep,
+    SettingsDep,
+    StudyDep,
+    requires,
+)
 from app.web.formview import field_reasons, form_view, submitted_rows
 
 SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
@@ -33,6 +40,7 @@ FORM_PATH = (
 )
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+ViewerDep = Annotated[Access, requires(Permission.VIEW_SUBJECTS)]
 
 
 def install(app: FastAPI) -> None:
@@ -41,16 +49,26 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _exc: LoginRequired) -> Response:
+        if request.url.path.startswith("/api/"):
+            message = "Authentication required: send a personal API token as 'Bearer <token>'."
+            return JSONResponse({"detail": message}, status_code=401)
         return RedirectResponse("/login", status_code=303)
 
     @app.exception_handler(service.NotFound)
     async def _not_found(request: Request, _exc: service.NotFound) -> Response:
         message = "There is no such page, or you do not have access to it."
-        return render(request, "message.html", {"title": "Not found", "message": message}, 404)
+        return _error(request, 404, "Not found", message)
 
     @app.exception_handler(AccessDenied)
     async def _denied(request: Request, exc: AccessDenied) -> Response:
-        return render(request, "message.html", {"title": "Not allowed", "message": str(exc)}, 403)
+        return _error(request, 403, "Not allowed", str(exc))
+
+
+def _error(request: Request, status: int, title: str, message: str) -> Response:
+    """The same refusal as JSON for the API and as a page for the browser."""
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"detail": message}, status_code=status)
+    return render(request, "message.html", {"title": title, "message": message}, status)
 
 
 def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -110,8 +128,7 @@ def logout_submit(request: Request, session: SessionDep) -> Response:
 
 
 @router.get("/subjects")
-def subjects_page(request: Request, session: SessionDep, access: AccessDep) -> Response:
-    access.require(Permission.VIEW_SUBJECTS)
+def subjects_page(request: Request, session: SessionDep, access: ViewerDep) -> Response:
     subjects = service.list_subjects(session, access)
     register_sites = access.site_ids(Permission.REGISTER_SUBJECT)
     sites = []
@@ -127,7 +144,9 @@ def subjects_page(request: Request, session: SessionDep, access: AccessDep) -> R
 
 @router.post("/subjects")
 def register_submit(
-    session: SessionDep, access: AccessDep, site_id: Annotated[int, Form(ge=1, le=2**31)]
+    session: SessionDep,
+    access: Annotated[Access, requires(Permission.REGISTER_SUBJECT)],
+    site_id: Annotated[int, Form(ge=1, le=2**31)],
 ) -> Response:
     subject = service.register_subject(
         session, access=access, site_id=site_id, actor=audit.Actor(access.user)
@@ -137,7 +156,7 @@ def register_submit(
 
 @router.get("/subjects/{subject_id}")
 def casebook_page(
-    request: Request, session: SessionDep, study: StudyDep, access: AccessDep, subject_id: SubjectId
+    request: Request, session: SessionDep, study: StudyDep, access: ViewerDep, subject_id: SubjectId
 ) -> Response:
     subject = service.get_subject(session, access, subject_id)
     casebook = build_casebook(session, study, subject)
@@ -163,7 +182,7 @@ class OpenForm:
 def open_form(
     session: SessionDep,
     study: StudyDep,
-    access: AccessDep,
+    access: ViewerDep,
     subject_id: SubjectId,
     event_oid: str,
     event_repeat: Repeat,
@@ -287,7 +306,7 @@ def form_page(request: Request, session: SessionDep, page: OpenFormDep) -> Respo
     return render_form(request, page, values, evaluation)
 
 
-@router.post(FORM_PATH)
+@router.post(FORM_PATH, dependencies=[requires(Permission.ENTER_DATA)])
 def form_submit(
     request: Request, session: SessionDep, page: OpenFormDep, submission: SubmissionDep
 ) -> Response:
@@ -347,7 +366,10 @@ def form_preview(
     return render_form(request, page, rows, evaluation, version=submission.edit.base_version)
 
 
-@router.get(FORM_PATH + "/audit/{group_oid}/{group_repeat}/{item_name}")
+@router.get(
+    FORM_PATH + "/audit/{group_oid}/{group_repeat}/{item_name}",
+    dependencies=[requires(Permission.VIEW_AUDIT)],
+)
 def item_audit_page(
     request: Request,
     session: SessionDep,
@@ -357,7 +379,6 @@ def item_audit_page(
     item_name: str,
 ) -> Response:
     """Every recorded change of one item: old and new value, who, when, why."""
-    page.access.require(Permission.VIEW_AUDIT, page.subject.site_id)
     found = find_item(page.form, item_name)
     if found is None or found[0].oid != group_oid:
         raise service.NotFound(item_name)
@@ -371,3 +392,43 @@ def item_audit_page(
     }  # fmt: skip
     template = "_audit_trail.html" if request.headers.get("hx-request") else "audit_trail.html"
     return render(request, template, context)
+
+
+# -- personal API tokens ----------------------------------------------------------------------
+
+TokenOwnerDep = Annotated[Access, requires(Permission.MANAGE_OWN_TOKENS)]
+
+
+@router.get("/account/tokens")
+def tokens_page(request: Request, session: SessionDep, access: TokenOwnerDep) -> Response:
+    tokens = auth.list_api_tokens(session, access.user)
+    return render(request, "tokens.html", {"tokens": tokens, "access": access, "secret": None})
+
+
+@router.post("/account/tokens")
+def token_create(
+    request: Request,
+    session: SessionDep,
+    access: TokenOwnerDep,
+    name: Annotated[str, Form(max_length=80)] = "",
+) -> Response:
+    try:
+        token, secret = auth.create_api_token(session, user=access.user, name=name, now=utcnow())
+    except ValueError as error:
+        tokens = auth.list_api_tokens(session, access.user)
+        context = {"tokens": tokens, "access": access, "secret": None, "error": str(error)}
+        return render(request, "tokens.html", context, 422)
+    tokens = auth.list_api_tokens(session, access.user)
+    context = {"tokens": tokens, "access": access, "secret": secret, "created": token}
+    return render(request, "tokens.html", context)
+
+
+@router.post("/account/tokens/{token_id}/revoke")
+def token_revoke(
+    session: SessionDep, access: TokenOwnerDep, token_id: Annotated[int, PathParam(ge=1, le=2**62)]
+) -> Response:
+    try:
+        auth.revoke_api_token(session, user=access.user, token_id=token_id, now=utcnow())
+    except LookupError as error:
+        raise service.NotFound(str(error)) from error
+    return RedirectResponse("/account/tokens", status_code=303)

@@ -1,0 +1,368 @@
+"""JSON API under /api/v1: the same services, checks, audit, reasons and conflicts as the pages.
+
+Authentication is a personal API token (`Authorization: Bearer <token>`); the caller has the
+roles and sites of the token's owner. Errors are `{"detail": ..., "errors": [{field, message}]}`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Path as PathParam
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
+
+from app import audit
+from app.access import Access, Permission
+from app.crf import service
+from app.crf.casebook import build_casebook
+from app.crf.engine import FieldKey, FormEvaluation, RawRows, Rows
+from app.models import Site, Subject, utcnow
+from app.study.loader import Study, find_item
+from app.web.deps import SessionDep, StudyDep, requires
+from app.web.formview import FIELD_NAME, field_name
+
+router = APIRouter(prefix="/api/v1", tags=["v1"])
+SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
+Repeat = Annotated[int, PathParam(ge=1, le=9999)]
+ViewerDep = Annotated[Access, requires(Permission.VIEW_SUBJECTS)]
+FORM_PATH = (
+    "/subjects/{subject_id}/events/{event_oid}/{event_repeat}/forms/{form_oid}/{form_repeat}"
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class FieldMessage(BaseModel):
+    field: str = Field(description="`<item group OID>:<repeat>:<item name>`, or a body path")
+    message: str
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    errors: list[FieldMessage] = []
+
+
+class SubjectOut(BaseModel):
+    id: int
+    subject_key: str = Field(description="screening number, site-prefixed")
+    site_oid: str
+    status: str
+    dose_level: str | None
+    phase: str | None
+    created_at: datetime
+
+
+class SubjectCreate(Strict):
+    site_id: int = Field(ge=1, le=2**31)
+
+
+class FormStatusOut(BaseModel):
+    form_oid: str
+    title: str
+    repeat: int
+    status: str
+    mandatory: bool
+
+
+class VisitOut(BaseModel):
+    event_oid: str
+    name: str
+    repeat: int
+    visitnum: float | None
+    forms: list[FormStatusOut]
+
+
+class CasebookOut(SubjectOut):
+    visits: list[VisitOut]
+
+
+Values = dict[str, dict[str, dict[str, str | list[str] | None]]]
+"""Item values by group OID, repeat key (as text) and item name."""
+
+
+class FormOut(BaseModel):
+    event_oid: str
+    event_repeat: int
+    form_oid: str
+    form_repeat: int
+    status: str
+    version: int = Field(description="send it back when saving: the optimistic lock")
+    values: Values
+    flags: list[FieldMessage] = Field(description="values outside their expected range")
+    missing: list[str] = Field(description="required answers still empty")
+
+
+class FieldReason(Strict):
+    field: str = Field(pattern=FIELD_NAME.pattern, max_length=120)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class FormSave(Strict):
+    version: int = Field(ge=0, le=2**31, description="the version the values were based on")
+    values: Values
+    complete: bool = False
+    reason: str | None = Field(default=None, max_length=500)
+    reasons: list[FieldReason] = Field(default=[], max_length=2000)
+
+
+class SaveOut(BaseModel):
+    version: int
+    status: str
+    changed: int = Field(description="values changed, derived ones included")
+
+
+class AuditOut(BaseModel):
+    occurred_at: datetime
+    username: str
+    action: str
+    old_value: str | None
+    new_value: str | None
+    reason: str | None
+    source: str
+
+
+class ApiError(Exception):
+    """An API refusal with field-level errors."""
+
+    def __init__(self, status: int, detail: str, errors: list[FieldMessage] | None = None) -> None:
+        self.status = status
+        self.detail = detail
+        self.errors = errors or []
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 422)
+}
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router, responses=ERRORS)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
+        body = ErrorOut(detail=error.detail, errors=error.errors)
+        return JSONResponse(body.model_dump(), status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, error: RequestValidationError) -> Response:
+        if not request.url.path.startswith(router.prefix):
+            return await request_validation_exception_handler(request, error)
+        errors = [
+            FieldMessage(field=".".join(str(p) for p in e["loc"]), message=e["msg"])
+            for e in error.errors()
+        ]
+        body = ErrorOut(detail="The request is not valid.", errors=errors)
+        return JSONResponse(body.model_dump(), status_code=422)
+
+
+def _subject_out(session: Session, subject: Subject) -> dict[str, Any]:
+    site = session.get(Site, subject.site_id)
+    return {**subject.model_dump(), "site_oid": site.oid if site else ""}
+
+
+@router.get("/subjects", response_model=list[SubjectOut])
+def list_subjects(session: SessionDep, access: ViewerDep) -> list[dict[str, Any]]:
+    """Subjects at the caller's sites (all sites for study-wide roles)."""
+    return [
+        {**subject.model_dump(), "site_oid": site.oid}
+        for subject, site in service.list_subjects(session, access)
+    ]
+
+
+@router.post("/subjects", response_model=SubjectOut, status_code=201)
+def create_subject(
+    session: SessionDep,
+    access: Annotated[Access, requires(Permission.REGISTER_SUBJECT)],
+    body: SubjectCreate,
+) -> dict[str, Any]:
+    """Register a subject at a site; the screening number is assigned by the system."""
+    subject = service.register_subject(
+        session, access=access, site_id=body.site_id, actor=audit.Actor(access.user, "api")
+    )
+    return _subject_out(session, subject)
+
+
+@router.get("/subjects/{subject_id}", response_model=CasebookOut)
+def read_subject(
+    session: SessionDep, study: StudyDep, access: ViewerDep, subject_id: SubjectId
+) -> dict[str, Any]:
+    """A subject with its casebook: visits and the status of each form."""
+    subject = service.get_subject(session, access, subject_id)
+    visits = [
+        {**visit.__dict__, "forms": [form.__dict__ for form in visit.forms]}
+        for visit in build_casebook(session, study, subject)
+    ]
+    return {**_subject_out(session, subject), "visits": visits}
+
+
+def _open(
+    session: Session, study: Study, access: Access, subject_id: int, ref: service.FormRef
+) -> tuple[Subject, Any, service.StoredForm | None]:
+    subject = service.get_subject(session, access, subject_id)
+    form = service.check_form_scheduled(study, ref.event_oid, ref.form_oid)
+    stored = service.load_form(
+        session, subject, form,
+        event_oid=ref.event_oid, event_repeat=ref.event_repeat, form_repeat=ref.form_repeat,
+    )  # fmt: skip
+    return subject, form, stored
+
+
+def form_ref(
+    event_oid: str, event_repeat: Repeat, form_oid: str, form_repeat: Repeat
+) -> service.FormRef:
+    return service.FormRef(event_oid, event_repeat, form_oid, form_repeat)
+
+
+FormRefDep = Annotated[service.FormRef, Depends(form_ref)]
+
+
+def _field_messages(messages: dict[FieldKey, str]) -> list[FieldMessage]:
+    return [
+        FieldMessage(field=field_name(*key), message=text) for key, text in sorted(messages.items())
+    ]
+
+
+def _values_out(rows: Rows) -> Values:
+    return {
+        group: {str(repeat): dict(values) for repeat, values in sorted(repeats.items())}
+        for group, repeats in rows.items()
+    }
+
+
+@router.get(FORM_PATH, response_model=FormOut)
+def read_form(
+    session: SessionDep,
+    study: StudyDep,
+    access: ViewerDep,
+    subject_id: SubjectId,
+    ref: FormRefDep,
+) -> dict[str, Any]:
+    """A form's stored values (derived ones included), status, version, flags and gaps."""
+    subject, form, stored = _open(session, study, access, subject_id, ref)
+    rows = stored.rows if stored else {}
+    evaluation = service.evaluate_for_subject(session, study, subject, form, rows)
+    return {
+        **ref.__dict__,
+        "status": stored.form_data.status if stored else "not_started",
+        "version": stored.form_data.version if stored else 0,
+        "values": _values_out(rows),
+        "flags": _field_messages(evaluation.flags),
+        "missing": sorted(field_name(*key) for key in evaluation.missing),
+    }
+
+
+def _rows_in(values: Values) -> RawRows:
+    rows: dict[str, dict[int, dict[str, str | list[str] | None]]] = {}
+    errors = []
+    for group, repeats in values.items():
+        for repeat, items in repeats.items():
+            if not re.fullmatch(r"[1-9]\d{0,3}", repeat):
+                errors.append(
+                    FieldMessage(
+                        field=f"values.{group}.{repeat}", message="repeat keys are 1 to 9999"
+                    )
+                )
+                continue
+            rows.setdefault(group, {})[int(repeat)] = items
+    if errors:
+        raise ApiError(422, "The request is not valid.", errors)
+    return rows
+
+
+def _reasons_in(reasons: list[FieldReason]) -> dict[FieldKey, str]:
+    parsed: dict[FieldKey, str] = {}
+    for entry in reasons:
+        match = FIELD_NAME.match(entry.field)
+        assert match is not None  # the pydantic pattern guarantees it
+        parsed[(match["group"], int(match["repeat"]), match["item"])] = entry.reason
+    return parsed
+
+
+def _unknown_fields(study: Study, form_oid: str, values: Values) -> list[FieldMessage]:
+    form = study.form(form_oid)
+    groups = {group.oid: {item.name for item in group.items} for group in form.item_groups}
+    errors = []
+    for group, repeats in values.items():
+        for repeat, items in repeats.items():
+            for name in items:
+                if name not in groups.get(group, set()):
+                    errors.append(
+                        FieldMessage(
+                            field=f"{group}:{repeat}:{name}", message=f"{form_oid} has no such item"
+                        )
+                    )
+    return errors
+
+
+@router.put(FORM_PATH, response_model=SaveOut, dependencies=[requires(Permission.ENTER_DATA)])
+def save_form(
+    session: SessionDep,
+    study: StudyDep,
+    access: ViewerDep,
+    subject_id: SubjectId,
+    ref: FormRefDep,
+    body: FormSave,
+) -> dict[str, Any]:
+    """Save a form: type, range and required checks, derivations, audit, reasons for change on
+    complete forms, and 409 when `version` is not the stored version. Items left out of
+    `values` are saved empty: send the whole form."""
+    subject, _form, _stored = _open(session, study, access, subject_id, ref)
+    unknown = _unknown_fields(study, ref.form_oid, body.values)
+    if unknown:
+        raise ApiError(422, "The form has no such items.", unknown)
+    edit = service.FormEdit(
+        rows=_rows_in(body.values), base_version=body.version, complete=body.complete,
+        reason=body.reason, reasons=_reasons_in(body.reasons),
+    )  # fmt: skip
+    try:
+        outcome = service.save_form(
+            session, study, access=access, subject=subject, ref=ref, edit=edit,
+            actor=audit.Actor(access.user, "api"), now=utcnow(),
+        )  # fmt: skip
+    except service.SaveConflict as conflict:
+        changes = [FieldMessage(field=label, message=f"saved: {saved!r}, yours: {yours!r}")
+                   for label, saved, yours in conflict.changes]  # fmt: skip
+        raise ApiError(409, str(conflict), changes) from conflict
+    if not outcome.saved:
+        raise ApiError(
+            422, "Nothing was saved: some values need correcting.", _errors(outcome.evaluation)
+        )
+    return {"version": outcome.version, "status": outcome.status, "changed": outcome.changed}
+
+
+def _errors(evaluation: FormEvaluation) -> list[FieldMessage]:
+    return _field_messages(evaluation.errors)
+
+
+@router.get(
+    FORM_PATH + "/items/{group_oid}/{group_repeat}/{item_name}/audit",
+    response_model=list[AuditOut],
+    dependencies=[requires(Permission.VIEW_AUDIT)],
+)
+def read_item_audit(
+    session: SessionDep,
+    study: StudyDep,
+    access: ViewerDep,
+    subject_id: SubjectId,
+    ref: FormRefDep,
+    group_oid: str,
+    group_repeat: Repeat,
+    item_name: str,
+) -> list[Any]:
+    """An item's audit trail, oldest first: who, when, old value, new value, reason, source."""
+    subject, form, _stored = _open(session, study, access, subject_id, ref)
+    found = find_item(form, item_name)
+    if found is None or found[0].oid != group_oid:
+        raise service.NotFound(item_name)
+    return list(
+        service.item_audit_trail(session, subject, ref, group_oid, group_repeat, found[1].oid)
+    )
