@@ -10,8 +10,8 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from asgi_csrf import asgi_csrf
 from fastapi import FastAPI
@@ -31,7 +31,19 @@ class UnmigratedDatabase(RuntimeError):
     """The database schema is not at the latest migration."""
 
 
-def create_app(settings: Settings | None = None, study: Study | None = None) -> Any:
+@dataclass(frozen=True)
+class ServedApp:
+    """What uvicorn serves: the FastAPI app behind CSRF and body-size protection.
+    `fastapi` exposes the inner app (its routes, state) to tests and tools."""
+
+    asgi: ASGIApp
+    fastapi: FastAPI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.asgi(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, study: Study | None = None) -> ServedApp:
     """Build the app: FastAPI wrapped in CSRF protection. Raises before serving anything
     when the study definition has problems or the database is not migrated."""
     settings = settings or get_settings()
@@ -54,7 +66,7 @@ def create_app(settings: Settings | None = None, study: Study | None = None) -> 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     pages.install(app)
     api.install(app)
-    return limit_body_size(
+    protected = limit_body_size(
         asgi_csrf(
             app,
             signing_secret=settings.secret_key.get_secret_value(),
@@ -63,6 +75,7 @@ def create_app(settings: Settings | None = None, study: Study | None = None) -> 
             cookie_samesite="Strict",
         )
     )
+    return ServedApp(protected, app)
 
 
 MAX_BODY_BYTES = 2 * 1024 * 1024

@@ -94,8 +94,8 @@ class LiveServer:
         )
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(self.settings, study)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.app = create_app(self.settings, study)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

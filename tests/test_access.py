@@ -1,0 +1,156 @@
+"""Every route declares who may use it, and every role is refused what it may not do.
+
+The test walks the app's route table: a new route without a permission rule fails here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from sqlmodel import Session, select
+
+from app import audit, auth
+from app.access import PERMISSIONS, Permission, load_access
+from app.crf import service
+from app.models import Role, UserAccount, utcnow
+from app.web.deps import PermissionCheck
+from tests.conftest import LiveServer, csrf_token, logged_in_client
+
+PUBLIC = {("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout")}
+ROLE_USERS = {
+    Role.INVESTIGATOR: "investigator",
+    Role.COORDINATOR: "coordinator",
+    Role.MONITOR: "monitor",
+    Role.DATA_MANAGER: "datamanager",
+    Role.SPONSOR: "sponsor",
+    Role.ADMIN: "admin",
+}
+
+
+def permission_checks(dependant: Dependant) -> Iterator[Permission]:
+    for dependency in dependant.dependencies:
+        if isinstance(dependency.call, PermissionCheck):
+            yield dependency.call.permission
+        yield from permission_checks(dependency)
+
+
+def flat_routes(routes: list[Any]) -> Iterator[Any]:
+    """Routes, with those of included routers (FastAPI keeps them behind a wrapper) inlined."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        yield from flat_routes(included.routes) if included is not None else [route]
+
+
+def app_routes(server: LiveServer) -> list[tuple[str, str, set[Permission]]]:
+    rows = []
+    for route in flat_routes(server.app.fastapi.routes):
+        if not isinstance(route, APIRoute):
+            continue
+        for method in sorted(route.methods):
+            rows.append((method, route.path, set(permission_checks(route.dependant))))
+    return rows
+
+
+def test_every_route_declares_a_permission(live_server: LiveServer) -> None:
+    undeclared = [
+        f"{method} {path}"
+        for method, path, permissions in app_routes(live_server)
+        if not permissions and (method, path) not in PUBLIC
+    ]
+    assert undeclared == []
+
+
+def fill(path: str, subject_id: int) -> str:
+    values = {
+        "subject_id": str(subject_id), "event_oid": "SE.SCR", "event_repeat": "1",
+        "form_oid": "F.DM", "form_repeat": "1", "group_oid": "IG.DM", "group_repeat": "1",
+        "item_name": "SEX", "token_id": "1",
+    }  # fmt: skip
+    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+
+
+def call(client: httpx.Client, method: str, path: str) -> httpx.Response:
+    if path.startswith("/api/"):
+        body: dict[str, Any] = (
+            {"json": {"version": 0, "values": {}}} if method in ("POST", "PUT") else {}
+        )
+        return client.request(method, path, **body)
+    token = csrf_token(client, "/subjects")
+    data = {"csrftoken": token} if method == "POST" else None
+    return client.request(method, path, data=data)
+
+
+def clients(server: LiveServer, username: str) -> tuple[httpx.Client, httpx.Client]:
+    """A browser-session client and an API-token client for one user."""
+    browser = logged_in_client(server, username)
+    engine = server.app.fastapi.state.engine
+    with Session(engine) as session:
+        user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
+        _, secret = auth.create_api_token(session, user=user, name="walk", now=utcnow())
+    api = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {secret}"}, timeout=30
+    )
+    return browser, api
+
+
+@pytest.fixture
+def subject_ids(live_server: LiveServer) -> dict[str, int]:
+    """One subject at site 01 and one at site 02."""
+    engine = live_server.app.fastapi.state.engine
+    ids = {}
+    with Session(engine, expire_on_commit=False) as session:
+        for username, site in (("coordinator", 1), ("coordinator2", 2)):
+            user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
+            subject = service.register_subject(
+                session, access=load_access(session, user), site_id=site, actor=audit.Actor(user)
+            )
+            ids[f"site{site}"] = subject.id  # type: ignore[assignment]
+    return ids
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_each_role_is_refused_every_route_it_lacks_the_permission_for(
+    live_server: LiveServer, subject_ids: dict[str, int]
+) -> None:
+    routes = [r for r in app_routes(live_server) if (r[0], r[1]) not in PUBLIC]
+    refused = 0
+    for role, username in ROLE_USERS.items():
+        browser, api = clients(live_server, username)
+        for method, path, permissions in routes:
+            allowed = all(role in PERMISSIONS[p] for p in permissions)
+            client = api if path.startswith("/api/") else browser
+            response = call(client, method, fill(path, subject_ids["site1"]))
+            if allowed:
+                assert response.status_code != 403, f"{username} {method} {path}"
+            else:
+                assert response.status_code == 403, (
+                    f"{username} {method} {path}: {response.status_code}"
+                )
+                refused += 1
+    assert refused > 20
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_site_users_get_not_found_for_every_subject_route_of_another_site(
+    live_server: LiveServer, subject_ids: dict[str, int]
+) -> None:
+    subject_routes = [r for r in app_routes(live_server) if "{subject_id}" in r[1]]
+    assert len(subject_routes) >= 9
+    for username, other_site in (
+        ("coordinator", "site2"),
+        ("investigator", "site2"),
+        ("coordinator2", "site1"),
+    ):
+        browser, api = clients(live_server, username)
+        for method, path, _ in subject_routes:
+            client = api if path.startswith("/api/") else browser
+            response = call(client, method, fill(path, subject_ids[other_site]))
+            assert response.status_code == 404, (
+                f"{username} {method} {path}: {response.status_code}"
+            )
