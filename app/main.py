@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.config import Settings, get_settings
 from app.db import make_engine, pending_migrations
 from app.study.loader import Study, load_study
-from app.web import api, pages
+from app.web import admin_pages, api, pages
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, study: Study | None = None) -> 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     pages.install(app)
     api.install(app)
+    app.include_router(admin_pages.router)
     protected = limit_body_size(
         asgi_csrf(
             app,

@@ -127,11 +127,13 @@ def csrf_token(client: httpx.Client, path: str = "/login") -> str:
     return response.text[start : response.text.index('"', start)]
 
 
-def logged_in_client(server: LiveServer, username: str) -> httpx.Client:
+def logged_in_client(
+    server: LiveServer, username: str, password: str = DEMO_PASSWORD
+) -> httpx.Client:
     client = httpx.Client(base_url=server.url, follow_redirects=False, timeout=30)
     token = csrf_token(client)
     response = client.post(
-        "/login", data={"username": username, "password": DEMO_PASSWORD, "csrftoken": token}
+        "/login", data={"username": username, "password": password, "csrftoken": token}
     )
     assert response.status_code == 303, response.text
     return client

@@ -27,6 +27,7 @@ from app.web.deps import (
     SessionDep,
     SettingsDep,
     StudyDep,
+    get_access,
     requires,
 )
 from app.web.formview import field_reasons, form_view, submitted_rows
@@ -84,8 +85,14 @@ def render(request: Request, template: str, context: dict[str, Any], status: int
 
 
 @router.get("/")
-def root() -> Response:
-    return RedirectResponse("/subjects", status_code=303)
+def root(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """Each user's home: subjects, or administration for administrators only."""
+    try:
+        access = get_access(request, session, settings)
+    except LoginRequired:
+        return RedirectResponse("/login", status_code=303)
+    home = "/subjects" if access.can(Permission.VIEW_SUBJECTS) else "/admin"
+    return RedirectResponse(home, status_code=303)
 
 
 @router.get("/login")
@@ -107,7 +114,7 @@ def login_submit(
         )
     except auth.LoginFailed as failure:
         return render(request, "login.html", {"error": str(failure), "username": username}, 401)
-    response = RedirectResponse("/subjects", status_code=303)
+    response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies
     )

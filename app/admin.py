@@ -1,0 +1,107 @@
+"""Administration: sites, accounts and role assignments. Each function commits and audits."""
+
+from __future__ import annotations
+
+import re
+
+from sqlmodel import Session, col, select
+
+from app import audit
+from app.access import STUDY_WIDE_ROLES, Access, Permission
+from app.models import Role, RoleAssignment, Site, UserAccount
+
+
+class AdminRefused(ValueError):
+    """An administrative change that cannot be made; the message says why."""
+
+
+def list_sites(session: Session) -> list[Site]:
+    return list(session.exec(select(Site).order_by(col(Site.number))))
+
+
+def create_site(session: Session, *, access: Access, number: str, name: str) -> Site:
+    access.require(Permission.ADMINISTER)
+    number, name = number.strip(), name.strip()
+    if not re.fullmatch(r"\d{2,4}", number):
+        raise AdminRefused("a site number is 2 to 4 digits; it prefixes screening numbers")
+    if not name:
+        raise AdminRefused("give the site a name")
+    if session.exec(select(Site).where(Site.number == number)).first():
+        raise AdminRefused(f"site number {number} is taken")
+    site = Site(oid=f"SITE.{number}", number=number, name=name[:200])
+    session.add(site)
+    audit.record(
+        session,
+        actor=audit.Actor(access.user),
+        action="site_create",
+        details=f"{number} {name}"[:500],
+    )
+    session.commit()
+    session.refresh(site)
+    return site
+
+
+def list_users(session: Session) -> list[tuple[UserAccount, list[RoleAssignment]]]:
+    users = session.exec(select(UserAccount).order_by(col(UserAccount.username))).all()
+    assignments = session.exec(select(RoleAssignment)).all()
+    return [(user, [a for a in assignments if a.user_id == user.id]) for user in users]
+
+
+def grant_role(
+    session: Session, *, access: Access, user_id: int, role: Role, site_id: int | None
+) -> None:
+    """Give a user a role, at a site or study-wide (data manager, sponsor, admin only)."""
+    access.require(Permission.ADMINISTER)
+    user = session.get(UserAccount, user_id)
+    if user is None:
+        raise AdminRefused(f"no user {user_id}")
+    if site_id is None and role not in STUDY_WIDE_ROLES:
+        raise AdminRefused(f"{role.value} is a site role: choose a site")
+    if site_id is not None and session.get(Site, site_id) is None:
+        raise AdminRefused(f"no site {site_id}")
+    exists = session.exec(
+        select(RoleAssignment).where(
+            RoleAssignment.user_id == user_id,
+            RoleAssignment.role == role,
+            RoleAssignment.site_id == site_id,
+        )
+    ).first()
+    if exists:
+        raise AdminRefused(f"{user.username} already holds {role.value} there")
+    session.add(RoleAssignment(user_id=user_id, role=role, site_id=site_id))
+    audit.record(session, actor=audit.Actor(access.user), action="role_grant",
+                 details=f"{user.username}: {role.value} {_scope(site_id)}")  # fmt: skip
+    session.commit()
+
+
+def revoke_role(session: Session, *, access: Access, assignment_id: int) -> None:
+    access.require(Permission.ADMINISTER)
+    assignment = session.get(RoleAssignment, assignment_id)
+    if assignment is None:
+        raise AdminRefused(f"no role assignment {assignment_id}")
+    user = session.get(UserAccount, assignment.user_id)
+    if user is not None and user.id == access.user.id and assignment.role == Role.ADMIN:
+        raise AdminRefused("you cannot remove your own administrator role")
+    session.delete(assignment)
+    audit.record(session, actor=audit.Actor(access.user), action="role_revoke",
+                 details=f"{user.username if user else '?'}: {assignment.role} {_scope(assignment.site_id)}")  # fmt: skip
+    session.commit()
+
+
+def set_active(session: Session, *, access: Access, user_id: int, active: bool) -> None:
+    """Deactivate (or reactivate) an account; deactivated users cannot log in or use tokens."""
+    access.require(Permission.ADMINISTER)
+    user = session.get(UserAccount, user_id)
+    if user is None:
+        raise AdminRefused(f"no user {user_id}")
+    if user.id == access.user.id:
+        raise AdminRefused("you cannot deactivate your own account")
+    user.is_active = active
+    session.add(user)
+    audit.record(session, actor=audit.Actor(access.user),
+                 action="user_activate" if active else "user_deactivate", details=user.username)  # fmt: skip
+    session.commit()
+
+
+def _scope(site_id: int | None) -> str:
+    return f"at site {site_id}" if site_id else "study-wide"
