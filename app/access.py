@@ -20,6 +20,8 @@ class Permission(StrEnum):
     EXPORT = "export"
     ADMINISTER = "administer"
     MANAGE_OWN_TOKENS = "manage_own_tokens"
+    CHANGE_STATUS = "change_status"
+    ENROL = "enrol"
 
 
 PERMISSIONS: dict[Permission, frozenset[Role]] = {
@@ -30,6 +32,8 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.EXPORT: frozenset({Role.DATA_MANAGER, Role.SPONSOR}),
     Permission.ADMINISTER: frozenset({Role.ADMIN}),
     Permission.MANAGE_OWN_TOKENS: frozenset(Role),
+    Permission.CHANGE_STATUS: frozenset({Role.INVESTIGATOR, Role.COORDINATOR}),
+    Permission.ENROL: frozenset({Role.INVESTIGATOR}),
 }
 """Permission -> roles that hold it. Site roles act at their sites only."""
 

@@ -87,7 +87,7 @@ def _demo_subject(
     access = load_access(session, user)
     actor = audit.Actor(user, "demo")
     assert site.id is not None
-    subject = service.register_subject(session, access=access, site_id=site.id, actor=actor)
+    subject = service.register_subject(session, study, access=access, site_id=site.id, actor=actor)
     consent = date(2026, 3, 2) + timedelta(days=rng.randrange(0, 200))
     birth = consent - timedelta(days=rng.randrange(19 * 365, 65 * 365))
     sex = rng.choice(["F", "F", "F", "M"])

@@ -7,7 +7,7 @@ same text that ODM carries, so storing and exporting never reformat a value.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -56,19 +56,6 @@ class Role(StrEnum):
     DATA_MANAGER = "data_manager"
     SPONSOR = "sponsor"
     ADMIN = "admin"
-
-
-class SubjectStatus(StrEnum):
-    SCREENING = "screening"
-    SCREEN_FAILED = "screen_failed"
-    ENROLLED = "enrolled"
-    LEUKAPHERESED = "leukapheresed"
-    LYMPHODEPLETED = "lymphodepleted"
-    INFUSED = "infused"
-    IN_FOLLOW_UP = "in_follow_up"
-    COMPLETED = "completed"
-    WITHDRAWN = "withdrawn"
-    DIED = "died"
 
 
 class FormStatus(StrEnum):
@@ -146,7 +133,8 @@ class Subject(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     site_id: int = Field(foreign_key="site.id", index=True)
     subject_key: str = Field(unique=True, max_length=40, description="screening number")
-    status: str = Field(default=SubjectStatus.SCREENING, max_length=30)
+    status: str = Field(max_length=30, description="a status code of the study's subject path")
+    status_date: date | None = Field(default=None, description="effective date of the status")
     dose_level: str | None = Field(default=None, max_length=10)
     phase: str | None = Field(default=None, max_length=20)
     created_at: datetime = timestamp_field(default_factory=utcnow)

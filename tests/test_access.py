@@ -76,14 +76,17 @@ def fill(path: str, subject_id: int) -> str:
 
 
 def call(client: httpx.Client, method: str, path: str) -> httpx.Response:
+    """A well-formed request, so that only the access rules can refuse it."""
     if path.startswith("/api/"):
-        body: dict[str, Any] = (
-            {"json": {"version": 0, "values": {}}} if method in ("POST", "PUT") else {}
-        )
+        body: dict[str, Any] = {}
+        if path.endswith("/status"):
+            body = {"json": {"to": "screen_failed", "effective": "2026-01-01"}}
+        elif method in ("POST", "PUT"):
+            body = {"json": {"version": 0, "values": {}}}
         return client.request(method, path, **body)
     token = csrf_token(client, "/subjects")
-    data = {"csrftoken": token} if method == "POST" else None
-    return client.request(method, path, data=data)
+    data = {"csrftoken": token, "to": "screen_failed", "effective": "2026-01-01", "site_id": "1"}
+    return client.request(method, path, data=data if method == "POST" else None)
 
 
 def clients(server: LiveServer, username: str) -> tuple[httpx.Client, httpx.Client]:
@@ -108,7 +111,11 @@ def subject_ids(live_server: LiveServer) -> dict[str, int]:
         for username, site in (("coordinator", 1), ("coordinator2", 2)):
             user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
             subject = service.register_subject(
-                session, access=load_access(session, user), site_id=site, actor=audit.Actor(user)
+                session,
+                live_server.app.fastapi.state.study,
+                access=load_access(session, user),
+                site_id=site,
+                actor=audit.Actor(user),
             )
             ids[f"site{site}"] = subject.id  # type: ignore[assignment]
     return ids

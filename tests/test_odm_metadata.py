@@ -99,6 +99,10 @@ def study(tmp_path: Path) -> Study:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(forms / name, folder / name)
     (folder / "schedule.yaml").write_text(SCHEDULE, encoding="utf-8")
+    (folder / "subject_path.yaml").write_text(
+        "initial: screening\nstatuses:\n  - {code: screening, label: Screening}\n",
+        encoding="utf-8",
+    )
     (folder / "ecrf" / "WT.yaml").write_text(WEIGHT_LOG, encoding="utf-8")
     return load_study(folder)
 

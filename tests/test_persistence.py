@@ -45,7 +45,9 @@ def test_audit_records_cannot_be_changed_or_deleted(demo_engine: Engine) -> None
         assert session.get(AuditRecord, record.id).username == record.username  # type: ignore[union-attr]
 
 
-def test_concurrent_registrations_get_distinct_screening_numbers(demo_engine: Engine) -> None:
+def test_concurrent_registrations_get_distinct_screening_numbers(
+    demo_engine: Engine, zm001: Study
+) -> None:
     with Session(demo_engine) as session:
         user = coordinator(session)
 
@@ -53,7 +55,7 @@ def test_concurrent_registrations_get_distinct_screening_numbers(demo_engine: En
         with Session(demo_engine) as session:
             access = load_access(session, user)
             return service.register_subject(
-                session, access=access, site_id=1, actor=audit.Actor(user)
+                session, zm001, access=access, site_id=1, actor=audit.Actor(user)
             ).subject_key
 
     with ThreadPoolExecutor(4) as pool:
@@ -66,7 +68,7 @@ def test_second_save_on_the_same_version_is_a_conflict(demo_engine: Engine, zm00
         user = coordinator(session)
         access = load_access(session, user)
         subject = service.register_subject(
-            session, access=access, site_id=1, actor=audit.Actor(user)
+            session, zm001, access=access, site_id=1, actor=audit.Actor(user)
         )
 
     def save(sex: str) -> service.SaveOutcome:
@@ -94,7 +96,7 @@ def test_changing_a_complete_form_needs_a_reason_per_value(
         user = coordinator(session)
         access = load_access(session, user)
         subject = service.register_subject(
-            session, access=access, site_id=1, actor=audit.Actor(user)
+            session, zm001, access=access, site_id=1, actor=audit.Actor(user)
         )
 
         def save(edit: service.FormEdit) -> service.SaveOutcome:
@@ -138,7 +140,7 @@ def test_a_form_not_done_needs_a_reason_and_no_values(demo_engine: Engine, zm001
         user = coordinator(session)
         access = load_access(session, user)
         subject = service.register_subject(
-            session, access=access, site_id=1, actor=audit.Actor(user)
+            session, zm001, access=access, site_id=1, actor=audit.Actor(user)
         )
         ref = service.FormRef("SE.SCR", 1, "F.ECHO", 1)
         common = {"access": access, "subject": subject, "ref": ref, "actor": audit.Actor(user)}

@@ -126,7 +126,7 @@ class _Evaluator:
         self.form = form
         self.evaluation = evaluation
         self.order = derivation_order(form)
-        self.other_scope = _other_form_scope(study, referenced_forms(study, form), other_forms)
+        self.other_scope = other_form_scope(study, referenced_forms(study, form), other_forms)
         self.groups = {group.oid: group for group in form.item_groups}
 
     def run(self) -> None:
@@ -235,7 +235,7 @@ def _derived_range_flag(item: ItemDef, value: str | None) -> str | None:
     return None
 
 
-def _other_form_scope(
+def other_form_scope(
     study: Study, names: set[str], other_forms: Mapping[str, Mapping[str, str | None]]
 ) -> dict[str, dict[str, Any]]:
     """CEL maps of the other forms an expression reads; a form not yet saved reads as nulls."""

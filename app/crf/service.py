@@ -71,7 +71,7 @@ class SaveOutcome:
 
 
 def register_subject(
-    session: Session, *, access: Access, site_id: int, actor: audit.Actor
+    session: Session, study: Study, *, access: Access, site_id: int, actor: audit.Actor
 ) -> Subject:
     """Create a subject at a site with the next screening number (`<site>-<NNN>`). Commits.
 
@@ -91,6 +91,7 @@ def register_subject(
     subject = Subject(
         site_id=site_id,
         subject_key=f"{site_number}-{next_number - 1:03d}",
+        status=study.subject_path.initial,
         created_by_id=access.user.id,
     )
     session.add(subject)

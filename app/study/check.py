@@ -28,6 +28,7 @@ def check_study(study: Study) -> list[Problem]:
     checker.check_study_info()
     checker.check_codelists()
     checker.check_schedule()
+    checker.check_subject_path()
     for form in study.forms.values():
         checker.check_form(form)
     return checker.problems
@@ -151,6 +152,38 @@ class _Checker:
             if log.form not in self.study.forms:
                 self.add(source, ("log_forms", i, "form"), f"log form {log.form} is not defined")
 
+    def check_subject_path(self) -> None:
+        path, source = (
+            self.study.subject_path,
+            self.study.sources[_key(self.study, "subject_path.yaml")],
+        )
+        codes = [status.code for status in path.statuses]
+        for i, code in enumerate(codes):
+            if code in codes[:i]:
+                self.add(source, ("statuses", i, "code"), f"duplicate status {code}")
+        if path.initial not in codes:
+            self.add(source, ("initial",), f"initial status {path.initial} is not a status")
+        finals = {status.code for status in path.statuses if status.final}
+        subject = {"subject": {"dose_level": "DL1", "phase": "ESCALATION"}}
+        for t, transition in enumerate(path.transitions):
+            for s_index, status in enumerate(transition.sources):
+                if status not in codes:
+                    self.add(
+                        source, ("transitions", t, "from", s_index), f"unknown status {status}"
+                    )
+                elif status in finals:
+                    self.add(source, ("transitions", t, "from", s_index), f"{status} is final")
+            if transition.to not in codes:
+                self.add(source, ("transitions", t, "to"), f"unknown status {transition.to}")
+            for r, requirement in enumerate(transition.requires):
+                loc: Loc = ("transitions", t, "requires", r)
+                if requirement.form is not None and requirement.form not in self.study.forms:
+                    self.add(source, (*loc, "form"), f"form {requirement.form} is not defined")
+                if requirement.condition is not None:
+                    self._check_expression(
+                        source, (*loc, "condition"), requirement.condition, dict(subject), "bool"
+                    )
+
     def _check_anchor_source(self, loc: Loc, reference: str) -> None:
         form_name, item_name = reference.split(".")
         form = self.study.form_by_name(form_name)
@@ -175,18 +208,22 @@ class _Checker:
         for g, group in enumerate(form.item_groups):
             if group.show_if:
                 self._check_expression(
-                    source, ("item_groups", g, "show_if"), group.show_if, form, None, "bool"
+                    source,
+                    ("item_groups", g, "show_if"),
+                    group.show_if,
+                    self._scope(form, None),
+                    "bool",
                 )
             for i, item in enumerate(group.items):
                 loc = ("item_groups", g, "items", i)
                 own = group if group.repeating else None
                 if item.show_if:
                     self._check_expression(
-                        source, (*loc, "show_if"), item.show_if, form, own, "bool"
+                        source, (*loc, "show_if"), item.show_if, self._scope(form, own), "bool"
                     )
                 if item.derivation:
                     self._check_expression(
-                        source, (*loc, "derivation"), item.derivation, form, own, item
+                        source, (*loc, "derivation"), item.derivation, self._scope(form, own), item
                     )
         if not any(p.file == source.display and "derivation" in p.where for p in self.problems):
             try:
@@ -234,16 +271,16 @@ class _Checker:
         source: SourceFile,
         loc: Loc,
         text: str,
-        form: FormDef,
-        own_group: ItemGroupDef | None,
+        scope: dict[str, Any],
         expected: ItemDef | str,
     ) -> None:
+        """Compile, check every name and function, and dry-run on sample values of `scope`
+        (plus the other forms it names as FORM.ITEM)."""
         try:
             expression = compile_expression(text)
         except ExpressionError as error:
             self.add(source, loc, f"expression does not compile: {error}")
             return
-        scope = self._scope(form, own_group)
         problems_before = len(self.problems)
         for name in sorted(expression.variables - scope.keys()):
             other = self.study.form_by_name(name)

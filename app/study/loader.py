@@ -3,6 +3,7 @@
 Folder layout (documented in `forms/README.md`):
     study.yaml          StudyInfo
     schedule.yaml       Schedule (anchors, periods, visits, log forms)
+    subject_path.yaml   SubjectPath (statuses and the transitions between them)
     codelists/*.yaml    CodeListFile
     units/*.yaml        UnitFile
     ecrf/*.yaml         one FormDef per file
@@ -27,6 +28,7 @@ from app.study.model import (
     MeasurementUnit,
     Schedule,
     StudyInfo,
+    SubjectPath,
     UnitFile,
     Visit,
 )
@@ -44,6 +46,7 @@ class Study:
 
     info: StudyInfo
     schedule: Schedule
+    subject_path: SubjectPath
     forms: dict[str, FormDef]
     codelists: dict[str, CodeList]
     units: dict[str, MeasurementUnit]
@@ -128,6 +131,7 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem]]:
 
     info = read(directory / "study.yaml", StudyInfo)
     schedule = read(directory / "schedule.yaml", Schedule)
+    subject_path = read(directory / "subject_path.yaml", SubjectPath)
     codelists = [read(path, CodeListFile) for path in _yaml_files(directory / "codelists")]
     units = [read(path, UnitFile) for path in _yaml_files(directory / "units")]
     forms: dict[str, FormDef] = {}
@@ -146,11 +150,12 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem]]:
     if not forms and not problems:
         problems.append(Problem(f"{directory.name}/ecrf", None, "", "holds no form definitions"))
 
-    if problems or info is None or schedule is None:
+    if problems or info is None or schedule is None or subject_path is None:
         return None, problems
     study = Study(
         info=info,
         schedule=schedule,
+        subject_path=subject_path,
         forms=forms,
         codelists={cl.oid: cl for file in codelists if file for cl in file.codelists},
         units={unit.oid: unit for file in units if file for unit in file.units},

@@ -269,6 +269,49 @@ class Schedule(Definition):
     log_forms: tuple[LogForm, ...] = ()
 
 
+class SubjectStatusDef(Definition):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str
+    final: bool = Field(default=False, description="no transition leaves it")
+
+
+class Requirement(Definition):
+    """What must hold before a transition: a complete form, or a CEL condition over
+    FORM.ITEM values and `subject.dose_level` / `subject.phase`."""
+
+    form: str | None = None
+    condition: str | None = None
+    message: str = Field(description="shown to the user while the requirement is not met")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Requirement:
+        if (self.form is None) == (self.condition is None):
+            raise ValueError("a requirement has either a form or a condition")
+        return self
+
+
+class Transition(Definition):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    sources: tuple[str, ...] = Field(alias="from", min_length=1)
+    to: str
+    label: str = Field(description="the action's name on the button, e.g. Enrol")
+    permission: Literal["change_status", "enrol"] = "change_status"
+    assign_dose_level: bool = False
+    requires: tuple[Requirement, ...] = ()
+
+
+class SubjectPath(Definition):
+    """Subject statuses and the transitions between them (`subject_path.yaml`)."""
+
+    initial: str
+    statuses: tuple[SubjectStatusDef, ...] = Field(min_length=1)
+    transitions: tuple[Transition, ...] = ()
+
+    def status(self, code: str) -> SubjectStatusDef | None:
+        return next((status for status in self.statuses if status.code == code), None)
+
+
 def odm_data_type(item: ItemDef, codelist: CodeList | None) -> str:
     """The ODM 1.3.2 DataType of an item."""
     if item.type == DataType.CHOICE and codelist is not None:

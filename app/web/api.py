@@ -7,7 +7,7 @@ roles and sites of the token's owner. Errors are `{"detail": ..., "errors": [{fi
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -21,6 +21,7 @@ from sqlmodel import Session
 from app import audit
 from app.access import Access, Permission
 from app.crf import service
+from app.crf import status as subject_status
 from app.crf.casebook import build_casebook
 from app.crf.engine import FieldKey, FormEvaluation, RawRows, Rows
 from app.models import Site, Subject, utcnow
@@ -56,6 +57,7 @@ class SubjectOut(BaseModel):
     subject_key: str = Field(description="screening number, site-prefixed")
     site_oid: str
     status: str
+    status_date: date | None
     dose_level: str | None
     phase: str | None
     created_at: datetime
@@ -181,12 +183,13 @@ def list_subjects(session: SessionDep, access: ViewerDep) -> list[dict[str, Any]
 @router.post("/subjects", response_model=SubjectOut, status_code=201)
 def create_subject(
     session: SessionDep,
+    study: StudyDep,
     access: Annotated[Access, requires(Permission.REGISTER_SUBJECT)],
     body: SubjectCreate,
 ) -> dict[str, Any]:
     """Register a subject at a site; the screening number is assigned by the system."""
     subject = service.register_subject(
-        session, access=access, site_id=body.site_id, actor=audit.Actor(access.user, "api")
+        session, study, access=access, site_id=body.site_id, actor=audit.Actor(access.user, "api")
     )
     return _subject_out(session, subject)
 
@@ -202,6 +205,44 @@ def read_subject(
         for visit in build_casebook(session, study, subject)
     ]
     return {**_subject_out(session, subject), "visits": visits}
+
+
+class StatusChange(Strict):
+    to: str = Field(max_length=30, description="a status code of the study's subject path")
+    effective: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="ISO date of the change")
+    reason: str | None = Field(default=None, max_length=500)
+    dose_level: str | None = Field(default=None, max_length=10)
+    phase: str | None = Field(default=None, max_length=20)
+
+
+@router.post("/subjects/{subject_id}/status", response_model=SubjectOut)
+def change_status(
+    session: SessionDep,
+    study: StudyDep,
+    access: Annotated[Access, requires(Permission.CHANGE_STATUS)],
+    subject_id: SubjectId,
+    body: StatusChange,
+) -> dict[str, Any]:
+    """Move a subject along the study's path (enrolment assigns dose level and phase); refused
+    with every unmet requirement named when the casebook does not support the change."""
+    subject = service.get_subject(session, access, subject_id)
+    try:
+        effective = date.fromisoformat(body.effective)
+    except ValueError as error:
+        raise ApiError(
+            422,
+            "The request is not valid.",
+            [FieldMessage(field="body.effective", message=str(error))],
+        ) from error
+    try:
+        subject_status.change_status(
+            session, study, access=access, subject=subject, to=body.to, effective=effective,
+            reason=body.reason, dose_level=body.dose_level, phase=body.phase,
+            actor=audit.Actor(access.user, "api"), now=utcnow(),
+        )  # fmt: skip
+    except subject_status.StatusRefused as refusal:
+        raise ApiError(422, str(refusal)) from refusal
+    return _subject_out(session, subject)
 
 
 def _open(

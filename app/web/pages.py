@@ -4,6 +4,7 @@ request, call a service, and render a template."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,11 +12,12 @@ from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from app import audit, auth
 from app.access import Access, AccessDenied, Permission
 from app.crf import service
+from app.crf import status as subject_status
 from app.crf.casebook import build_casebook
 from app.crf.engine import FormEvaluation, RawRows
 from app.models import Site, Subject, utcnow
@@ -152,11 +154,12 @@ def subjects_page(request: Request, session: SessionDep, access: ViewerDep) -> R
 @router.post("/subjects")
 def register_submit(
     session: SessionDep,
+    study: StudyDep,
     access: Annotated[Access, requires(Permission.REGISTER_SUBJECT)],
     site_id: Annotated[int, Form(ge=1, le=2**31)],
 ) -> Response:
     subject = service.register_subject(
-        session, access=access, site_id=site_id, actor=audit.Actor(access.user)
+        session, study, access=access, site_id=site_id, actor=audit.Actor(access.user)
     )
     return RedirectResponse(f"/subjects/{subject.id}", status_code=303)
 
@@ -166,9 +169,55 @@ def casebook_page(
     request: Request, session: SessionDep, study: StudyDep, access: ViewerDep, subject_id: SubjectId
 ) -> Response:
     subject = service.get_subject(session, access, subject_id)
-    casebook = build_casebook(session, study, subject)
-    context = {"subject": subject, "casebook": casebook, "access": access}
-    return render(request, "casebook.html", context)
+    return _casebook(request, session, study, access, subject)
+
+
+def _casebook(
+    request: Request,
+    session: Session,
+    study: Study,
+    access: Access,
+    subject: Subject,
+    status_error: str | None = None,
+    status: int = 200,
+) -> Response:
+    context = {
+        "subject": subject,
+        "subject_status": study.subject_path.status(subject.status),
+        "casebook": build_casebook(session, study, subject),
+        "options": subject_status.transition_options(session, study, access, subject),
+        "dose_levels": subject_status.open_dose_levels(study),
+        "phases": study.info.phases,
+        "today": utcnow().date().isoformat(),
+        "status_error": status_error,
+        "access": access,
+    }
+    return render(request, "casebook.html", context, status)
+
+
+@router.post("/subjects/{subject_id}/status")
+def status_submit(
+    request: Request,
+    session: SessionDep,
+    study: StudyDep,
+    access: Annotated[Access, requires(Permission.CHANGE_STATUS)],
+    subject_id: SubjectId,
+    to: Annotated[str, Form(max_length=30)],
+    effective: Annotated[date, Form()],
+    reason: Annotated[str, Form(max_length=500)] = "",
+    dose_level: Annotated[str | None, Form(max_length=10)] = None,
+    phase: Annotated[str | None, Form(max_length=20)] = None,
+) -> Response:
+    subject = service.get_subject(session, access, subject_id)
+    try:
+        subject_status.change_status(
+            session, study, access=access, subject=subject, to=to, effective=effective,
+            reason=reason.strip() or None, dose_level=dose_level, phase=phase,
+            actor=audit.Actor(access.user), now=utcnow(),
+        )  # fmt: skip
+    except subject_status.StatusRefused as refusal:
+        return _casebook(request, session, study, access, subject, str(refusal), 422)
+    return RedirectResponse(f"/subjects/{subject.id}", status_code=303)
 
 
 # -- forms ------------------------------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""The subject's path: status changes in order, only when the casebook supports them, dated,
+audited, and by the roles allowed (through the API, on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import httpx
+from sqlmodel import Session, select
+
+from app.models import AuditRecord
+from tests.conftest import LiveServer
+from tests.test_api import api_client, new_subject
+
+FORM = "/api/v1/subjects/{id}/events/{event}/1/forms/{form}/1"
+
+
+def put_form(
+    client: httpx.Client,
+    subject: int,
+    event: str,
+    form: str,
+    values: dict,
+    *,
+    version: int = 0,
+    complete: bool = True,
+    reason: str | None = None,
+) -> httpx.Response:
+    body = {"version": version, "values": values, "complete": complete}
+    if reason:
+        body["reason"] = reason
+    return client.put(FORM.format(id=subject, event=event, form=form), json=body)
+
+
+def eligibility(failed: str | None = None, investigator_says: str = "Y") -> dict:
+    """IE values: inclusion rows 1-11 met, exclusion rows 12-24 absent, except `failed`."""
+    rows = {str(n): {"IEORRES": "Y" if n <= 11 else "N"} for n in range(1, 25)}
+    if failed is not None:
+        rows[failed] = {"IEORRES": "N" if int(failed) <= 11 else "Y"}
+    header = {"ELIGYN": investigator_says}
+    if investigator_says == "Y":
+        header |= {"ENRLDAT": "2026-04-02", "DOSELVL": "DL2", "PHASE": "ESCALATION"}
+    return {"IG.IE.IECRIT": rows, "IG.IE": {"1": header}}
+
+
+def change(client: httpx.Client, subject: int, to: str, **extra: str) -> httpx.Response:
+    return client.post(
+        f"/api/v1/subjects/{subject}/status", json={"to": to, "effective": "2026-04-02", **extra}
+    )
+
+
+def test_enrolment_needs_consent_and_eligibility_and_an_investigator(
+    live_server: LiveServer,
+) -> None:
+    coordinator = api_client(live_server, "coordinator")
+    investigator = api_client(live_server, "investigator")
+    subject = new_subject(coordinator)
+
+    refused = change(investigator, subject, "enrolled", dose_level="DL2", phase="ESCALATION")
+    assert refused.status_code == 422
+    assert "The informed consent form must be complete." in refused.json()["detail"]
+    assert "The eligibility form must be complete." in refused.json()["detail"]
+
+    consent = {"IG.IC": {"1": {"ICVER": "2.0", "ICDAT": "2026-04-01", "ICLTFU": "Y"}}}
+    assert put_form(coordinator, subject, "SE.SCR", "F.IC", consent).status_code == 200
+    failed = put_form(coordinator, subject, "SE.SCR", "F.IE", eligibility(failed="4"))
+    assert failed.status_code == 200, failed.text
+    refused = change(investigator, subject, "enrolled", dose_level="DL2", phase="ESCALATION")
+    assert "Every inclusion criterion must be met" in refused.json()["detail"]
+    assert "investigator's eligibility answer differs" in refused.json()["detail"]
+
+    corrected = put_form(
+        coordinator,
+        subject,
+        "SE.SCR",
+        "F.IE",
+        eligibility(),
+        version=1,
+        reason="IN04: SLEDAI-2K recalculated as 9",
+    )
+    assert corrected.status_code == 200, corrected.text
+    assert (
+        change(coordinator, subject, "enrolled", dose_level="DL2", phase="ESCALATION").status_code
+        == 403
+    )
+    assert (
+        change(investigator, subject, "enrolled", dose_level="DL9", phase="ESCALATION").status_code
+        == 422
+    )
+    enrolled = change(investigator, subject, "enrolled", dose_level="DL2", phase="ESCALATION")
+    assert enrolled.status_code == 200, enrolled.text
+    assert (enrolled.json()["status"], enrolled.json()["dose_level"]) == ("enrolled", "DL2")
+    assert enrolled.json()["status_date"] == "2026-04-02"
+
+    out_of_order = change(coordinator, subject, "infused")
+    assert out_of_order.status_code == 422
+    assert "cannot move to infused" in out_of_order.json()["detail"]
+    blocked = change(coordinator, subject, "leukapheresed")
+    assert "leukapheresis form must record a performed collection" in blocked.json()["detail"]
+
+    with Session(live_server.app.fastapi.state.engine) as session:
+        record = session.exec(
+            select(AuditRecord).where(AuditRecord.action == "subject_status")
+        ).one()
+    assert (record.old_value, record.new_value, record.username) == (
+        "screening",
+        "enrolled",
+        "investigator",
+    )
+    assert record.details == "effective 2026-04-02; dose level DL2, phase ESCALATION"
+
+
+def test_a_future_date_and_a_final_status_are_refused(live_server: LiveServer) -> None:
+    coordinator = api_client(live_server, "coordinator")
+    subject = new_subject(coordinator)
+    put_form(coordinator, subject, "SE.SCR", "F.IE", eligibility(failed="2", investigator_says="N"))
+    future = coordinator.post(
+        f"/api/v1/subjects/{subject}/status",
+        json={"to": "screen_failed", "effective": "2999-01-01"},
+    )
+    assert future.status_code == 422 and "future" in future.json()["detail"]
+    assert change(coordinator, subject, "screen_failed").status_code == 200
+    again = change(coordinator, subject, "enrolled")
+    assert (
+        again.status_code == 422
+        and "screen failed cannot move to enrolled" in again.json()["detail"]
+    )
