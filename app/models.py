@@ -151,6 +151,7 @@ class StudyEventData(SQLModel, table=True):
     subject_id: int = Field(foreign_key="subject.id", index=True)
     event_oid: str = Field(max_length=60)
     repeat_key: int = 1
+    visit_date: date | None = Field(default=None, description="date the visit took place")
     created_at: datetime = timestamp_field(default_factory=utcnow)
 
 

@@ -81,11 +81,19 @@ def call(client: httpx.Client, method: str, path: str) -> httpx.Response:
         body: dict[str, Any] = {}
         if path.endswith("/status"):
             body = {"json": {"to": "screen_failed", "effective": "2026-01-01"}}
+        elif path.endswith("/events/SE.SCR/1"):
+            body = {"json": {"visit_date": "2026-01-01"}}
         elif method in ("POST", "PUT"):
             body = {"json": {"version": 0, "values": {}}}
         return client.request(method, path, **body)
     token = csrf_token(client, "/subjects")
-    data = {"csrftoken": token, "to": "screen_failed", "effective": "2026-01-01", "site_id": "1"}
+    data = {
+        "csrftoken": token,
+        "to": "screen_failed",
+        "effective": "2026-01-01",
+        "site_id": "1",
+        "visit_date": "2026-01-01",
+    }
     return client.request(method, path, data=data if method == "POST" else None)
 
 

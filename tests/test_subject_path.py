@@ -123,3 +123,48 @@ def test_a_future_date_and_a_final_status_are_refused(live_server: LiveServer) -
         again.status_code == 422
         and "screen failed cannot move to enrolled" in again.json()["detail"]
     )
+
+
+def test_visit_targets_windows_states_and_study_days(live_server: LiveServer) -> None:
+    coordinator = api_client(live_server, "coordinator")
+    subject = new_subject(coordinator)
+    infusion = {"IG.EX": {"1": {"EXSTDTM": "2026-01-10T09:30"}}}
+    saved = put_form(coordinator, subject, "SE.D0", "F.EX", infusion, complete=False)
+    assert saved.status_code == 200, saved.text
+    late = coordinator.put(
+        f"/api/v1/subjects/{subject}/events/SE.D7/1", json={"visit_date": "2026-01-20"}
+    )
+    assert late.status_code == 200, late.text
+    d7 = late.json()
+    assert (d7["target"], d7["earliest"], d7["latest"]) == (
+        "2026-01-17",
+        "2026-01-16",
+        "2026-01-18",
+    )
+    assert (d7["state"], d7["study_day"]) == ("out_of_window", 10)
+    corrected = coordinator.put(
+        f"/api/v1/subjects/{subject}/events/SE.D7/1", json={"visit_date": "2026-01-17"}
+    )
+    assert corrected.status_code == 422 and "reason" in corrected.json()["detail"]
+    corrected = coordinator.put(
+        f"/api/v1/subjects/{subject}/events/SE.D7/1",
+        json={"visit_date": "2026-01-17", "reason": "typo"},
+    )
+    assert corrected.json()["state"] == "done"
+    visits = {
+        (v["event_oid"], v["repeat"]): v
+        for v in coordinator.get(f"/api/v1/subjects/{subject}").json()["visits"]
+    }
+    assert visits[("SE.D1", 1)]["state"] == "overdue"
+    assert visits[("SE.BL", 1)]["target"] == "2026-01-03"
+    assert visits[("SE.SCR", 1)]["state"] == ""  # timed from leukapheresis, not known yet
+    unscheduled = coordinator.put(
+        f"/api/v1/subjects/{subject}/events/SE.UNS/1", json={"visit_date": "2026-01-12"}
+    )
+    assert unscheduled.status_code == 200 and unscheduled.json()["study_day"] == 2
+    assert (
+        coordinator.put(
+            f"/api/v1/subjects/{subject}/events/SE.D7/2", json={"visit_date": "2026-01-12"}
+        ).status_code
+        == 404
+    )

@@ -1,14 +1,25 @@
-"""A subject's casebook: every visit with its forms and their statuses, and the log forms."""
+"""A subject's casebook: every visit with its timing, state and forms, then the log forms.
+
+Visit timing: once an anchor date is known (consent, leukapheresis, infusion), each visit
+timed from it gets a target date and window; a visit is *due* while today is in its window,
+*overdue* after it without a visit date, and *out of window* when its date falls outside.
+The study day counts from the infusion day (D0 = day 0, negative before; spec §4.1).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from app.crf.service import subject_form_values
 from app.models import FormData, FormStatus, StudyEventData, Subject
 from app.study.loader import LOG_EVENT_OID, Study
+from app.study.model import Visit
+
+STUDY_DAY_ANCHOR = "infusion"
 
 
 @dataclass(frozen=True)
@@ -28,12 +39,53 @@ class VisitEntry:
     visitnum: float | None
     timing: str
     forms: tuple[FormEntry, ...]
+    target: date | None = None
+    earliest: date | None = None
+    latest: date | None = None
+    visit_date: date | None = None
+    state: str = ""
+    """upcoming, due, overdue, done, out_of_window, or empty when untimed"""
+    study_day: int | None = None
+    repeating: bool = False
 
 
-def build_casebook(session: Session, study: Study, subject: Subject) -> list[VisitEntry]:
-    """Visits in schedule order (then the log forms), each form with its status."""
+@dataclass(frozen=True)
+class Casebook:
+    visits: list[VisitEntry]
+    anchors: dict[str, date]
+    next_repeats: dict[str, int]
+    """Event OID (repeating visits) or form OID (repeating log forms) -> next repeat key."""
+
+
+def anchor_dates(session: Session, study: Study, subject: Subject) -> dict[str, date]:
+    """Known anchor dates by anchor id, from the forms they are declared on."""
+    sources = {anchor.id: anchor.source.split(".") for anchor in study.schedule.anchors}
+    values = subject_form_values(session, study, subject, {form for form, _ in sources.values()})
+    dates = {}
+    for anchor_id, (form, item) in sources.items():
+        text = values.get(form, {}).get(item)
+        if text and len(text) >= 10:
+            dates[anchor_id] = date.fromisoformat(text[:10])
+    return dates
+
+
+def study_day(anchors: dict[str, date], day: date | None) -> int | None:
+    """Days from the infusion day (D0 = 0), or None before the infusion date is known."""
+    if day is None or STUDY_DAY_ANCHOR not in anchors:
+        return None
+    return (day - anchors[STUDY_DAY_ANCHOR]).days
+
+
+def build_casebook(session: Session, study: Study, subject: Subject, today: date) -> Casebook:
+    """Visits in schedule order (repeating visits once per occurrence), then the log forms."""
+    events = {
+        (event.event_oid, event.repeat_key): event
+        for event in session.execute(
+            select(StudyEventData).where(col(StudyEventData.subject_id) == subject.id)
+        ).scalars()
+    }
     statuses: dict[tuple[str, int, str, int], str] = {}
-    statement = (
+    for event_oid, event_repeat, form_oid, form_repeat, status in session.execute(
         select(
             col(StudyEventData.event_oid),
             col(StudyEventData.repeat_key),
@@ -43,40 +95,98 @@ def build_casebook(session: Session, study: Study, subject: Subject) -> list[Vis
         )
         .join(FormData, col(FormData.study_event_id) == StudyEventData.id)
         .where(col(StudyEventData.subject_id) == subject.id)
-    )
-    for event_oid, event_repeat, form_oid, form_repeat, status in session.execute(statement):
+    ):
         statuses[(event_oid, event_repeat, form_oid, form_repeat)] = status
+    anchors = anchor_dates(session, study, subject)
 
-    def status_of(event_oid: str, form_oid: str) -> str:
-        return statuses.get((event_oid, 1, form_oid, 1), FormStatus.NOT_STARTED)
-
-    visits = []
-    for visit in study.schedule.visits:
-        forms = tuple(
+    def forms_of(visit: Visit, repeat: int) -> tuple[FormEntry, ...]:
+        return tuple(
             FormEntry(
                 entry.form,
                 study.form(entry.form).title,
                 1,
-                status_of(visit.oid, entry.form),
+                statuses.get((visit.oid, repeat, entry.form, 1), FormStatus.NOT_STARTED),
                 entry.mandatory,
             )
             for entry in visit.forms
         )
-        visits.append(
-            VisitEntry(visit.oid, visit.name, 1, visit.visitnum, _timing(study, visit.oid), forms)
-        )
-    logs = tuple(
-        FormEntry(oid, study.form(oid).title, 1, status_of(LOG_EVENT_OID, oid), False)
-        for oid in study.log_form_oids()
+
+    visits: list[VisitEntry] = []
+    next_repeats: dict[str, int] = {}
+    for visit in study.schedule.visits:
+        repeats = sorted(r for (oid, r) in events if oid == visit.oid)
+        if visit.repeating:
+            next_repeats[visit.oid] = max(repeats, default=0) + 1
+        else:
+            repeats = [1]
+        for repeat in repeats:
+            event = events.get((visit.oid, repeat))
+            visit_date = event.visit_date if event else None
+            visits.append(
+                _timed(visit, repeat, forms_of(visit, repeat), anchors, visit_date, today, study)
+            )
+    visits.append(_logs(study, statuses, next_repeats))
+    return Casebook(visits, anchors, next_repeats)
+
+
+def _timed(
+    visit: Visit,
+    repeat: int,
+    forms: tuple[FormEntry, ...],
+    anchors: dict[str, date],
+    visit_date: date | None,
+    today: date,
+    study: Study,
+) -> VisitEntry:
+    entry = VisitEntry(
+        visit.oid, visit.name, repeat, visit.visitnum, _timing(study, visit), forms,
+        visit_date=visit_date, study_day=study_day(anchors, visit_date),
+        repeating=visit.repeating,
+    )  # fmt: skip
+    base = anchors.get(visit.anchor or "")
+    if base is None or visit.day is None:
+        return entry if visit_date is None else replace(entry, state="done")
+    earliest, latest = visit.day, visit.day
+    if visit.window is not None:
+        earliest, latest = visit.window.earliest, visit.window.latest
+    first, last = base + timedelta(days=earliest), base + timedelta(days=latest)
+    if visit_date is not None:
+        state = "done" if first <= visit_date <= last else "out_of_window"
+    elif today > last:
+        state = "overdue"
+    elif today >= first:
+        state = "due"
+    else:
+        state = "upcoming"
+    return replace(
+        entry, target=base + timedelta(days=visit.day), earliest=first, latest=last, state=state
     )
-    visits.append(VisitEntry(LOG_EVENT_OID, "Logs (any time)", 1, None, "", logs))
-    return visits
 
 
-def _timing(study: Study, event_oid: str) -> str:
-    visit = study.visit(event_oid)
-    if visit is None or visit.anchor is None or visit.day is None:
-        return "unscheduled" if visit is not None else ""
+def _logs(
+    study: Study, statuses: dict[tuple[str, int, str, int], str], next_repeats: dict[str, int]
+) -> VisitEntry:
+    forms = []
+    for log in study.schedule.log_forms:
+        title = study.form(log.form).title
+        repeats = sorted(r for (e, _, f, r) in statuses if e == LOG_EVENT_OID and f == log.form)
+        if log.repeating:
+            next_repeats[log.form] = max(repeats, default=0) + 1
+            forms += [
+                FormEntry(
+                    log.form, f"{title} #{r}", r, statuses[(LOG_EVENT_OID, 1, log.form, r)], False
+                )
+                for r in repeats
+            ]
+        else:
+            status = statuses.get((LOG_EVENT_OID, 1, log.form, 1), FormStatus.NOT_STARTED)
+            forms.append(FormEntry(log.form, title, 1, status, False))
+    return VisitEntry(LOG_EVENT_OID, "Logs (any time)", 1, None, "", tuple(forms))
+
+
+def _timing(study: Study, visit: Visit) -> str:
+    if visit.anchor is None or visit.day is None:
+        return "unscheduled" if visit.type == "unscheduled" else ""
     anchor = next(a for a in study.schedule.anchors if a.id == visit.anchor)
     window = ""
     if visit.window and (visit.window.earliest, visit.window.latest) != (visit.day, visit.day):

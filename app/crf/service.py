@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -236,6 +236,61 @@ def item_audit_trail(
         .order_by(col(AuditRecord.id))
     )
     return list(session.exec(statement))
+
+
+def set_visit_date(
+    session: Session,
+    study: Study,
+    *,
+    access: Access,
+    subject: Subject,
+    event_oid: str,
+    event_repeat: int,
+    visit_date: date,
+    reason: str | None,
+    actor: audit.Actor,
+    now: datetime,
+) -> StudyEventData:
+    """Record (or correct) the date a visit took place; creates the visit when needed, so an
+    unscheduled visit is added by dating it. Commits; audited (a correction needs a reason)."""
+    access.require(Permission.ENTER_DATA, subject.site_id)
+    visit = study.visit(event_oid)
+    if visit is None or (event_repeat != 1 and not visit.repeating):
+        raise NotFound(f"visit {event_oid} #{event_repeat}")
+    if visit_date > now.date():
+        raise FormRefused("A visit date cannot be in the future.")
+    event = _event(session, subject, event_oid, event_repeat)
+    old = event.visit_date if event else None
+    if old is not None and old != visit_date and not (reason and reason.strip()):
+        raise FormRefused("Give a reason for changing the visit date.")
+    if event is None:
+        event = StudyEventData(
+            subject_id=pk(subject), event_oid=event_oid, repeat_key=event_repeat, created_at=now
+        )
+    event.visit_date = visit_date
+    session.add(event)
+    if old != visit_date:
+        audit.record(
+            session, actor=actor, action="visit_date",
+            path=audit.DataPath(subject, event_oid, event_repeat),
+            old_value=old.isoformat() if old else None, new_value=visit_date.isoformat(),
+            reason=reason, at=now,
+        )  # fmt: skip
+    session.commit()
+    session.refresh(event)
+    return event
+
+
+def _event(
+    session: Session, subject: Subject, event_oid: str, event_repeat: int
+) -> StudyEventData | None:
+    return session.exec(
+        select(StudyEventData).where(
+            StudyEventData.subject_id == subject.id,
+            StudyEventData.event_oid == event_oid,
+            StudyEventData.repeat_key == event_repeat,
+        )
+    ).first()
 
 
 # -- saving forms -----------------------------------------------------------------------------
@@ -484,13 +539,7 @@ def _create_form_data(
     actor: audit.Actor,
     now: datetime,
 ) -> FormData:
-    event = session.exec(
-        select(StudyEventData).where(
-            StudyEventData.subject_id == subject.id,
-            StudyEventData.event_oid == event_oid,
-            StudyEventData.repeat_key == event_repeat,
-        )
-    ).first()
+    event = _event(session, subject, event_oid, event_repeat)
     if event is None:
         event = StudyEventData(
             subject_id=pk(subject), event_oid=event_oid, repeat_key=event_repeat, created_at=now

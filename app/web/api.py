@@ -80,7 +80,18 @@ class VisitOut(BaseModel):
     name: str
     repeat: int
     visitnum: float | None
+    target: date | None = Field(description="target date, once its anchor date is known")
+    earliest: date | None
+    latest: date | None
+    visit_date: date | None
+    state: str = Field(description="upcoming, due, overdue, done, out_of_window, or empty")
+    study_day: int | None = Field(description="days from the infusion day (D0 = 0)")
     forms: list[FormStatusOut]
+
+
+class VisitDate(Strict):
+    visit_date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    reason: str | None = Field(default=None, max_length=500)
 
 
 class CasebookOut(SubjectOut):
@@ -200,9 +211,10 @@ def read_subject(
 ) -> dict[str, Any]:
     """A subject with its casebook: visits and the status of each form."""
     subject = service.get_subject(session, access, subject_id)
+    casebook = build_casebook(session, study, subject, utcnow().date())
     visits = [
         {**visit.__dict__, "forms": [form.__dict__ for form in visit.forms]}
-        for visit in build_casebook(session, study, subject)
+        for visit in casebook.visits
     ]
     return {**_subject_out(session, subject), "visits": visits}
 
@@ -243,6 +255,43 @@ def change_status(
     except subject_status.StatusRefused as refusal:
         raise ApiError(422, str(refusal)) from refusal
     return _subject_out(session, subject)
+
+
+@router.put(
+    "/subjects/{subject_id}/events/{event_oid}/{event_repeat}",
+    response_model=VisitOut,
+    dependencies=[requires(Permission.ENTER_DATA)],
+)
+def date_visit(
+    session: SessionDep,
+    study: StudyDep,
+    access: ViewerDep,
+    subject_id: SubjectId,
+    event_oid: str,
+    event_repeat: Repeat,
+    body: VisitDate,
+) -> dict[str, Any]:
+    """Record or correct a visit's date (a correction needs a reason); dating the next repeat
+    of an unscheduled or long-term follow-up visit adds it."""
+    subject = service.get_subject(session, access, subject_id)
+    try:
+        visit_date = date.fromisoformat(body.visit_date)
+        service.set_visit_date(
+            session, study, access=access, subject=subject, event_oid=event_oid,
+            event_repeat=event_repeat, visit_date=visit_date, reason=body.reason,
+            actor=audit.Actor(access.user, "api"), now=utcnow(),
+        )  # fmt: skip
+    except ValueError as error:
+        raise ApiError(
+            422,
+            "The request is not valid.",
+            [FieldMessage(field="body.visit_date", message=str(error))],
+        ) from error
+    except service.FormRefused as refusal:
+        raise ApiError(422, str(refusal)) from refusal
+    casebook = build_casebook(session, study, subject, utcnow().date())
+    visit = next(v for v in casebook.visits if (v.event_oid, v.repeat) == (event_oid, event_repeat))
+    return {**visit.__dict__, "forms": [form.__dict__ for form in visit.forms]}
 
 
 def _open(

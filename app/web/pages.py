@@ -184,7 +184,7 @@ def _casebook(
     context = {
         "subject": subject,
         "subject_status": study.subject_path.status(subject.status),
-        "casebook": build_casebook(session, study, subject),
+        "casebook": build_casebook(session, study, subject, utcnow().date()),
         "options": subject_status.transition_options(session, study, access, subject),
         "dose_levels": subject_status.open_dose_levels(study),
         "phases": study.info.phases,
@@ -193,6 +193,37 @@ def _casebook(
         "access": access,
     }
     return render(request, "casebook.html", context, status)
+
+
+@router.post(
+    "/subjects/{subject_id}/events/{event_oid}/{event_repeat}/date",
+    dependencies=[requires(Permission.ENTER_DATA)],
+)
+def visit_date_submit(
+    request: Request,
+    session: SessionDep,
+    study: StudyDep,
+    access: ViewerDep,
+    subject_id: SubjectId,
+    event_oid: str,
+    event_repeat: Repeat,
+    visit_date: Annotated[date, Form()],
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Date a visit; dating the next repeat of a repeating visit adds it (unscheduled, LTFU)."""
+    subject = service.get_subject(session, access, subject_id)
+    try:
+        service.set_visit_date(
+            session, study, access=access, subject=subject, event_oid=event_oid,
+            event_repeat=event_repeat, visit_date=visit_date, reason=reason.strip() or None,
+            actor=audit.Actor(access.user), now=utcnow(),
+        )  # fmt: skip
+    except service.FormRefused as refusal:
+        return _casebook(request, session, study, access, subject, str(refusal), 422)
+    anchor = f"visit-{event_oid.replace('.', '_')}" + (
+        f"-{event_repeat}" if event_repeat > 1 else ""
+    )
+    return RedirectResponse(f"/subjects/{subject.id}#{anchor}", status_code=303)
 
 
 @router.post("/subjects/{subject_id}/status")
