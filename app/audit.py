@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from app.models import AuditRecord, Subject, UserAccount, utcnow
@@ -38,8 +40,7 @@ class DataPath:
     item_oid: str | None = None
 
 
-def record(
-    session: Session,
+def entry(
     *,
     actor: Actor,
     action: str,
@@ -49,29 +50,39 @@ def record(
     reason: str | None = None,
     details: str | None = None,
     at: datetime | None = None,
-) -> AuditRecord:
-    """Add one audit record to the session (the caller commits)."""
+) -> dict[str, Any]:
+    """The column values of one audit record."""
     subject = path.subject if path else None
-    entry = AuditRecord(
-        occurred_at=at or utcnow(),
-        user_id=actor.user.id if actor.user else None,
-        username=actor.username,
-        action=action,
-        source=actor.source,
-        site_id=subject.site_id if subject else None,
-        subject_id=subject.id if subject else None,
-        subject_key=subject.subject_key if subject else None,
-        event_oid=path.event_oid if path else None,
-        event_repeat=path.event_repeat if path else None,
-        form_oid=path.form_oid if path else None,
-        form_repeat=path.form_repeat if path else None,
-        item_group_oid=path.item_group_oid if path else None,
-        group_repeat=path.group_repeat if path else None,
-        item_oid=path.item_oid if path else None,
-        old_value=old_value,
-        new_value=new_value,
-        reason=reason,
-        details=details,
-    )
-    session.add(entry)
-    return entry
+    return {
+        "occurred_at": at or utcnow(),
+        "user_id": actor.user.id if actor.user else None,
+        "username": actor.username,
+        "action": action,
+        "source": actor.source,
+        "site_id": subject.site_id if subject else None,
+        "subject_id": subject.id if subject else None,
+        "subject_key": subject.subject_key if subject else None,
+        "event_oid": path.event_oid if path else None,
+        "event_repeat": path.event_repeat if path else None,
+        "form_oid": path.form_oid if path else None,
+        "form_repeat": path.form_repeat if path else None,
+        "item_group_oid": path.item_group_oid if path else None,
+        "group_repeat": path.group_repeat if path else None,
+        "item_oid": path.item_oid if path else None,
+        "old_value": old_value,
+        "new_value": new_value,
+        "reason": reason,
+        "details": details,
+    }
+
+
+def record(session: Session, **fields: Any) -> None:
+    """Write one audit record in the session's transaction (the caller commits).
+    Takes the keyword arguments of `entry`."""
+    record_all(session, [entry(**fields)])
+
+
+def record_all(session: Session, entries: list[dict[str, Any]]) -> None:
+    """Write many audit records in one statement (a form save changes dozens of values)."""
+    if entries:
+        session.execute(insert(AuditRecord.__table__), entries)  # type: ignore[attr-defined]

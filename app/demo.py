@@ -1,22 +1,38 @@
-"""Demo data for trying TrialDesk: sites, one account per role, subjects with entered forms.
+"""Demo data for trying TrialDesk: the ZM001 study some months into dose escalation.
 
-Everything goes through the same service functions as the pages, so it is audited like
-real data entry.
+`load_demo` creates three sites, one account per role (plus an investigator and a coordinator
+at every site) and subjects built from `SCENARIOS`, a table of casebook templates cycled
+through for any number of subjects: screen failures, subjects waiting at each step of the
+CAR-T path (screening, enrolled, leukapheresed, lymphodepleted, infused), subjects in follow-up
+from D7 to M12, one completed, one withdrawn and one who died. Infused subjects have vital
+signs and laboratory panels at a few visits (some results out of range), an adverse event log,
+CRS episodes graded from their assessments, an ICANS episode and a DLT assessment after D28.
+
+Dates are relative to today (UTC): consent < enrolment < leukapheresis < lymphodepletion
+< infusion, follow-up visits in their windows (a few on purpose out of window), nothing in
+the future. Everything goes through the service functions the pages use (register_subject,
+save_form, set_visit_date, change_status), so the demo is validated, derived and audited like
+real data entry: a value a site could not enter, the demo cannot enter either.
 """
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import accumulate
+from math import sqrt
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from app import audit, auth
-from app.access import load_access
-from app.crf import service
-from app.models import Role, Site, UserAccount
-from app.study.loader import Study
+from app.access import Access, load_access
+from app.crf import service, status
+from app.models import Role, Site, Subject, UserAccount
+from app.study.loader import LOG_EVENT_OID, Study
+from app.study.model import Visit
 
 DEMO_PASSWORD = "Demo-2026-zm001"  # noqa: S105 - published demo credential
 DEMO_SITES = (
@@ -32,6 +48,9 @@ DEMO_ACCOUNTS: tuple[tuple[str, str, str], ...] = (
     ("datamanager", "Liu Yang", "data manager, study-wide"),
     ("sponsor", "Zhao Lei", "sponsor, study-wide"),
     ("admin", "Sun Tao", "administrator"),
+    ("investigator2", "Dr Wu Hao", "investigator, site 02"),
+    ("investigator3", "Dr Huang Jie", "investigator, site 03"),
+    ("coordinator3", "Xu Li", "coordinator, site 03"),
 )
 _ROLES: dict[str, list[tuple[Role, str | None]]] = {
     "investigator": [(Role.INVESTIGATOR, "01")],
@@ -41,7 +60,89 @@ _ROLES: dict[str, list[tuple[Role, str | None]]] = {
     "datamanager": [(Role.DATA_MANAGER, None)],
     "sponsor": [(Role.SPONSOR, None)],
     "admin": [(Role.ADMIN, None)],
+    "investigator2": [(Role.INVESTIGATOR, "02")],
+    "investigator3": [(Role.INVESTIGATOR, "03")],
+    "coordinator3": [(Role.COORDINATOR, "03")],
 }
+_SITE_STAFF = {  # site number -> (coordinator, investigator)
+    "01": ("coordinator", "investigator"),
+    "02": ("coordinator2", "investigator2"),
+    "03": ("coordinator3", "investigator3"),
+}
+
+Value = str | list[str] | None
+Row = dict[str, Value]
+Rows = dict[str, dict[int, Row]]
+"""What a form submits: group OID -> repeat key -> item name -> text."""
+
+
+class DemoDataRefused(Exception):
+    """The services refused a demo value: the demo no longer fits the study definition."""
+
+
+# -- scenarios --------------------------------------------------------------------------------
+
+PATH = ("screening", "enrolled", "leukapheresed", "lymphodepleted", "infused", "in_follow_up")
+"""The main path of subject statuses, in order; `completed`, `withdrawn`, `died` and
+`screen_failed` leave it."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A casebook template: how far the subject went and what happened on the way."""
+
+    site: str
+    stage: str
+    """Furthest status on PATH."""
+    days_ago: int
+    """Days from the stage's latest event to today: consent (screening), enrolment
+    (enrolled), leukapheresis (leukapheresed), first lymphodepletion dose (lymphodepleted),
+    infusion (infused and in follow-up)."""
+    dose_level: str | None = None
+    phase: str = "ESCALATION"
+    exit: str | None = None
+    """screen_failed, completed, withdrawn or died."""
+    exit_day: int | None = None
+    """Study day (from D0) of completion, withdrawal or death."""
+    crs: tuple[int, ...] = ()
+    """ASTCT grade of each CRS episode, in order."""
+    icans: bool = False
+    late_visit: str | None = None
+    """A follow-up visit that took place after its window."""
+    failed: str | None = None
+    """The inclusion criterion a screen failure does not meet (IN04: SLEDAI-2K below 7)."""
+
+    def reached(self, stage: str) -> bool:
+        return PATH.index(self.stage) >= PATH.index(stage)
+
+
+_FU = "in_follow_up"
+SCENARIOS: tuple[Scenario, ...] = (
+    # DL1 to DL4 in escalation (oldest first), then the expansion at DL3, then screening.
+    Scenario("01", _FU, 385, "DL1", exit="completed", exit_day=368, crs=(1,)),
+    Scenario("02", _FU, 372, "DL1", crs=(1,)),
+    Scenario("01", _FU, 340, "DL1", exit="died", exit_day=71, crs=(2,)),
+    Scenario("01", _FU, 300, "DL2", crs=(2,), icans=True),
+    Scenario("02", _FU, 270, "DL2", crs=(1,), late_visit="SE.M6"),
+    Scenario("03", _FU, 245, "DL2", exit="withdrawn", exit_day=75, crs=(1,)),
+    Scenario("03", "screening", 240, exit="screen_failed", failed="IN02"),
+    Scenario("01", _FU, 205, "DL3", crs=(3, 1)),
+    Scenario("01", _FU, 150, "DL3", crs=(1,), late_visit="SE.M3"),
+    Scenario("03", _FU, 120, "DL4", crs=(2,)),
+    Scenario("01", _FU, 95, "DL4", crs=(3,)),
+    Scenario("02", _FU, 62, "DL4", crs=(1,)),
+    Scenario("01", "screening", 60, exit="screen_failed", failed="IN04"),
+    Scenario("01", _FU, 30, "DL3", "EXPANSION", crs=(2,)),
+    Scenario("03", _FU, 9, "DL3", "EXPANSION", crs=(1,)),
+    Scenario("01", "infused", 1, "DL3", "EXPANSION"),
+    Scenario("02", "lymphodepleted", 3, "DL3", "EXPANSION"),
+    Scenario("01", "leukapheresed", 8, "DL3", "EXPANSION"),
+    Scenario("01", "enrolled", 4, "DL3", "EXPANSION"),
+    Scenario("02", "screening", 2),
+)
+
+
+# -- loading ----------------------------------------------------------------------------------
 
 
 def load_demo(engine: Engine, study: Study, *, subjects: int, seed: int = 1) -> bool:
@@ -56,9 +157,10 @@ def load_demo(engine: Engine, study: Study, *, subjects: int, seed: int = 1) -> 
             session.add(site)
             sites[number] = site
         session.commit()
+        users = {}
         for username, full_name, _ in DEMO_ACCOUNTS:
             roles = [(role, sites[n].id if n else None) for role, n in _ROLES[username]]
-            auth.create_user(
+            users[username] = auth.create_user(
                 session,
                 username=username,
                 full_name=full_name,
@@ -66,51 +168,828 @@ def load_demo(engine: Engine, study: Study, *, subjects: int, seed: int = 1) -> 
                 roles=roles,
                 actor=system,
             )
-        coordinators = {
-            "01": session.exec(
-                select(UserAccount).where(UserAccount.username == "coordinator")
-            ).one(),
-            "02": session.exec(
-                select(UserAccount).where(UserAccount.username == "coordinator2")
-            ).one(),
+        staff = {
+            number: tuple(_Staff.of(session, users[name]) for name in names)
+            for number, names in _SITE_STAFF.items()
         }
         rng = random.Random(seed)  # noqa: S311 - demo data, not security
+        now = datetime.now(UTC)
         for index in range(subjects):
-            number = "01" if index % 3 != 2 else "02"
-            _demo_subject(session, study, coordinators[number], sites[number], rng)
+            scenario = SCENARIOS[index % len(SCENARIOS)]
+            coordinator, investigator = staff[scenario.site]
+            _build_subject(
+                session, study, scenario, sites[scenario.site], coordinator, investigator, rng, now
+            )
     return True
 
 
-def _demo_subject(
-    session: Session, study: Study, user: UserAccount, site: Site, rng: random.Random
-) -> None:
-    access = load_access(session, user)
-    actor = audit.Actor(user, "demo")
-    assert site.id is not None
-    subject = service.register_subject(session, study, access=access, site_id=site.id, actor=actor)
-    consent = date(2026, 3, 2) + timedelta(days=rng.randrange(0, 200))
-    birth = consent - timedelta(days=rng.randrange(19 * 365, 65 * 365))
-    sex = rng.choice(["F", "F", "F", "M"])
-    forms: dict[str, dict[str, dict[int, dict[str, str | list[str] | None]]]] = {
-        "F.IC": {"IG.IC": {1: {"ICVER": "2.0", "ICDAT": consent.isoformat(), "ICLTFU": "Y"}}},
-        "F.DM": {
-            "IG.DM": {
-                1: {
-                    "BRTHDAT": birth.isoformat(),
-                    "SEX": sex,
-                    "ETHNIC": "HAN",
-                    "RACE": "ASIAN",
-                    "CHILDPOT": "N" if sex == "F" else None,
-                    "NCBPRSN": "POSTMENOPAUSAL" if sex == "F" else None,
-                }
-            }
-        },
-    }
-    moment = datetime.combine(consent, datetime.min.time(), UTC) + timedelta(hours=10)
-    for form_oid, values in forms.items():
-        service.save_form(
-            session, study, access=access, subject=subject,
-            ref=service.FormRef("SE.SCR", 1, form_oid, 1),
-            edit=service.FormEdit(values, base_version=0, complete=True),
-            actor=actor, now=moment,
+@dataclass(frozen=True)
+class _Staff:
+    access: Access
+    actor: audit.Actor
+
+    @classmethod
+    def of(cls, session: Session, user: UserAccount) -> _Staff:
+        return cls(load_access(session, user), audit.Actor(user, "demo"))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The subject's key dates; the infusion is planned (in the future) until it happens."""
+
+    consent: date
+    enrolment: date
+    """Also the day of the eligibility decision of a screen failure."""
+    leukapheresis: date
+    infusion: date
+    end: date
+    """Last day with data: today, or the day the subject left the study."""
+
+    def day(self, study_day: int) -> date:
+        return self.infusion + timedelta(days=study_day)
+
+    @property
+    def last_study_day(self) -> int:
+        return (self.end - self.infusion).days
+
+
+@dataclass(frozen=True)
+class _Profile:
+    sex: str
+    birth: date
+    height: float
+    weight: float
+
+
+@dataclass
+class _Case:
+    """One subject being built, with who enters its data and a clock for their entries."""
+
+    session: Session
+    study: Study
+    scenario: Scenario
+    subject: Subject
+    coordinator: _Staff
+    investigator: _Staff
+    plan: _Plan
+    profile: _Profile
+    rng: random.Random
+    now: datetime
+    lot: str = ""
+    """The product lot, from leukapheresis on."""
+    last_entry: dict[date, datetime] = field(default_factory=dict, repr=False)
+
+    def entered(self, day: date) -> datetime:
+        """When the site records what happened on `day`: that afternoon, after anything
+        already recorded about that day, never after now."""
+        moment = datetime.combine(day, time(13, 0), UTC) + timedelta(
+            minutes=self.rng.randint(0, 120)
+        )
+        if day in self.last_entry:
+            moment = max(moment, self.last_entry[day] + timedelta(minutes=self.rng.randint(2, 9)))
+        self.last_entry[day] = moment
+        return min(moment, self.now)
+
+    def save(
+        self,
+        event_oid: str,
+        form_oid: str,
+        rows: Rows,
+        day: date,
+        *,
+        repeat: int = 1,
+        by: _Staff | None = None,
+    ) -> None:
+        """Save a form complete, as entered on `day` (by the coordinator unless `by`)."""
+        staff = by or self.coordinator
+        outcome = service.save_form(
+            self.session,
+            self.study,
+            access=staff.access,
+            subject=self.subject,
+            ref=service.FormRef(event_oid, 1, form_oid, repeat),
+            edit=service.FormEdit(rows, base_version=0, complete=True),
+            actor=staff.actor,
+            now=self.entered(day),
+        )
+        if not outcome.saved:
+            raise DemoDataRefused(
+                f"{self.subject.subject_key} {form_oid} at {event_oid}: {outcome.evaluation.errors}"
+            )
+
+    def date_visit(self, event_oid: str, day: date) -> None:
+        service.set_visit_date(
+            self.session, self.study, access=self.coordinator.access, subject=self.subject,
+            event_oid=event_oid, event_repeat=1, visit_date=day, reason=None,
+            actor=self.coordinator.actor, now=self.entered(day),
         )  # fmt: skip
+
+    def move(
+        self, to: str, day: date, *, by: _Staff | None = None, reason: str | None = None
+    ) -> None:
+        """Change the subject's status, effective `day`; enrolment assigns the dose level."""
+        staff = by or self.coordinator
+        enrolling = to == "enrolled"
+        status.change_status(
+            self.session, self.study, access=staff.access, subject=self.subject, to=to,
+            effective=day, reason=reason,
+            dose_level=self.scenario.dose_level if enrolling else None,
+            phase=self.scenario.phase if enrolling else None,
+            actor=staff.actor, now=self.entered(day),
+        )  # fmt: skip
+
+
+def _build_subject(
+    session: Session,
+    study: Study,
+    scenario: Scenario,
+    site: Site,
+    coordinator: _Staff,
+    investigator: _Staff,
+    rng: random.Random,
+    now: datetime,
+) -> None:
+    assert site.id is not None
+    plan = _plan(scenario, now.date(), rng)
+    subject = service.register_subject(
+        session, study, access=coordinator.access, site_id=site.id, actor=coordinator.actor
+    )
+    case = _Case(
+        session, study, scenario, subject, coordinator, investigator, plan,
+        _profile(plan.consent, rng), rng, now,
+    )  # fmt: skip
+    _screen(case)
+    if scenario.exit == "screen_failed":
+        _fail_screening(case)
+        return
+    steps: tuple[tuple[str, Callable[[_Case], None]], ...] = (
+        ("enrolled", _enrol),
+        ("leukapheresed", _collect),
+        ("lymphodepleted", _lymphodeplete),
+        ("infused", _infuse),
+        ("in_follow_up", _follow_up),
+    )
+    for stage, step in steps:
+        if scenario.reached(stage):
+            step(case)
+    if scenario.reached("infused"):
+        _log_adverse_events(case)
+    if scenario.exit is not None:
+        _leave(case)
+
+
+def _plan(scenario: Scenario, today: date, rng: random.Random) -> _Plan:
+    """Key dates: gaps consent -> enrolment -> leukapheresis -> first LD dose (D-5) -> D0,
+    placed so that the scenario's latest event falls `days_ago` (plus a little) before today."""
+    gaps = (rng.randint(5, 9), rng.randint(3, 8), rng.randint(20, 26), 5)
+    offsets = (0, *accumulate(gaps))
+    latest = {"screening": 0, "enrolled": 1, "leukapheresed": 2, "lymphodepleted": 3}
+    days_ago = scenario.days_ago + rng.randint(0, scenario.days_ago // 10)
+    start = today - timedelta(days=days_ago + offsets[latest.get(scenario.stage, 4)])
+    consent, enrolment, leukapheresis, _, infusion = (start + timedelta(days=o) for o in offsets)
+    end = today
+    if scenario.exit_day is not None:
+        end = min(today, infusion + timedelta(days=scenario.exit_day))
+    elif scenario.exit == "screen_failed":
+        end = enrolment
+    return _Plan(consent, enrolment, leukapheresis, infusion, end)
+
+
+def _profile(consent: date, rng: random.Random) -> _Profile:
+    sex = "F" if rng.random() < 0.85 else "M"
+    height = rng.uniform(150, 168) if sex == "F" else rng.uniform(163, 182)
+    return _Profile(
+        sex=sex,
+        birth=consent - timedelta(days=rng.randrange(19 * 365, 62 * 365)),
+        height=round(height, 1),
+        weight=round(rng.uniform(0.85, 1.25) * 22 * (height / 100) ** 2, 1),
+    )
+
+
+# -- small helpers ----------------------------------------------------------------------------
+
+
+def _one(group_oid: str, **values: Value) -> Rows:
+    """The values of a non-repeating group."""
+    return {group_oid: {1: values}}
+
+
+def _rows(group_oid: str, rows: Iterable[Row]) -> Rows:
+    """The rows of a repeating group, numbered from 1."""
+    return {group_oid: dict(enumerate(rows, start=1))}
+
+
+def _at(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime.combine(day, time(hour, minute), UTC)
+
+
+def _dtm(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M")
+
+
+def _hm(moment: datetime) -> str:
+    return moment.strftime("%H:%M")
+
+
+def _num(value: float, decimals: int) -> str:
+    return f"{value:.{decimals}f}"
+
+
+def _yn(flag: bool) -> str:
+    return "Y" if flag else "N"
+
+
+def _preset_rows(study: Study, form_oid: str, group_oid: str) -> tuple[dict[str, str], ...]:
+    return next(g.rows for g in study.form(form_oid).item_groups if g.oid == group_oid)
+
+
+# -- screening and enrolment ------------------------------------------------------------------
+
+
+def _screen(case: _Case) -> None:
+    """Consent, demographics, classification criteria, disease activity, vitals and labs."""
+    day, profile = case.plan.consent, case.profile
+    case.date_visit("SE.SCR", day)
+    case.save(
+        "SE.SCR", "F.IC",
+        _one("IG.IC", ICVER="2.0", ICDAT=day.isoformat(), ICLTFU="Y",
+             ICOPT=case.rng.choice(("Y", "Y", "N"))),
+        day,
+    )  # fmt: skip
+    case.save("SE.SCR", "F.DM", _demographics(profile, day, case.rng), day)
+    case.save("SE.SCR", "F.EACR", _classification(case.rng), day, by=case.investigator)
+    _disease_activity(case, "SE.SCR", day, active=case.scenario.failed != "IN04")
+    _vital_signs(case, "SE.SCR", [("SINGLE", _at(day, 9, case.rng.randint(0, 59)))])
+    _labs(case, "SE.SCR", day)
+
+
+def _demographics(profile: _Profile, consent: date, rng: random.Random) -> Rows:
+    age = (consent - profile.birth).days // 365
+    fertile = profile.sex == "F" and age < 48 and rng.random() < 0.9
+    ethnic = "HAN" if rng.random() < 0.9 else "OTHER CHINESE ETHNIC GROUP"
+    return _one(
+        "IG.DM",
+        BRTHDAT=profile.birth.isoformat(),
+        SEX=profile.sex,
+        ETHNIC=ethnic,
+        ETHNICSP=rng.choice(("Hui", "Zhuang", "Manchu")) if ethnic != "HAN" else None,
+        RACE="ASIAN",
+        CHILDPOT=_yn(fertile) if profile.sex == "F" else None,
+        NCBPRSN=None if fertile or profile.sex == "M" else
+        ("POSTMENOPAUSAL" if age >= 45 else "TUBAL LIGATION"),
+    )  # fmt: skip
+
+
+_EACR_DOMAINS: tuple[tuple[tuple[str, int], ...], ...] = (
+    (("FEVER", 2),),
+    (("LEUKOPEN", 3), ("THROMBOC", 4), ("AIHEMOL", 4)),
+    (("DELIRIUM", 2), ("PSYCHOS", 3), ("SEIZURE", 5)),
+    (("ALOPECIA", 2), ("ORALULC", 2), ("SCLEDLE", 4), ("ACLE", 6)),
+    (("EFFUSION", 5), ("PERICARD", 6)),
+    (("JOINT", 6),),
+    (("PROTUR", 4), ("LNCL2V", 8), ("LNCL34", 10)),
+    (("APLAB", 2),),
+    (("C3ORC4", 3), ("C3ANDC4", 4)),
+    (("DSDNASM", 6),),
+)
+"""2019 EULAR/ACR domains: criteria and weights; a domain counts its highest weight."""
+_EACR_CLINICAL = ("FEVER", "LEUKOPEN", "THROMBOC", "ALOPECIA", "ORALULC", "ACLE", "JOINT",
+                  "PROTUR", "LNCL34", "EFFUSION")  # fmt: skip
+
+
+def _classification(rng: random.Random) -> Rows:
+    present = {"DSDNASM", "C3ORC4", "C3ANDC4", *rng.sample(_EACR_CLINICAL, 3)}
+    score = sum(max((w for c, w in d if c in present), default=0) for d in _EACR_DOMAINS)
+    criteria: Row = {c: _yn(c in present) for domain in _EACR_DOMAINS for c, _ in domain}
+    return {
+        "IG.EACR": {1: {"ANAENTRY": "Y"}},
+        "IG.EACR.CRIT": {1: {**criteria, "EACR_TOTINV": str(score)}},
+    }
+
+
+_SLEDAI_WEIGHTS = {
+    "SEIZURE": 8, "PSYCHOSIS": 8, "OBS": 8, "VISUAL": 8, "CRANIAL": 8, "HEADACHE": 8, "CVA": 8,
+    "VASCULIT": 8, "ARTHRIT": 4, "MYOSITIS": 4, "CASTS": 4, "HEMATUR": 4, "PROTUR": 4,
+    "PYURIA": 4, "RASH": 2, "ALOPECIA": 2, "MUCULC": 2, "PLEURISY": 2, "PERICARD": 2,
+    "LOWCOMP": 2, "DNABIND": 2, "FEVER": 1, "THROMBO": 1, "LEUKOPEN": 1,
+}  # fmt: skip
+_SLEDAI_ACTIVE = ("ARTHRIT", "PROTUR", "HEMATUR", "RASH", "ALOPECIA", "MUCULC", "PLEURISY",
+                  "VASCULIT", "THROMBO", "LEUKOPEN")  # fmt: skip
+
+
+def _disease_activity(case: _Case, event_oid: str, day: date, *, active: bool) -> None:
+    """SLEDAI-2K and the physician global assessment, by the investigator: active lupus at
+    screening (SLEDAI-2K 8 or more unless `active` is false), low activity after infusion."""
+    rng = case.rng
+    if event_oid == "SE.SCR":
+        present = {"LOWCOMP", "DNABIND"}
+        if active:
+            present |= set(rng.sample(_SLEDAI_ACTIVE, 3))
+        pga = rng.uniform(1.4, 2.6) if active else rng.uniform(0.6, 1.2)
+    else:
+        present = {"DNABIND"} if rng.random() < 0.3 else set()
+        pga = rng.uniform(0.0, 0.6)
+    descriptors: Row = {name: _yn(name in present) for name in _SLEDAI_WEIGHTS}
+    total = sum(_SLEDAI_WEIGHTS[name] for name in present)
+    sledai = _one("IG.SLEDAI", SLEDAIDAT=day.isoformat(), **descriptors, SLEDAITOTINV=str(total))
+    case.save(event_oid, "F.SLEDAI", sledai, day, by=case.investigator)
+    assessor = f"INV-{case.scenario.site}"
+    pga_rows = _one("IG.PGA", PGADAT=day.isoformat(), PGA=_num(pga, 1), PGAASSR=assessor)
+    case.save(event_oid, "F.PGA", pga_rows, day, by=case.investigator)
+
+
+def _eligibility(case: _Case, *, eligible: bool) -> Rows:
+    """One answer per preset criterion row: inclusions met, exclusions absent, except the
+    scenario's failed criterion."""
+    criteria, failed = _preset_rows(case.study, "F.IE", "IG.IE.IECRIT"), case.scenario.failed
+    answers: dict[int, Row] = {
+        repeat: {"IEORRES": _yn(row["IECAT"] == "INCLUSION" and row["IETESTCD"] != failed)}
+        for repeat, row in enumerate(criteria, start=1)
+    }
+    decision: Row = {"ELIGYN": _yn(eligible)}
+    if eligible:
+        decision |= {
+            "ENRLDAT": case.plan.enrolment.isoformat(),
+            "DOSELVL": case.scenario.dose_level,
+            "PHASE": case.scenario.phase,
+        }
+    return {"IG.IE.IECRIT": answers, "IG.IE": {1: decision}}
+
+
+def _enrol(case: _Case) -> None:
+    """Eligibility with the assigned dose level, then enrolment by the site's investigator."""
+    day = case.plan.enrolment
+    case.save("SE.SCR", "F.IE", _eligibility(case, eligible=True), day, by=case.investigator)
+    case.move("enrolled", day, by=case.investigator)
+
+
+def _fail_screening(case: _Case) -> None:
+    day = case.plan.enrolment
+    case.save("SE.SCR", "F.IE", _eligibility(case, eligible=False), day, by=case.investigator)
+    _disposition(case, "SCREENING", "SCREEN FAILURE", day, long_term=None)
+    case.move("screen_failed", day, reason=f"Inclusion criterion {case.scenario.failed} not met")
+
+
+# -- cell collection, lymphodepletion, infusion -----------------------------------------------
+
+
+def _collect(case: _Case) -> None:
+    """Leukapheresis (L0) and the product: released for subjects who go on, else pending."""
+    rng, day = case.rng, case.plan.leukapheresis
+    case.date_visit("SE.APHPRE", day - timedelta(days=2))
+    case.date_visit("SE.APH", day)
+    start = _at(day, 8, rng.choice((0, 15, 30, 45)))
+    end = start + timedelta(minutes=rng.randint(180, 260))
+    case.save(
+        "SE.APH", "F.APH",
+        {
+            "IG.APH": {1: {"APHYN": "Y"}},
+            "IG.APH.PROC": {1: {
+                "APHNUM": "1", "APHDAT": day.isoformat(), "APHSTTM": _hm(start),
+                "APHENTM": _hm(end),
+                "APHACC": "PERIPHERAL VEINS" if rng.random() < 0.8 else "CENTRAL VENOUS CATHETER",
+                "APHTBV": _num(rng.uniform(8, 14), 1), "APHBVN": _num(rng.uniform(2, 3), 1),
+                "APHVOL": _num(rng.uniform(150, 250), 0), "APHTNC": _num(rng.uniform(8, 20), 2),
+                "APHCD3": _num(rng.uniform(2, 8), 2), "APHANTIC": "ACD-A",
+                "PRECBCDAT": (day - timedelta(days=2)).isoformat(), "APHAE": "N",
+                "SHIPDTM": _dtm(end + timedelta(hours=2)),
+            }},
+        },
+        day,
+    )  # fmt: skip
+    case.move("leukapheresed", day)
+    case.lot = f"ZM001-{day:%y%m}-{case.subject.subject_key}"
+    if case.scenario.reached("lymphodepleted"):
+        released = case.plan.day(-5) - timedelta(days=rng.randint(1, 4))
+        target = _target_cells(case) / 1e6
+        product: Row = {
+            "MFGRES": "RELEASED", "LOTNUM": case.lot, "RELDAT": released.isoformat(),
+            "PRODCAR": _num(target * rng.uniform(1.5, 4), 1),
+            "PRODVIAB": _num(rng.uniform(85, 97), 1), "PRODCARP": _num(rng.uniform(25, 55), 1),
+            "REMFGYN": "N",
+        }  # fmt: skip
+        case.save("SE.APH", "F.PROD", _one("IG.PROD", **product), released)
+    else:
+        pending = _one("IG.PROD", MFGRES="PENDING", LOTNUM=case.lot, REMFGYN="N")
+        case.save("SE.APH", "F.PROD", pending, day + timedelta(days=1))
+
+
+def _target_cells(case: _Case) -> int:
+    levels = {level.code: level for level in case.study.info.dose_levels}
+    return levels[case.scenario.dose_level or ""].target_cells
+
+
+_LD_REGIMEN = (("FLUDARABINE", 25, 9, 30), ("CYCLOPHOSPHAMIDE", 250, 10, 60))
+"""Drug, mg/m2 per day, start hour, minutes; given on D-5, D-4 and D-3."""
+
+
+def _lymphodeplete(case: _Case) -> None:
+    """Baseline visit and fludarabine + cyclophosphamide on D-5 to D-3."""
+    plan, profile = case.plan, case.profile
+    case.date_visit("SE.BL", plan.day(-7))
+    case.date_visit("SE.LD", plan.day(-5))
+    bsa = round(sqrt(profile.height * profile.weight / 3600), 2)
+    administrations: list[Row] = []
+    for study_day in (-5, -4, -3):
+        for drug, dose, hour, minutes in _LD_REGIMEN:
+            start = _at(plan.day(study_day), hour, case.rng.randint(0, 20))
+            administrations.append({
+                "LDDRUG": drug, "LDDAY": f"D{study_day}", "LDPLDOS": str(dose),
+                "LDADOS": _num(dose * bsa, 1), "LDSTDTM": _dtm(start),
+                "LDENDTM": _dtm(start + timedelta(minutes=minutes)),
+                "LDROUTE": "INTRAVENOUS", "LDMODYN": "N",
+            })  # fmt: skip
+    dosing = _one(
+        "IG.LD", LDHT=_num(profile.height, 1), LDWT=_num(profile.weight, 1),
+        LDWTDAT=plan.day(-6).isoformat(), LDBSA=_num(bsa, 2),
+        LDCRCL=_num(case.rng.uniform(75, 125), 0),
+    )  # fmt: skip
+    case.save("SE.LD", "F.LD", dosing | _rows("IG.LD.ADM", administrations), plan.day(-3))
+    case.move("lymphodepleted", plan.day(-3))
+
+
+def _infuse(case: _Case) -> None:
+    """ZM001 infusion at the assigned dose level (D0), with vital signs around it."""
+    rng, d0 = case.rng, case.plan.infusion
+    start = _at(d0, 10, rng.randint(0, 45))
+    case.date_visit("SE.D0", d0)
+    infusion: Row = {
+        "PRECHK": "Y", "DOSELVL": case.scenario.dose_level,
+        "EXDOSE": _num(_target_cells(case) / 1e6 * rng.uniform(0.9, 1.1), 1),
+        "EXLOT": case.lot, "EXBAGN": "1", "EXVOL": _num(rng.uniform(40, 80), 1),
+        "THAWDTM": _dtm(start - timedelta(minutes=25)), "EXSTDTM": _dtm(start),
+        "EXENDTM": _dtm(start + timedelta(minutes=rng.randint(10, 20))),
+        "EXCOMP": "Y", "EXINTYN": "N", "PREMEDYN": "Y", "IRRYN": "N",
+    }  # fmt: skip
+    case.save("SE.D0", "F.EX", _one("IG.EX", **infusion), d0)
+    timepoints = [
+        ("PRE-DOSE", start - timedelta(minutes=30)),
+        ("DURING INFUSION", start + timedelta(minutes=8)),
+        ("POST-INFUSION", start + timedelta(minutes=75)),
+    ]
+    _vital_signs(case, "SE.D0", timepoints)
+    case.move("infused", d0)
+
+
+# -- follow-up --------------------------------------------------------------------------------
+
+_LAB_VISITS = ("SE.D7", "SE.D28", "SE.M3")
+_ACTIVITY_VISITS = ("SE.M3", "SE.M6", "SE.M12")
+
+
+def _follow_up(case: _Case) -> None:
+    """Follow-up from D1: every visit that has taken place is dated; vital signs and labs at
+    D7, D28 and M3, disease activity at M3, M6 and M12, the DLT assessment at D28."""
+    case.move("in_follow_up", case.plan.day(1))
+    for visit in case.study.schedule.visits:
+        if visit.anchor != "infusion" or visit.day is None or visit.day < 1:
+            continue
+        day = _visit_date(case, visit)
+        if day > case.plan.end:
+            break
+        case.date_visit(visit.oid, day)
+        if visit.oid in _LAB_VISITS:
+            _vital_signs(case, visit.oid, [("SINGLE", _at(day, 9, case.rng.randint(0, 59)))])
+            _labs(case, visit.oid, day)
+        if visit.oid in _ACTIVITY_VISITS:
+            _disease_activity(case, visit.oid, day, active=False)
+        if visit.oid == "SE.D28":
+            dlt = _one("IG.DLT", DLTEVAL="Y", DLTYN="N")
+            case.save("SE.D28", "F.DLT", dlt, day, by=case.investigator)
+
+
+def _visit_date(case: _Case, visit: Visit) -> date:
+    """Near the target day and inside the window, unless the scenario makes the visit late."""
+    assert visit.day is not None
+    earliest, latest = visit.day, visit.day
+    if visit.window is not None:
+        earliest, latest = visit.window.earliest, visit.window.latest
+    if visit.oid == case.scenario.late_visit:
+        return case.plan.day(latest + case.rng.randint(2, 4))
+    offset = visit.day + case.rng.choice((-1, 0, 0, 0, 1, 2))
+    return case.plan.day(min(max(offset, earliest), latest))
+
+
+def _vital_signs(case: _Case, event_oid: str, timepoints: list[tuple[str, datetime]]) -> None:
+    rng = case.rng
+    measurements: list[Row] = [
+        {
+            "VSTPT": timepoint, "VSDTC": _dtm(moment),
+            "VSPOS": "SUPINE" if timepoint == "DURING INFUSION" else "SITTING",
+            "TEMP": _num(rng.uniform(36.2, 37.3), 1), "SYSBP": str(rng.randint(102, 138)),
+            "DIABP": str(rng.randint(62, 88)), "HR": str(rng.randint(62, 96)),
+            "RESP": str(rng.randint(14, 20)), "OXYSAT": str(rng.randint(96, 99)),
+            "O2SUPYN": "N",
+        }
+        for timepoint, moment in timepoints
+    ]  # fmt: skip
+    case.save(event_oid, "F.VS", _rows("IG.VS.VSMEAS", measurements), timepoints[0][1].date())
+
+
+@dataclass(frozen=True)
+class _LabTest:
+    unit: str
+    low: float | None
+    high: float
+    decimals: int
+    male: tuple[float, float] | None = None
+    """Normal range for men when it differs."""
+
+
+_HAEMATOLOGY = {
+    "WBC": _LabTest("10^9/L", 3.5, 9.5, 2), "NEUT": _LabTest("10^9/L", 1.8, 6.3, 2),
+    "LYM": _LabTest("10^9/L", 1.1, 3.2, 2), "MONO": _LabTest("10^9/L", 0.1, 0.6, 2),
+    "EOS": _LabTest("10^9/L", 0.02, 0.52, 2), "BASO": _LabTest("10^9/L", 0, 0.06, 2),
+    "HGB": _LabTest("g/L", 115, 150, 0, (130, 175)),
+    "HCT": _LabTest("L/L", 0.35, 0.45, 2, (0.40, 0.50)),
+    "PLAT": _LabTest("10^9/L", 125, 350, 0), "RETI": _LabTest("%", 0.5, 2.0, 1),
+}  # fmt: skip
+_CHEMISTRY = {
+    "ALT": _LabTest("U/L", 7, 40, 0), "AST": _LabTest("U/L", 13, 35, 0),
+    "ALP": _LabTest("U/L", 35, 100, 0), "GGT": _LabTest("U/L", 7, 45, 0),
+    "BILI": _LabTest("umol/L", None, 21, 1), "BILDIR": _LabTest("umol/L", None, 6.8, 1),
+    "ALB": _LabTest("g/L", 40, 55, 1), "PROT": _LabTest("g/L", 65, 85, 1),
+    "CREAT": _LabTest("umol/L", 41, 81, 0, (57, 111)), "UREA": _LabTest("mmol/L", 2.6, 7.5, 1),
+    "URATE": _LabTest("umol/L", 150, 360, 0, (208, 428)),
+    "GLUC": _LabTest("mmol/L", 3.9, 6.1, 1), "SODIUM": _LabTest("mmol/L", 137, 147, 0),
+    "K": _LabTest("mmol/L", 3.5, 5.3, 1), "CL": _LabTest("mmol/L", 99, 110, 0),
+    "CA": _LabTest("mmol/L", 2.11, 2.52, 2), "PHOS": _LabTest("mmol/L", 0.85, 1.51, 2),
+    "MG": _LabTest("mmol/L", 0.75, 1.02, 2), "LDH": _LabTest("U/L", 120, 250, 0),
+    "CK": _LabTest("U/L", 40, 200, 0), "TRIG": _LabTest("mmol/L", None, 1.7, 2),
+    "CHOL": _LabTest("mmol/L", None, 5.2, 2),
+}  # fmt: skip
+_LAB_SHIFTS: dict[str, dict[str, float]] = {
+    "SE.SCR": {"LYM": 0.45, "WBC": 0.75, "HGB": 0.82, "HCT": 0.85, "ALB": 0.8, "PROT": 0.88},
+    "SE.D7": {"WBC": 0.3, "NEUT": 0.2, "LYM": 0.1, "MONO": 0.35, "PLAT": 0.5, "HGB": 0.85,
+              "LDH": 1.6, "ALT": 1.5, "AST": 1.6},
+    "SE.D28": {"LYM": 0.55, "NEUT": 0.65, "PLAT": 0.8},
+}  # fmt: skip
+"""Typical departures from the middle of the normal range: lupus cytopenias at screening,
+post-lymphodepletion cytopenias at D7 and their recovery by D28."""
+
+
+def _labs(case: _Case, event_oid: str, day: date) -> None:
+    """Haematology and chemistry panels at the site's laboratory, with its normal ranges."""
+    for form_oid, group_oid, tests in (
+        ("F.LBHEM", "IG.LBHEM", _HAEMATOLOGY),
+        ("F.LBCHEM", "IG.LBCHEM", _CHEMISTRY),
+    ):
+        shifts = _LAB_SHIFTS.get(event_oid, {})
+        results = [
+            _lab_result(case, tests[row["LBTESTCD"]], shifts.get(row["LBTESTCD"]))
+            for row in _preset_rows(case.study, form_oid, f"{group_oid}.LB")
+        ]
+        sample = _one(
+            group_oid, LBDAT=day.isoformat(), LBTIM=f"07:{case.rng.randint(30, 59)}",
+            LBNAM=f"Site {case.scenario.site} clinical laboratory",
+        )  # fmt: skip
+        case.save(event_oid, form_oid, sample | _rows(f"{group_oid}.LB", results), day)
+
+
+def _lab_result(case: _Case, test: _LabTest, shift: float | None) -> Row:
+    """A result near the middle of the normal range, moved by `shift` when given; otherwise
+    now and then just outside the range. Clinically significant when far outside."""
+    rng = case.rng
+    low, high = test.male if test.male and case.profile.sex == "M" else (test.low, test.high)
+    middle = (low + high) / 2 if low is not None else high * 0.55
+    value = (middle + (high - (low or 0)) * rng.uniform(-0.25, 0.25)) * (shift or 1)
+    if shift is None and rng.random() < 0.06:
+        value = high * rng.uniform(1.05, 1.4) if rng.random() < 0.5 or not low else low * 0.85
+    text = _num(max(value, 0), test.decimals)
+    value = float(text)
+    flagged = (low is not None and value < low) or value > high
+    significant = (low is not None and value < low * 0.5) or value > high * 2
+    return {
+        "LBORRES": text, "LBORRESU": test.unit,
+        "LBORNRLO": None if low is None else str(low), "LBORNRHI": str(high),
+        "LBCLSIG": _yn(significant) if flagged else None,
+    }  # fmt: skip
+
+
+# -- adverse events, CRS, ICANS ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _AdverseEvent:
+    term: str
+    onset: int
+    """Study day of onset."""
+    days: int
+    grade: int
+    related: str = "POSSIBLY RELATED"
+    related_ld: str = "UNLIKELY RELATED"
+    special: tuple[str, ...] = ()
+    treatment: tuple[str, ...] = ("NONE",)
+    serious: bool = False
+    fatal: bool = False
+
+
+@dataclass(frozen=True)
+class _Episode:
+    """A CRS episode: onset study day, its length in days and the grade reached on each day
+    assessed so far (fewer than `days` while the episode is ongoing)."""
+
+    onset: int
+    days: int
+    levels: tuple[int, ...]
+
+
+_CRS_COURSE = {1: (1, 1), 2: (1, 2, 1), 3: (1, 2, 3, 2, 1)}
+"""Daily grades of an episode by its maximum grade."""
+_CRS_TREATMENT = {
+    1: ("OTHER",),
+    2: ("TOCILIZUMAB", "OXYGEN"),
+    3: ("TOCILIZUMAB", "CORTICOSTEROID", "VASOPRESSOR", "OXYGEN"),
+}
+_OTHER_EVENTS = (
+    _AdverseEvent("Headache", 1, 2, 1, related_ld="NOT RELATED"),
+    _AdverseEvent("Fatigue", 2, 8, 1),
+    _AdverseEvent("Nausea", 1, 3, 1, related_ld="POSSIBLY RELATED"),
+    _AdverseEvent("Upper respiratory tract infection", 44, 9, 2, "UNLIKELY RELATED",
+                  treatment=("ANTIMICROBIAL",)),
+    _AdverseEvent("Hypogammaglobulinaemia", 58, 120, 2, "RELATED",
+                  special=("HYPOGAMMAGLOBULINEMIA",), treatment=("IVIG",)),
+)  # fmt: skip
+
+
+def _log_adverse_events(case: _Case) -> None:
+    """The AE log, then one form per CRS episode, the ICANS episode and the death, each
+    citing its AE number."""
+    episodes = _crs_episodes(case)
+    icans_day = episodes[0].onset + episodes[0].days - 1 if episodes else 4
+    events = _adverse_events(case, episodes, icans_day)
+    if not events:
+        return
+    numbers = {key: str(n) for n, (key, _) in enumerate(events, start=1) if key}
+    log = _rows("IG.AE", (_ae_row(case, str(n), e) for n, (_, e) in enumerate(events, start=1)))
+    last_onset = max(event.onset for _, event in events)
+    case.save(LOG_EVENT_OID, "F.AE", log, case.plan.day(last_onset + 1), by=case.investigator)
+    for n, episode in enumerate(episodes, start=1):
+        _crs_episode(case, n, episode, numbers[f"CRS{n}"])
+    if "ICANS" in numbers:
+        _icans_episode(case, icans_day, numbers["ICANS"])
+    if "DEATH" in numbers:
+        _death(case, numbers["DEATH"])
+
+
+def _crs_episodes(case: _Case) -> list[_Episode]:
+    """The scenario's CRS episodes from D1-D3, a few days apart, as far as they have gone."""
+    episodes, onset = [], case.rng.randint(1, 3)
+    for grade in case.scenario.crs:
+        course = _CRS_COURSE[grade]
+        assessed = course[: max(0, case.plan.last_study_day - onset + 1)]
+        if assessed:
+            episodes.append(_Episode(onset, len(course), assessed))
+        onset += len(course) + case.rng.randint(3, 6)
+    return episodes
+
+
+def _adverse_events(
+    case: _Case, episodes: list[_Episode], icans_day: int
+) -> list[tuple[str, _AdverseEvent]]:
+    """Adverse events by onset, up to the last day with data, each with the key of the event
+    form that cites it (CRS1, CRS2, ICANS, DEATH) or an empty key."""
+    rng, last = case.rng, case.plan.last_study_day
+    events = [
+        (f"CRS{n}", _AdverseEvent(
+            "Cytokine release syndrome", e.onset, e.days, max(e.levels), "RELATED",
+            special=("CRS",), treatment=_CRS_TREATMENT[max(e.levels)], serious=max(e.levels) >= 3,
+        ))
+        for n, e in enumerate(episodes, start=1)
+    ]  # fmt: skip
+    if case.scenario.icans:
+        term = "Immune effector cell-associated neurotoxicity syndrome"
+        events.append(
+            ("ICANS", _AdverseEvent(term, icans_day, 2, 1, "RELATED", special=("ICANS",)))
+        )
+    if rng.random() < 0.7:
+        events.append(("", _AdverseEvent(
+            "Neutrophil count decreased", rng.randint(3, 5), rng.randint(6, 12), 3,
+            related_ld="RELATED", treatment=("G-CSF",),
+        )))  # fmt: skip
+    events += [("", event) for event in rng.sample(_OTHER_EVENTS, 2)]
+    if case.scenario.exit == "died":
+        events.append(("DEATH", _AdverseEvent(
+            "Pneumonia", last - 9, 9, 5, "UNLIKELY RELATED", special=("INFECTION",),
+            treatment=("ANTIMICROBIAL", "OXYGEN"), serious=True, fatal=True,
+        )))  # fmt: skip
+    return sorted((e for e in events if e[1].onset <= last), key=lambda e: e[1].onset)
+
+
+def _ae_row(case: _Case, number: str, event: _AdverseEvent) -> Row:
+    start, end = case.plan.day(event.onset), case.plan.day(event.onset + event.days)
+    ongoing = end > case.plan.end
+    outcome = (
+        "FATAL" if event.fatal else "RECOVERING/RESOLVING" if ongoing else "RECOVERED/RESOLVED"
+    )
+    row: Row = {
+        "AESPID": number, "AETERM": event.term, "AESTDAT": start.isoformat(),
+        "AESTTIM": f"{case.rng.randint(6, 22):02d}:{case.rng.choice(('00', '15', '30', '45'))}",
+        "AEONGO": _yn(ongoing), "AEENDAT": None if ongoing else end.isoformat(),
+        "AETOXGR": str(event.grade), "AESER": _yn(event.serious),
+        "AERELZM": event.related, "AERELLD": event.related_ld, "AERELAPH": "NOT RELATED",
+        "AEACN": "NOT APPLICABLE", "AEOUT": outcome, "AESIYN": _yn(bool(event.special)),
+        "AESI": list(event.special), "AEDLTYN": "N", "AETRT": list(event.treatment),
+    }  # fmt: skip
+    if event.serious:
+        row |= {"AESDTH": _yn(event.fatal), "AESLIFE": "N", "AESHOSP": "Y", "AESDISAB": "N",
+                "AESCONG": "N", "AESMIE": "N"}  # fmt: skip
+    return row
+
+
+def _crs_episode(case: _Case, repeat: int, episode: _Episode, ae_number: str) -> None:
+    """Daily worst values: fever; hypotension with fluids (grade 2) or a vasopressor (3);
+    low-flow (2) or high-flow (3) oxygen; tocilizumab when the grade first rises to 2 or 3."""
+    rng, plan = case.rng, case.plan
+    onset = _at(plan.day(episode.onset), rng.randint(12, 22), rng.choice((0, 20, 40)))
+    toci_dose = str(min(800, round(8 * case.profile.weight)))
+    assessments: list[Row] = []
+    worst, treated = 0, False
+    for index, level in enumerate(episode.levels):
+        toci = level >= 2 and level > worst
+        worst, treated = max(worst, level), treated or toci
+        fever = not treated or toci
+        tmax = rng.uniform(38.2, 39.0 + 0.4 * level) if fever else rng.uniform(36.8, 37.7)
+        device = {1: "NONE", 2: "LOW-FLOW NASAL CANNULA", 3: "HIGH-FLOW NASAL CANNULA"}[level]
+        assessments.append({
+            "ASMDTM": _dtm(onset if index == 0 else _at(plan.day(episode.onset + index), 8)),
+            "TMAX": _num(tmax, 1),
+            "FEVERYN": _yn(fever), "ANTIPYR_ANTICYT": _yn(treated),
+            "HYPOTYN": _yn(level >= 2), "FLUIDYN": _yn(level >= 2),
+            "VASONUM": "1" if level == 3 else "0", "VASOPRESSIN": "N", "O2DEV": device,
+            "O2FLOW": {1: None, 2: str(rng.randint(2, 4)), 3: "30"}[level],
+            "TOCINUM": "1" if toci else "0",
+            "TOCIDOS": toci_dose if toci else None,
+            "STERYN": _yn(level == 3), "ICUYN": _yn(level == 3),
+        })  # fmt: skip
+    resolved = _at(plan.day(episode.onset + episode.days), 9)
+    grade = str(max(episode.levels))
+    header = _one(
+        "IG.CRS", CRSSTDTM=_dtm(onset),
+        CRSENDTM=_dtm(resolved) if resolved.date() <= plan.end else None,
+        CRSGRINV=grade, CRSDTHYN="N", CRSAEID=ae_number,
+    )  # fmt: skip
+    day = min(plan.end, resolved.date())
+    case.save(LOG_EVENT_OID, "F.CRS", header | _rows("IG.CRS.ASM", assessments), day, repeat=repeat)
+
+
+def _icans_episode(case: _Case, study_day: int, ae_number: str) -> None:
+    """Grade 1 ICANS: ICE score 8 (cannot write a sentence or count backwards), awake; ICE 10
+    the next morning."""
+    plan = case.plan
+    onset = _at(plan.day(study_day), 20, 30)
+    ice = {"ICEORYR": "1", "ICEORMO": "1", "ICEORCTY": "1", "ICEORHSP": "1", "ICENAME": "3",
+           "ICECMD": "1"}  # fmt: skip
+    neuro = {"APHASIA": "N", "SEIZURE": "NONE", "MOTOR": "NONE", "ICPEDEMA": "NONE",
+             "OTHERCAUSE": "N"}  # fmt: skip
+    assessments: list[Row] = [
+        {"ASMDTM": _dtm(onset), "ICEUNABLE": "N", **ice, "ICEWRITE": "0", "ICECOUNT": "0",
+         "LOC": "AWAKENS SPONTANEOUSLY", **neuro},
+        {"ASMDTM": _dtm(_at(plan.day(study_day + 1), 8)), "ICEUNABLE": "N", **ice,
+         "ICEWRITE": "1", "ICECOUNT": "1", "LOC": "ALERT", **neuro},
+    ]  # fmt: skip
+    resolved = _at(plan.day(study_day + 1), 12)
+    header = _one(
+        "IG.ICANS", ICANSSTDTM=_dtm(onset), ICANSENDTM=_dtm(resolved), ICANSGRINV="1",
+        ICANSTRT=["NONE"], ICANSAEID=ae_number,
+    )  # fmt: skip
+    rows = header | _rows("IG.ICANS.ASM", assessments)
+    case.save(LOG_EVENT_OID, "F.ICANS", rows, resolved.date(), by=case.investigator)
+
+
+# -- leaving the study ------------------------------------------------------------------------
+
+
+def _death(case: _Case, ae_number: str) -> None:
+    day = case.plan.end
+    death = _one(
+        "IG.DD", DTHDAT=day.isoformat(), DTHTERM="Pneumonia with respiratory failure",
+        DTHPRIM="INFECTION", DTHAUTOP="N", DTHRELZM="UNLIKELY RELATED",
+        DTHRELLD="UNLIKELY RELATED", DTHAEID=ae_number,
+    )  # fmt: skip
+    case.save(LOG_EVENT_OID, "F.DD", death, day, by=case.investigator)
+
+
+def _disposition(case: _Case, stage: str, reason: str, day: date, long_term: bool | None) -> None:
+    case.date_visit("SE.ET", day)
+    disposition = _one(
+        "IG.DS", DSSTAGE=stage, DSDECOD=reason, DSSTDAT=day.isoformat(),
+        DSLTFU=None if long_term is None else _yn(long_term), DSLCDAT=day.isoformat(),
+    )  # fmt: skip
+    case.save("SE.ET", "F.DS", disposition, day)
+
+
+_EXITS = {  # exit status -> (DS reason, enrolled in long-term follow-up, status change reason)
+    "completed": ("COMPLETED", True, None),
+    "withdrawn": ("WITHDRAWAL BY SUBJECT", False, "Subject withdrew consent"),
+    "died": ("DEATH", False, None),
+}
+
+
+def _leave(case: _Case) -> None:
+    """End of study after infusion: the disposition form, then the final status."""
+    exit_status = case.scenario.exit
+    assert exit_status is not None
+    reason, long_term, why = _EXITS[exit_status]
+    _disposition(case, "POST-INFUSION FOLLOW-UP", reason, case.plan.end, long_term)
+    case.move(exit_status, case.plan.end, reason=why)

@@ -127,7 +127,14 @@ class _Evaluator:
         self.evaluation = evaluation
         self.order = derivation_order(form)
         self.other_scope = other_form_scope(study, referenced_forms(study, form), other_forms)
-        self.groups = {group.oid: group for group in form.item_groups}
+        self.plain_items = {
+            item.name: (group, item)
+            for group in form.item_groups
+            if not group.repeating
+            for item in group.items
+        }
+        self.repeating_groups = {g.name: g for g in form.item_groups if g.repeating}
+        self.row_items = {g.oid: {item.name: item for item in g.items} for g in form.item_groups}
 
     def run(self) -> None:
         evaluation = self.evaluation
@@ -141,29 +148,35 @@ class _Evaluator:
         self._find_missing()
 
     def _scope(
-        self, group: ItemGroupDef | None = None, repeat: int | None = None
+        self, names: frozenset[str], group: ItemGroupDef | None = None, repeat: int | None = None
     ) -> dict[str, Any]:
-        scope: dict[str, Any] = dict(self.other_scope)
-        for each in self.form.item_groups:
-            repeats = sorted(self.evaluation.values[each.oid])
-            if each.repeating:
-                scope[each.name] = [self._row_scope(each, r) for r in repeats]
-            else:
-                scope.update(self._row_scope(each, 1))
-        if group is not None and repeat is not None and group.repeating:
-            scope.update(self._row_scope(group, repeat))
+        """CEL values of exactly the names an expression reads (building every row of every
+        group for each evaluation would make a lab panel quadratic)."""
+        scope: dict[str, Any] = {}
+        own = self.row_items[group.oid] if group is not None and group.repeating else {}
+        for name in names:
+            if name in own and group is not None and repeat is not None:
+                scope[name] = self._value(group, repeat, own[name])
+            elif name in self.plain_items:
+                plain_group, item = self.plain_items[name]
+                scope[name] = self._value(plain_group, 1, item)
+            elif name in self.repeating_groups:
+                each = self.repeating_groups[name]
+                scope[name] = [
+                    self._row_scope(each, r) for r in sorted(self.evaluation.values[each.oid])
+                ]
+            elif name in self.other_scope:
+                scope[name] = self.other_scope[name]
         return scope
 
+    def _value(self, group: ItemGroupDef, repeat: int, item: ItemDef) -> Any:
+        """The CEL value of one field; a value that failed to parse reads as null."""
+        if (group.oid, repeat, item.name) in self.evaluation.errors:
+            return None
+        return expression_value(item, self.evaluation.values[group.oid][repeat].get(item.name))
+
     def _row_scope(self, group: ItemGroupDef, repeat: int) -> dict[str, Any]:
-        """CEL values of one row; a value that failed to parse reads as null."""
-        row = self.evaluation.values[group.oid][repeat]
-        errors = self.evaluation.errors
-        return {
-            item.name: None
-            if (group.oid, repeat, item.name) in errors
-            else expression_value(item, row.get(item.name))
-            for item in group.items
-        }
+        return {item.name: self._value(group, repeat, item) for item in group.items}
 
     def _derive(self) -> None:
         for group, item in self.order:
@@ -174,7 +187,7 @@ class _Evaluator:
                     row[item.name] = None
                     continue
                 try:
-                    result = expression.evaluate(self._scope(group, repeat))
+                    result = expression.evaluate(self._scope(expression.variables, group, repeat))
                 except ExpressionError:
                     result = None  # an input is missing or unusable: no value yet
                 row[item.name] = derived_value(item, result)
@@ -184,14 +197,13 @@ class _Evaluator:
         evaluation.hidden.clear()
         evaluation.hidden_groups.clear()
         for group in self.form.item_groups:
-            if group.show_if and not self._condition(group.show_if, self._scope()):
+            if group.show_if and not self._condition(group.show_if, None, None):
                 evaluation.hidden_groups.add(group.oid)
             for repeat, row in evaluation.values[group.oid].items():
                 for item in group.items:
                     key = (group.oid, repeat, item.name)
                     shown = group.oid not in evaluation.hidden_groups and (
-                        item.show_if is None
-                        or self._condition(item.show_if, self._scope(group, repeat))
+                        item.show_if is None or self._condition(item.show_if, group, repeat)
                     )
                     if not shown:
                         evaluation.hidden.add(key)
@@ -199,10 +211,13 @@ class _Evaluator:
                         evaluation.errors.pop(key, None)
                         evaluation.flags.pop(key, None)
 
-    def _condition(self, source: str, scope: dict[str, Any]) -> bool:
+    def _condition(self, source: str, group: ItemGroupDef | None, repeat: int | None) -> bool:
         """A show-if result; an error shows the item, so that nothing is hidden by mistake."""
+        expression = compile_expression(source)
         try:
-            return compile_expression(source).evaluate(scope) is not False
+            return (
+                expression.evaluate(self._scope(expression.variables, group, repeat)) is not False
+            )
         except ExpressionError:
             return True
 

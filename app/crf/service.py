@@ -5,10 +5,11 @@ commits on success and leaves the database untouched when it raises or returns e
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -168,16 +169,19 @@ def _stored_rows(session: Session, form_data: FormData, form: FormDef) -> Rows:
     names = _item_names(form)
     rows: Rows = {}
     statement = (
-        select(ItemGroupData, ItemData)
+        select(
+            col(ItemGroupData.item_group_oid),
+            col(ItemGroupData.repeat_key),
+            col(ItemData.item_oid),
+            col(ItemData.value),
+        )
         .join(ItemData, col(ItemData.item_group_data_id) == ItemGroupData.id)
         .where(ItemGroupData.form_data_id == form_data.id)
     )
-    for group_data, item_data in session.exec(statement):
-        name = names.get(item_data.item_oid)
-        if name is None:
-            continue
-        row = rows.setdefault(group_data.item_group_oid, {}).setdefault(group_data.repeat_key, {})
-        row[name] = item_data.value
+    for group_oid, repeat_key, item_oid, value in session.exec(statement):
+        name = names.get(item_oid)
+        if name is not None:
+            rows.setdefault(group_oid, {}).setdefault(repeat_key, {})[name] = value
     return rows
 
 
@@ -598,53 +602,74 @@ def _store_changes(
     actor: audit.Actor,
     now: datetime,
 ) -> None:
+    """Write the changed values and their audit records with one read of the stored rows."""
     groups: dict[tuple[str, int], ItemGroupData] = {
         (g.item_group_oid, g.repeat_key): g
         for g in session.exec(
             select(ItemGroupData).where(ItemGroupData.form_data_id == form_data.id)
         )
     }
-    oids = {name: oid for oid, name in _item_names(form).items()}
-    for group_oid, repeat, name, before, after in changes:
-        group = groups.get((group_oid, repeat))
-        if group is None:
-            group = ItemGroupData(
-                form_data_id=pk(form_data), item_group_oid=group_oid, repeat_key=repeat
-            )
-            session.add(group)
-            session.flush()
-            groups[(group_oid, repeat)] = group
-        item_oid = oids[name]
-        item = session.exec(
-            select(ItemData).where(
-                ItemData.item_group_data_id == group.id, ItemData.item_oid == item_oid
-            )
-        ).first()
-        if after is None:
-            if item is not None:
-                session.delete(item)
-        elif item is None:
-            session.add(ItemData(item_group_data_id=pk(group), item_oid=item_oid, value=after))
-        else:
-            item.value = after
-            session.add(item)
-        action = "Insert" if before is None else ("Remove" if after is None else "Update")
-        audit.record(
-            session,
-            actor=actor,
-            action=action,
-            path=audit.DataPath(
-                path.subject,
-                path.event_oid,
-                path.event_repeat,
-                path.form_oid,
-                path.form_repeat,
-                group_oid,
-                repeat,
-                item_oid,
-            ),
-            old_value=before,
-            new_value=after,
-            reason=reasons.get((group_oid, repeat, name)),
-            at=now,
+    missing = {(g, r) for g, r, *_ in changes if (g, r) not in groups}
+    for group_oid, repeat in sorted(missing):
+        groups[(group_oid, repeat)] = ItemGroupData(
+            form_data_id=pk(form_data), item_group_oid=group_oid, repeat_key=repeat
         )
+        session.add(groups[(group_oid, repeat)])
+    if missing:
+        session.flush()  # the new rows' ids are needed by their items
+    stored = {
+        (group_id, item_oid): item_id
+        for item_id, group_id, item_oid in session.exec(
+            select(col(ItemData.id), col(ItemData.item_group_data_id), col(ItemData.item_oid))
+            .join(ItemGroupData, col(ItemGroupData.id) == ItemData.item_group_data_id)
+            .where(ItemGroupData.form_data_id == form_data.id)
+        )
+    }
+    oids = {name: oid for oid, name in _item_names(form).items()}
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    removals: list[int] = []
+    trail: list[dict[str, Any]] = []
+    for group_oid, repeat, name, before, after in changes:
+        group_id = pk(groups[(group_oid, repeat)])
+        item_oid = oids[name]
+        item_id = stored.get((group_id, item_oid))
+        if after is None:
+            if item_id is not None:
+                removals.append(item_id)
+        elif item_id is None:
+            inserts.append({"item_group_data_id": group_id, "item_oid": item_oid, "value": after})
+        else:
+            updates.append({"item_id": item_id, "new_value": after})
+        action = "Insert" if before is None else ("Remove" if after is None else "Update")
+        trail.append(
+            audit.entry(
+                actor=actor, action=action,
+                path=replace(path, item_group_oid=group_oid, group_repeat=repeat, item_oid=item_oid),
+                old_value=before, new_value=after, reason=reasons.get((group_oid, repeat, name)),
+                at=now,
+            )
+        )  # fmt: skip
+    _write_items(session, inserts, updates, removals)
+    audit.record_all(session, trail)
+
+
+def _write_items(
+    session: Session,
+    inserts: list[dict[str, Any]],
+    updates: list[dict[str, Any]],
+    removals: list[int],
+) -> None:
+    """Apply item value changes as three bulk statements (a lab panel changes dozens)."""
+    table = ItemData.__table__  # type: ignore[attr-defined]
+    if inserts:
+        session.execute(insert(table), inserts)
+    if updates:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("item_id"))
+            .values(value=bindparam("new_value")),
+            updates,
+        )
+    if removals:
+        session.execute(delete(table).where(table.c.id.in_(removals)))

@@ -405,7 +405,8 @@ def save_form(
     """Save a form: type, range and required checks, derivations, audit, reasons for change on
     complete forms, and 409 when `version` is not the stored version. Items left out of
     `values` are saved empty: send the whole form."""
-    subject, _form, _stored = _open(session, study, access, subject_id, ref)
+    subject = service.get_subject(session, access, subject_id)
+    service.check_form_scheduled(study, ref.event_oid, ref.form_oid)
     unknown = _unknown_fields(study, ref.form_oid, body.values)
     if unknown:
         raise ApiError(422, "The form has no such items.", unknown)

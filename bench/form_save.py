@@ -1,0 +1,237 @@
+"""Form-save benchmark: concurrent clients saving a ~40-item form through the JSON API
+(type checks, ranges, derivations, show-if, audit records, optimistic lock), against a bare
+FastAPI endpoint that inserts one row, both served by uvicorn on 127.0.0.1.
+
+    python bench/form_save.py [--clients 16] [--seconds 10] [--databases sqlite postgresql]
+
+Prints saves per second, p50 and p99 latency, and the ratio to the bare insert. Each client
+saves its own subject's haematology panel (3 header items, 10 result rows of 4 entered items:
+43 entered values, 10 derived range indicators), alternating two sets of values so that every
+save changes values and writes audit records. Bounded: each phase stops after --seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session, select
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app import audit, auth  # noqa: E402
+from app.access import load_access  # noqa: E402
+from app.crf import service  # noqa: E402
+from app.db import make_engine, upgrade  # noqa: E402
+from app.demo import load_demo  # noqa: E402
+from app.models import UserAccount, utcnow  # noqa: E402
+from app.study.loader import load_study  # noqa: E402
+
+TESTS = ["WBC", "NEUT", "LYM", "MONO", "EOS", "BASO", "HGB", "HCT", "PLAT", "RETI"]
+POSTGRES_ADMIN = os.environ.get(
+    "TRIALDESK_TEST_POSTGRES_URL",
+    "postgresql+psycopg://trialdesk:trialdesk@127.0.0.1:5432/postgres",
+)
+
+
+def panel(variant: int) -> dict[str, object]:
+    rows = {
+        str(n): {
+            "LBORRES": f"{4.5 + n + variant * 0.1:.1f}",
+            "LBORRESU": "10^9/L",
+            "LBORNRLO": "3.5",
+            "LBORNRHI": "9.5",
+            **({"LBCLSIG": "N"} if 4.5 + n + variant * 0.1 > 9.5 else {}),
+        }
+        for n in range(1, len(TESTS) + 1)
+    }
+    header = {"LBDAT": "2026-05-0" + str(1 + variant), "LBTIM": "08:30", "LBNAM": "Central lab"}
+    return {"IG.LBHEM": {"1": header}, "IG.LBHEM.LB": rows}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def prepare(url: str, clients: int) -> tuple[str, list[int]]:
+    """Migrate, load demo accounts, register one subject per client; return a token and ids."""
+    upgrade(url)
+    study = load_study(REPO / "forms")
+    engine = make_engine(url)
+    load_demo(engine, study, subjects=0)
+    with Session(engine, expire_on_commit=False) as session:
+        user = session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).one()
+        access = load_access(session, user)
+        ids = [
+            service.register_subject(
+                session, study, access=access, site_id=1, actor=audit.Actor(user)
+            ).id
+            for _ in range(clients)
+        ]
+        _, secret = auth.create_api_token(session, user=user, name="bench", now=utcnow())
+    engine.dispose()
+    return secret, [i for i in ids if i is not None]
+
+
+async def drive(
+    clients: int,
+    seconds: float,
+    request: Callable[[httpx.AsyncClient, int], Awaitable[bool]],
+    base: str,
+) -> tuple[list[float], int]:
+    """Run `clients` loops of `request` for `seconds`; return latencies (s) and failures."""
+    latencies: list[float] = []
+    failures = 0
+    stop = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def loop(index: int, client: httpx.AsyncClient) -> None:
+        nonlocal failures
+        while time.monotonic() < stop:
+            start = time.perf_counter()
+            ok = await request(client, index)
+            latencies.append(time.perf_counter() - start)
+            failures += 0 if ok else 1
+
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        await asyncio.gather(*(loop(i, client) for i in range(clients)))
+    return latencies, failures
+
+
+def summary(name: str, latencies: list[float], failures: int, seconds: float) -> float:
+    rate = len(latencies) / seconds
+    quantiles = statistics.quantiles(latencies, n=100)
+    print(
+        f"  {name:<10} {rate:8.1f} req/s   p50 {quantiles[49] * 1000:6.1f} ms   "
+        f"p99 {quantiles[98] * 1000:6.1f} ms   failures {failures}"
+    )
+    return rate
+
+
+def serve(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        args,
+        env={**os.environ, **env},
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def run(database: str, clients: int, seconds: float, workers: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        if database == "sqlite":
+            url = f"sqlite:///{folder}/bench.db"
+            cleanup: Callable[[], None] = lambda: None  # noqa: E731
+        else:
+            name = f"trialdesk_bench_{uuid.uuid4().hex[:8]}"
+            admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+            url = make_url(POSTGRES_ADMIN).set(database=name).render_as_string(hide_password=False)
+
+            def cleanup() -> None:
+                with admin.connect() as connection:
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+        secret, subjects = prepare(url, clients)
+        env = {
+            "TRIALDESK_DATABASE_URL": url,
+            "TRIALDESK_STUDY_DIR": str(REPO / "forms"),
+            "TRIALDESK_LOG_LEVEL": "WARNING",
+        }
+        port, bare_port = free_port(), free_port()
+        app = serve(
+            [sys.executable, "-m", "app", "serve", "--port", str(port), "--workers", str(workers)],
+            env,
+        )
+        bare = serve(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.bare_app:create",
+                "--factory",
+                "--port",
+                str(bare_port),
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+            ],
+            env,
+        )
+        try:
+            wait_for(f"http://127.0.0.1:{port}/login")
+            wait_for(f"http://127.0.0.1:{bare_port}/docs")
+            versions = [0] * clients
+            headers = {"Authorization": f"Bearer {secret}"}
+
+            async def save(client: httpx.AsyncClient, index: int) -> bool:
+                path = f"/api/v1/subjects/{subjects[index]}/events/SE.SCR/1/forms/F.LBHEM/1"
+                body = {"version": versions[index], "values": panel(versions[index] % 2)}
+                response = await client.put(path, json=body, headers=headers)
+                if response.status_code == 200:
+                    versions[index] = response.json()["version"]
+                return response.status_code == 200
+
+            async def insert(client: httpx.AsyncClient, _index: int) -> bool:
+                return (await client.post("/bare")).status_code == 200
+
+            print(f"{database}: {clients} clients, {seconds:g} s per phase, {workers} worker(s)")
+            bare_latencies, bare_failures = asyncio.run(
+                drive(clients, seconds, insert, f"http://127.0.0.1:{bare_port}")
+            )
+            bare_rate = summary("bare", bare_latencies, bare_failures, seconds)
+            form_latencies, form_failures = asyncio.run(
+                drive(clients, seconds, save, f"http://127.0.0.1:{port}")
+            )
+            form_rate = summary("form save", form_latencies, form_failures, seconds)
+            print(f"  ratio form/bare {form_rate / bare_rate:.2f}")
+        finally:
+            for process in (app, bare):
+                process.terminate()
+                process.wait(10)
+            cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--databases", nargs="+", default=["sqlite", "postgresql"])
+    options = parser.parse_args()
+    for database in options.databases:
+        run(database, options.clients, options.seconds, options.workers)
+
+
+if __name__ == "__main__":
+    main()
