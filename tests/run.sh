@@ -43,7 +43,7 @@ if [ -n "$pg_version" ]; then
   export TRIALDESK_TEST_POSTGRES_URL=${TRIALDESK_TEST_POSTGRES_URL:-postgresql+psycopg://trialdesk:trialdesk@127.0.0.1:5432/postgres}
 fi
 
-.venv/bin/ruff check app tests
-.venv/bin/ruff format --check app tests
+.venv/bin/ruff check app tests bench
+.venv/bin/ruff format --check app tests bench
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
