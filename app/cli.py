@@ -136,7 +136,7 @@ def create_user(
 
 @cli.command()
 def demo(
-    subjects: Annotated[int, typer.Option(help="subjects to create")] = 6,
+    subjects: Annotated[int, typer.Option(help="subjects to create")] = 20,
 ) -> None:
     """Migrate the database and load demo sites, one account per role and a few subjects."""
     from app.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, load_demo

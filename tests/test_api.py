@@ -194,3 +194,26 @@ def test_openapi_documents_the_api(live_server: LiveServer) -> None:
     schema = httpx.get(live_server.url + "/openapi.json").json()
     assert "/api/v1/subjects" in schema["paths"]
     assert not any(path.startswith("/subjects") for path in schema["paths"])
+
+
+def test_lab_results_are_flagged_against_the_normal_range_given(live_server: LiveServer) -> None:
+    client = api_client(live_server, "coordinator")
+    subject = new_subject(client)
+    form = f"/api/v1/subjects/{subject}/events/SE.SCR/1/forms/F.LBHEM/1"
+    rows = {
+        "1": {"LBORRES": "2.1", "LBORRESU": "10^9/L", "LBORNRLO": "3.5", "LBORNRHI": "9.5"},
+        "9": {"LBORRES": "180", "LBORRESU": "10^9/L", "LBORNRLO": "125", "LBORNRHI": "350"},
+    }
+    saved = client.put(
+        form,
+        json={
+            "version": 0,
+            "values": {"IG.LBHEM": {"1": {"LBDAT": "2026-03-01"}}, "IG.LBHEM.LB": rows},
+        },
+    )
+    assert saved.status_code == 200, saved.text
+    read = client.get(form).json()
+    assert read["values"]["IG.LBHEM.LB"]["1"]["LBNRIND"] == "LOW"
+    assert read["values"]["IG.LBHEM.LB"]["9"]["LBNRIND"] == "NORMAL"
+    assert "IG.LBHEM.LB:1:LBCLSIG" in read["missing"]  # a low value asks whether it matters
+    assert "IG.LBHEM.LB:9:LBCLSIG" not in read["missing"]

@@ -171,3 +171,26 @@ def test_a_form_not_done_needs_a_reason_and_no_values(demo_engine: Engine, zm001
         )
         record = session.exec(select(AuditRecord).where(AuditRecord.action == "form_status")).one()
         assert (record.new_value, record.reason) == ("not_done", "echo machine unavailable")
+
+
+def test_an_idle_session_expires(demo_engine: Engine) -> None:
+    from datetime import timedelta
+
+    from app import auth
+    from app.demo import DEMO_PASSWORD
+
+    with Session(demo_engine) as session:
+        now = utcnow()
+        token = auth.login(
+            session, username="coordinator", password=DEMO_PASSWORD, source="test", now=now
+        )
+        idle = timedelta(minutes=30)
+        assert auth.session_user(session, token=token, idle=idle, now=now + timedelta(minutes=29))
+        assert (
+            auth.session_user(session, token=token, idle=idle, now=now + timedelta(minutes=60))
+            is None
+        )
+        assert (
+            auth.session_user(session, token=token, idle=idle, now=now + timedelta(minutes=61))
+            is None
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+from markupsafe import escape
 import pytest
 from sqlmodel import Session, col, select
 
@@ -197,3 +198,30 @@ def test_lab_form_shows_one_row_per_preset_test(live_server: LiveServer) -> None
     assert '<span class="preset">WBC</span>' in page
     assert '<span class="preset">Platelets</span>' in page
     assert ">None<" not in page
+
+
+def test_html_typed_into_a_text_item_is_stored_as_typed_and_shown_escaped(
+    live_server: LiveServer,
+) -> None:
+    client = logged_in_client(live_server, "coordinator")
+    subject = register(client)
+    typed = "<b>2.0</b> &amp; <img src=x>"
+    response = save(client, subject, "F.IC", {"IG.IC:1:ICVER": typed[:20]}, version=0)
+    assert response.status_code == 303
+    page = client.get(FORM.format(id=subject, form="F.IC")).text
+    assert f'value="{escape(typed[:20])}"' in page
+    assert "<img src=x" not in page
+    with Session(live_server_engine(live_server)) as session:
+        stored = session.exec(
+            select(ItemData.value).where(ItemData.item_oid == "IT.IC.ICVER")
+        ).one()
+    assert stored == typed[:20]
+
+
+def test_logging_out_ends_the_session(live_server: LiveServer) -> None:
+    client = logged_in_client(live_server, "coordinator")
+    cookie = client.cookies.get("trialdesk_session")
+    token = csrf_token(client, "/subjects")
+    assert client.post("/logout", data={"csrftoken": token}).status_code == 303
+    replay = httpx.get(live_server.url + "/subjects", cookies={"trialdesk_session": cookie or ""})
+    assert replay.status_code == 303 and replay.headers["location"] == "/login"

@@ -98,6 +98,8 @@ def build_casebook(session: Session, study: Study, subject: Subject, today: date
     ):
         statuses[(event_oid, event_repeat, form_oid, form_repeat)] = status
     anchors = anchor_dates(session, study, subject)
+    status = study.subject_path.status(subject.status)
+    active = status is None or not status.final  # no visit is due once a subject has left
 
     def forms_of(visit: Visit, repeat: int) -> tuple[FormEntry, ...]:
         return tuple(
@@ -123,7 +125,16 @@ def build_casebook(session: Session, study: Study, subject: Subject, today: date
             event = events.get((visit.oid, repeat))
             visit_date = event.visit_date if event else None
             visits.append(
-                _timed(visit, repeat, forms_of(visit, repeat), anchors, visit_date, today, study)
+                _timed(
+                    visit,
+                    repeat,
+                    forms_of(visit, repeat),
+                    anchors,
+                    visit_date,
+                    today,
+                    study,
+                    active,
+                )
             )
     visits.append(_logs(study, statuses, next_repeats))
     return Casebook(visits, anchors, next_repeats)
@@ -137,6 +148,7 @@ def _timed(
     visit_date: date | None,
     today: date,
     study: Study,
+    active: bool,
 ) -> VisitEntry:
     entry = VisitEntry(
         visit.oid, visit.name, repeat, visit.visitnum, _timing(study, visit), forms,
@@ -152,6 +164,8 @@ def _timed(
     first, last = base + timedelta(days=earliest), base + timedelta(days=latest)
     if visit_date is not None:
         state = "done" if first <= visit_date <= last else "out_of_window"
+    elif not active:
+        state = ""
     elif today > last:
         state = "overdue"
     elif today >= first:

@@ -1,0 +1,45 @@
+"""The demo data as a user sees it: a ZM001 study some months into dose escalation."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from app.demo import DEMO_ACCOUNTS, load_demo
+from app.models import AuditRecord, ItemData, Site, Subject
+from app.study.loader import Study
+
+
+def item_values(session: Session, item_oid: str) -> list[str | None]:
+    return list(session.exec(select(ItemData.value).where(ItemData.item_oid == item_oid)))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_demo_builds_a_study_in_progress_entered_like_real_data(
+    engine: Engine, zm001: Study
+) -> None:
+    assert load_demo(engine, zm001, subjects=20)
+    assert not load_demo(engine, zm001, subjects=20)
+    with Session(engine) as session:
+        subjects = session.exec(select(Subject, Site).join(Site)).all()
+        assert len(subjects) == 20
+        assert {site.number for _, site in subjects} == {"01", "02", "03"}
+        statuses = {subject.status for subject, _ in subjects}
+        assert len(statuses) >= 6, statuses
+        assert {"screen_failed", "enrolled", "in_follow_up", "completed"} <= statuses
+        levels = {subject.dose_level for subject, _ in subjects}
+        assert {level.code for level in zm001.info.dose_levels} <= levels
+
+        crs_grades = {int(v) for v in item_values(session, "IT.CRS.CRSGRDER") if v}
+        assert crs_grades and crs_grades <= {1, 2, 3}
+        flags = set(item_values(session, "IT.LBHEM.LBNRIND"))
+        flags |= set(item_values(session, "IT.LBCHEM.LBNRIND"))
+        assert {"HIGH", "LOW"} & flags and "NORMAL" in flags
+
+        item_changes = session.exec(
+            select(AuditRecord).where(col(AuditRecord.item_oid).is_not(None))
+        ).all()
+        assert len(item_changes) > 1000
+        accounts = {username for username, _, _ in DEMO_ACCOUNTS}
+        assert all(r.username in accounts and r.user_id for r in item_changes)
