@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import httpx
-from markupsafe import escape
 import pytest
+from markupsafe import escape
 from sqlmodel import Session, col, select
 
 from app.demo import DEMO_ACCOUNTS
