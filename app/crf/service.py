@@ -10,6 +10,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -130,8 +131,13 @@ def get_subject(session: Session, access: Access, subject_id: int) -> Subject:
 
 @dataclass(frozen=True)
 class StoredForm:
+    """A saved form's values, with the row ids a save needs to change them in place."""
+
     form_data: FormData
     rows: Rows
+    group_ids: dict[tuple[str, int], int] = field(default_factory=dict)
+    item_ids: dict[tuple[int, str], int] = field(default_factory=dict)
+    """(item group row id, item OID) -> item row id"""
 
 
 def load_form(
@@ -157,32 +163,38 @@ def load_form(
     form_data = session.exec(statement).first()
     if form_data is None:
         return None
-    return StoredForm(form_data, _stored_rows(session, form_data, study_form))
+    return _stored_form(session, form_data, study_form)
 
 
 def _item_names(form: FormDef) -> dict[str, str]:
     return {item.oid: item.name for group in form.item_groups for item in group.items}
 
 
-def _stored_rows(session: Session, form_data: FormData, form: FormDef) -> Rows:
-    """Stored values of a form; values of items no longer in the definition are left out."""
+def _stored_form(session: Session, form_data: FormData, form: FormDef) -> StoredForm:
+    """Stored values of a form in one query; values of items no longer defined are left out."""
     names = _item_names(form)
-    rows: Rows = {}
+    stored = StoredForm(form_data, {})
     statement = (
-        select(
+        sa_select(
+            col(ItemGroupData.id),
             col(ItemGroupData.item_group_oid),
             col(ItemGroupData.repeat_key),
+            col(ItemData.id),
             col(ItemData.item_oid),
             col(ItemData.value),
         )
-        .join(ItemData, col(ItemData.item_group_data_id) == ItemGroupData.id)
-        .where(ItemGroupData.form_data_id == form_data.id)
+        .outerjoin(ItemData, col(ItemData.item_group_data_id) == ItemGroupData.id)
+        .where(col(ItemGroupData.form_data_id) == form_data.id)
     )
-    for group_oid, repeat_key, item_oid, value in session.exec(statement):
+    for group_id, group_oid, repeat_key, item_id, item_oid, value in session.execute(statement):
+        stored.group_ids[(group_oid, repeat_key)] = group_id
+        if item_id is None:
+            continue
+        stored.item_ids[(group_id, item_oid)] = item_id
         name = names.get(item_oid)
         if name is not None:
-            rows.setdefault(group_oid, {}).setdefault(repeat_key, {})[name] = value
-    return rows
+            stored.rows.setdefault(group_oid, {}).setdefault(repeat_key, {})[name] = value
+    return stored
 
 
 def subject_form_values(
@@ -207,7 +219,7 @@ def subject_form_values(
         form_data = session.exec(statement).first()
         if form_data is None:
             continue
-        rows = _stored_rows(session, form_data, form)
+        rows = _stored_form(session, form_data, form).rows
         values: dict[str, str | None] = {}
         for group in form.item_groups:
             if not group.repeating:
@@ -387,7 +399,8 @@ def save_form(
         form_data = _write_form_data(
             session, subject, ref, form, stored, edit.base_version, status, None, actor, now
         )
-        _store_changes(session, form, form_data, changes, reasons, path, actor, now)
+        target = stored or StoredForm(form_data, {})
+        _store_changes(session, form, target, changes, reasons, path, actor, now)
         if status != old_status:
             audit.record(
                 session, actor=actor, action="form_status", path=path, old_value=old_status,
@@ -595,45 +608,34 @@ def _bump_version(
 def _store_changes(
     session: Session,
     form: FormDef,
-    form_data: FormData,
+    stored: StoredForm,
     changes: list[Change],
     reasons: Mapping[FieldKey, str | None],
     path: audit.DataPath,
     actor: audit.Actor,
     now: datetime,
 ) -> None:
-    """Write the changed values and their audit records with one read of the stored rows."""
-    groups: dict[tuple[str, int], ItemGroupData] = {
-        (g.item_group_oid, g.repeat_key): g
-        for g in session.exec(
-            select(ItemGroupData).where(ItemGroupData.form_data_id == form_data.id)
-        )
-    }
-    missing = {(g, r) for g, r, *_ in changes if (g, r) not in groups}
-    for group_oid, repeat in sorted(missing):
-        groups[(group_oid, repeat)] = ItemGroupData(
-            form_data_id=pk(form_data), item_group_oid=group_oid, repeat_key=repeat
-        )
-        session.add(groups[(group_oid, repeat)])
-    if missing:
+    """Write the changed values and their audit records, using the row ids read with the form
+    (the optimistic lock guarantees nobody changed them since)."""
+    groups = dict(stored.group_ids)
+    missing = sorted({(g, r) for g, r, *_ in changes if (g, r) not in groups})
+    new_groups = [
+        ItemGroupData(form_data_id=pk(stored.form_data), item_group_oid=g, repeat_key=r)
+        for g, r in missing
+    ]
+    if new_groups:
+        session.add_all(new_groups)
         session.flush()  # the new rows' ids are needed by their items
-    stored = {
-        (group_id, item_oid): item_id
-        for item_id, group_id, item_oid in session.exec(
-            select(col(ItemData.id), col(ItemData.item_group_data_id), col(ItemData.item_oid))
-            .join(ItemGroupData, col(ItemGroupData.id) == ItemData.item_group_data_id)
-            .where(ItemGroupData.form_data_id == form_data.id)
-        )
-    }
+        groups.update({(g.item_group_oid, g.repeat_key): pk(g) for g in new_groups})
     oids = {name: oid for oid, name in _item_names(form).items()}
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     removals: list[int] = []
     trail: list[dict[str, Any]] = []
     for group_oid, repeat, name, before, after in changes:
-        group_id = pk(groups[(group_oid, repeat)])
+        group_id = groups[(group_oid, repeat)]
         item_oid = oids[name]
-        item_id = stored.get((group_id, item_oid))
+        item_id = stored.item_ids.get((group_id, item_oid))
         if after is None:
             if item_id is not None:
                 removals.append(item_id)

@@ -306,7 +306,7 @@ def _open(
     return subject, form, stored
 
 
-def form_ref(
+async def form_ref(
     event_oid: str, event_repeat: Repeat, form_oid: str, form_repeat: Repeat
 ) -> service.FormRef:
     return service.FormRef(event_oid, event_repeat, form_oid, form_repeat)

@@ -27,12 +27,12 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_study(request: Request) -> Study:
+async def get_study(request: Request) -> Study:
     study: Study = request.app.state.study
     return study
 
@@ -62,6 +62,10 @@ def get_access(request: Request, session: SessionDep, settings: SettingsDep) -> 
 AccessDep = Annotated[Access, Depends(get_access)]
 
 
+# Dependencies that do no I/O are `async`: FastAPI runs sync dependencies in a worker thread,
+# and the hop costs more than the work.
+
+
 class PermissionCheck:
     """A route dependency that demands a permission (at some site; site checks follow in the
     services). Routes declare it, so a test can walk the route table and find each rule."""
@@ -69,7 +73,7 @@ class PermissionCheck:
     def __init__(self, permission: Permission) -> None:
         self.permission = permission
 
-    def __call__(self, access: AccessDep) -> Access:
+    async def __call__(self, access: AccessDep) -> Access:
         access.require(self.permission)
         return access
 
