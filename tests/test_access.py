@@ -169,3 +169,19 @@ def test_site_users_get_not_found_for_every_subject_route_of_another_site(
             assert response.status_code == 404, (
                 f"{username} {method} {path}: {response.status_code}"
             )
+
+
+def test_the_readme_role_table_is_the_code_table() -> None:
+    from app.models import Role
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("<!-- roles-table -->\n")[1].split("<!-- /roles-table -->")[0]
+    rows = [line.strip("|").split("|") for line in table.strip().splitlines()[2:]]
+    documented = {
+        cells[0].strip(): {
+            role for role, cell in zip(Role, cells[1:], strict=True) if cell.strip() == "yes"
+        }
+        for cells in rows
+    }
+    assert documented == {p.value.replace("_", " "): set(roles) for p, roles in PERMISSIONS.items()}
