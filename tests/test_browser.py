@@ -104,3 +104,32 @@ def test_coordinator_adds_and_removes_log_rows_and_reads_an_item_history(
     expect(row).to_contain_text("coordinator")
     expect(row).to_contain_text("Insert")
     expect(row).to_contain_text("Headache")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_keyboard_login_and_pages_that_fit_a_tablet(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    context = browser.new_context(viewport={"width": 820, "height": 1180}, is_mobile=False)
+    page = context.new_page()
+    page.goto(live_server.url + "/login")
+    page.keyboard.type("coordinator")
+    page.keyboard.press("Tab")
+    page.keyboard.type(DEMO_PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Subjects")).to_be_visible()
+    page.get_by_role("button", name="Register subject").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Subject 01-001")).to_be_visible()
+    fits = "() => document.documentElement.scrollWidth <= window.innerWidth"
+    assert page.evaluate(fits)
+    page.locator("#visit-SE_SCR").get_by_role("link", name="Demographics").click()
+    assert page.evaluate(fits)
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('#crf input:not([type=hidden]), #crf select, #crf textarea')]
+             .filter(e => !e.labels.length && !e.getAttribute('aria-label') && !e.closest('[role=radiogroup], [role=group]'))
+             .map(e => e.name)"""
+    )
+    assert unlabelled == []
+    page.screenshot(path=str(ARTIFACTS / "tablet-demographics.png"), full_page=True)
+    context.close()

@@ -194,3 +194,34 @@ def test_an_idle_session_expires(demo_engine: Engine) -> None:
             auth.session_user(session, token=token, idle=idle, now=now + timedelta(minutes=61))
             is None
         )
+
+
+def test_an_answer_hidden_by_a_changed_condition_is_cleared_and_audited(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        user = coordinator(session)
+        access = load_access(session, user)
+        subject = service.register_subject(
+            session, zm001, access=access, site_id=1, actor=audit.Actor(user)
+        )
+
+        def save(values: dict[str, str], version: int) -> service.SaveOutcome:
+            return service.save_form(
+                session, zm001, access=access, subject=subject,
+                ref=service.FormRef("SE.SCR", 1, "F.DM", 1),
+                edit=service.FormEdit({"IG.DM": {1: values}}, base_version=version),
+                actor=audit.Actor(user), now=utcnow(),
+            )  # fmt: skip
+
+        assert save({"SEX": "F", "CHILDPOT": "N", "NCBPRSN": "HYSTERECTOMY"}, 0).saved
+        assert save({"SEX": "M", "CHILDPOT": "N", "NCBPRSN": "HYSTERECTOMY"}, 1).saved
+        removed = session.exec(
+            select(AuditRecord)
+            .where(AuditRecord.action == "Remove")
+            .order_by(col(AuditRecord.item_oid))
+        ).all()
+        assert [(r.item_oid, r.old_value, r.reason) for r in removed] == [
+            ("IT.DM.CHILDPOT", "N", service.REASON_NOT_APPLICABLE),
+            ("IT.DM.NCBPRSN", "HYSTERECTOMY", service.REASON_NOT_APPLICABLE),
+        ]
