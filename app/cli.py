@@ -78,6 +78,13 @@ def serve(
     if problem:
         errors.print(problem, markup=False, highlight=False)
         raise typer.Exit(1)
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        errors.print(
+            "SQLite has a single writer: serving it from one process (use PostgreSQL, "
+            "TRIALDESK_DATABASE_URL=postgresql+psycopg://..., for several).",
+            markup=False,
+        )
+        workers = 1
     host, port = host or settings.host, port or settings.port
     console.print(f"TrialDesk serving on http://{host}:{port}/")
     uvicorn.run(
