@@ -29,7 +29,10 @@ def make_engine(url: str) -> Engine:
     else:
         kwargs["pool_size"] = 10
         kwargs["max_overflow"] = 10
-    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    # Pre-ping (a round trip per checkout) guards against server restarts; an embedded
+    # SQLite file has none.
+    kwargs["pool_pre_ping"] = parsed.get_backend_name() != "sqlite"
+    engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         _serialise_sqlite_transactions(engine)

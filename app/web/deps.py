@@ -56,7 +56,11 @@ def get_access(request: Request, session: SessionDep, settings: SettingsDep) -> 
         user = None
     if user is None:
         raise LoginRequired
-    return load_access(session, user)
+    access = load_access(session, user)
+    # End the read transaction here: the request body is parsed and validated next, and the
+    # connection (with SQLite, the database) should not be held meanwhile.
+    session.commit()
+    return access
 
 
 AccessDep = Annotated[Access, Depends(get_access)]
