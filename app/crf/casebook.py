@@ -205,4 +205,5 @@ def _timing(study: Study, visit: Visit) -> str:
     window = ""
     if visit.window and (visit.window.earliest, visit.window.latest) != (visit.day, visit.day):
         window = f" (window {visit.window.earliest:+d} to {visit.window.latest:+d})"
-    return f"day {visit.day:+d} from {anchor.label.lower()}{window}"
+    label = anchor.label[:1].lower() + anchor.label[1:]
+    return f"day {visit.day:+d} from {label}{window}"
