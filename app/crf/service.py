@@ -372,12 +372,7 @@ def save_form(
     changes without a reason. Raises SaveConflict when `base_version` is not the stored one.
     Derived values and answers cleared by a show-if get their reason from the system.
     """
-    access.require(Permission.ENTER_DATA, subject.site_id)
-    form = check_form_scheduled(study, ref.event_oid, ref.form_oid)
-    stored = load_form(
-        session, subject, form,
-        event_oid=ref.event_oid, event_repeat=ref.event_repeat, form_repeat=ref.form_repeat,
-    )  # fmt: skip
+    form, stored = _open_for_edit(session, study, access, subject, ref)
     current_version = stored.form_data.version if stored else 0
     old_rows: Rows = stored.rows if stored else {}
     evaluation = evaluate_for_subject(session, study, subject, form, edit.rows)
@@ -417,6 +412,35 @@ def save_form(
     return outcome
 
 
+def _open_for_edit(
+    session: Session, study: Study, access: Access, subject: Subject, ref: FormRef
+) -> tuple[FormDef, StoredForm | None]:
+    """The form's definition and stored state, once the user may enter data at the site."""
+    access.require(Permission.ENTER_DATA, subject.site_id)
+    return _open(session, study, subject, ref)
+
+
+def _open(
+    session: Session, study: Study, subject: Subject, ref: FormRef
+) -> tuple[FormDef, StoredForm | None]:
+    form = check_form_scheduled(study, ref.event_oid, ref.form_oid)
+    stored = load_form(
+        session, subject, form,
+        event_oid=ref.event_oid, event_repeat=ref.event_repeat, form_repeat=ref.form_repeat,
+    )  # fmt: skip
+    return form, stored
+
+
+def open_subject_form(
+    session: Session, study: Study, access: Access, subject_id: int, ref: FormRef
+) -> tuple[Subject, FormDef, StoredForm | None]:
+    """A subject's form as this user may see it; NotFound for another site or an unscheduled
+    form (the same answer as for something that does not exist)."""
+    subject = get_subject(session, access, subject_id)
+    form, stored = _open(session, study, subject, ref)
+    return subject, form, stored
+
+
 class FormRefused(Exception):
     """A form action that cannot be done as asked; the message says why."""
 
@@ -438,12 +462,7 @@ def mark_not_done(
     Refused (FormRefused) without a reason or while the form holds values; raises
     SaveConflict when `base_version` is not the stored version.
     """
-    access.require(Permission.ENTER_DATA, subject.site_id)
-    form = check_form_scheduled(study, ref.event_oid, ref.form_oid)
-    stored = load_form(
-        session, subject, form,
-        event_oid=ref.event_oid, event_repeat=ref.event_repeat, form_repeat=ref.form_repeat,
-    )  # fmt: skip
+    form, stored = _open_for_edit(session, study, access, subject, ref)
     current_version = stored.form_data.version if stored else 0
     if base_version != current_version:
         raise SaveConflict(current_version, [])

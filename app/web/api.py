@@ -294,18 +294,6 @@ def date_visit(
     return {**visit.__dict__, "forms": [form.__dict__ for form in visit.forms]}
 
 
-def _open(
-    session: Session, study: Study, access: Access, subject_id: int, ref: service.FormRef
-) -> tuple[Subject, Any, service.StoredForm | None]:
-    subject = service.get_subject(session, access, subject_id)
-    form = service.check_form_scheduled(study, ref.event_oid, ref.form_oid)
-    stored = service.load_form(
-        session, subject, form,
-        event_oid=ref.event_oid, event_repeat=ref.event_repeat, form_repeat=ref.form_repeat,
-    )  # fmt: skip
-    return subject, form, stored
-
-
 async def form_ref(
     event_oid: str, event_repeat: Repeat, form_oid: str, form_repeat: Repeat
 ) -> service.FormRef:
@@ -337,7 +325,7 @@ def read_form(
     ref: FormRefDep,
 ) -> dict[str, Any]:
     """A form's stored values (derived ones included), status, version, flags and gaps."""
-    subject, form, stored = _open(session, study, access, subject_id, ref)
+    subject, form, stored = service.open_subject_form(session, study, access, subject_id, ref)
     rows = stored.rows if stored else {}
     evaluation = service.evaluate_for_subject(session, study, subject, form, rows)
     return {
@@ -450,7 +438,7 @@ def read_item_audit(
     item_name: str,
 ) -> list[Any]:
     """An item's audit trail, oldest first: who, when, old value, new value, reason, source."""
-    subject, form, _stored = _open(session, study, access, subject_id, ref)
+    subject, form, _stored = service.open_subject_form(session, study, access, subject_id, ref)
     found = find_item(form, item_name)
     if found is None or found[0].oid != group_oid:
         raise service.NotFound(item_name)

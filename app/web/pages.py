@@ -276,17 +276,8 @@ def open_form(
     form_oid: str,
     form_repeat: Repeat,
 ) -> OpenForm:
-    subject = service.get_subject(session, access, subject_id)
-    form = service.check_form_scheduled(study, event_oid, form_oid)
-    stored = service.load_form(
-        session,
-        subject,
-        form,
-        event_oid=event_oid,
-        event_repeat=event_repeat,
-        form_repeat=form_repeat,
-    )
     ref = service.FormRef(event_oid, event_repeat, form_oid, form_repeat)
+    subject, form, stored = service.open_subject_form(session, study, access, subject_id, ref)
     return OpenForm(study, access, subject, form, stored, ref)
 
 
