@@ -200,11 +200,15 @@ def revoke_api_token(session: Session, *, user: UserAccount, token_id: int, now:
 
 def token_user(session: Session, *, secret: str, now: datetime) -> UserAccount | None:
     """The active user of a live (not revoked) API token, or None."""
-    token = session.exec(select(ApiToken).where(ApiToken.token_hash == _token_hash(secret))).first()
-    if token is None or token.revoked_at is not None:
+    found = session.exec(
+        select(ApiToken, UserAccount)
+        .join(UserAccount, col(UserAccount.id) == ApiToken.user_id)
+        .where(ApiToken.token_hash == _token_hash(secret))
+    ).first()
+    if found is None:
         return None
-    user = session.get(UserAccount, token.user_id)
-    if user is None or not user.is_active:
+    token, user = found
+    if token.revoked_at is not None or not user.is_active:
         return None
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         token.last_used_at = now

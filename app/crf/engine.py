@@ -134,6 +134,7 @@ class _Evaluator:
             for item in group.items
         }
         self.repeating_groups = {g.name: g for g in form.item_groups if g.repeating}
+        self.read_names = _names_read(form)
         self.row_items = {g.oid: {item.name: item for item in g.items} for g in form.item_groups}
 
     def run(self) -> None:
@@ -142,7 +143,11 @@ class _Evaluator:
             self._derive()
             hidden_before = (set(evaluation.hidden), set(evaluation.hidden_groups))
             self._apply_visibility()
-            if (evaluation.hidden, evaluation.hidden_groups) == hidden_before:
+            changed = evaluation.hidden ^ hidden_before[0]
+            # Another pass only when a cleared or restored answer feeds an expression.
+            if evaluation.hidden_groups == hidden_before[1] and not any(
+                name in self.read_names for _, _, name in changed
+            ):
                 break
         self._flag_derived()
         self._find_missing()
@@ -237,6 +242,19 @@ class _Evaluator:
                     if item.required and key not in evaluation.hidden and row[item.name] is None:
                         if key not in evaluation.errors:
                             evaluation.missing.add(key)
+
+
+def _names_read(form: FormDef) -> frozenset[str]:
+    """Every name that a condition or derivation of the form reads (a group counts as its
+    items)."""
+    sources = [g.show_if for g in form.item_groups] + [
+        source for g in form.item_groups for i in g.items for source in (i.show_if, i.derivation)
+    ]
+    names = set().union(*(compile_expression(s).variables for s in sources if s))
+    for group in form.item_groups:
+        if group.name in names:
+            names |= {item.name for item in group.items}
+    return frozenset(names)
 
 
 def _derived_range_flag(item: ItemDef, value: str | None) -> str | None:

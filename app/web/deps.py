@@ -56,11 +56,7 @@ def get_access(request: Request, session: SessionDep, settings: SettingsDep) -> 
         user = None
     if user is None:
         raise LoginRequired
-    access = load_access(session, user)
-    # End the read transaction here: the request body is parsed and validated next, and the
-    # connection (with SQLite, the database) should not be held meanwhile.
-    session.commit()
-    return access
+    return load_access(session, user)
 
 
 AccessDep = Annotated[Access, Depends(get_access)]
