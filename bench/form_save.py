@@ -32,6 +32,8 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
 REPO = Path(__file__).resolve().parents[1]
+LOG = Path(tempfile.gettempdir()) / "trialdesk-bench-servers.log"
+"""The servers' stderr: look here when a phase fails."""
 sys.path.insert(0, str(REPO))
 
 from app import audit, auth  # noqa: E402
@@ -142,7 +144,7 @@ def serve(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         env={**os.environ, **env},
         cwd=REPO,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=LOG.open("ab"),
     )
 
 

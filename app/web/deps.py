@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -22,7 +22,9 @@ class LoginRequired(Exception):
     """No live session: pages redirect to the login page."""
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session per request. Async only to skip two worker-thread hops: opening a Session
+    does no I/O, and closing it just returns the connection to the pool."""
     with Session(request.app.state.engine, expire_on_commit=False) as session:
         yield session
 
