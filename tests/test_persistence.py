@@ -13,10 +13,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, col, select
 
 from app import audit
-from app.access import load_access
+from app.access import Access, load_access
 from app.crf import service
 from app.db import pending_migrations
-from app.models import AuditRecord, UserAccount, utcnow
+from app.models import AuditRecord, Subject, UserAccount, utcnow
 from app.study.loader import Study
 
 
@@ -29,6 +29,16 @@ def test_migrations_create_exactly_the_models(engine: Engine) -> None:
 
 def coordinator(session: Session, name: str = "coordinator") -> UserAccount:
     return session.exec(select(UserAccount).where(UserAccount.username == name)).one()
+
+
+def registered(session: Session, study: Study) -> tuple[UserAccount, Access, Subject]:
+    """The site 01 coordinator, their access, and a subject they just registered."""
+    user = coordinator(session)
+    access = load_access(session, user)
+    subject = service.register_subject(
+        session, study, access=access, site_id=1, actor=audit.Actor(user)
+    )
+    return user, access, subject
 
 
 def test_audit_records_cannot_be_changed_or_deleted(demo_engine: Engine) -> None:
@@ -65,11 +75,7 @@ def test_concurrent_registrations_get_distinct_screening_numbers(
 
 def test_second_save_on_the_same_version_is_a_conflict(demo_engine: Engine, zm001: Study) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
-        user = coordinator(session)
-        access = load_access(session, user)
-        subject = service.register_subject(
-            session, zm001, access=access, site_id=1, actor=audit.Actor(user)
-        )
+        user, access, subject = registered(session, zm001)
 
     def save(sex: str) -> service.SaveOutcome:
         with Session(demo_engine, expire_on_commit=False) as session:
@@ -93,11 +99,7 @@ def test_changing_a_complete_form_needs_a_reason_per_value(
     demo_engine: Engine, zm001: Study
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
-        user = coordinator(session)
-        access = load_access(session, user)
-        subject = service.register_subject(
-            session, zm001, access=access, site_id=1, actor=audit.Actor(user)
-        )
+        user, access, subject = registered(session, zm001)
 
         def save(edit: service.FormEdit) -> service.SaveOutcome:
             return service.save_form(
@@ -137,11 +139,7 @@ def test_changing_a_complete_form_needs_a_reason_per_value(
 
 def test_a_form_not_done_needs_a_reason_and_no_values(demo_engine: Engine, zm001: Study) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
-        user = coordinator(session)
-        access = load_access(session, user)
-        subject = service.register_subject(
-            session, zm001, access=access, site_id=1, actor=audit.Actor(user)
-        )
+        user, access, subject = registered(session, zm001)
         ref = service.FormRef("SE.SCR", 1, "F.ECHO", 1)
         common = {"access": access, "subject": subject, "ref": ref, "actor": audit.Actor(user)}
         with pytest.raises(service.FormRefused, match="reason"):
@@ -200,11 +198,7 @@ def test_an_answer_hidden_by_a_changed_condition_is_cleared_and_audited(
     demo_engine: Engine, zm001: Study
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
-        user = coordinator(session)
-        access = load_access(session, user)
-        subject = service.register_subject(
-            session, zm001, access=access, site_id=1, actor=audit.Actor(user)
-        )
+        user, access, subject = registered(session, zm001)
 
         def save(values: dict[str, str], version: int) -> service.SaveOutcome:
             return service.save_form(

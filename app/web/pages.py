@@ -402,21 +402,15 @@ def form_submit(
             session, page.study, access=page.access, subject=page.subject, ref=page.ref,
             edit=edit, actor=actor, now=utcnow(),
         )  # fmt: skip
-    except service.SaveConflict as conflict:
+    except (service.SaveConflict, service.FormRefused) as refusal:
         evaluation = service.evaluate_for_subject(
             session, page.study, page.subject, page.form, edit.rows
         )
+        conflict = refusal if isinstance(refusal, service.SaveConflict) else None
         return render_form(
-            request, page, edit.rows, evaluation,
-            version=edit.base_version, status=409, conflict=conflict,
-        )  # fmt: skip
-    except service.FormRefused as refusal:
-        evaluation = service.evaluate_for_subject(
-            session, page.study, page.subject, page.form, edit.rows
-        )
-        return render_form(
-            request, page, edit.rows, evaluation,
-            version=edit.base_version, status=422, form_errors=[str(refusal)],
+            request, page, edit.rows, evaluation, version=edit.base_version,
+            status=409 if conflict else 422, conflict=conflict,
+            form_errors=None if conflict else [str(refusal)],
         )  # fmt: skip
     if not outcome.saved:
         return render_form(
