@@ -113,6 +113,7 @@ def test_keyboard_login_and_pages_that_fit_a_tablet(
     context = browser.new_context(viewport={"width": 820, "height": 1180}, is_mobile=False)
     page = context.new_page()
     page.goto(live_server.url + "/login")
+    expect(page.get_by_label("Username")).to_be_focused()  # autofocus: no mouse needed
     page.keyboard.type("coordinator")
     page.keyboard.press("Tab")
     page.keyboard.type(DEMO_PASSWORD)
