@@ -2,7 +2,8 @@
 # Install what the tests need and run the whole suite (the README's second command; CI runs it).
 # - a virtualenv with TrialDesk and its test extras;
 # - Debian's Chromium for the browser tests, installed when missing (needs root);
-# - PostgreSQL 15 started (installed when missing, as root) with a role for the tests.
+# - PostgreSQL 15 started (installed when missing, as root) with a role for the tests; the role
+#   may signal backends so that dropping a test database can end an autovacuum worker in it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +40,8 @@ if [ -n "$pg_version" ]; then
   as_root runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c "DO \$\$ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'trialdesk') THEN
       CREATE ROLE trialdesk LOGIN CREATEDB PASSWORD 'trialdesk';
-    END IF; END \$\$;" >/dev/null
+    END IF; END \$\$;
+    GRANT pg_signal_backend TO trialdesk;" >/dev/null
   export TRIALDESK_TEST_POSTGRES_URL=${TRIALDESK_TEST_POSTGRES_URL:-postgresql+psycopg://trialdesk:trialdesk@127.0.0.1:5432/postgres}
 fi
 
