@@ -1,8 +1,12 @@
-"""The vendored htmx file is the one its manifest records."""
+"""The vendored htmx file is the one its manifest records; the vendored Define-XML schema loads
+offline and comes with its licences."""
 
 import hashlib
 import json
 
+from lxml import etree
+
+from app.schemas import DEFINE_STYLESHEET, define_schema
 from tests.conftest import REPO
 
 HTMX = REPO / "app" / "web" / "static" / "vendor" / "htmx"
@@ -14,3 +18,11 @@ def test_htmx_matches_its_recorded_checksum_and_licence() -> None:
     assert digest == manifest["sha256"]
     assert manifest["version"].startswith("2.")
     assert "Zero-Clause BSD" in (HTMX / "LICENSE").read_text()
+
+
+def test_define_xml_schema_and_stylesheet_are_vendored_with_their_licences() -> None:
+    define = REPO / "app" / "schemas" / "define-2.1"
+    assert define_schema().validate(etree.parse(define / "examples" / "defineV21-SDTM.xml"))
+    assert DEFINE_STYLESHEET.is_file()
+    assert "MIT License" in (define / "LICENSE.lexjansen-define-xml-2.1-stylesheets.md").read_text()
+    assert "MIT License" in (DEFINE_STYLESHEET.parent / "define2-1.xsl.LICENSE.TXT").read_text()

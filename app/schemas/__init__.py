@@ -10,6 +10,8 @@ from lxml import etree
 
 SCHEMAS = Path(__file__).resolve().parent
 ODM_SCHEMA = SCHEMAS / "odm-1.3.2" / "ODM1-3-2.xsd"
+DEFINE_SCHEMA = SCHEMAS / "define-2.1" / "cdisc-define-2.1" / "define2-1-0.xsd"
+DEFINE_STYLESHEET = SCHEMAS / "define-2.1" / "stylesheet" / "define2-1.xsl"
 
 
 class SchemaInvalid(Exception):
@@ -20,6 +22,12 @@ class SchemaInvalid(Exception):
 def odm_schema() -> etree.XMLSchema:
     """The ODM 1.3.2 schema (loaded once per process; lxml schemas are read-only)."""
     return etree.XMLSchema(file=str(ODM_SCHEMA))
+
+
+@cache
+def define_schema() -> etree.XMLSchema:
+    """The Define-XML 2.1 schema: ODM 1.3.2 extended by the def: namespace (loaded once)."""
+    return etree.XMLSchema(file=str(DEFINE_SCHEMA))
 
 
 def validate_streaming(path: Path, schema: etree.XMLSchema) -> int:
