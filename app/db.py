@@ -15,10 +15,13 @@ from sqlalchemy.engine import make_url
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, reader: bool = False) -> Engine:
     """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout on every connection.
 
     A relative SQLite path is created (with its folder) relative to the working directory.
+    A `reader` engine is for long read-only work such as exports: each transaction reads one
+    consistent snapshot (PostgreSQL REPEATABLE READ, READ ONLY; a deferred SQLite transaction
+    in WAL mode), and it never queues behind, or blocks, the writers of the serving engine.
     """
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
@@ -32,11 +35,23 @@ def make_engine(url: str) -> Engine:
     # Pre-ping (a round trip per checkout) guards against server restarts; an embedded
     # SQLite file has none.
     kwargs["pool_pre_ping"] = parsed.get_backend_name() != "sqlite"
+    if reader and parsed.get_backend_name() != "sqlite":
+        kwargs["execution_options"] = {
+            "isolation_level": "REPEATABLE READ",
+            "postgresql_readonly": True,
+        }
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-        _serialise_sqlite_transactions(engine)
+        if reader:
+            event.listen(engine, "begin", _begin_deferred)
+        else:
+            _serialise_sqlite_transactions(engine)
     return engine
+
+
+def _begin_deferred(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
 
 
 SQLITE_LOCK_TIMEOUT = 30

@@ -16,12 +16,14 @@ from pathlib import Path
 from asgi_csrf import asgi_csrf
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import export_jobs
 from app.config import Settings, get_settings
 from app.db import make_engine, pending_migrations
 from app.study.loader import Study, load_study
-from app.web import admin_pages, api, pages
+from app.web import admin_pages, api, exports, pages
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -56,7 +58,11 @@ def create_app(settings: Settings | None = None, study: Study | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        with Session(engine) as session:
+            export_jobs.fail_interrupted(session)
         yield
+        with Session(engine) as session:
+            export_jobs.fail_own_running(session)
         engine.dispose()
 
     app = FastAPI(title="TrialDesk", version="0.1.0", lifespan=lifespan)
@@ -67,6 +73,8 @@ def create_app(settings: Settings | None = None, study: Study | None = None) -> 
     pages.install(app)
     api.install(app)
     app.include_router(admin_pages.router)
+    app.include_router(exports.pages)
+    app.include_router(exports.api, responses=api.ERRORS)
     protected = limit_body_size(
         asgi_csrf(
             app,

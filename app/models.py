@@ -11,7 +11,16 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Dialect, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Dialect,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -224,3 +233,61 @@ class AuditRecord(SQLModel, table=True):
     new_value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     details: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+
+
+class ExportState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ExportJob(SQLModel, table=True):
+    """An export asked for on the page, the API or the command line, and its progress.
+
+    Kept here, not in a server's memory, so that any server process can report on it and hand
+    out its result, and so that a job whose process died is seen (its heartbeat stops) and
+    marked failed. The result itself is stored in `export_chunk` rows.
+    """
+
+    __tablename__ = "export_job"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=30, description="odm_snapshot, odm_transactional, sdtm, define")
+    formats: str = Field(default="", max_length=40, description="comma-separated, for SDTM")
+    scope_kind: str = Field(max_length=20)
+    site_id: int | None = Field(default=None, foreign_key="site.id")
+    dose_level: str | None = Field(default=None, max_length=10)
+    phase: str | None = Field(default=None, max_length=20)
+    subject_id: int | None = Field(default=None, foreign_key="subject.id")
+    changed_since: datetime | None = timestamp_field(default=None, nullable=True)
+    scope_text: str = Field(max_length=200, description="the scope as users read it")
+    state: str = Field(default=ExportState.QUEUED, max_length=20, index=True)
+    progress_done: int = 0
+    progress_total: int = 0
+    message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    requested_by_id: int = Field(foreign_key="user_account.id", index=True)
+    requested_at: datetime = timestamp_field(default_factory=utcnow)
+    started_at: datetime | None = timestamp_field(default=None, nullable=True)
+    finished_at: datetime | None = timestamp_field(default=None, nullable=True)
+    heartbeat_at: datetime | None = timestamp_field(default=None, nullable=True)
+    worker: str | None = Field(default=None, max_length=100, description="host:pid running it")
+    file_name: str | None = Field(default=None, max_length=200)
+    file_size: int | None = Field(default=None, sa_type=BigInteger)
+    sha256: str | None = Field(default=None, max_length=64)
+    manifest: str | None = Field(
+        default=None,
+        sa_column=Column(Text, nullable=True),
+        description="JSON list of the files in the result: name, rows, bytes, sha256",
+    )
+
+
+class ExportChunk(SQLModel, table=True):
+    """A piece of an export job's result file, stored in order, so that any server process can
+    stream the download."""
+
+    __tablename__ = "export_chunk"
+
+    job_id: int = Field(foreign_key="export_job.id", primary_key=True)
+    seq: int = Field(primary_key=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

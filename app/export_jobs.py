@@ -1,0 +1,393 @@
+"""Export jobs: asked for on the export page or the API, run in the background, watched and
+downloaded from any server process.
+
+Everything about a job lives in the database: its request, state, progress, heartbeat and
+result (a zip with the files and a manifest, stored in `export_chunk` rows). The process that
+accepts a request runs it in a thread; a heartbeat shows it is alive. A job whose heartbeat
+stops (its process was stopped or died) is marked failed by whichever process looks next,
+and can be started again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, or_, update
+from sqlmodel import Session, col, select
+
+from app import audit
+from app.access import Access, Permission
+from app.config import Settings
+from app.crf.service import NotFound
+from app.db import make_engine
+from app.exporters.produce import ExportedFile, ExportKind, ExportRequest, file_manifest, produce
+from app.exporters.scope import ExportScope, ScopeKind
+from app.models import ExportChunk, ExportJob, ExportState, Subject, UserAccount, pk, utcnow
+from app.study.loader import Study
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 2.0
+STALE_AFTER = timedelta(seconds=60)
+"""A running job whose heartbeat is older than this has lost its process."""
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as pages and the API show it."""
+
+    job: ExportJob
+    requested_by: str
+
+    @property
+    def percent(self) -> int:
+        if self.job.state == ExportState.DONE:
+            return 100
+        total = self.job.progress_total
+        return int(100 * self.job.progress_done / total) if total else 0
+
+    @property
+    def files(self) -> list[dict[str, Any]]:
+        return list(json.loads(self.job.manifest)) if self.job.manifest else []
+
+
+# -- asking for an export -------------------------------------------------------------------
+
+
+def job_request(job: ExportJob) -> ExportRequest:
+    """The request a job was created for."""
+    scope = ExportScope(
+        kind=ScopeKind(job.scope_kind),
+        site_id=job.site_id,
+        dose_level=job.dose_level,
+        phase=job.phase,
+        subject_id=job.subject_id,
+        changed_since=job.changed_since,
+    )
+    formats = frozenset(filter(None, job.formats.split(",")))
+    return ExportRequest(ExportKind(job.kind), scope, formats)
+
+
+def check_scope(session: Session, study: Study, access: Access, scope: ExportScope) -> None:
+    """Refuse a scope the user may not export, or one that names nothing: a subject or site
+    out of the user's reach is NotFound, as everywhere."""
+    access.require(Permission.EXPORT)
+    if scope.kind is ScopeKind.SITE and not access.can(Permission.EXPORT, scope.site_id):
+        raise NotFound(f"site {scope.site_id}")
+    if scope.kind is ScopeKind.SUBJECT:
+        subject = session.get(Subject, scope.subject_id)
+        if subject is None or not access.can(Permission.EXPORT, subject.site_id):
+            raise NotFound(f"subject {scope.subject_id}")
+    if scope.kind is ScopeKind.COHORT:
+        levels = {level.code for level in study.info.dose_levels}
+        phases = {phase.code for phase in study.info.phases}
+        if scope.dose_level not in levels:
+            raise ValueError(f"unknown dose level {scope.dose_level}; levels: {sorted(levels)}")
+        if scope.phase is not None and scope.phase not in phases:
+            raise ValueError(f"unknown phase {scope.phase}; phases: {sorted(phases)}")
+    if access.site_ids(Permission.EXPORT) is not None and scope.kind in (
+        ScopeKind.STUDY,
+        ScopeKind.COHORT,
+    ):
+        raise ValueError("exports of several sites need a study-wide role")
+
+
+def create_job(
+    session: Session, study: Study, access: Access, request: ExportRequest, actor: audit.Actor
+) -> ExportJob:
+    """Record a queued job after checking the user may export that scope. Commits."""
+    check_scope(session, study, access, request.scope)
+    scope = request.scope
+    job = ExportJob(
+        kind=request.kind,
+        formats=",".join(sorted(request.formats)) if request.kind is ExportKind.SDTM else "",
+        scope_kind=scope.kind,
+        site_id=scope.site_id,
+        dose_level=scope.dose_level,
+        phase=scope.phase,
+        subject_id=scope.subject_id,
+        changed_since=scope.changed_since,
+        scope_text=scope.describe(session),
+        requested_by_id=pk(access.user),
+    )
+    session.add(job)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="export_requested",
+        details=f"job {job.id}: {request.kind.description}; {job.scope_text}",
+    )
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def launch(engine: Engine, study: Study, settings: Settings, job_id: int) -> threading.Thread:
+    """Run a job in a background thread of this process."""
+    thread = threading.Thread(
+        target=run_job, args=(engine, study, settings, job_id), name=f"export-{job_id}", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+class _Heartbeat(threading.Thread):
+    """Writes the job's progress and a heartbeat every few seconds while the job runs."""
+
+    def __init__(self, engine: Engine, job_id: int) -> None:
+        super().__init__(name=f"export-{job_id}-heartbeat", daemon=True)
+        self.engine, self.job_id = engine, job_id
+        self.done = self.total = 0
+        self.stopped = threading.Event()
+
+    def progress(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+
+    def run(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_SECONDS):
+            self.beat()
+
+    def beat(self) -> None:
+        with Session(self.engine) as session:
+            session.execute(
+                update(ExportJob)
+                .where(
+                    col(ExportJob.id) == self.job_id, col(ExportJob.state) == ExportState.RUNNING
+                )
+                .values(progress_done=self.done, progress_total=self.total, heartbeat_at=utcnow())
+            )
+            session.commit()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+
+
+def run_job(engine: Engine, study: Study, settings: Settings, job_id: int) -> None:
+    """Claim a queued job and run it to done or failed. Returns quietly if another process
+    claimed it first. Reads through a snapshot engine so that a long export neither waits for
+    nor holds up data entry."""
+    if not _claim(engine, job_id):
+        return
+    heartbeat = _Heartbeat(engine, job_id)
+    heartbeat.start()
+    reader = make_engine(settings.database_url, reader=True)
+    try:
+        with Session(engine) as session:
+            job = session.get(ExportJob, job_id)
+            assert job is not None
+            request = job_request(job)
+        with tempfile.TemporaryDirectory(prefix="trialdesk-export-") as folder:
+            out_dir = Path(folder) / "export"
+            out_dir.mkdir()
+            with Session(reader) as read_session:
+                files = produce(read_session, study, settings, request, out_dir, heartbeat.progress)
+            heartbeat.stop()
+            zip_path = Path(folder) / "export.zip"
+            manifest = _package(out_dir, files, zip_path)
+            _store_result(engine, job_id, zip_path, manifest, _file_name(study, job_id, request))
+    except Exception as error:  # any failure must end the job, with its reason
+        logger.exception("export job %s failed", job_id)
+        heartbeat.stop()
+        _finish_failed(engine, job_id, f"{type(error).__name__}: {error}")
+    finally:
+        reader.dispose()
+
+
+def _this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _claim(engine: Engine, job_id: int) -> bool:
+    worker = _this_worker()
+    with Session(engine) as session:
+        now = utcnow()
+        claimed = session.execute(
+            update(ExportJob)
+            .where(col(ExportJob.id) == job_id, col(ExportJob.state) == ExportState.QUEUED)
+            .values(state=ExportState.RUNNING, started_at=now, heartbeat_at=now, worker=worker)
+        )
+        session.commit()
+        return bool(claimed.rowcount)  # type: ignore[attr-defined]
+
+
+def _file_name(study: Study, job_id: int, request: ExportRequest) -> str:
+    scope = request.scope
+    label = {
+        ScopeKind.STUDY: "study",
+        ScopeKind.SITE: f"site{scope.site_id}",
+        ScopeKind.COHORT: "-".join(filter(None, [scope.dose_level, scope.phase])),
+        ScopeKind.SUBJECT: f"subject{scope.subject_id}",
+    }[scope.kind]
+    return f"{study.info.oid.lower()}-{request.kind.replace('_', '-')}-{label}-job{job_id}.zip"
+
+
+def _package(out_dir: Path, files: list[ExportedFile], zip_path: Path) -> list[dict[str, Any]]:
+    """Zip the files with a manifest.json (name, rows, bytes, SHA-256 of each)."""
+    manifest = file_manifest(out_dir, files)
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for entry in manifest:
+            zf.write(out_dir / entry["name"], entry["name"])
+        zf.writestr("manifest.json", json.dumps({"files": manifest}, indent=2))
+    return manifest
+
+
+def _store_result(
+    engine: Engine, job_id: int, zip_path: Path, manifest: list[dict[str, Any]], name: str
+) -> None:
+    """Store the zip in chunks and mark the job done, in one transaction."""
+    digest = hashlib.sha256()
+    with Session(engine) as session, zip_path.open("rb") as handle:
+        seq = 0
+        while block := handle.read(CHUNK_BYTES):
+            digest.update(block)
+            session.execute(insert(ExportChunk), [{"job_id": job_id, "seq": seq, "data": block}])
+            seq += 1
+        job = session.get(ExportJob, job_id)
+        assert job is not None
+        job.state = ExportState.DONE
+        job.progress_done = job.progress_total = max(job.progress_total, job.progress_done)
+        job.finished_at = utcnow()
+        job.file_name = name
+        job.file_size = zip_path.stat().st_size
+        job.sha256 = digest.hexdigest()
+        job.manifest = json.dumps(manifest)
+        job.message = f"{len(manifest)} files, {sum(e['rows'] or 0 for e in manifest)} rows"
+        _audit_job(session, job, "export", job.message)
+        session.commit()
+
+
+def _finish_failed(engine: Engine, job_id: int, message: str) -> None:
+    with Session(engine) as session:
+        job = session.get(ExportJob, job_id)
+        if job is None:
+            return
+        job.state = ExportState.FAILED
+        job.finished_at = utcnow()
+        job.message = message[:2000]
+        _audit_job(session, job, "export_failed", job.message)
+        session.commit()
+
+
+def _audit_job(session: Session, job: ExportJob, action: str, outcome: str) -> None:
+    user = session.get(UserAccount, job.requested_by_id)
+    audit.record(
+        session,
+        actor=audit.Actor(user, "export"),
+        action=action,
+        details=f"job {job.id}: {ExportKind(job.kind).description}; {job.scope_text}; {outcome}"[:500],
+    )
+
+
+def fail_interrupted(session: Session, now: datetime | None = None) -> int:
+    """Mark failed the jobs whose process stopped: running without a recent heartbeat, or
+    queued for longer than that without being claimed. Commits; returns how many."""
+    now = now or utcnow()
+    stale = now - STALE_AFTER
+    result = session.execute(
+        update(ExportJob)
+        .where(
+            or_(
+                (col(ExportJob.state) == ExportState.RUNNING)
+                & (col(ExportJob.heartbeat_at) < stale),
+                (col(ExportJob.state) == ExportState.QUEUED)
+                & (col(ExportJob.requested_at) < stale),
+            )
+        )
+        .values(
+            state=ExportState.FAILED,
+            finished_at=now,
+            message="Interrupted: the server process running it stopped. Start it again.",
+        )
+    )
+    session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def fail_own_running(session: Session) -> int:
+    """When this process shuts down: mark its running jobs failed at once. Commits."""
+    result = session.execute(
+        update(ExportJob)
+        .where(col(ExportJob.state) == ExportState.RUNNING, col(ExportJob.worker) == _this_worker())
+        .values(
+            state=ExportState.FAILED,
+            finished_at=utcnow(),
+            message="Interrupted: the server was stopped while it ran. Start it again.",
+        )
+    )
+    session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# -- watching and downloading ---------------------------------------------------------------
+
+
+def list_jobs(session: Session, access: Access, limit: int = 50) -> list[JobView]:
+    """The latest export jobs, newest first, with who asked for them."""
+    access.require(Permission.EXPORT)
+    fail_interrupted(session)
+    rows = session.exec(
+        select(ExportJob, UserAccount)
+        .join(UserAccount, col(UserAccount.id) == ExportJob.requested_by_id)
+        .order_by(col(ExportJob.id).desc())
+        .limit(limit)
+    )
+    return [JobView(job, user.full_name) for job, user in rows if _visible(access, job)]
+
+
+def get_job(session: Session, access: Access, job_id: int) -> JobView:
+    access.require(Permission.EXPORT)
+    row = session.exec(
+        select(ExportJob, UserAccount)
+        .join(UserAccount, col(UserAccount.id) == ExportJob.requested_by_id)
+        .where(col(ExportJob.id) == job_id)
+    ).first()
+    if row is None or not _visible(access, row[0]):
+        raise NotFound(f"export job {job_id}")
+    return JobView(row[0], row[1].full_name)
+
+
+def _visible(access: Access, job: ExportJob) -> bool:
+    """Study-wide exporters see every job; others only jobs of a site they export."""
+    sites = access.site_ids(Permission.EXPORT)
+    return sites is None or job.site_id in sites
+
+
+def result_chunks(engine: Engine, job_id: int) -> Iterator[bytes]:
+    """The stored zip of a done job, chunk by chunk, each read in its own short query."""
+    seq = 0
+    while True:
+        with Session(engine) as session:
+            chunk = session.get(ExportChunk, (job_id, seq))
+        if chunk is None:
+            return
+        yield chunk.data
+        seq += 1
+
+
+def record_download(session: Session, job: ExportJob, actor: audit.Actor) -> None:
+    """Audit that a user took an export's result away. Commits."""
+    audit.record(
+        session,
+        actor=actor,
+        action="export_download",
+        details=f"job {job.id}: {job.file_name} ({job.sha256})",
+    )
+    session.commit()

@@ -1,0 +1,139 @@
+"""One entry point for every export kind: `produce` writes the files of an export request
+into a folder and says what it wrote. Export jobs (page and API) and the command line both
+call it, so an export is the same whoever asks for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from app.config import Settings
+from app.exporters.scope import ExportScope, Progress, no_progress
+from app.study.loader import Study
+
+
+class ExportKind(StrEnum):
+    ODM_SNAPSHOT = "odm_snapshot"
+    ODM_TRANSACTIONAL = "odm_transactional"
+    SDTM = "sdtm"
+    DEFINE = "define"
+
+    @property
+    def description(self) -> str:
+        return KIND_DESCRIPTIONS[self]
+
+
+KIND_DESCRIPTIONS = {
+    ExportKind.ODM_SNAPSHOT: "ODM 1.3.2 snapshot (current data, latest audit record per item)",
+    ExportKind.ODM_TRANSACTIONAL: "ODM 1.3.2 transactional (full audit history)",
+    ExportKind.SDTM: "SDTM datasets with Define-XML 2.1",
+    ExportKind.DEFINE: "Define-XML 2.1 only",
+}
+
+SDTM_FORMATS = ("xpt", "json", "csv")
+"""SAS XPORT v5, CDISC Dataset-JSON 1.1, CSV."""
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What to export: the kind, the subjects it covers, and for SDTM the file formats."""
+
+    kind: ExportKind
+    scope: ExportScope = field(default_factory=ExportScope)
+    formats: frozenset[str] = frozenset(SDTM_FORMATS)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(self.formats - set(SDTM_FORMATS))
+        if unknown:
+            raise ValueError(
+                f"unknown format {', '.join(unknown)}; formats: {', '.join(SDTM_FORMATS)}"
+            )
+        if self.kind is ExportKind.SDTM and not self.formats:
+            raise ValueError("choose at least one SDTM file format")
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    """A file of an export, relative to its folder, with its row count where it has rows
+    (item values for ODM, records for SDTM datasets)."""
+
+    name: str
+    rows: int | None
+
+
+def produce(
+    session: Session,
+    study: Study,
+    settings: Settings,
+    request: ExportRequest,
+    out_dir: Path,
+    progress: Progress = no_progress,
+) -> list[ExportedFile]:
+    """Write the export's files into `out_dir` (which exists) and list them."""
+    stem = study.info.oid.lower()
+    if request.kind in (ExportKind.ODM_SNAPSHOT, ExportKind.ODM_TRANSACTIONAL):
+        from app.exporters.odm_clinical import write_odm_snapshot
+        from app.exporters.odm_transactional import write_odm_transactional
+
+        transactional = request.kind is ExportKind.ODM_TRANSACTIONAL
+        name = f"{stem}-odm-{'transactional' if transactional else 'snapshot'}.xml"
+        writer = write_odm_transactional if transactional else write_odm_snapshot
+        counts = writer(session, study, out_dir / name, request.scope, progress)
+        return [ExportedFile(name, counts.items)]
+    return _sdtm(session, study, settings, request, out_dir, progress)
+
+
+def _sdtm(
+    session: Session,
+    study: Study,
+    settings: Settings,
+    request: ExportRequest,
+    out_dir: Path,
+    progress: Progress,
+) -> list[ExportedFile]:
+    from app.exporters.define import write_define
+    from app.sdtm.build import write_sdtm
+    from app.sdtm.spec import load_sdtm_specs
+
+    specs = load_sdtm_specs(settings.exports_dir, study)
+    define_only = request.kind is ExportKind.DEFINE
+    # Define-XML states observed lengths, so it needs the datasets even when only it is kept.
+    data_dir = out_dir / ".datasets" if define_only else out_dir
+    data_dir.mkdir(exist_ok=True)
+    formats = frozenset({"xpt"}) if define_only else request.formats
+    datasets = write_sdtm(session, study, specs, data_dir, request.scope, formats, progress)
+    define_files = write_define(study, specs, datasets, out_dir)
+    files: list[ExportedFile] = []
+    if not define_only:
+        for dataset in datasets:
+            for path in dataset.files.values():
+                files.append(ExportedFile(path.relative_to(out_dir).as_posix(), dataset.rows))
+    else:
+        shutil.rmtree(data_dir)
+    files.extend(ExportedFile(path.relative_to(out_dir).as_posix(), None) for path in define_files)
+    return files
+
+
+def file_manifest(out_dir: Path, files: list[ExportedFile]) -> list[dict[str, Any]]:
+    """Each file's name, rows, size and SHA-256, as the manifest that travels with an export."""
+    entries = []
+    for exported in files:
+        path = out_dir / exported.name
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        entries.append({
+            "name": exported.name,
+            "rows": exported.rows,
+            "bytes": path.stat().st_size,
+            "sha256": digest.hexdigest(),
+        })  # fmt: skip
+    return entries
