@@ -1,9 +1,12 @@
-"""The `trialdesk` command line (typer): serve, db upgrade, study check, export odm,
+"""The `trialdesk` command line (typer): serve, db upgrade, study check, export odm|sdtm|define,
 create-user, demo."""
 
 from __future__ import annotations
 
 import getpass
+import shutil
+import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +18,15 @@ from sqlmodel import Session, select
 from app import audit, auth
 from app.config import get_settings
 from app.db import make_engine, pending_migrations, upgrade
+from app.exporters.produce import (
+    SDTM_FORMATS,
+    BadExportRequest,
+    ExportedFile,
+    ExportKind,
+    export_request,
+    file_manifest,
+    produce,
+)
 from app.models import Role, Site
 from app.study.loader import load_study, study_problems
 from app.study.problems import StudyDefinitionError, format_problems
@@ -160,12 +172,29 @@ def demo(
         console.print(f"  {username:<14} {description}", markup=False)
 
 
-@export_cli.command("odm")
-def export_odm(
-    output: Annotated[Path, typer.Option("-o", "--output", help="file to write")],
-) -> None:
-    """Write the study metadata and every subject's ClinicalData (with audit records) as ODM."""
-    from app.exporters.odm_clinical import write_odm_snapshot
+SiteOption = Annotated[str | None, typer.Option("--site", help="site number, e.g. 01")]
+CohortOption = Annotated[
+    str | None, typer.Option("--cohort", help="dose level, optionally with phase: DL2:ESCALATION")
+]
+SubjectOption = Annotated[str | None, typer.Option("--subject", help="screening number")]
+SinceOption = Annotated[
+    datetime | None,
+    typer.Option("--changed-since", help="only data changed after this UTC moment (ODM)"),
+]
+
+
+def _run_export(
+    kind: ExportKind,
+    out_dir: Path,
+    *,
+    site: str | None,
+    cohort: str | None,
+    subject: str | None,
+    changed_since: datetime | None = None,
+    formats: list[str] | None = None,
+) -> list[ExportedFile]:
+    """Run one export into `out_dir` with a progress bar, audited as a command-line export."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     settings = get_settings()
     study = load_study(settings.study_dir)
@@ -174,7 +203,93 @@ def export_odm(
     if problem:
         errors.print(problem, markup=False, highlight=False)
         raise typer.Exit(1)
-    with Session(engine) as session:
-        counts = write_odm_snapshot(session, study, output)
-    engine.dispose()
-    console.print(f"Wrote {output}: {counts.subjects} subjects, {counts.items} item values")
+    scope = next((name for name, given in (("site", site), ("cohort", cohort),
+                  ("subject", subject)) if given), "study")  # fmt: skip
+    since = changed_since.replace(tzinfo=UTC) if changed_since else None
+    reader = make_engine(settings.database_url, reader=True)
+    try:
+        with Session(engine) as session:
+            request = export_request(
+                session, study, kind=kind, formats=formats or list(SDTM_FORMATS), scope=scope,
+                site_number=site, cohort=cohort, subject_key=subject, changed_since=since,
+            )  # fmt: skip
+            scope_text = request.scope.describe(session)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=errors) as bar, Session(reader) as read_session:
+            task = bar.add_task("subjects", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            files = produce(read_session, study, settings, request, out_dir, progress)
+        with Session(engine) as session:
+            audit.record(
+                session, actor=audit.Actor(None, "cli"), action="export",
+                details=f"{kind.description}; {scope_text}; to {out_dir}"[:500],
+            )  # fmt: skip
+            session.commit()
+    except BadExportRequest as error:
+        errors.print(f"Not exported: {error.field}: {error}", markup=False)
+        raise typer.Exit(1) from error
+    finally:
+        reader.dispose()
+        engine.dispose()
+    return files
+
+
+def _report(out_dir: Path, files: list[ExportedFile]) -> None:
+    for entry in file_manifest(out_dir, files):
+        rows = "" if entry["rows"] is None else f"{entry['rows']:>9} rows  "
+        console.print(f"  {out_dir / entry['name']}  {rows}{entry['bytes']} bytes", markup=False)
+
+
+@export_cli.command("odm")
+def export_odm(
+    output: Annotated[Path, typer.Option("-o", "--output", help="file to write")],
+    transactional: Annotated[
+        bool, typer.Option(help="the full audit history instead of the current data")
+    ] = False,
+    site: SiteOption = None,
+    cohort: CohortOption = None,
+    subject: SubjectOption = None,
+    changed_since: SinceOption = None,
+) -> None:
+    """Write ODM 1.3.2: study metadata, AdminData and ClinicalData with audit records."""
+    kind = ExportKind.ODM_TRANSACTIONAL if transactional else ExportKind.ODM_SNAPSHOT
+    with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as tmp:
+        files = _run_export(
+            kind, Path(tmp), site=site, cohort=cohort, subject=subject,
+            changed_since=changed_since,
+        )  # fmt: skip
+        shutil.move(Path(tmp) / files[0].name, output)
+    console.print(f"Wrote {output}: {files[0].rows} item values")
+
+
+@export_cli.command("sdtm")
+def export_sdtm(
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder to write into")],
+    format: Annotated[
+        list[str] | None, typer.Option("--format", help="xpt, json, csv (repeatable; default all)")
+    ] = None,
+    site: SiteOption = None,
+    cohort: CohortOption = None,
+    subject: SubjectOption = None,
+) -> None:
+    """Write the SDTM datasets (XPT v5, Dataset-JSON 1.1, CSV) with define.xml."""
+    files = _run_export(
+        ExportKind.SDTM, output, site=site, cohort=cohort, subject=subject, formats=format
+    )
+    _report(output, files)
+
+
+@export_cli.command("define")
+def export_define(
+    output: Annotated[Path, typer.Option("-o", "--output", help="folder to write into")],
+    site: SiteOption = None,
+    cohort: CohortOption = None,
+    subject: SubjectOption = None,
+) -> None:
+    """Write Define-XML 2.1 (define.xml, define.html) for the SDTM datasets of the scope."""
+    files = _run_export(ExportKind.DEFINE, output, site=site, cohort=cohort, subject=subject)
+    _report(output, files)

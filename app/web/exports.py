@@ -17,9 +17,14 @@ from app import audit, export_jobs
 from app.access import Access, Permission
 from app.crf.service import NotFound
 from app.export_jobs import JobView
-from app.exporters.produce import SDTM_FORMATS, ExportKind, ExportRequest
-from app.exporters.scope import ExportScope, ScopeKind
-from app.models import ExportJob, ExportState, Site, Subject, pk
+from app.exporters.produce import (
+    SDTM_FORMATS,
+    BadExportRequest,
+    ExportKind,
+    ExportRequest,
+    export_request,
+)
+from app.models import ExportJob, ExportState, Site, pk
 from app.study.loader import Study
 from app.web.api import ApiError, FieldMessage
 from app.web.deps import SessionDep, StudyDep, requires
@@ -30,59 +35,6 @@ ExporterDep = Annotated[Access, requires(Permission.EXPORT)]
 
 pages = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 api = APIRouter(prefix="/api/v1", tags=["exports"])
-
-
-class BadExportRequest(ValueError):
-    """A field of an export request is wrong; `field` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def export_request(
-    session: Session,
-    study: Study,
-    *,
-    kind: str,
-    formats: list[str],
-    scope: str,
-    site_number: str | None = None,
-    cohort: str | None = None,
-    subject_key: str | None = None,
-    changed_since: datetime | None = None,
-) -> ExportRequest:
-    """An ExportRequest from the words users send (site number, "DL2" or "DL2:ESCALATION",
-    screening number); raises BadExportRequest naming the field that is wrong."""
-    try:
-        export_kind = ExportKind(kind)
-    except ValueError as error:
-        raise BadExportRequest("kind", f"unknown export kind {kind!r}") from error
-    try:
-        scope_kind = ScopeKind(scope)
-    except ValueError as error:
-        raise BadExportRequest("scope", f"unknown scope {scope!r}") from error
-    fields: dict[str, Any] = {"kind": scope_kind, "changed_since": changed_since}
-    if scope_kind is ScopeKind.SITE:
-        site = session.exec(select(Site).where(Site.number == (site_number or ""))).first()
-        if site is None:
-            raise BadExportRequest("site", f"no site numbered {site_number!r}")
-        fields["site_id"] = site.id
-    elif scope_kind is ScopeKind.COHORT:
-        level, _, phase = (cohort or "").partition(":")
-        if not level:
-            raise BadExportRequest("cohort", "choose a dose cohort")
-        fields.update(dose_level=level, phase=phase or None)
-    elif scope_kind is ScopeKind.SUBJECT:
-        key = (subject_key or "").strip()
-        subject = session.exec(select(Subject).where(Subject.subject_key == key)).first()
-        if subject is None:
-            raise BadExportRequest("subject", f"no subject with screening number {key!r}")
-        fields["subject_id"] = subject.id
-    try:
-        return ExportRequest(export_kind, ExportScope(**fields), frozenset(formats))
-    except ValueError as error:
-        raise BadExportRequest("formats", str(error)) from error
 
 
 def start(
