@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite:///data/trialdesk.db"
     study_dir: Path = Path("forms")
+    exports_dir: Path = Path("exports")
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     session_idle_minutes: int = 30
     secure_cookies: bool = False

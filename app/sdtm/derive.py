@@ -1,0 +1,329 @@
+"""Named derivations of SDTM variables: the registry, the context a derivation reads, and the
+general derivations every domain uses (identifiers, visits, epochs, study days, dates).
+
+A mapping names a derivation (`derivation: {name: study_day, args: {dtc: AESTDTC}}`); the
+engine calls the registered function as `function(context, **args)` for each record. Domain
+specific derivations live in `app.sdtm.domain_derivations` and register with the same
+`@derivation("name")` decorator.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cached_property
+from typing import Any
+
+from app.study.loader import LOG_EVENT_OID, Study
+from app.study.model import Visit
+
+Value = str | float | None
+"""What a derivation returns: Char text, a Num number, or null."""
+DerivationFunction = Callable[..., Value]
+"""`(context: RecordContext, **args) -> Value`."""
+
+_REGISTRY: dict[str, DerivationFunction] = {}
+
+
+def derivation(name: str) -> Callable[[DerivationFunction], DerivationFunction]:
+    """Register a function as the named derivation `name` (names are unique)."""
+
+    def register(function: DerivationFunction) -> DerivationFunction:
+        if name in _REGISTRY:
+            raise ValueError(f"derivation {name!r} is registered twice")
+        _REGISTRY[name] = function
+        return function
+
+    return register
+
+
+def registered_derivations() -> Mapping[str, DerivationFunction]:
+    """Every registered derivation, the domain ones included."""
+    for module in ("app.sdtm.subject_derivations", "app.sdtm.domain_derivations"):
+        importlib.import_module(module)  # their decorators register on import
+    return _REGISTRY
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    """The subject a record belongs to."""
+
+    studyid: str
+    subjid: str
+    usubjid: str
+    siteid: str
+    dose_level: str | None
+    phase: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class RowValues:
+    """One collected row: an item group repeat of a saved form, with where it was entered.
+    `values` maps item name to canonical text (ISO 8601 dates, codes, plain decimals)."""
+
+    form_oid: str
+    form_name: str
+    event_oid: str
+    event_repeat: int
+    form_repeat: int
+    item_group_oid: str
+    group_repeat: int
+    visit_date: date | None
+    values: Mapping[str, str]
+    order: int
+    """Creation order of the row (its database id): stable across re-exports."""
+
+    @property
+    def is_log(self) -> bool:
+        return self.event_oid == LOG_EVENT_OID
+
+
+@dataclass(frozen=True)
+class SubjectData:
+    """All saved rows of one subject, in creation order, and its anchor dates/times."""
+
+    subject: SubjectInfo
+    rows: tuple[RowValues, ...]
+    anchors: Mapping[str, str]
+    """Anchor id (consent, leukapheresis, infusion) -> collected date or datetime text."""
+
+    study: Study = field(repr=False, compare=False)
+
+    @cached_property
+    def period_starts(self) -> list[tuple[date, str]]:
+        """(first visit date, period OID) of each period the subject has a dated visit in,
+        in date order: the boundaries EPOCH uses for records that belong to no visit."""
+        starts: dict[str, date] = {}
+        for row in self.rows:
+            visit = self.study.visit(row.event_oid)
+            if visit is not None and row.visit_date is not None:
+                known = starts.get(visit.period)
+                starts[visit.period] = min(known, row.visit_date) if known else row.visit_date
+        return sorted((start, period) for period, start in starts.items())
+
+    def rows_of(self, form_name: str) -> list[RowValues]:
+        return [row for row in self.rows if row.form_name == form_name]
+
+    def first(self, reference: str) -> str | None:
+        """First collected value of `FORM.ITEM` (in creation order), or None."""
+        form_name, item = reference.split(".", 1)
+        return next(
+            (row.values[item] for row in self.rows_of(form_name) if row.values.get(item)), None
+        )
+
+    def all(self, reference: str) -> list[str]:
+        """Every collected value of `FORM.ITEM`, in creation order."""
+        form_name, item = reference.split(".", 1)
+        return [row.values[item] for row in self.rows_of(form_name) if row.values.get(item)]
+
+
+@dataclass
+class RecordContext:
+    """What a derivation may read while one record is built.
+
+    `record` holds the variables already computed for this record, in dataset order, so a
+    later variable can use an earlier one (`--DY` reads `--STDTC`). `row` is the source row
+    (None for subject-level records, e.g. DM). `transposed` is the transposition entry of a
+    findings record (its `item` result and `values`)."""
+
+    study: Study
+    data: SubjectData
+    domain: str
+    row: RowValues | None
+    seq: int
+    record: dict[str, Value] = field(default_factory=dict)
+    transposed_item: str | None = None
+    transposed_values: Mapping[str, str | float] = field(default_factory=dict)
+    reference_start: str | None = None
+    """RFSTDTC of the subject (ZM001 infusion date/time), for --DY."""
+
+    @property
+    def subject(self) -> SubjectInfo:
+        return self.data.subject
+
+    def item(self, reference: str) -> str | None:
+        """Value of `ITEM` (the source row) or `FORM.ITEM` (first in the subject's forms)."""
+        if "." in reference:
+            form_name, item = reference.split(".", 1)
+            if self.row is not None and self.row.form_name == form_name:
+                return self.row.values.get(item) or None
+            return self.data.first(reference)
+        return self.row.values.get(reference) or None if self.row is not None else None
+
+
+def call(context: RecordContext, name: str, args: Mapping[str, Any]) -> Value:
+    """Run the registered derivation `name` with `args`."""
+    return registered_derivations()[name](context, **args)
+
+
+# -- general derivations ---------------------------------------------------------------------
+
+
+@derivation("studyid")
+def _studyid(context: RecordContext) -> Value:
+    return context.subject.studyid
+
+
+@derivation("usubjid")
+def _usubjid(context: RecordContext) -> Value:
+    """STUDYID-SUBJID: unique across studies."""
+    return context.subject.usubjid
+
+
+@derivation("subjid")
+def _subjid(context: RecordContext) -> Value:
+    return context.subject.subjid
+
+
+@derivation("siteid")
+def _siteid(context: RecordContext) -> Value:
+    return context.subject.siteid
+
+
+@derivation("seq")
+def _seq(context: RecordContext) -> Value:
+    """--SEQ, numbered by the engine in the creation order of the source rows."""
+    return float(context.seq)
+
+
+@derivation("domain")
+def _domain(context: RecordContext) -> Value:
+    return context.domain
+
+
+@derivation("dtc")
+def dtc(context: RecordContext, date: str, time: str | None = None) -> Value:
+    """ISO 8601 --DTC from a date (or partial date, or datetime) item and an optional time
+    item: partial dates stay partial, and a time joins only a complete date."""
+    day = context.item(date)
+    if day is None:
+        return None
+    moment = context.item(time) if time else None
+    if moment and len(day) == 10:
+        return f"{day}T{moment}"
+    return day
+
+
+@derivation("date_part")
+def _date_part(context: RecordContext, item: str) -> Value:
+    """The date of a datetime item (ISO 8601 YYYY-MM-DD), partial dates unchanged."""
+    value = context.item(item)
+    return value[:10] if value else None
+
+
+@derivation("anchor")
+def _anchor(context: RecordContext, anchor: str) -> Value:
+    """A subject's anchor date/time (consent, leukapheresis, infusion) as collected."""
+    return context.data.anchors.get(anchor)
+
+
+@derivation("decode")
+def _decode(context: RecordContext, item: str, codelist: str) -> Value:
+    """The study code list's decode of a collected code (e.g. a --TEST from a --TESTCD)."""
+    code = context.item(item)
+    return None if code is None else context.study.codelists[codelist].decode(code)
+
+
+def day_of(dtc_value: str | None) -> date | None:
+    """The calendar date of a complete ISO 8601 date or datetime; None when partial."""
+    if dtc_value is None or len(dtc_value) < 10:
+        return None
+    return date.fromisoformat(dtc_value[:10])
+
+
+def sdtm_day(day: date, reference: date) -> int:
+    """SDTM study day: reference day is 1, the day before is -1; there is no day 0."""
+    delta = (day - reference).days
+    return delta + 1 if delta >= 0 else delta
+
+
+@derivation("study_day")
+def study_day(context: RecordContext, dtc: str) -> Value:
+    """--DY of the variable `dtc` (already computed in this record) from RFSTDTC; only for
+    complete dates."""
+    value = context.record.get(dtc)
+    day = day_of(value if isinstance(value, str) else None)
+    reference = day_of(context.reference_start)
+    return None if day is None or reference is None else float(sdtm_day(day, reference))
+
+
+@derivation("transposed")
+def _transposed(context: RecordContext, key: str) -> Value:
+    """A value of the record's transposition entry (`values: {KEY: ...}`)."""
+    return context.transposed_values.get(key)
+
+
+@derivation("transposed_result")
+def _transposed_result(context: RecordContext) -> Value:
+    """The collected value of the record's transposition item."""
+    return context.item(context.transposed_item) if context.transposed_item else None
+
+
+def visit_number(visit: Visit, repeat: int) -> float:
+    """VISITNUM: the schedule's number; a repeat of a repeating visit adds hundredths
+    (unscheduled visits count from .01: 99.01, 99.02; repeating scheduled visits keep the
+    number for their first occurrence: 21, 21.01)."""
+    extra = repeat if visit.type == "unscheduled" else repeat - 1
+    return round(visit.visitnum + extra / 100, 2)
+
+
+def visit_name(visit: Visit, repeat: int) -> str:
+    """VISIT: the schedule's name, numbered for repeats (Unscheduled 1, Long-term 2)."""
+    if visit.type == "unscheduled" or repeat > 1:
+        return f"{visit.name} {repeat}"
+    return visit.name
+
+
+@derivation("visitnum")
+def _visitnum(context: RecordContext) -> Value:
+    """VISITNUM of a record from a visit form; None for log forms."""
+    row = context.row
+    visit = None if row is None else context.study.visit(row.event_oid)
+    return None if row is None or visit is None else visit_number(visit, row.event_repeat)
+
+
+@derivation("visit")
+def _visit(context: RecordContext) -> Value:
+    """VISIT of a record from a visit form; None for log forms."""
+    row = context.row
+    visit = None if row is None else context.study.visit(row.event_oid)
+    return None if row is None or visit is None else visit_name(visit, row.event_repeat)
+
+
+@derivation("epoch")
+def _epoch(context: RecordContext, dtc: str | None = None) -> Value:
+    """EPOCH: the period of the record's visit; for log records, the period the date in
+    variable `dtc` falls in (periods start at the subject's first visit of each period)."""
+    row = context.row
+    visit = None if row is None else context.study.visit(row.event_oid)
+    if visit is not None:
+        return epoch_of_period(context.study, visit.period)
+    value = context.record.get(dtc) if dtc else None
+    day = day_of(value if isinstance(value, str) else None)
+    if day is None:
+        return None
+    current = None
+    for start, period in context.data.period_starts:
+        if start <= day:
+            current = period
+    return None if current is None else epoch_of_period(context.study, current)
+
+
+def epoch_of_period(study: Study, period_oid: str) -> str | None:
+    return next((p.epoch for p in study.schedule.periods if p.oid == period_oid), None)
+
+
+@derivation("visit_date")
+def _visit_date(context: RecordContext, form: str) -> Value:
+    """Date of the visit where the subject's first `form` (by name) was entered."""
+    dates = [row.visit_date for row in context.data.rows_of(form) if row.visit_date]
+    return dates[0].isoformat() if dates else None
+
+
+@derivation("when_item")
+def _when_item(context: RecordContext, item: str, value: str) -> Value:
+    """`value` when `item` has a value (e.g. AGEU when AGE is known), else null."""
+    return value if context.item(item) is not None else None
