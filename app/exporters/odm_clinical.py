@@ -1,225 +1,258 @@
-"""ODM 1.3.2 snapshot export: study metadata, AdminData and every subject's ClinicalData,
-each item with its latest AuditRecord.
+"""ODM 1.3.2 snapshot export: study metadata, AdminData and the ClinicalData of the subjects in
+scope, each level with the AuditRecord of its latest change.
 
-Streamed: the document is written with lxml's incremental `xmlfile` while subjects are read
-one at a time, so memory stays bounded by the largest subject, not by the study.
-Form status travels as an Annotation Flag on FormData, coded with CL.FORMSTATUS.
+What a SubjectData holds, in schema order:
+- AuditRecord of the subject's latest creation or status change, SiteRef, then Annotations:
+  status (CL.SUBJECTSTATUS, effective date as Comment), dose level and phase (CL.DOSELEVEL,
+  CL.PHASE) once assigned;
+- StudyEventData with the AuditRecord of its visit date and an Annotation of that date;
+- FormData with the AuditRecord of its latest status change and an Annotation of its status
+  (CL.FORMSTATUS); a form not done carries its reason as Comment, and every item of its
+  definition as ItemData IsNull="Yes" with the same reason;
+- ItemGroupData and ItemData with the AuditRecord of the value's latest change.
+The Annotation functions live in `odm_common` (one per kind, see its docstring): investigators'
+Signatures, queries and verification flags are added there as further elements of the same
+levels, without changing how this module walks the data.
+
+Incremental (`scope.changed_since`): only subjects with an audit record after the moment, and
+within them only the values, visit dates and form statuses changed after it, with the
+containers they need. A removed value has no ItemData here; the transactional export has it.
+
+Streamed: the document is written with lxml's incremental `xmlfile`; each subject is read with
+two queries of plain columns (its data, and the latest audit record of each of its values) and
+written before the next is read, so memory is bounded by the largest subject.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from lxml import etree
-from sqlmodel import Session, col, select
+from sqlalchemy import func
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col
 
-from app.exporters.odm_metadata import metadata_version_oid, study_element
+from app.exporters.odm_common import (
+    AUDIT_COLUMNS,
+    PATH_COLUMNS,
+    WHOLE_STUDY,
+    AuditRow,
+    DataKey,
+    ExportCounts,
+    RepeatKeys,
+    Sites,
+    audit_element,
+    data_key,
+    dose_annotation,
+    form_status_annotation,
+    not_done_item,
+    odm_document,
+    q,
+    subject_status_annotation,
+    visit_date_annotation,
+)
+from app.exporters.scope import (
+    ExportScope,
+    Progress,
+    no_progress,
+    scoped_subject_ids,
+    scoped_subjects,
+)
 from app.models import (
     AuditRecord,
     FormData,
+    FormStatus,
     ItemData,
     ItemGroupData,
-    Site,
     StudyEventData,
     Subject,
-    UserAccount,
-    utcnow,
+    pk,
 )
-from app.study.loader import LOG_EVENT_OID, Study
+from app.study.loader import Study
 
-ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
-SYSTEM_USER_OID = "USR.SYSTEM"
-FORM_STATUS_CODELIST = "CL.FORMSTATUS"
+__all__ = ["ExportCounts", "write_odm_snapshot"]
 
-
-def q(tag: str) -> str:
-    return f"{{{ODM_NS}}}{tag}"
+SUBJECT_LEVEL: DataKey = (None, None, None, None, None, None, None)
 
 
-@dataclass
-class ExportCounts:
-    subjects: int = 0
-    items: int = 0
-
-
-def user_oid(user_id: int | None) -> str:
-    return SYSTEM_USER_OID if user_id is None else f"USR.{user_id}"
-
-
-def write_odm_snapshot(session: Session, study: Study, path: Path) -> ExportCounts:
-    """Write the whole study as one ODM 1.3.2 Snapshot file; returns what was written."""
+def write_odm_snapshot(
+    session: Session,
+    study: Study,
+    path: Path,
+    scope: ExportScope = WHOLE_STUDY,
+    progress: Progress = no_progress,
+) -> ExportCounts:
+    """Write the subjects in `scope` as one ODM 1.3.2 Snapshot file; returns what was written.
+    Calls `progress(done, total)` after each subject in scope."""
     counts = ExportCounts()
-    created = utcnow()
-    with etree.xmlfile(str(path), encoding="UTF-8") as xf:
-        xf.write_declaration()
-        attributes = {
-            "FileType": "Snapshot",
-            "FileOID": f"TRIALDESK.{study.info.oid}.{created:%Y%m%dT%H%M%S}",
-            "CreationDateTime": created.isoformat(timespec="seconds"),
-            "ODMVersion": "1.3.2",
-            "Originator": "TrialDesk",
-        }
-        with xf.element(q("ODM"), attributes, nsmap={None: ODM_NS}):
-            xf.write(study_element(study))
-            xf.write(admin_data(session, study))
-            mdv = metadata_version_oid(study)
-            with xf.element(q("ClinicalData"), StudyOID=study.info.oid, MetaDataVersionOID=mdv):
-                sites = {site.id: site.oid for site in session.exec(select(Site))}
-                for subject in _subjects(session):
-                    element, items = subject_element(session, study, subject, sites)
-                    xf.write(element)
-                    counts.subjects += 1
-                    counts.items += items
+    total = len(scoped_subject_ids(session, scope))
+    since = scope.changed_since
+    changed = _subjects_changed_since(session, since) if since is not None else None
+    with odm_document(str(path), session, study, "Snapshot") as (xf, sites):
+        writer = _SubjectWriter(study, sites, since)
+        for done, subject in enumerate(scoped_subjects(session, scope), start=1):
+            if changed is None or subject.id in changed:
+                element, items = writer.subject_data(session, subject)
+                xf.write(element)
+                counts.subjects += 1
+                counts.items += items
+            progress(done, total)
     return counts
 
 
-def _subjects(session: Session) -> Iterator[Subject]:
-    ids = list(session.exec(select(Subject.id).order_by(col(Subject.subject_key))))
-    for subject_id in ids:
-        subject = session.get(Subject, subject_id)
-        if subject is not None:
-            yield subject
-            session.expunge(subject)
-
-
-def admin_data(session: Session, study: Study) -> etree._Element:
-    """Users (including the system user of automatic changes) and sites as Locations."""
-    admin = etree.Element(q("AdminData"), StudyOID=study.info.oid)
-    system = etree.SubElement(admin, q("User"), OID=SYSTEM_USER_OID)
-    etree.SubElement(system, q("FullName")).text = "TrialDesk (system)"
-    for user in session.exec(select(UserAccount).order_by(col(UserAccount.id))):
-        element = etree.SubElement(admin, q("User"), OID=user_oid(user.id))
-        etree.SubElement(element, q("LoginName")).text = user.username
-        etree.SubElement(element, q("FullName")).text = user.full_name
-    mdv = metadata_version_oid(study)
-    for site in session.exec(select(Site).order_by(col(Site.number))):
-        location = etree.SubElement(
-            admin, q("Location"), OID=site.oid, Name=site.name, LocationType="Site"
-        )
-        etree.SubElement(
-            location,
-            q("MetaDataVersionRef"),
-            StudyOID=study.info.oid,
-            MetaDataVersionOID=mdv,
-            EffectiveDate=site.created_at.date().isoformat(),
-        )
-    return admin
-
-
-AuditKey = tuple[str, int, str, int, str, int, str]
-
-
-def subject_element(
-    session: Session, study: Study, subject: Subject, sites: dict[int | None, str]
-) -> tuple[etree._Element, int]:
-    """The SubjectData element of one subject and the number of ItemData in it."""
-    latest = _latest_audit(session, subject)
-    element = etree.Element(q("SubjectData"), SubjectKey=subject.subject_key)
-    etree.SubElement(element, q("SiteRef"), LocationOID=sites[subject.site_id])
-    items = 0
-    rows = session.exec(
-        select(StudyEventData, FormData, ItemGroupData, ItemData)
-        .join(FormData, col(FormData.study_event_id) == StudyEventData.id)
-        .join(ItemGroupData, col(ItemGroupData.form_data_id) == FormData.id)
-        .join(ItemData, col(ItemData.item_group_data_id) == ItemGroupData.id)
-        .where(StudyEventData.subject_id == subject.id)
-        .order_by(
-            col(StudyEventData.id),
-            col(FormData.id),
-            col(ItemGroupData.item_group_oid),
-            col(ItemGroupData.repeat_key),
-            col(ItemData.id),
-        )
+def _subjects_changed_since(session: Session, since: datetime) -> set[int]:
+    rows = session.execute(
+        sa_select(col(AuditRecord.subject_id))
+        .where(col(AuditRecord.occurred_at) > since, col(AuditRecord.subject_id).is_not(None))
+        .distinct()
     )
-    # Every row's parents are written before it: the first row differs from these None keys.
-    event_el = form_el = group_el = element
-    keys: tuple[int | None, int | None, int | None] = (None, None, None)
-    for event, form, group, item in rows:
-        if keys[0] != event.id:
-            event_el = etree.SubElement(element, q("StudyEventData"), StudyEventOID=event.event_oid)
-            if _event_repeats(study, event.event_oid):
-                event_el.set("StudyEventRepeatKey", str(event.repeat_key))
-        if keys[1] != form.id:
-            form_el = etree.SubElement(event_el, q("FormData"), FormOID=form.form_oid)
-            if study.is_repeating_form(event.event_oid, form.form_oid):
-                form_el.set("FormRepeatKey", str(form.repeat_key))
-            _form_status(form_el, form.status)
-        if keys[2] != group.id:
-            group_el = etree.SubElement(
-                form_el, q("ItemGroupData"), ItemGroupOID=group.item_group_oid
+    return {subject_id for (subject_id,) in rows}
+
+
+def _latest_audit(session: Session, subject_id: int) -> dict[DataKey, AuditRow]:
+    """The latest audit record of each value, form, visit and of the subject itself."""
+    latest_ids = (
+        sa_select(func.max(col(AuditRecord.id)))
+        .where(col(AuditRecord.subject_id) == subject_id)
+        .group_by(*PATH_COLUMNS)
+    )
+    rows = session.execute(sa_select(*AUDIT_COLUMNS).where(col(AuditRecord.id).in_(latest_ids)))
+    return {data_key(row): row for row in rows}
+
+
+_DATA_COLUMNS = (
+    *(col(c) for c in (StudyEventData.id, StudyEventData.event_oid, StudyEventData.repeat_key)),
+    col(StudyEventData.visit_date),
+    *(col(c) for c in (FormData.id, FormData.form_oid, FormData.repeat_key, FormData.status)),
+    col(FormData.not_done_reason),
+    *(col(c) for c in (ItemGroupData.id, ItemGroupData.item_group_oid, ItemGroupData.repeat_key)),
+    col(ItemData.item_oid),
+    col(ItemData.value),
+)
+"""A subject's events, forms, item group repeats and values, in the order the walk expects."""
+
+
+class _SubjectWriter:
+    """Builds one subject's SubjectData element; holds what every subject shares."""
+
+    def __init__(self, study: Study, sites: Sites, since: datetime | None) -> None:
+        self.repeats = RepeatKeys(study)
+        self.sites = sites
+        self.since = since
+        self.form_items = {
+            form.oid: [
+                (group.oid, [item.oid for item in group.items]) for group in form.item_groups
+            ]
+            for form in study.forms.values()
+        }
+
+    def subject_data(self, session: Session, subject: Subject) -> tuple[etree._Element, int]:
+        """The SubjectData element of `subject` and the number of ItemData in it."""
+        latest = _latest_audit(session, pk(subject))
+        element = etree.Element(q("SubjectData"), SubjectKey=subject.subject_key)
+        self._audit(element, latest.get(SUBJECT_LEVEL))
+        etree.SubElement(element, q("SiteRef"), LocationOID=self.sites[subject.site_id])
+        subject_status_annotation(element, subject.status, subject.status_date)
+        dose_annotation(element, subject.dose_level, subject.phase)
+        rows = session.execute(
+            sa_select(*_DATA_COLUMNS)
+            .select_from(StudyEventData)
+            .outerjoin(FormData, col(FormData.study_event_id) == col(StudyEventData.id))
+            .outerjoin(ItemGroupData, col(ItemGroupData.form_data_id) == col(FormData.id))
+            .outerjoin(ItemData, col(ItemData.item_group_data_id) == col(ItemGroupData.id))
+            .where(col(StudyEventData.subject_id) == subject.id)
+            .order_by(
+                col(StudyEventData.id),
+                col(FormData.id),
+                col(ItemGroupData.item_group_oid),
+                col(ItemGroupData.repeat_key),
+                col(ItemData.id),
             )
-            if _group_repeats(study, form.form_oid, group.item_group_oid):
-                group_el.set("ItemGroupRepeatKey", str(group.repeat_key))
-        keys = (event.id, form.id, group.id)
-        if item.value is None:
-            continue
-        item_el = etree.SubElement(group_el, q("ItemData"), ItemOID=item.item_oid, Value=item.value)
-        key = (
-            event.event_oid,
-            event.repeat_key,
-            form.form_oid,
-            form.repeat_key,
-            group.item_group_oid,
-            group.repeat_key,
-            item.item_oid,
         )
-        if key in latest:
-            item_el.append(audit_element(latest[key], sites))
-        items += 1
-    return element, items
+        changed: set[etree._Element] = set()  # containers changed since the moment
+        items = 0
+        # Every row's parents are written before it: the first row differs from these keys.
+        event_el = form_el = group_el = element
+        event_id = form_id = group_id = -1
+        form_not_done = False
+        for (
+            e_id, event_oid, e_repeat, visit_date, f_id, form_oid, f_repeat, status, reason,
+            g_id, group_oid, g_repeat, item_oid, value,
+        ) in rows:  # fmt: skip
+            if e_id != event_id:
+                event_id, form_id = e_id, -1
+                event_el = self.repeats.event(element, event_oid, e_repeat)
+                key: DataKey = (event_oid, e_repeat, None, None, None, None, None)
+                if self._audit(event_el, latest.get(key)):
+                    changed.add(event_el)
+                visit_date_annotation(event_el, visit_date)
+            if f_id is None:
+                continue
+            if f_id != form_id:
+                form_id, group_id = f_id, -1
+                form_el = self.repeats.form(event_el, event_oid, form_oid, f_repeat)
+                key = (event_oid, e_repeat, form_oid, f_repeat, None, None, None)
+                form_changed = self._audit(form_el, latest.get(key))
+                form_not_done = status == FormStatus.NOT_DONE
+                form_status_annotation(form_el, status, reason if form_not_done else None)
+                if form_changed:
+                    changed.add(form_el)
+                if form_not_done and (self.since is None or form_changed):
+                    items += self._not_done_items(form_el, form_oid, reason)
+            if g_id is None or form_not_done:
+                continue
+            if g_id != group_id:
+                group_id = g_id
+                group_el = self.repeats.group(form_el, form_oid, group_oid, g_repeat)
+            if value is None:
+                continue
+            record = latest.get(
+                (event_oid, e_repeat, form_oid, f_repeat, group_oid, g_repeat, item_oid)
+            )
+            if self.since is not None and not self._after_since(record):
+                continue
+            item_el = etree.SubElement(group_el, q("ItemData"), ItemOID=item_oid, Value=value)
+            if record is not None:
+                item_el.append(audit_element(record, self.sites))
+            items += 1
+        if self.since is not None:
+            _drop_unchanged_containers(element, changed)
+        return element, items
+
+    def _audit(self, element: etree._Element, record: AuditRow | None) -> bool:
+        """Add the AuditRecord of the element's latest change; True if that change is after
+        the moment of an incremental export."""
+        if record is None:
+            return False
+        element.append(audit_element(record, self.sites))
+        return self._after_since(record)
+
+    def _after_since(self, record: AuditRow | None) -> bool:
+        return record is not None and self.since is not None and record.occurred_at > self.since
+
+    def _not_done_items(self, form_el: etree._Element, form_oid: str, reason: str | None) -> int:
+        items = 0
+        for group_oid, item_oids in self.form_items[form_oid]:
+            group_el = self.repeats.group(form_el, form_oid, group_oid, 1)
+            for item_oid in item_oids:
+                not_done_item(group_el, item_oid, reason)
+            items += len(item_oids)
+        return items
 
 
-def _form_status(form_el: etree._Element, status: str) -> None:
-    annotation = etree.SubElement(form_el, q("Annotation"), SeqNum="1")
-    flag = etree.SubElement(annotation, q("Flag"))
-    etree.SubElement(flag, q("FlagValue"), CodeListOID=FORM_STATUS_CODELIST).text = status
+def _drop_unchanged_containers(element: etree._Element, changed: set[etree._Element]) -> None:
+    """Remove the groups, forms and visits of an incremental export that hold no change."""
+    for event_el in list(element.iterchildren(q("StudyEventData"))):
+        for form_el in list(event_el.iterchildren(q("FormData"))):
+            for group_el in list(form_el.iterchildren(q("ItemGroupData"))):
+                if _no_child(group_el, "ItemData"):
+                    form_el.remove(group_el)
+            if form_el not in changed and _no_child(form_el, "ItemGroupData"):
+                event_el.remove(form_el)
+        if event_el not in changed and _no_child(event_el, "FormData"):
+            element.remove(event_el)
 
 
-def _event_repeats(study: Study, event_oid: str) -> bool:
-    visit = study.visit(event_oid)
-    return visit is not None and visit.repeating and event_oid != LOG_EVENT_OID
-
-
-def _group_repeats(study: Study, form_oid: str, group_oid: str) -> bool:
-    form = study.forms.get(form_oid)
-    return form is not None and any(g.oid == group_oid and g.repeating for g in form.item_groups)
-
-
-def _latest_audit(session: Session, subject: Subject) -> dict[AuditKey, AuditRecord]:
-    latest: dict[AuditKey, AuditRecord] = {}
-    records = session.exec(
-        select(AuditRecord)
-        .where(AuditRecord.subject_id == subject.id, col(AuditRecord.item_oid).is_not(None))
-        .order_by(col(AuditRecord.id))
-    )
-    for record in records:
-        key = (
-            record.event_oid or "",
-            record.event_repeat or 0,
-            record.form_oid or "",
-            record.form_repeat or 0,
-            record.item_group_oid or "",
-            record.group_repeat or 0,
-            record.item_oid or "",
-        )
-        latest[key] = record
-    return latest
-
-
-def audit_element(record: AuditRecord, sites: dict[int | None, str]) -> etree._Element:
-    """An ODM AuditRecord: who (UserRef), where (LocationRef), when, why, through what."""
-    element = etree.Element(q("AuditRecord"))
-    etree.SubElement(element, q("UserRef"), UserOID=user_oid(record.user_id))
-    etree.SubElement(element, q("LocationRef"), LocationOID=sites[record.site_id])
-    etree.SubElement(element, q("DateTimeStamp")).text = _timestamp(record.occurred_at)
-    if record.reason:
-        etree.SubElement(element, q("ReasonForChange")).text = record.reason
-    etree.SubElement(element, q("SourceID")).text = record.source
-    return element
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds")
+def _no_child(element: etree._Element, tag: str) -> bool:
+    return next(element.iterchildren(q(tag)), None) is None

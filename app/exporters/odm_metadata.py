@@ -20,9 +20,11 @@ from lxml import etree
 from odmlib.odm_element import ODMElement
 
 from app.crf.values import MAX_TEXT_LENGTH
+from app.models import FormStatus
 from app.study.loader import LOG_EVENT_OID, Study
 from app.study.model import (
     CodeList,
+    CodeListItem,
     DataType,
     FormDef,
     ItemDef,
@@ -46,6 +48,57 @@ _NAMESPACES = {
 }
 """Namespaces odmlib serialises our trees with; bound per tree so that another odmlib model
 (ODM 2.0 registers a different default namespace) loaded in the process cannot change them."""
+
+
+FORM_STATUS_CODELIST = "CL.FORMSTATUS"
+SUBJECT_STATUS_CODELIST = "CL.SUBJECTSTATUS"
+DOSE_LEVEL_CODELIST = "CL.DOSELEVEL"
+PHASE_CODELIST = "CL.PHASE"
+VISIT_STATUS_CODELIST = "CL.VISITSTATUS"
+FLAG_TYPE_CODELIST = "CL.FLAGTYPE"
+VISIT_OCCURRED = "occurred"
+
+
+def flag_codelists(study: Study) -> list[CodeList]:
+    """The code lists of the Annotation Flags in ClinicalData (form status, subject status,
+    dose level, phase, visit status) and of their FlagTypes. A study's own list of the same OID
+    (e.g. CL.PHASE on a CRF) is used as it is and not repeated."""
+    path = study.subject_path
+    lists = [
+        _flag_codelist(
+            FORM_STATUS_CODELIST,
+            "Form status",
+            [(s.value, s.value.replace("_", " ").capitalize()) for s in FormStatus],
+        ),
+        _flag_codelist(
+            SUBJECT_STATUS_CODELIST, "Subject status", [(s.code, s.label) for s in path.statuses]
+        ),
+        _flag_codelist(
+            DOSE_LEVEL_CODELIST, "Dose level", [(d.code, d.label) for d in study.info.dose_levels]
+        ),
+        _flag_codelist(
+            PHASE_CODELIST, "Study phase", [(p.code, p.label) for p in study.info.phases]
+        ),
+        _flag_codelist(
+            VISIT_STATUS_CODELIST, "Visit status", [(VISIT_OCCURRED, "Visit took place")]
+        ),
+    ]
+    kinds = [(codelist.oid.removeprefix("CL."), codelist.name) for codelist in lists]
+    lists.append(_flag_codelist(FLAG_TYPE_CODELIST, "Kind of annotation flag", kinds))
+    return [codelist for codelist in lists if codelist.oid not in study.codelists]
+
+
+def flag_type(codelist_oid: str) -> str:
+    """The FlagType code (in CL.FLAGTYPE) of the flags whose values come from `codelist_oid`."""
+    return codelist_oid.removeprefix("CL.")
+
+
+def _flag_codelist(oid: str, name: str, entries: list[tuple[str, str]]) -> CodeList:
+    return CodeList(
+        oid=oid,
+        name=f"{name} (TrialDesk; in ClinicalData Annotation Flags)",
+        items=tuple(CodeListItem(code=code, decode=decode) for code, decode in entries),
+    )
 
 
 def metadata_version_oid(study: Study) -> str:
@@ -122,7 +175,9 @@ def _metadata_version(study: Study) -> ODM.MetaDataVersion:
         FormDef=[_form(study, form) for form in study.forms.values()],
         ItemGroupDef=[_item_group(form, group) for form, group in groups],
         ItemDef=[_item(study, item) for item in items],
-        CodeList=[_codelist(codelist) for codelist in study.codelists.values()],
+        CodeList=[
+            _codelist(codelist) for codelist in [*study.codelists.values(), *flag_codelists(study)]
+        ],
         ConditionDef=conditions,
         MethodDef=[_method(item, item.derivation) for item in items if item.derivation],
     )

@@ -1,0 +1,277 @@
+"""What the ODM 1.3.2 snapshot and transactional exports share: the document frame (Study,
+AdminData, ClinicalData), AuditRecords from plain audit rows, the ClinicalData containers with
+their repeat keys, and one small function per kind of Annotation.
+
+Annotations follow one rule, so that a reader needs no extension schema: each Annotation holds
+Flags whose FlagValue comes from a code list of the MetaDataVersion (CL.FORMSTATUS,
+CL.SUBJECTSTATUS, CL.DOSELEVEL, CL.PHASE, CL.VISITSTATUS) and whose FlagType, from
+CL.FLAGTYPE, names that list; its Comment, when present, holds the date or the reason that
+goes with the flag (a status's effective date, a visit's date, why a form was not done).
+A new kind of annotation (a query as an Annotation Comment, a source data verification flag)
+is one more function here and one more code list in `odm_metadata.flag_codelists`; Signatures
+go between AuditRecord and Annotation, which every writer already orders that way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from lxml import etree
+from sqlalchemy import Row
+from sqlmodel import Session, col, select
+
+from app.exporters.odm_metadata import (
+    DOSE_LEVEL_CODELIST,
+    FLAG_TYPE_CODELIST,
+    FORM_STATUS_CODELIST,
+    PHASE_CODELIST,
+    SUBJECT_STATUS_CODELIST,
+    VISIT_OCCURRED,
+    VISIT_STATUS_CODELIST,
+    flag_type,
+    metadata_version_oid,
+    study_element,
+)
+from app.exporters.scope import ExportScope
+from app.models import AuditRecord, Site, UserAccount, utcnow
+from app.study.loader import LOG_EVENT_OID, Study
+
+ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
+SYSTEM_USER_OID = "USR.SYSTEM"
+WHOLE_STUDY = ExportScope()
+"""The default scope of the ODM writers."""
+
+
+def q(tag: str) -> str:
+    """The qualified name of an ODM 1.3 element."""
+    return f"{{{ODM_NS}}}{tag}"
+
+
+@dataclass
+class ExportCounts:
+    """What an export wrote: SubjectData of distinct subjects, and ItemData elements."""
+
+    subjects: int = 0
+    items: int = 0
+
+
+def user_oid(user_id: int | None) -> str:
+    return SYSTEM_USER_OID if user_id is None else f"USR.{user_id}"
+
+
+Sites = dict[int | None, str]
+"""Site ids to their Location OIDs."""
+
+
+@contextmanager
+def odm_document(
+    path: str, session: Session, study: Study, file_type: str
+) -> Iterator[tuple[etree._IncrementalFileWriter, Sites]]:
+    """Open an ODM file of `file_type` (Snapshot or Transactional) with the study metadata and
+    AdminData written; yields the writer inside ClinicalData and the Location OIDs of sites."""
+    created = utcnow()
+    with etree.xmlfile(path, encoding="UTF-8") as xf:
+        xf.write_declaration()
+        attributes = {
+            "FileType": file_type,
+            "FileOID": f"TRIALDESK.{study.info.oid}.{file_type}.{created:%Y%m%dT%H%M%S%f}",
+            "CreationDateTime": created.isoformat(timespec="seconds"),
+            "ODMVersion": "1.3.2",
+            "Originator": "TrialDesk",
+        }
+        with xf.element(q("ODM"), attributes, nsmap={None: ODM_NS}):
+            xf.write(study_element(study))
+            xf.write(admin_data(session, study))
+            mdv = metadata_version_oid(study)
+            with xf.element(q("ClinicalData"), StudyOID=study.info.oid, MetaDataVersionOID=mdv):
+                yield xf, {site.id: site.oid for site in session.exec(select(Site))}
+
+
+def admin_data(session: Session, study: Study) -> etree._Element:
+    """Users (including the system user of automatic changes) and sites as Locations."""
+    admin = etree.Element(q("AdminData"), StudyOID=study.info.oid)
+    system = etree.SubElement(admin, q("User"), OID=SYSTEM_USER_OID)
+    etree.SubElement(system, q("FullName")).text = "TrialDesk (system)"
+    for user in session.exec(select(UserAccount).order_by(col(UserAccount.id))):
+        element = etree.SubElement(admin, q("User"), OID=user_oid(user.id))
+        etree.SubElement(element, q("LoginName")).text = user.username
+        etree.SubElement(element, q("FullName")).text = user.full_name
+    mdv = metadata_version_oid(study)
+    for site in session.exec(select(Site).order_by(col(Site.number))):
+        location = etree.SubElement(
+            admin, q("Location"), OID=site.oid, Name=site.name, LocationType="Site"
+        )
+        etree.SubElement(
+            location,
+            q("MetaDataVersionRef"),
+            StudyOID=study.info.oid,
+            MetaDataVersionOID=mdv,
+            EffectiveDate=site.created_at.date().isoformat(),
+        )
+    return admin
+
+
+# -- audit records ----------------------------------------------------------------------------
+
+AUDIT_COLUMNS = (
+    col(AuditRecord.id),
+    col(AuditRecord.occurred_at),
+    col(AuditRecord.user_id),
+    col(AuditRecord.site_id),
+    col(AuditRecord.action),
+    col(AuditRecord.source),
+    col(AuditRecord.event_oid),
+    col(AuditRecord.event_repeat),
+    col(AuditRecord.form_oid),
+    col(AuditRecord.form_repeat),
+    col(AuditRecord.item_group_oid),
+    col(AuditRecord.group_repeat),
+    col(AuditRecord.item_oid),
+    col(AuditRecord.old_value),
+    col(AuditRecord.new_value),
+    col(AuditRecord.reason),
+    col(AuditRecord.details),
+)
+"""The audit columns exports read, as plain rows (no ORM object per record)."""
+
+AuditRow = Row[Any]
+"""A row of AUDIT_COLUMNS."""
+
+DataKey = tuple[str | None, int | None, str | None, int | None, str | None, int | None, str | None]
+"""Where a change happened: event, repeat, form, repeat, item group, repeat, item; None from
+the level the change concerns (a form status change has no item group)."""
+
+PATH_COLUMNS = AUDIT_COLUMNS[6:13]
+
+
+def data_key(row: AuditRow) -> DataKey:
+    return (
+        row.event_oid,
+        row.event_repeat,
+        row.form_oid,
+        row.form_repeat,
+        row.item_group_oid,
+        row.group_repeat,
+        row.item_oid,
+    )
+
+
+def audit_element(row: AuditRow, sites: Sites) -> etree._Element:
+    """An ODM AuditRecord: who (UserRef), where (LocationRef), when, why, through what."""
+    element = etree.Element(q("AuditRecord"))
+    etree.SubElement(element, q("UserRef"), UserOID=user_oid(row.user_id))
+    etree.SubElement(element, q("LocationRef"), LocationOID=sites[row.site_id])
+    etree.SubElement(element, q("DateTimeStamp")).text = row.occurred_at.isoformat(
+        timespec="seconds"
+    )
+    if row.reason:
+        etree.SubElement(element, q("ReasonForChange")).text = row.reason
+    etree.SubElement(element, q("SourceID")).text = row.source
+    return element
+
+
+# -- containers -------------------------------------------------------------------------------
+
+
+class RepeatKeys:
+    """Which StudyEvents, Forms and ItemGroups repeat, so that containers carry a repeat key
+    exactly when the metadata says they repeat (computed once per export)."""
+
+    def __init__(self, study: Study) -> None:
+        self.events = {
+            v.oid for v in study.schedule.visits if v.repeating and v.oid != LOG_EVENT_OID
+        }
+        self.forms = {
+            (event, form)
+            for event in [*(v.oid for v in study.schedule.visits), LOG_EVENT_OID]
+            for form in study.forms_of_event(event)
+            if study.is_repeating_form(event, form)
+        }
+        self.groups = {
+            (form.oid, group.oid)
+            for form in study.forms.values()
+            for group in form.item_groups
+            if group.repeating
+        }
+
+    def event(self, parent: etree._Element, event_oid: str, repeat: int) -> etree._Element:
+        element = etree.SubElement(parent, q("StudyEventData"), StudyEventOID=event_oid)
+        if event_oid in self.events:
+            element.set("StudyEventRepeatKey", str(repeat))
+        return element
+
+    def form(
+        self, parent: etree._Element, event_oid: str, form_oid: str, repeat: int
+    ) -> etree._Element:
+        element = etree.SubElement(parent, q("FormData"), FormOID=form_oid)
+        if (event_oid, form_oid) in self.forms:
+            element.set("FormRepeatKey", str(repeat))
+        return element
+
+    def group(
+        self, parent: etree._Element, form_oid: str, group_oid: str, repeat: int
+    ) -> etree._Element:
+        element = etree.SubElement(parent, q("ItemGroupData"), ItemGroupOID=group_oid)
+        if (form_oid, group_oid) in self.groups:
+            element.set("ItemGroupRepeatKey", str(repeat))
+        return element
+
+
+# -- annotations: one function per kind --------------------------------------------------------
+
+Flag = tuple[str, str]
+"""A flag's code list OID and its value."""
+
+
+def annotate(parent: etree._Element, flags: Sequence[Flag], comment: str | None = None) -> None:
+    """Append an Annotation (numbered after the parent's others) with a Comment and Flags.
+    Call after the parent's AuditRecord and Signature and before its child data."""
+    seq = sum(1 for _ in parent.iterchildren(q("Annotation"))) + 1
+    annotation = etree.SubElement(parent, q("Annotation"), SeqNum=str(seq))
+    if comment:
+        etree.SubElement(annotation, q("Comment"), SponsorOrSite="Site").text = comment
+    for codelist, value in flags:
+        flag = etree.SubElement(annotation, q("Flag"))
+        etree.SubElement(flag, q("FlagValue"), CodeListOID=codelist).text = value
+        etree.SubElement(flag, q("FlagType"), CodeListOID=FLAG_TYPE_CODELIST).text = flag_type(
+            codelist
+        )
+
+
+def subject_status_annotation(
+    element: etree._Element, status: str, effective: date | str | None
+) -> None:
+    """The subject's status (CL.SUBJECTSTATUS) and, as Comment, the date it took effect."""
+    when = effective.isoformat() if isinstance(effective, date) else effective
+    annotate(element, [(SUBJECT_STATUS_CODELIST, status)], when)
+
+
+def dose_annotation(element: etree._Element, dose_level: str | None, phase: str | None) -> None:
+    """The subject's dose level (CL.DOSELEVEL) and study phase (CL.PHASE), once assigned."""
+    flags = [(DOSE_LEVEL_CODELIST, dose_level), (PHASE_CODELIST, phase)]
+    present = [(codelist, value) for codelist, value in flags if value]
+    if present:
+        annotate(element, present)
+
+
+def visit_date_annotation(element: etree._Element, visit_date: date | str | None) -> None:
+    """That the visit took place (CL.VISITSTATUS) and, as Comment, its date."""
+    if visit_date:
+        when = visit_date.isoformat() if isinstance(visit_date, date) else visit_date
+        annotate(element, [(VISIT_STATUS_CODELIST, VISIT_OCCURRED)], when)
+
+
+def form_status_annotation(element: etree._Element, status: str, reason: str | None) -> None:
+    """The form's status (CL.FORMSTATUS) and, for a form not done, the reason as Comment."""
+    annotate(element, [(FORM_STATUS_CODELIST, status)], reason)
+
+
+def not_done_item(parent: etree._Element, item_oid: str, reason: str | None) -> etree._Element:
+    """An ItemData of a form not done: IsNull, with the reason the form was not done."""
+    element = etree.SubElement(parent, q("ItemData"), ItemOID=item_oid, IsNull="Yes")
+    annotate(element, [], reason)
+    return element
