@@ -110,6 +110,46 @@ def register_subject(
     return subject
 
 
+class SubjectKeyTaken(Exception):
+    """A subject with this SubjectKey already exists."""
+
+
+def add_subject_with_key(
+    session: Session, study: Study, *, site: Site, subject_key: str, actor: audit.Actor
+) -> Subject:
+    """Create a subject under a key given by another system (an ODM import keeps the source's
+    SubjectKey), in the caller's transaction; audited. The caller checks permissions.
+
+    Raises SubjectKeyTaken when the key exists. A key in this site's screening-number form
+    (`<site>-<NNN>`) moves the site's counter past it, so register_subject never hands it out.
+    """
+    if session.exec(select(Subject.id).where(Subject.subject_key == subject_key)).first():
+        raise SubjectKeyTaken(subject_key)
+    prefix, _, number = subject_key.partition("-")
+    if prefix == site.number and number.isdigit():
+        session.execute(
+            update(Site)
+            .where(col(Site.id) == site.id, col(Site.next_subject_number) <= int(number))
+            .values(next_subject_number=int(number) + 1)
+        )
+    subject = Subject(
+        site_id=pk(site),
+        subject_key=subject_key,
+        status=study.subject_path.initial,
+        created_by_id=actor.user.id if actor.user else None,
+    )
+    session.add(subject)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="subject_create",
+        path=audit.DataPath(subject),
+        new_value=subject.subject_key,
+    )
+    return subject
+
+
 def list_subjects(session: Session, access: Access) -> list[tuple[Subject, Site]]:
     sites = access.site_ids(Permission.VIEW_SUBJECTS)
     statement = select(Subject, Site).join(Site, col(Site.id) == Subject.site_id)
@@ -270,6 +310,28 @@ def set_visit_date(
     """Record (or correct) the date a visit took place; creates the visit when needed, so an
     unscheduled visit is added by dating it. Commits; audited (a correction needs a reason)."""
     access.require(Permission.ENTER_DATA, subject.site_id)
+    event = write_visit_date(
+        session, study, subject=subject, event_oid=event_oid, event_repeat=event_repeat,
+        visit_date=visit_date, reason=reason, actor=actor, now=now,
+    )  # fmt: skip
+    session.commit()
+    session.refresh(event)
+    return event
+
+
+def write_visit_date(
+    session: Session,
+    study: Study,
+    *,
+    subject: Subject,
+    event_oid: str,
+    event_repeat: int,
+    visit_date: date,
+    reason: str | None,
+    actor: audit.Actor,
+    now: datetime,
+) -> StudyEventData:
+    """`set_visit_date` without the access check and the commit (the caller does both)."""
     visit = study.visit(event_oid)
     if visit is None or (event_repeat != 1 and not visit.repeating):
         raise NotFound(f"visit {event_oid} #{event_repeat}")
@@ -292,8 +354,6 @@ def set_visit_date(
             old_value=old.isoformat() if old else None, new_value=visit_date.isoformat(),
             reason=reason, at=now,
         )  # fmt: skip
-    session.commit()
-    session.refresh(event)
     return event
 
 
@@ -372,7 +432,33 @@ def save_form(
     changes without a reason. Raises SaveConflict when `base_version` is not the stored one.
     Derived values and answers cleared by a show-if get their reason from the system.
     """
-    form, stored = _open_for_edit(session, study, access, subject, ref)
+    access.require(Permission.ENTER_DATA, subject.site_id)
+    try:
+        outcome = write_form(
+            session, study, subject=subject, ref=ref, edit=edit, actor=actor, now=now
+        )
+        if outcome.saved:
+            session.commit()
+    except IntegrityError as error:  # another process created the same form meanwhile
+        session.rollback()
+        raise SaveConflict(edit.base_version + 1, []) from error
+    return outcome
+
+
+def write_form(
+    session: Session,
+    study: Study,
+    *,
+    subject: Subject,
+    ref: FormRef,
+    edit: FormEdit,
+    actor: audit.Actor,
+    now: datetime,
+) -> SaveOutcome:
+    """`save_form` without the access check and the commit: checks and writes the form in
+    the caller's transaction (an import stores a whole file in one). The caller checks
+    permissions and commits, or rolls back."""
+    form, stored = _open(session, study, subject, ref)
     current_version = stored.form_data.version if stored else 0
     old_rows: Rows = stored.rows if stored else {}
     evaluation = evaluate_for_subject(session, study, subject, form, edit.rows)
@@ -390,21 +476,16 @@ def save_form(
 
     status = FormStatus.COMPLETE if edit.complete else FormStatus.IN_PROGRESS
     path = audit.DataPath(subject, ref.event_oid, ref.event_repeat, ref.form_oid, ref.form_repeat)
-    try:
-        form_data = _write_form_data(
-            session, subject, ref, form, stored, edit.base_version, status, None, actor, now
-        )
-        target = stored or StoredForm(form_data, {})
-        _store_changes(session, form, target, changes, reasons, path, actor, now)
-        if status != old_status:
-            audit.record(
-                session, actor=actor, action="form_status", path=path, old_value=old_status,
-                new_value=status, reason=edit.reason, at=now,
-            )  # fmt: skip
-        session.commit()
-    except IntegrityError as error:  # another process created the same form meanwhile
-        session.rollback()
-        raise SaveConflict(current_version + 1, []) from error
+    form_data = _write_form_data(
+        session, subject, ref, form, stored, edit.base_version, status, None, actor, now
+    )
+    target = stored or StoredForm(form_data, {})
+    _store_changes(session, form, target, changes, reasons, path, actor, now)
+    if status != old_status:
+        audit.record(
+            session, actor=actor, action="form_status", path=path, old_value=old_status,
+            new_value=status, reason=edit.reason, at=now,
+        )  # fmt: skip
     outcome.saved = True
     outcome.version = edit.base_version + 1
     outcome.status = status
@@ -462,7 +543,27 @@ def mark_not_done(
     Refused (FormRefused) without a reason or while the form holds values; raises
     SaveConflict when `base_version` is not the stored version.
     """
-    form, stored = _open_for_edit(session, study, access, subject, ref)
+    access.require(Permission.ENTER_DATA, subject.site_id)
+    write_not_done(
+        session, study, subject=subject, ref=ref, base_version=base_version, reason=reason,
+        actor=actor, now=now,
+    )  # fmt: skip
+    session.commit()
+
+
+def write_not_done(
+    session: Session,
+    study: Study,
+    *,
+    subject: Subject,
+    ref: FormRef,
+    base_version: int,
+    reason: str | None,
+    actor: audit.Actor,
+    now: datetime,
+) -> None:
+    """`mark_not_done` without the access check and the commit (the caller does both)."""
+    form, stored = _open(session, study, subject, ref)
     current_version = stored.form_data.version if stored else 0
     if base_version != current_version:
         raise SaveConflict(current_version, [])
@@ -481,7 +582,6 @@ def mark_not_done(
         session, actor=actor, action="form_status", path=path, old_value=old_status,
         new_value=FormStatus.NOT_DONE, reason=reason, at=now,
     )  # fmt: skip
-    session.commit()
 
 
 def _change_reasons(

@@ -1,0 +1,1 @@
+"""Importers: clinical data written by other systems, loaded through TrialDesk's own checks."""

@@ -1,0 +1,651 @@
+"""ODM 1.3.2 import: ClinicalData written by another system (or by TrialDesk's own snapshot
+export) loaded into the study through the checks, derivations and audit trail of data entry.
+
+What an import does, and the decisions behind it:
+
+- The file is validated against the ODM 1.3.2 schema first, streaming, so a file of any size
+  fits in memory; a schema error is reported with its line and nothing else is read. The data
+  is then read one SubjectData at a time (lxml iterparse), each freed once stored.
+- Every ClinicalData must carry this study's OID and the MetaDataVersion OID of this build of
+  its definition; another study's file is refused as a whole.
+- Subjects are added, never updated: a SubjectKey already in the database (or twice in the
+  file) is a problem. Updating a casebook from a file would need a reason for every changed
+  value of a complete form and a Transactional file to say what was removed; an import does
+  not guess them. The file's SubjectKey is kept (`service.add_subject_with_key`).
+- Sites are not created: SiteRef names a Location whose OID must be a site the administrator
+  set up (sites carry the numbers screening numbers are made from). An unknown site is a
+  problem of that subject.
+- Values are stored by `service.write_form`, the code path of the pages: the same parsing,
+  hard ranges, code lists, partial-date rules, show-if conditions and derivations, and an
+  audit record per value with the source `import:<file name>` and the importing user.
+  Soft-range flags are warnings (the source system had them confirmed). A value for a question
+  that does not apply (its show-if is false) or that contradicts a preset row is a problem:
+  storing it would break the form's rules, dropping it would lose data silently.
+- Derived items in the file are recomputed by TrialDesk; a different value in the file is a
+  warning and TrialDesk's value is stored (the derivation is part of the study definition).
+- Form status comes from the FormData's Annotation Flag coded in CL.FORMSTATUS: `complete`
+  (needs every required answer, as on the page), `in_progress`, or `not_done` (the reason is the
+  Annotation's Comment); a form without the flag is in progress.
+- Subject status, dose level and phase come from SubjectData's Annotation Flags (CL.SUBJECTSTATUS,
+  CL.DOSELEVEL, CL.PHASE) and are set directly with one audit record naming the import, not
+  through the subject path's transitions: the source system was the system of record when the
+  subject moved, and the transitions check today's date and the order of steps, which an
+  imported history has already been through.
+- The file's AuditRecords are not replayed: TrialDesk's trail records the import itself; the
+  history before it stays with the source system and in the file.
+- All or nothing: one transaction, rolled back when anything is wrong. Each subject is written
+  in a savepoint, so with `valid_subjects_only` a subject with problems is left out (and
+  reported) while the others are stored; problems of the file itself still refuse it all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+
+from lxml import etree
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from app import audit
+from app.crf import service
+from app.crf.engine import FieldKey, FormEvaluation
+from app.exporters.odm_common import ODM_NS, q
+from app.exporters.odm_metadata import (
+    DOSE_LEVEL_CODELIST,
+    FORM_STATUS_CODELIST,
+    PHASE_CODELIST,
+    SUBJECT_STATUS_CODELIST,
+    VISIT_OCCURRED,
+    VISIT_STATUS_CODELIST,
+    metadata_version_oid,
+)
+from app.models import FormStatus, Site, Subject, utcnow
+from app.schemas import SchemaInvalid, odm_schema, validate_streaming
+from app.study.loader import LOG_EVENT_OID, Study
+from app.study.model import FormDef, ItemDef, ItemGroupDef
+
+IMPORTED_STATUSES = (FormStatus.IN_PROGRESS, FormStatus.COMPLETE, FormStatus.NOT_DONE)
+MAX_SOURCE_LENGTH = 200
+"""Length of AuditRecord.source: `import:` and the file name, cut to fit."""
+SUBJECT_KEY_LENGTH: int = Subject.__table__.c.subject_key.type.length  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ImportProblem:
+    """One thing wrong (or, as a warning, worth checking) at a place in the file."""
+
+    line: int | None
+    path: str
+    """SubjectKey/StudyEventOID[repeat]/FormOID[repeat]/ItemGroupOID[repeat]/ItemOID."""
+    message: str
+    subject_key: str | None = None
+    """The subject it belongs to; None for a problem of the file as a whole."""
+
+    def __str__(self) -> str:
+        place = f"line {self.line}" if self.line else "file"
+        return f"{place}: {self.path}: {self.message}" if self.path else f"{place}: {self.message}"
+
+
+@dataclass
+class ImportReport:
+    """What an import stored (zero when refused), and every problem and warning found."""
+
+    file_name: str
+    stored: bool = False
+    subjects: int = 0
+    forms: int = 0
+    items: int = 0
+    problems: list[ImportProblem] = field(default_factory=list)
+    warnings: list[ImportProblem] = field(default_factory=list)
+    skipped_subjects: list[str] = field(default_factory=list)
+    """Subjects left out because of their problems (with `valid_subjects_only`)."""
+
+    def format(self) -> str:
+        """The report as text for the command line and the import page."""
+        if self.stored:
+            lines = [
+                f"{self.file_name}: imported {self.subjects} subjects, {self.forms} forms, "
+                f"{self.items} item values."
+            ]
+            if self.skipped_subjects:
+                lines.append(
+                    f"Left out {len(self.skipped_subjects)} subject(s) with problems: "
+                    + ", ".join(self.skipped_subjects)
+                )
+        else:
+            lines = [
+                f"{self.file_name}: refused, nothing was stored ({len(self.problems)} problem(s))."
+            ]
+        if self.problems:
+            lines += ["Problems:", *(f"  {problem}" for problem in self.problems)]
+        if self.warnings:
+            lines += ["Warnings:", *(f"  {warning}" for warning in self.warnings)]
+        return "\n".join(lines)
+
+
+def import_odm(
+    session: Session,
+    study: Study,
+    path: Path,
+    *,
+    actor: audit.Actor,
+    valid_subjects_only: bool = False,
+) -> ImportReport:
+    """Load the ClinicalData of an ODM 1.3.2 file into `study` (see the module docstring).
+
+    Commits when the file is accepted (with `valid_subjects_only`, when at least one subject is
+    stored and the file itself has no problem); otherwise rolls back and stores nothing. Every
+    change is audited as `actor.user` with the source `import:<file name>`. The caller checks
+    that the user may import (Permission.IMPORT).
+    """
+    report = ImportReport(path.name)
+    try:
+        validate_streaming(path, odm_schema())
+    except SchemaInvalid as error:
+        report.problems.append(_schema_problem(error))
+        return report
+    source = f"import:{path.name}"[:MAX_SOURCE_LENGTH]
+    reader = _Reader(session, study, replace(actor, source=source), report)
+    try:
+        reader.read(path)
+    except BaseException:
+        session.rollback()
+        raise
+    file_problems = any(problem.subject_key is None for problem in report.problems)
+    accepted = not file_problems and (
+        not report.problems or (valid_subjects_only and reader.stored.subjects > 0)
+    )
+    if accepted:
+        session.commit()
+        report.stored = True
+        report.subjects = reader.stored.subjects
+        report.forms = reader.stored.forms
+        report.items = reader.stored.items
+        report.skipped_subjects = reader.skipped
+    else:
+        session.rollback()
+    return report
+
+
+def _schema_problem(error: SchemaInvalid) -> ImportProblem:
+    cause = error.__cause__
+    if isinstance(cause, etree.XMLSyntaxError):
+        message = str(cause.msg).replace(f"{{{ODM_NS}}}", "")
+        return ImportProblem(cause.lineno or None, "", f"not valid ODM 1.3.2: {message}")
+    return ImportProblem(None, "", f"not valid ODM 1.3.2: {error}")
+
+
+@dataclass
+class _Counts:
+    subjects: int = 0
+    forms: int = 0
+    items: int = 0
+
+
+@dataclass
+class _FormValues:
+    """The values of one FormData as the file gives them, with where each came from."""
+
+    rows: dict[str, dict[int, dict[str, str | None]]] = field(default_factory=dict)
+    derived: dict[FieldKey, str | None] = field(default_factory=dict)
+    lines: dict[FieldKey, int | None] = field(default_factory=dict)
+    group_paths: dict[tuple[str, int], str] = field(default_factory=dict)
+
+
+class _Reader:
+    """Reads an ODM file one SubjectData at a time and writes each subject in a savepoint."""
+
+    def __init__(
+        self, session: Session, study: Study, actor: audit.Actor, report: ImportReport
+    ) -> None:
+        self.session = session
+        self.study = study
+        self.actor = actor
+        self.report = report
+        self.now = utcnow()
+        self.sites = {site.oid: site for site in session.exec(select(Site))}
+        self.stored = _Counts()
+        self.skipped: list[str] = []
+        self.keys_seen: set[str] = set()
+        self.accepting = False
+        """Whether the ClinicalData being read is this study's."""
+        self.subject_key: str | None = None
+
+    def problem(self, line: int | None, path: str, message: str) -> None:
+        self.report.problems.append(ImportProblem(line, path, message, self.subject_key))
+
+    def warning(self, line: int | None, path: str, message: str) -> None:
+        self.report.warnings.append(ImportProblem(line, path, message, self.subject_key))
+
+    # -- the document -------------------------------------------------------------------------
+
+    def read(self, path: Path) -> None:
+        clinical_data = 0
+        for event, element in etree.iterparse(str(path), events=("start", "end")):
+            if event == "start":
+                if element.tag == q("ClinicalData"):
+                    clinical_data += 1
+                    self.accepting = self._is_this_study(element)
+                continue
+            if element.tag == q("SubjectData"):
+                if self.accepting:
+                    self._subject(element)
+                _release(element)
+            elif _depth(element) <= 1:  # Study, AdminData, ...: not needed once read
+                _release(element)
+        if clinical_data == 0:
+            self.problem(None, "", f"the file holds no ClinicalData for {self.study.info.oid}")
+
+    def _is_this_study(self, element: etree._Element) -> bool:
+        study_oid = element.get("StudyOID")
+        mdv = element.get("MetaDataVersionOID")
+        line = _line(element)
+        expected = self.study.info.oid
+        if study_oid != expected:
+            self.problem(
+                line,
+                "ClinicalData",
+                f"study OID {study_oid} is not {expected}: the file holds another study's data",
+            )
+            return False
+        if mdv != metadata_version_oid(self.study):
+            self.problem(
+                line,
+                "ClinicalData",
+                f"MetaDataVersionOID {mdv} is not {metadata_version_oid(self.study)}, the "
+                f"version of the {expected} definition this server runs",
+            )
+            return False
+        return True
+
+    # -- subjects -----------------------------------------------------------------------------
+
+    def _subject(self, element: etree._Element) -> None:
+        key = element.get("SubjectKey", "")
+        self.subject_key = key
+        before = len(self.report.problems)
+        site = self._site(element, key)
+        if key in self.keys_seen:
+            self.problem(_line(element), key, "this SubjectKey appears twice in the file")
+        elif len(key) > SUBJECT_KEY_LENGTH:
+            self.problem(_line(element), key, f"longer than {SUBJECT_KEY_LENGTH} characters")
+        self.keys_seen.add(key)
+        if site is None or len(self.report.problems) > before:
+            self._skip(key)
+            return
+        savepoint = self.session.begin_nested()
+        counts = _Counts(subjects=1)
+        try:
+            subject = service.add_subject_with_key(
+                self.session, self.study, site=site, subject_key=key, actor=self.actor
+            )
+        except service.SubjectKeyTaken:
+            savepoint.rollback()
+            self.problem(
+                _line(element), key, "a subject with this SubjectKey is already in TrialDesk"
+            )
+            self._skip(key)
+            return
+        seen: set[service.FormRef] = set()
+        for event_el in element.iterchildren(q("StudyEventData")):
+            self._event(subject, event_el, key, seen, counts)
+        self._subject_status(element, subject, key)
+        if len(self.report.problems) > before:
+            savepoint.rollback()
+            self._skip(key)
+            return
+        savepoint.commit()
+        self.stored.subjects += counts.subjects
+        self.stored.forms += counts.forms
+        self.stored.items += counts.items
+
+    def _skip(self, key: str) -> None:
+        self.skipped.append(key)
+
+    def _site(self, element: etree._Element, key: str) -> Site | None:
+        site_ref = element.find(q("SiteRef"))
+        if site_ref is None:
+            self.problem(_line(element), key, "no SiteRef: the subject's site is needed")
+            return None
+        oid = site_ref.get("LocationOID", "")
+        site = self.sites.get(oid)
+        if site is None:
+            self.problem(
+                _line(site_ref),
+                key,
+                f"site {oid} is not a TrialDesk site (an administrator adds sites first)",
+            )
+        return site
+
+    def _subject_status(self, element: etree._Element, subject: Subject, key: str) -> None:
+        """Status (with its effective date), dose level and phase from the SubjectData's
+        flags, set directly (the module docstring says why not through the transitions)."""
+        flags = _flags(element)
+        choices = {
+            SUBJECT_STATUS_CODELIST: {s.code for s in self.study.subject_path.statuses},
+            DOSE_LEVEL_CODELIST: {d.code for d in self.study.info.dose_levels},
+            PHASE_CODELIST: {p.code for p in self.study.info.phases},
+        }
+        values: dict[str, str] = {}
+        for codelist, allowed in choices.items():
+            flag = flags.get(codelist)
+            if flag is None:
+                continue
+            if flag.value not in allowed:
+                self.problem(flag.line, key, f"{flag.value!r} is not a code of {codelist}")
+            else:
+                values[codelist] = flag.value
+        status_flag = flags.get(SUBJECT_STATUS_CODELIST)
+        effective = self._date(status_flag, key) if status_flag else None
+        if not values:
+            return
+        status = values.get(SUBJECT_STATUS_CODELIST, subject.status)
+        dose_level = values.get(DOSE_LEVEL_CODELIST)
+        phase = values.get(PHASE_CODELIST)
+        self.session.execute(
+            update(Subject)
+            .where(col(Subject.id) == subject.id)
+            .values(status=status, status_date=effective, dose_level=dose_level, phase=phase)
+        )
+        details = f"effective {effective.isoformat() if effective else '-'}; "
+        details += f"dose level {dose_level or '-'}, phase {phase or '-'}"
+        audit.record(
+            self.session, actor=self.actor, action="subject_status",
+            path=audit.DataPath(subject), old_value=subject.status, new_value=status,
+            reason="status in the source system (imported)", details=details, at=self.now,
+        )  # fmt: skip
+
+    def _date(self, flag: _Flag, path: str) -> date | None:
+        """The date in a flag's Comment (a status's effective date, a visit's date)."""
+        if flag.comment is None:
+            return None
+        try:
+            return date.fromisoformat(flag.comment)
+        except ValueError:
+            self.problem(flag.line, path, f"{flag.comment!r} is not a date (YYYY-MM-DD)")
+            return None
+
+    # -- events and forms ---------------------------------------------------------------------
+
+    def _event(
+        self,
+        subject: Subject,
+        element: etree._Element,
+        key: str,
+        seen: set[service.FormRef],
+        counts: _Counts,
+    ) -> None:
+        oid = element.get("StudyEventOID", "")
+        repeat_text = element.get("StudyEventRepeatKey")
+        path = f"{key}/{_step(oid, repeat_text)}"
+        visit = self.study.visit(oid)
+        if visit is None and oid != LOG_EVENT_OID:
+            self.problem(_line(element), path, f"unknown StudyEventOID {oid}")
+            return
+        repeat = self._repeat(element, path, repeat_text, visit is not None and visit.repeating)
+        if repeat is None:
+            return
+        occurred = _flags(element).get(VISIT_STATUS_CODELIST)
+        if occurred is not None and occurred.value == VISIT_OCCURRED:
+            visit_date = self._date(occurred, path)
+            if visit_date is not None:
+                try:
+                    service.write_visit_date(
+                        self.session, self.study, subject=subject, event_oid=oid,
+                        event_repeat=repeat, visit_date=visit_date, reason=None,
+                        actor=self.actor, now=self.now,
+                    )  # fmt: skip
+                except (service.FormRefused, service.NotFound) as refusal:
+                    self.problem(occurred.line, path, f"visit date: {refusal}")
+        for form_el in element.iterchildren(q("FormData")):
+            self._form(subject, oid, repeat, form_el, path, seen, counts)
+
+    def _repeat(
+        self, element: etree._Element, path: str, text: str | None, repeating: bool
+    ) -> int | None:
+        """The repeat key of an element (1 when absent); None, with a problem, when unusable."""
+        if text is None:
+            return 1
+        if not text.isdigit() or int(text) < 1:
+            self.problem(_line(element), path, f"repeat key {text!r} is not a number from 1")
+            return None
+        if int(text) != 1 and not repeating:
+            self.problem(_line(element), path, "does not repeat: its repeat key must be 1")
+            return None
+        return int(text)
+
+    def _form(
+        self,
+        subject: Subject,
+        event_oid: str,
+        event_repeat: int,
+        element: etree._Element,
+        event_path: str,
+        seen: set[service.FormRef],
+        counts: _Counts,
+    ) -> None:
+        oid = element.get("FormOID", "")
+        repeat_text = element.get("FormRepeatKey")
+        path = f"{event_path}/{_step(oid, repeat_text)}"
+        line = _line(element)
+        if oid not in self.study.forms_of_event(event_oid):
+            known = oid in self.study.forms
+            message = f"form {oid} is not collected at {event_oid}" if known else "unknown FormOID"
+            self.problem(line, path, message if known else f"{message} {oid}")
+            return
+        repeating = self.study.is_repeating_form(event_oid, oid)
+        repeat = self._repeat(element, path, repeat_text, repeating)
+        if repeat is None:
+            return
+        ref = service.FormRef(event_oid, event_repeat, oid, repeat)
+        if ref in seen:
+            self.problem(line, path, "this FormData appears twice for the subject")
+            return
+        seen.add(ref)
+        form = self.study.form(oid)
+        status, reason = self._form_status(element, path)
+        values = self._values(form, element, path)
+        if status == FormStatus.NOT_DONE:
+            self._not_done(subject, ref, values, reason, line, path)
+            return
+        edit = service.FormEdit(values.rows, base_version=0, complete=status == FormStatus.COMPLETE)
+        outcome = service.write_form(
+            self.session, self.study, subject=subject, ref=ref, edit=edit, actor=self.actor,
+            now=self.now,
+        )  # fmt: skip
+        self._check(form, outcome.evaluation, values, line, path)
+        if outcome.saved:
+            counts.forms += 1
+            counts.items += outcome.changed
+
+    def _form_status(self, element: etree._Element, path: str) -> tuple[str, str | None]:
+        """The form's status and, for a form not done, the reason; in progress by default."""
+        flag = _flags(element).get(FORM_STATUS_CODELIST)
+        if flag is None:
+            return FormStatus.IN_PROGRESS, None
+        if flag.value not in IMPORTED_STATUSES:
+            allowed = ", ".join(IMPORTED_STATUSES)
+            self.problem(flag.line, path, f"form status {flag.value!r} is not one of {allowed}")
+            return FormStatus.IN_PROGRESS, None
+        return flag.value, flag.comment
+
+    def _not_done(
+        self,
+        subject: Subject,
+        ref: service.FormRef,
+        values: _FormValues,
+        reason: str | None,
+        line: int | None,
+        path: str,
+    ) -> None:
+        if any(
+            v is not None
+            for rows in values.rows.values()
+            for r in rows.values()
+            for v in r.values()
+        ):
+            self.problem(line, path, "a form that was not done cannot hold values")
+            return
+        try:
+            service.write_not_done(
+                self.session, self.study, subject=subject, ref=ref, base_version=0,
+                reason=reason, actor=self.actor, now=self.now,
+            )  # fmt: skip
+        except service.FormRefused as refusal:
+            self.problem(line, path, f"not done: {refusal}")
+
+    # -- items --------------------------------------------------------------------------------
+
+    def _values(self, form: FormDef, element: etree._Element, form_path: str) -> _FormValues:
+        """The file's values of one form by group, repeat and item name; unknown OIDs and
+        repeated items are problems."""
+        values = _FormValues()
+        groups = {group.oid: group for group in form.item_groups}
+        for group_el in element.iterchildren(q("ItemGroupData")):
+            oid = group_el.get("ItemGroupOID", "")
+            repeat_text = group_el.get("ItemGroupRepeatKey")
+            path = f"{form_path}/{_step(oid, repeat_text)}"
+            group = groups.get(oid)
+            if group is None:
+                self.problem(_line(group_el), path, f"unknown ItemGroupOID {oid} in {form.oid}")
+                continue
+            repeat = self._repeat(group_el, path, repeat_text, group.repeating)
+            if repeat is None:
+                continue
+            values.group_paths[(oid, repeat)] = path
+            row = values.rows.setdefault(oid, {}).setdefault(repeat, {})
+            items = {item.oid: item for item in group.items}
+            for item_oid, value, line in _item_data(group_el):
+                item = items.get(item_oid)
+                if item is None:
+                    self.problem(line, f"{path}/{item_oid}", f"unknown ItemOID {item_oid} in {oid}")
+                    continue
+                key = (oid, repeat, item.name)
+                if key in values.lines:
+                    self.problem(line, f"{path}/{item_oid}", "this item appears twice in its group")
+                    continue
+                values.lines[key] = line
+                if item.is_derived:
+                    values.derived[key] = value
+                else:
+                    row[item.name] = value
+        return values
+
+    def _check(
+        self,
+        form: FormDef,
+        evaluation: FormEvaluation,
+        values: _FormValues,
+        form_line: int | None,
+        form_path: str,
+    ) -> None:
+        """Report what the evaluation refused or changed, per item."""
+        items = {item.name: (group, item) for group in form.item_groups for item in group.items}
+
+        def place(key: FieldKey) -> tuple[int | None, str]:
+            group_oid, repeat, name = key
+            group_path = values.group_paths.get(
+                (group_oid, repeat), f"{form_path}/{group_oid}[{repeat}]"
+            )
+            return values.lines.get(key, form_line), f"{group_path}/{items[name][1].oid}"
+
+        for key, message in evaluation.errors.items():
+            self.problem(*place(key), message)
+        for group_oid, rows in values.rows.items():
+            for repeat, row in rows.items():
+                for name, value in row.items():
+                    key = (group_oid, repeat, name)
+                    group, item = items[name]
+                    if value is None or not value.strip() or key in evaluation.errors:
+                        continue
+                    if key in evaluation.hidden:
+                        self.problem(
+                            *place(key),
+                            f"has the value {value!r} but does not apply here (its show-if "
+                            "condition is false)",
+                        )
+                    elif (preset := _preset(group, repeat, item)) is not None and preset != value:
+                        self.problem(
+                            *place(key), f"is fixed to {preset!r} on this form, not {value!r}"
+                        )
+        for key, message in evaluation.flags.items():
+            self.warning(*place(key), message)
+        for key, value in values.derived.items():
+            group_oid, repeat, name = key
+            derived = evaluation.values.get(group_oid, {}).get(repeat, {}).get(name)
+            if value != derived:
+                self.warning(
+                    *place(key),
+                    f"the file's derived value {value!r} differs from TrialDesk's {derived!r}; "
+                    "TrialDesk's is stored",
+                )
+
+
+def _preset(group: ItemGroupDef, repeat: int, item: ItemDef) -> str | None:
+    if not group.repeating or repeat > len(group.rows):
+        return None
+    return group.rows[repeat - 1].get(item.name)
+
+
+def _item_data(group: etree._Element) -> Iterator[tuple[str, str | None, int | None]]:
+    """(ItemOID, value, line) of each ItemData, or typed ItemData (ItemDataString, ...), of an
+    ItemGroupData; IsNull="Yes" reads as no value."""
+    for element in group:
+        tag = etree.QName(element).localname
+        if not tag.startswith("ItemData"):
+            continue
+        if element.get("IsNull") == "Yes":
+            value = None
+        else:
+            value = element.get("Value") if tag == "ItemData" else element.text
+        yield element.get("ItemOID", ""), value, _line(element)
+
+
+@dataclass(frozen=True)
+class _Flag:
+    """A coded FlagValue of an Annotation, with the Annotation's Comment (a date or reason)."""
+
+    value: str
+    line: int | None
+    comment: str | None
+
+
+def _flags(element: etree._Element) -> dict[str, _Flag]:
+    """The element's Annotation flags by CodeListOID (see `odm_common` for the convention)."""
+    flags: dict[str, _Flag] = {}
+    for annotation in element.iterchildren(q("Annotation")):
+        comment = (annotation.findtext(q("Comment")) or "").strip() or None
+        for value in annotation.iterfind(f"{q('Flag')}/{q('FlagValue')}"):
+            codelist = value.get("CodeListOID")
+            if codelist:
+                flags[codelist] = _Flag((value.text or "").strip(), _line(value), comment)
+    return flags
+
+
+def _line(element: etree._Element) -> int | None:
+    line = element.sourceline
+    return line if isinstance(line, int) else None
+
+
+def _step(oid: str, repeat_text: str | None) -> str:
+    return f"{oid}[{repeat_text}]" if repeat_text is not None else oid
+
+
+def _depth(element: etree._Element) -> int:
+    depth = 0
+    parent = element.getparent()
+    while parent is not None:
+        depth += 1
+        parent = parent.getparent()
+    return depth
+
+
+def _release(element: etree._Element) -> None:
+    """Free an element that has been read, and its already-read siblings."""
+    element.clear()
+    parent = element.getparent()
+    while parent is not None and element.getprevious() is not None:
+        del parent[0]
