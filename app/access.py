@@ -22,6 +22,7 @@ class Permission(StrEnum):
     MANAGE_OWN_TOKENS = "manage_own_tokens"
     CHANGE_STATUS = "change_status"
     ENROL = "enrol"
+    IMPORT = "import"
 
 
 PERMISSIONS: dict[Permission, frozenset[Role]] = {
@@ -34,6 +35,7 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.MANAGE_OWN_TOKENS: frozenset(Role),
     Permission.CHANGE_STATUS: frozenset({Role.INVESTIGATOR, Role.COORDINATOR}),
     Permission.ENROL: frozenset({Role.INVESTIGATOR}),
+    Permission.IMPORT: frozenset({Role.DATA_MANAGER, Role.ADMIN}),
 }
 """Permission -> roles that hold it. Site roles act at their sites only."""
 

@@ -1,5 +1,5 @@
 """The `trialdesk` command line (typer): serve, db upgrade, study check, export odm|sdtm|define,
-create-user, demo."""
+import odm, create-user, demo."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ export_cli = typer.Typer(help="CDISC exports.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(study_cli, name="study")
 cli.add_typer(export_cli, name="export")
+import_cli = typer.Typer(help="Data from other systems.", no_args_is_help=True)
+cli.add_typer(import_cli, name="import")
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
@@ -293,3 +295,53 @@ def export_define(
     """Write Define-XML 2.1 (define.xml, define.html) for the SDTM datasets of the scope."""
     files = _run_export(ExportKind.DEFINE, output, site=site, cohort=cohort, subject=subject)
     _report(output, files)
+
+
+@import_cli.command("odm")
+def import_odm(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="ODM 1.3.2 file")],
+    as_user: Annotated[
+        str, typer.Option("--as", help="account the import is recorded under (import permission)")
+    ],
+    valid_subjects_only: Annotated[
+        bool, typer.Option(help="store the subjects without problems, skip the others")
+    ] = False,
+) -> None:
+    """Load the ClinicalData of an ODM 1.3.2 file through the data-entry checks and audit trail;
+    nothing is stored unless the whole file is accepted. Exits 1 with the report when refused.
+
+    The account is required, not a system actor: imported values enter the audit trail under
+    a person who answers for them.
+    """
+    from app.access import AccessDenied, Permission, load_access
+    from app.importers.odm_import import import_odm as import_file
+    from app.models import UserAccount
+
+    settings = get_settings()
+    study = load_study(settings.study_dir)
+    engine = make_engine(settings.database_url)
+    try:
+        problem = pending_migrations(engine)
+        if problem:
+            errors.print(problem, markup=False, highlight=False)
+            raise typer.Exit(1)
+        with Session(engine) as session:
+            user = session.exec(select(UserAccount).where(UserAccount.username == as_user)).first()
+            if user is None or not user.is_active:
+                errors.print(f"No active account {as_user}", markup=False)
+                raise typer.Exit(1)
+            try:
+                load_access(session, user).require(Permission.IMPORT)
+            except AccessDenied as denied:
+                errors.print(f"{as_user}: {denied}", markup=False)
+                raise typer.Exit(1) from denied
+            report = import_file(
+                session, study, file, actor=audit.Actor(user, "cli"),
+                valid_subjects_only=valid_subjects_only,
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+    if not report.stored:
+        errors.print(report.format(), markup=False, highlight=False)
+        raise typer.Exit(1)
+    console.print(report.format(), markup=False, highlight=False)
