@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ from app import export_jobs
 from app.config import Settings, get_settings
 from app.db import make_engine, pending_migrations
 from app.study.loader import Study, load_study
-from app.web import admin_pages, api, exports, pages
+from app.web import admin_pages, api, exports, import_pages, pages
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, study: Study | None = None) -> 
     app.include_router(admin_pages.router)
     app.include_router(exports.pages)
     app.include_router(exports.api, responses=api.ERRORS)
+    app.include_router(import_pages.router)
     protected = limit_body_size(
         asgi_csrf(
             app,
@@ -82,7 +83,8 @@ def create_app(settings: Settings | None = None, study: Study | None = None) -> 
             always_protect={"/login"},
             cookie_secure=settings.secure_cookies,
             cookie_samesite="Strict",
-        )
+        ),
+        larger={import_pages.UPLOAD_PATH: import_pages.MAX_UPLOAD_BYTES},
     )
     return ServedApp(protected, app)
 
@@ -91,16 +93,20 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 """Largest request body accepted; a whole lab panel form is a few kilobytes."""
 
 
-def limit_body_size(app: ASGIApp, limit: int = MAX_BODY_BYTES) -> ASGIApp:
-    """Refuse bodies over `limit` bytes with 413 before anything reads them into memory."""
+def limit_body_size(
+    app: ASGIApp, limit: int = MAX_BODY_BYTES, larger: Mapping[str, int] | None = None
+) -> ASGIApp:
+    """Refuse bodies over `limit` bytes (or the limit `larger` gives a path, for uploads) with
+    413 before anything reads them into memory."""
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
+        allowed = (larger or {}).get(scope["path"], limit)
         declared = dict(scope.get("headers", [])).get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > limit:
-            await _too_large(send, limit)
+        if declared.isdigit() and int(declared) > allowed:
+            await _too_large(send, allowed)
             return
         seen = 0
 
@@ -108,14 +114,14 @@ def limit_body_size(app: ASGIApp, limit: int = MAX_BODY_BYTES) -> ASGIApp:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > limit:
+            if seen > allowed:
                 raise RequestTooLarge
             return message
 
         try:
             await app(scope, counted, send)
         except RequestTooLarge:
-            await _too_large(send, limit)
+            await _too_large(send, allowed)
 
     return guarded
 
