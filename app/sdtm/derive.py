@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
-from typing import Any
 
 from app.study.loader import LOG_EVENT_OID, Study
 from app.study.model import Visit
@@ -23,6 +22,9 @@ Value = str | float | None
 """What a derivation returns: Char text, a Num number, or null."""
 DerivationFunction = Callable[..., Value]
 """`(context: RecordContext, **args) -> Value`."""
+
+REFERENCE_START = "RFSTDTC"
+"""The DM variable every --DY counts from."""
 
 _REGISTRY: dict[str, DerivationFunction] = {}
 
@@ -104,8 +106,26 @@ class SubjectData:
                 starts[visit.period] = min(known, row.visit_date) if known else row.visit_date
         return sorted((start, period) for period, start in starts.items())
 
+    @cached_property
+    def _rows_by_form(self) -> dict[str, list[RowValues]]:
+        by_form: dict[str, list[RowValues]] = {}
+        for row in self.rows:
+            by_form.setdefault(row.form_name, []).append(row)
+        return by_form
+
     def rows_of(self, form_name: str) -> list[RowValues]:
-        return [row for row in self.rows if row.form_name == form_name]
+        """The rows of the subject's forms named `form_name`, in creation order."""
+        return self._rows_by_form.get(form_name, [])
+
+    def value(self, reference: str, row: RowValues | None) -> str | None:
+        """Value of `ITEM` (of `row`) or `FORM.ITEM`: from `row` when it is a row of that
+        form, else the first collected value."""
+        if "." not in reference:
+            return row.values.get(reference) if row is not None else None
+        form_name, item = reference.split(".", 1)
+        if row is not None and row.form_name == form_name:
+            return row.values.get(item)
+        return self.first(reference)
 
     def first(self, reference: str) -> str | None:
         """First collected value of `FORM.ITEM` (in creation order), or None."""
@@ -145,18 +165,9 @@ class RecordContext:
         return self.data.subject
 
     def item(self, reference: str) -> str | None:
-        """Value of `ITEM` (the source row) or `FORM.ITEM` (first in the subject's forms)."""
-        if "." in reference:
-            form_name, item = reference.split(".", 1)
-            if self.row is not None and self.row.form_name == form_name:
-                return self.row.values.get(item) or None
-            return self.data.first(reference)
-        return self.row.values.get(reference) or None if self.row is not None else None
-
-
-def call(context: RecordContext, name: str, args: Mapping[str, Any]) -> Value:
-    """Run the registered derivation `name` with `args`."""
-    return registered_derivations()[name](context, **args)
+        """Value of `ITEM` (the source row) or `FORM.ITEM` (the source row when it is a row
+        of that form, else the subject's first collected value)."""
+        return self.data.value(reference, self.row)
 
 
 # -- general derivations ---------------------------------------------------------------------
@@ -246,7 +257,10 @@ def study_day(context: RecordContext, dtc: str) -> Value:
     complete dates."""
     value = context.record.get(dtc)
     day = day_of(value if isinstance(value, str) else None)
-    reference = day_of(context.reference_start)
+    # DM is built before the other domains and reads its own RFSTDTC.
+    own_start = context.record.get(REFERENCE_START)
+    start = context.reference_start or (own_start if isinstance(own_start, str) else None)
+    reference = day_of(start)
     return None if day is None or reference is None else float(sdtm_day(day, reference))
 
 
