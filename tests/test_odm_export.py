@@ -1,18 +1,286 @@
-"""`trialdesk export odm` on data entered through the app validates against ODM 1.3.2."""
+"""ODM 1.3.2 exports of the demo study: every kind (snapshot of the study, a site, a dose cohort,
+a subject, incremental; transactional) validates against the schema, and a reader finds in them
+what the casebook holds: form and subject status, dose level, visit dates, forms not done with
+their reason, and every change with who made it and why."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+import pytest
 from lxml import etree
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
+from app import audit
+from app.access import load_access
+from app.crf import service
+from app.db import make_engine
+from app.demo import load_demo
+from app.exporters.odm_clinical import write_odm_snapshot
+from app.exporters.odm_transactional import write_odm_transactional
+from app.exporters.scope import ExportScope, ScopeKind
+from app.models import StudyEventData, Subject, UserAccount, utcnow
+from app.schemas import odm_schema, validate_streaming
+from app.study.loader import Study
 from tests.conftest import ODM_SCHEMA, REPO, LiveServer, logged_in_client
 from tests.test_web import complete_consent, register, save
 
 NS = {"odm": "http://www.cdisc.org/ns/odm/v1.3"}
+NOT_DONE_REASON = "echo machine unavailable"
+CHANGE_REASON = "transcription error"
+
+
+@dataclass(frozen=True)
+class Demo:
+    """The demo study plus what the tests did to it."""
+
+    engine: Engine
+    not_done_subject: Subject
+    """Registered at site 01, F.ECHO at screening marked not done."""
+    empty_subject: Subject
+    """Registered at site 01, nothing entered."""
+    changed_subject: Subject
+    """A demo subject whose race was changed after `since`."""
+    old_race: str
+    new_race: str
+    since: datetime
+
+
+@pytest.fixture(scope="module")
+def demo(module_database_url: str, zm001: Study) -> Iterator[Demo]:
+    engine = make_engine(module_database_url)
+    load_demo(engine, zm001, subjects=20)
+    with Session(engine, expire_on_commit=False) as session:
+        user = session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).one()
+        access = load_access(session, user)
+        actor = audit.Actor(user)
+
+        def new_subject() -> Subject:
+            return service.register_subject(session, zm001, access=access, site_id=1, actor=actor)
+
+        not_done, empty = new_subject(), new_subject()
+        service.mark_not_done(
+            session, zm001, access=access, subject=not_done,
+            ref=service.FormRef("SE.SCR", 1, "F.ECHO", 1), base_version=0,
+            reason=NOT_DONE_REASON, actor=actor, now=utcnow(),
+        )  # fmt: skip
+        since = utcnow()
+        changed = session.exec(
+            select(Subject).where(Subject.site_id == 1).order_by(col(Subject.subject_key))
+        ).first()
+        assert changed is not None
+        ref = service.FormRef("SE.SCR", 1, "F.DM", 1)
+        stored = service.load_form(
+            session, changed, zm001.form("F.DM"), event_oid="SE.SCR", event_repeat=1, form_repeat=1
+        )
+        assert stored is not None
+        old_race = stored.rows["IG.DM"][1]["RACE"]
+        assert old_race is not None
+        new_race = "WHITE" if old_race != "WHITE" else "ASIAN"
+        rows = {"IG.DM": {1: {**stored.rows["IG.DM"][1], "RACE": new_race}}}
+        outcome = service.save_form(
+            session, zm001, access=access, subject=changed, ref=ref,
+            edit=service.FormEdit(
+                rows, base_version=stored.form_data.version,
+                complete=stored.form_data.status == "complete", reason=CHANGE_REASON,
+            ),
+            actor=actor, now=utcnow(),
+        )  # fmt: skip
+        assert outcome.saved, outcome.evaluation.errors
+    yield Demo(engine, not_done, empty, changed, old_race, new_race, since)
+    engine.dispose()
+
+
+def export(demo: Demo, study: Study, path: Path, scope: ExportScope, kind: str) -> etree._Element:
+    """Write one export, validate it as a stream, and return the parsed document."""
+    writer = write_odm_transactional if kind == "transactional" else write_odm_snapshot
+    with Session(demo.engine) as session:
+        writer(session, study, path, scope)
+    assert validate_streaming(path, odm_schema()) > 0
+    return etree.parse(str(path)).getroot()
+
+
+def subject_keys(document: etree._Element) -> list[str]:
+    return [str(s.get("SubjectKey")) for s in document.iterfind(".//odm:SubjectData", NS)]
+
+
+def subjects_where(demo: Demo, *conditions: object) -> list[str]:
+    with Session(demo.engine) as session:
+        statement = select(Subject.subject_key).where(*conditions)  # type: ignore[arg-type]
+        return list(session.exec(statement.order_by(col(Subject.subject_key))))
+
+
+SCOPES = {
+    "study": ExportScope(),
+    "site": ExportScope(ScopeKind.SITE, site_id=2),
+    "cohort": ExportScope(ScopeKind.COHORT, dose_level="DL2", phase="ESCALATION"),
+}
+
+
+@pytest.mark.parametrize("kind", ["snapshot", "transactional"])
+@pytest.mark.parametrize("scope_name", ["study", "site", "cohort", "subject", "incremental"])
+def test_every_kind_of_export_validates_and_holds_the_subjects_in_scope(
+    demo: Demo, zm001: Study, tmp_path: Path, kind: str, scope_name: str
+) -> None:
+    scopes = {
+        **SCOPES,
+        "subject": ExportScope(ScopeKind.SUBJECT, subject_id=demo.changed_subject.id),
+        "incremental": ExportScope(changed_since=demo.since),
+    }
+    document = export(demo, zm001, tmp_path / "odm.xml", scopes[scope_name], kind)
+    assert document.get("FileType") == kind.capitalize()
+    expected = {
+        "study": subjects_where(demo),
+        "site": subjects_where(demo, Subject.site_id == 2),
+        "cohort": subjects_where(demo, Subject.dose_level == "DL2", Subject.phase == "ESCALATION"),
+        "subject": [demo.changed_subject.subject_key],
+        "incremental": [demo.changed_subject.subject_key],
+    }[scope_name]
+    assert expected, "the demo has subjects in every scope"
+    assert sorted(set(subject_keys(document))) == expected
+    if scope_name == "site":
+        assert all(key.startswith("02-") for key in expected)
+
+
+def test_items_of_a_form_not_done_are_null_with_the_reason(
+    demo: Demo, zm001: Study, tmp_path: Path
+) -> None:
+    scope = ExportScope(ScopeKind.SUBJECT, subject_id=demo.not_done_subject.id)
+    document = export(demo, zm001, tmp_path / "odm.xml", scope, "snapshot")
+    form = document.find(".//odm:FormData[@FormOID='F.ECHO']", NS)
+    assert form is not None
+    assert form.findtext("odm:Annotation/odm:Comment", namespaces=NS) == NOT_DONE_REASON
+    assert form.findtext("odm:Annotation/odm:Flag/odm:FlagValue", namespaces=NS) == "not_done"
+    assert form.find("odm:AuditRecord/odm:ReasonForChange", NS).text == NOT_DONE_REASON  # type: ignore[union-attr]
+    items = form.findall(".//odm:ItemData", NS)
+    defined = [item.oid for group in zm001.form("F.ECHO").item_groups for item in group.items]
+    assert [item.get("ItemOID") for item in items] == defined
+    for item in items:
+        assert item.get("IsNull") == "Yes" and item.get("Value") is None
+        assert item.findtext("odm:Annotation/odm:Comment", namespaces=NS) == NOT_DONE_REASON
+
+
+def test_subject_status_dose_level_and_visit_dates_are_flags_of_defined_code_lists(
+    demo: Demo, zm001: Study, tmp_path: Path
+) -> None:
+    document = export(demo, zm001, tmp_path / "odm.xml", ExportScope(), "snapshot")
+    with Session(demo.engine) as session:
+        enrolled = session.exec(
+            select(Subject).where(col(Subject.dose_level).is_not(None)).order_by(Subject.id)
+        ).first()
+        assert enrolled is not None and enrolled.status_date is not None
+        visit = session.exec(
+            select(StudyEventData).where(
+                StudyEventData.subject_id == enrolled.id, StudyEventData.event_oid == "SE.SCR"
+            )
+        ).one()
+    subject = document.find(f".//odm:SubjectData[@SubjectKey='{enrolled.subject_key}']", NS)
+    assert subject is not None
+    flags = {
+        flag.findtext("odm:FlagType", namespaces=NS): flag.findtext("odm:FlagValue", namespaces=NS)
+        for flag in subject.iterfind("odm:Annotation/odm:Flag", NS)
+    }
+    assert flags == {
+        "SUBJECTSTATUS": enrolled.status,
+        "DOSELEVEL": enrolled.dose_level,
+        "PHASE": enrolled.phase,
+    }
+    status_comment = subject.findtext("odm:Annotation[1]/odm:Comment", namespaces=NS)
+    assert status_comment == enrolled.status_date.isoformat()
+    screening = subject.find("odm:StudyEventData[@StudyEventOID='SE.SCR']", NS)
+    assert screening is not None and visit.visit_date is not None
+    assert screening.findtext("odm:Annotation/odm:Comment", namespaces=NS) == str(visit.visit_date)
+    form_status = subject.find(".//odm:FormData[@FormOID='F.IC']/odm:Annotation/odm:Flag", NS)
+    assert form_status is not None
+    assert form_status.findtext("odm:FlagValue", namespaces=NS) == "complete"
+
+    codes = {
+        codelist.get("OID"): {item.get("CodedValue") for item in codelist}
+        for codelist in document.iterfind(".//odm:MetaDataVersion/odm:CodeList", NS)
+    }
+    written = document.findall(".//odm:ClinicalData//odm:Flag/*", NS)
+    assert {value.get("CodeListOID") for value in written} >= {
+        "CL.SUBJECTSTATUS", "CL.DOSELEVEL", "CL.PHASE", "CL.FORMSTATUS", "CL.VISITSTATUS",
+        "CL.FLAGTYPE",
+    }  # fmt: skip
+    for value in written:
+        assert value.text in codes[value.get("CodeListOID")], etree.tostring(value)
+
+
+def test_a_subject_without_data_appears_with_its_site_and_status(
+    demo: Demo, zm001: Study, tmp_path: Path
+) -> None:
+    document = export(demo, zm001, tmp_path / "odm.xml", ExportScope(), "snapshot")
+    key = demo.empty_subject.subject_key
+    subject = document.find(f".//odm:SubjectData[@SubjectKey='{key}']", NS)
+    assert subject is not None
+    assert subject.find("odm:SiteRef", NS).get("LocationOID") == "SITE.01"  # type: ignore[union-attr]
+    assert subject.findtext("odm:Annotation/odm:Flag/odm:FlagValue", namespaces=NS) == "screening"
+    assert subject.find("odm:StudyEventData", NS) is None
+
+
+def test_transactional_export_lists_each_change_in_order_with_who_and_why(
+    demo: Demo, zm001: Study, tmp_path: Path
+) -> None:
+    scope = ExportScope(ScopeKind.SUBJECT, subject_id=demo.changed_subject.id)
+    document = export(demo, zm001, tmp_path / "odm.xml", scope, "transactional")
+    first = document.find(".//odm:SubjectData", NS)
+    assert first is not None and first.get("TransactionType") == "Insert"
+    assert first.find("odm:SiteRef", NS) is not None
+    race = document.findall(".//odm:ItemData[@ItemOID='IT.DM.RACE']", NS)
+    assert [(i.get("TransactionType"), i.get("Value")) for i in race] == [
+        ("Insert", demo.old_race),
+        ("Update", demo.new_race),
+    ]
+    update = race[-1].find("odm:AuditRecord", NS)
+    assert update is not None
+    assert update.findtext("odm:ReasonForChange", namespaces=NS) == CHANGE_REASON
+    user = update.find("odm:UserRef", NS).get("UserOID")  # type: ignore[union-attr]
+    login = document.findtext(f".//odm:User[@OID='{user}']/odm:LoginName", namespaces=NS)
+    assert login == "coordinator"
+    assert update.find("odm:LocationRef", NS).get("LocationOID") == "SITE.01"  # type: ignore[union-attr]
+    assert race[-1].getparent().get("TransactionType") == "Context"  # type: ignore[union-attr]
+    statuses = [
+        s.findtext("odm:Annotation/odm:Flag/odm:FlagValue", namespaces=NS)
+        for s in document.iterfind(".//odm:SubjectData[@TransactionType='Update']", NS)
+    ]
+    assert statuses[0] == "enrolled" or statuses[0] == "screen_failed"
+    assert document.find(".//odm:FormData[@TransactionType='Insert']", NS) is not None
+
+
+def test_incremental_exports_hold_only_what_changed_since_the_moment(
+    demo: Demo, zm001: Study, tmp_path: Path
+) -> None:
+    scope = ExportScope(changed_since=demo.since)
+    snapshot = export(demo, zm001, tmp_path / "snapshot.xml", scope, "snapshot")
+    items = snapshot.findall(".//odm:ItemData", NS)
+    assert [(i.get("ItemOID"), i.get("Value")) for i in items] == [("IT.DM.RACE", demo.new_race)]
+    assert items[0].findtext("odm:AuditRecord/odm:ReasonForChange", namespaces=NS) == CHANGE_REASON
+    assert [f.get("FormOID") for f in snapshot.iterfind(".//odm:FormData", NS)] == ["F.DM"]
+    transactional = export(demo, zm001, tmp_path / "transactional.xml", scope, "transactional")
+    changes = transactional.findall(".//odm:ItemData", NS)
+    assert [(i.get("TransactionType"), i.get("Value")) for i in changes] == [
+        ("Update", demo.new_race)
+    ]
+
+
+def test_progress_counts_the_subjects_in_scope(demo: Demo, zm001: Study, tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    scope = SCOPES["site"]
+    with Session(demo.engine) as session:
+        counts = write_odm_snapshot(
+            session, zm001, tmp_path / "odm.xml", scope, lambda *a: calls.append(a)
+        )
+    total = len(subjects_where(demo, Subject.site_id == 2))
+    assert calls == [(done, total) for done in range(1, total + 1)]
+    assert counts.subjects == total and counts.items > 0
 
 
 def test_exported_odm_of_entered_data_is_valid_and_carries_the_audit_trail(
@@ -54,7 +322,7 @@ def test_exported_odm_of_entered_data_is_valid_and_carries_the_audit_trail(
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "1 subjects" in result.stdout
+    assert str(output) in result.stdout
 
     schema = etree.XMLSchema(file=str(ODM_SCHEMA))
     document = etree.parse(str(output))
@@ -65,12 +333,12 @@ def test_exported_odm_of_entered_data_is_valid_and_carries_the_audit_trail(
     assert age is not None and age.get("Value") == "45"
     childpot = document.find(".//odm:ItemData[@ItemOID='IT.DM.CHILDPOT']", NS)
     assert childpot is not None and childpot.get("Value") == "N"
-    audit = childpot.find("odm:AuditRecord", NS)
-    assert audit is not None
-    user = audit.find("odm:UserRef", NS).get("UserOID")  # type: ignore[union-attr]
+    audit_record = childpot.find("odm:AuditRecord", NS)
+    assert audit_record is not None
+    user = audit_record.find("odm:UserRef", NS).get("UserOID")  # type: ignore[union-attr]
     name = document.find(f".//odm:User[@OID='{user}']/odm:LoginName", NS)
     assert name is not None and name.text == "coordinator"
-    assert audit.find("odm:LocationRef", NS).get("LocationOID") == "SITE.01"  # type: ignore[union-attr]
+    assert audit_record.find("odm:LocationRef", NS).get("LocationOID") == "SITE.01"  # type: ignore[union-attr]
     status = document.find(".//odm:FormData[@FormOID='F.IC']//odm:FlagValue", NS)
     assert status is not None and status.text == "complete"
     assert document.find(".//odm:MetaDataVersion/odm:FormDef[@OID='F.AE']", NS) is not None
