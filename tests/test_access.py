@@ -70,7 +70,7 @@ def fill(path: str, subject_id: int) -> str:
     values = {
         "subject_id": str(subject_id), "event_oid": "SE.SCR", "event_repeat": "1",
         "form_oid": "F.DM", "form_repeat": "1", "group_oid": "IG.DM", "group_repeat": "1",
-        "item_name": "SEX", "token_id": "1", "user_id": "1", "assignment_id": "1",
+        "item_name": "SEX", "token_id": "999999", "user_id": "1", "assignment_id": "1", "job_id": "1",
     }  # fmt: skip
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
