@@ -47,7 +47,13 @@ from app.sdtm.spec import (
     Variable,
     resolve_item,
 )
-from app.sdtm.writers import MAX_VALUE_BYTES, long_text_pieces, supp_qnam, write_table
+from app.sdtm.writers import (
+    MAX_VALUE_BYTES,
+    long_text_pieces,
+    supp_qlabel,
+    supp_qnam,
+    write_table,
+)
 from app.study.loader import Study
 from app.study.model import DataType
 
@@ -265,12 +271,21 @@ class _DomainBuilder:
         self.supp = Table(
             spec.supp_name, f"Supplemental Qualifiers for {spec.domain}", list(SUPP_COLUMNS)
         )
-        self.variables = [
-            (var.name, var.type, _compiler(var, derivations)) for var in spec.variables
-        ]
-        self.qualifiers = [(qual, _compiler(qual, derivations)) for qual in spec.supplemental]
+        source_forms = {study.forms[s.form].name for s in spec.sources if s.form is not None}
+        self.names = [var.name for var in spec.variables]
+        self.computes = {
+            var.name: _typed_compute(
+                f"{spec.domain}.{var.name}", var.type, _compiler(var, derivations, source_forms)
+            )
+            for var in spec.variables
+        }
+        self.qualifiers = [
+            (qual, _typed_compute(f"{spec.supp_name}.{qual.qnam}", "Char",
+                                  _compiler(qual, derivations, source_forms)))
+            for qual in spec.supplemental
+        ]  # fmt: skip
         self.has_seq = spec.variable(spec.seq_name) is not None
-        self.char_labels = {var.name: var.label for var in spec.variables if var.type == "Char"}
+        self.char_variables = [var for var in spec.variables if var.type == "Char"]
 
     def add_subject(
         self, data: SubjectData, reference_start: str | None
@@ -288,11 +303,12 @@ class _DomainBuilder:
                 transposed_item=transposition.item if transposition else None,
                 transposed_values=transposition.values if transposition else {},
                 reference_start=reference_start,
+                computes=self.computes,
             )
             record = self._record(context)
             if first is None:
                 first = record
-            self._add_supplemental(context, record)
+            self._add_supplemental(context)
         return first
 
     def _candidates(
@@ -322,35 +338,26 @@ class _DomainBuilder:
 
     def _record(self, context: RecordContext) -> dict[str, Value]:
         record = context.record
-        for name, variable_type, compute in self.variables:
-            try:
-                record[name] = _typed(compute(context), variable_type)
-            except (TypeError, ValueError) as error:
-                raise SdtmBuildError(
-                    f"{context.subject.usubjid}: {self.spec.domain}.{name}: {error}"
-                ) from error
-        self.table.rows.append([record[name] for name, _type, _compute in self.variables])
-        for name, label in self.char_labels.items():
-            value = record[name]
+        self.table.rows.append([context.variable(name) for name in self.names])
+        for variable in self.char_variables:
+            value = record[variable.name]
             if isinstance(value, str) and len(value) > MAX_VALUE_BYTES:
                 pieces = long_text_pieces(value)
-                self.table.rows[-1][self.table.index(name)] = pieces[0]
+                self.table.rows[-1][self.table.index(variable.name)] = pieces[0]
                 for i, piece in enumerate(pieces[1:], start=1):
-                    self._append_supp(
-                        context, supp_qnam(name, i), f"{label} {i}"[-40:], piece, "Collected", None
-                    )
+                    qnam, qlabel = supp_qnam(variable.name, i), supp_qlabel(variable.label, i)
+                    self._append_supp(context, qnam, qlabel, piece, variable.origin.type, None)
         return record
 
-    def _add_supplemental(self, context: RecordContext, record: dict[str, Value]) -> None:
+    def _add_supplemental(self, context: RecordContext) -> None:
         for qualifier, compute in self.qualifiers:
-            value = _typed(compute(context), "Char")
+            value = compute(context)
             if value is None:
                 continue
             assert isinstance(value, str)
-            pieces = long_text_pieces(value)
-            for i, piece in enumerate(pieces):
+            for i, piece in enumerate(long_text_pieces(value)):
                 qnam = qualifier.qnam if i == 0 else supp_qnam(qualifier.qnam, i)
-                qlabel = qualifier.qlabel if i == 0 else f"{qualifier.qlabel} {i}"[-40:]
+                qlabel = qualifier.qlabel if i == 0 else supp_qlabel(qualifier.qlabel, i)
                 self._append_supp(
                     context, qnam, qlabel, piece, qualifier.origin.type, qualifier.qeval
                 )
@@ -377,19 +384,45 @@ def _matches(value: str | None, wanted: str | tuple[str, ...]) -> bool:
     return value in wanted if isinstance(wanted, tuple) else value == wanted
 
 
-def _compiler(source: ValueSource, derivations: Mapping[str, DerivationFunction]) -> Compute:
+def _compiler(
+    source: ValueSource, derivations: Mapping[str, DerivationFunction], source_forms: set[str]
+) -> Compute:
     """The function computing a variable's value from its one source."""
     if source.item is not None:
-        reference = source.item
-        return lambda context: context.item(reference)
+        return _item_reader(source.item, source_forms)
     if source.recode is not None:
-        item, mapping = source.recode.item, source.recode.map
-        return lambda context: mapping.get(code) if (code := context.item(item)) else None
+        read, mapping = _item_reader(source.recode.item, source_forms), source.recode.map
+        return lambda context: mapping.get(code) if (code := read(context)) else None
     if source.derivation is not None:
         function, args = derivations[source.derivation.name], source.derivation.args
         return lambda context: function(context, **args)
     constant = source.constant
     return lambda _context: constant
+
+
+def _item_reader(reference: str, source_forms: set[str]) -> Callable[[RecordContext], str | None]:
+    """Reads `ITEM` or `FORM.ITEM`. When FORM is one of the domain's record sources, only
+    records from that form have the value (DS.DSLTFU is not a value of the consent record)."""
+    form_name, _, item = reference.rpartition(".")
+    if form_name in source_forms:
+        return lambda context: (
+            context.row.values.get(item)
+            if context.row is not None and context.row.form_name == form_name
+            else None
+        )
+    return lambda context: context.item(reference)
+
+
+def _typed_compute(where: str, variable_type: str, compute: Compute) -> Compute:
+    """`compute` giving the variable's type; a value that does not fit names the subject."""
+
+    def typed(context: RecordContext) -> Value:
+        try:
+            return _typed(compute(context), variable_type)
+        except (TypeError, ValueError) as error:
+            raise SdtmBuildError(f"{context.subject.usubjid}: {where}: {error}") from error
+
+    return typed
 
 
 def _typed(value: Value, variable_type: str) -> Value:

@@ -144,10 +144,11 @@ class SubjectData:
 class RecordContext:
     """What a derivation may read while one record is built.
 
-    `record` holds the variables already computed for this record, in dataset order, so a
-    later variable can use an earlier one (`--DY` reads `--STDTC`). `row` is the source row
-    (None for subject-level records, e.g. DM). `transposed` is the transposition entry of a
-    findings record (its `item` result and `values`)."""
+    `variable(name)` gives any variable of this record, computing it first when it comes
+    later in dataset order (`EPOCH` reads `DSSTDTC`, `--DY` reads `--STDTC`); `record` holds
+    those computed so far. `row` is the source row (None for subject-level records, e.g. DM).
+    `transposed_item` and `transposed_values` are the transposition entry of a findings
+    record."""
 
     study: Study
     data: SubjectData
@@ -159,6 +160,19 @@ class RecordContext:
     transposed_values: Mapping[str, str | float] = field(default_factory=dict)
     reference_start: str | None = None
     """RFSTDTC of the subject (ZM001 infusion date/time), for --DY."""
+    computes: Mapping[str, Callable[[RecordContext], Value]] = field(default_factory=dict)
+    """How each variable of the record is computed (set by the engine)."""
+
+    def variable(self, name: str) -> Value:
+        """Variable `name` of this record, computed now if it is not yet; None if unknown."""
+        if name not in self.record and name in self.computes:
+            self.record[name] = None  # a variable that (indirectly) reads itself gets null
+            self.record[name] = self.computes[name](self)
+        return self.record.get(name)
+
+    def date_variable(self, name: str) -> str | None:
+        value = self.variable(name)
+        return value if isinstance(value, str) else None
 
     @property
     def subject(self) -> SubjectInfo:
@@ -253,14 +267,10 @@ def sdtm_day(day: date, reference: date) -> int:
 
 @derivation("study_day")
 def study_day(context: RecordContext, dtc: str) -> Value:
-    """--DY of the variable `dtc` (already computed in this record) from RFSTDTC; only for
-    complete dates."""
-    value = context.record.get(dtc)
-    day = day_of(value if isinstance(value, str) else None)
+    """--DY of the variable `dtc` of this record from RFSTDTC; only for complete dates."""
+    day = day_of(context.date_variable(dtc))
     # DM is built before the other domains and reads its own RFSTDTC.
-    own_start = context.record.get(REFERENCE_START)
-    start = context.reference_start or (own_start if isinstance(own_start, str) else None)
-    reference = day_of(start)
+    reference = day_of(context.reference_start or context.date_variable(REFERENCE_START))
     return None if day is None or reference is None else float(sdtm_day(day, reference))
 
 
@@ -308,15 +318,15 @@ def _visit(context: RecordContext) -> Value:
 
 
 @derivation("epoch")
-def _epoch(context: RecordContext, dtc: str | None = None) -> Value:
-    """EPOCH: the period of the record's visit; for log records, the period the date in
-    variable `dtc` falls in (periods start at the subject's first visit of each period)."""
+def _epoch(context: RecordContext, dtc: str | None = None, by_date: bool = False) -> Value:
+    """EPOCH: the period of the record's visit; for log records (or with `by_date`, for
+    events such as a disposition entered at a later visit), the period the date in variable
+    `dtc` falls in (a period starts at the subject's first dated visit of that period)."""
     row = context.row
     visit = None if row is None else context.study.visit(row.event_oid)
-    if visit is not None:
+    if visit is not None and not by_date:
         return epoch_of_period(context.study, visit.period)
-    value = context.record.get(dtc) if dtc else None
-    day = day_of(value if isinstance(value, str) else None)
+    day = day_of(context.date_variable(dtc)) if dtc else None
     if day is None:
         return None
     current = None
@@ -331,10 +341,26 @@ def epoch_of_period(study: Study, period_oid: str) -> str | None:
 
 
 @derivation("visit_date")
-def _visit_date(context: RecordContext, form: str) -> Value:
-    """Date of the visit where the subject's first `form` (by name) was entered."""
-    dates = [row.visit_date for row in context.data.rows_of(form) if row.visit_date]
+def _visit_date(context: RecordContext, form: str | None = None) -> Value:
+    """Date of the visit of the record's source row, or (with `form`, a form name) of the
+    visit where the subject's first such form was entered."""
+    rows = context.data.rows_of(form) if form else [context.row] if context.row else []
+    dates = [row.visit_date for row in rows if row.visit_date]
     return dates[0].isoformat() if dates else None
+
+
+@derivation("per_form")
+def _per_form(
+    context: RecordContext,
+    values: Mapping[str, str] | None = None,
+    items: Mapping[str, str] | None = None,
+) -> Value:
+    """A value that depends on the record's source form (by name), for domains fed by
+    several forms: the constant `values[form]`, or the row's item `items[form]`."""
+    form = context.row.form_name if context.row else ""
+    if items and form in items:
+        return context.item(items[form])
+    return (values or {}).get(form)
 
 
 @derivation("when_item")

@@ -69,6 +69,12 @@ def supp_qnam(name: str, index: int) -> str:
     return name[: MAX_NAME_LENGTH - len(suffix)] + suffix
 
 
+def supp_qlabel(label: str, index: int) -> str:
+    """QLABEL of the `index`th continuation: the variable's label and the number, in 40."""
+    suffix = f" {index}"
+    return label[: MAX_LABEL_LENGTH - len(suffix)] + suffix
+
+
 def write_table(
     table: Table, study: Study, out_dir: Path, formats: frozenset[str], modified: datetime
 ) -> SdtmDataset:
