@@ -59,17 +59,32 @@ def db_upgrade() -> None:
 
 
 @study_cli.command("check")
-def study_check(directory: Annotated[Path, typer.Argument()] = Path("forms")) -> None:
-    """Load a study definition and report every problem (file:line: where: what)."""
+def study_check(
+    directory: Annotated[Path, typer.Argument()] = Path("forms"),
+    exports: Annotated[
+        Path | None,
+        typer.Option(help="SDTM mappings to check too (default: the exports_dir setting, if any)"),
+    ] = None,
+) -> None:
+    """Load a study definition and its SDTM mappings; report every problem (file:line: where:
+    what)."""
+    from app.sdtm.spec import load_sdtm_specs, sdtm_problems
+
+    mappings = exports or get_settings().exports_dir
+    check_mappings = exports is not None or mappings.is_dir()
     problems = study_problems(directory)
+    if not problems and check_mappings:
+        problems = sdtm_problems(mappings, load_study(directory))
     if problems:
         errors.print(format_problems(problems), markup=False, highlight=False)
         raise typer.Exit(1)
     study = load_study(directory)
     items = sum(len(g.items) for f in study.forms.values() for g in f.item_groups)
+    domains = len(load_sdtm_specs(mappings, study).domains) if check_mappings else 0
     console.print(
         f"{study.info.oid}: OK — {len(study.schedule.visits)} visits, {len(study.forms)} forms, "
-        f"{items} items, {len(study.codelists)} code lists, {len(study.units)} units"
+        f"{items} items, {len(study.codelists)} code lists, {len(study.units)} units, "
+        f"{domains} SDTM domains"
     )
 
 
