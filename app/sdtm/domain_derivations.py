@@ -1,2 +1,362 @@
 """Named derivations of the AE, EX, LB, VS, CM and MH mappings, registered into
-`app.sdtm.derive` with `@derivation("name")` on import."""
+`app.sdtm.derive` with `@derivation("name")` on import.
+
+Their arguments are data written in the mappings (`exports/*.yaml`): item names, per-form
+sources, the unit conversion table of LB. Every derivation reads one subject's collected rows
+(`context.data`); what a derivation needs from all of them (the header values of each saved
+form, the last result before exposure of each test) is computed once per subject and kept
+while that subject's records are built (`_per_subject`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from app.sdtm.derive import RecordContext, RowValues, SubjectData, Value, derivation
+
+FormKey = tuple[str, str, int, int]
+"""A saved form: (form OID, StudyEvent OID, event repeat, form repeat)."""
+
+T = TypeVar("T")
+
+
+def _per_subject(compute: Callable[[SubjectData], T]) -> Callable[[SubjectData], T]:
+    """Cache `compute(data)` for the subject being exported: the engine builds all records of
+    one subject before the next, so one cached subject is enough (and memory stays flat)."""
+    last: list[tuple[SubjectData, T]] = []
+
+    def cached(data: SubjectData) -> T:
+        if last and last[0][0] is data:
+            return last[0][1]
+        result = compute(data)
+        last[:] = [(data, result)]
+        return result
+
+    return cached
+
+
+@_per_subject
+def _subject_memo(data: SubjectData) -> dict[tuple[object, ...], Any]:
+    """Results computed once per subject and reused by its records (keyed by what they
+    depend on)."""
+    return {}
+
+
+def _form_key(row: RowValues) -> FormKey:
+    return row.form_oid, row.event_oid, row.event_repeat, row.form_repeat
+
+
+@_per_subject
+def _form_headers(data: SubjectData) -> dict[FormKey, dict[str, str]]:
+    """Values of the non-repeating item groups of each saved form (e.g. a lab panel's sample
+    date, time and laboratory), which the rows of its repeating groups share."""
+    headers: dict[FormKey, dict[str, str]] = {}
+    for row in data.rows:
+        form = data.study.forms.get(row.form_oid)
+        group = (
+            next((g for g in form.item_groups if g.oid == row.item_group_oid), None)
+            if form
+            else None
+        )
+        if group is not None and not group.repeating:
+            headers.setdefault(_form_key(row), {}).update(row.values)
+    return headers
+
+
+def row_value(context: RecordContext, item: str, row: RowValues | None = None) -> str | None:
+    """`item` of the record's row (or `row`), else of its saved form's non-repeating groups."""
+    row = row or context.row
+    if row is None:
+        return None
+    value = row.values.get(item)
+    if value is None:
+        value = _form_headers(context.data).get(_form_key(row), {}).get(item)
+    return value
+
+
+def _dtc(date: str | None, time: str | None) -> str | None:
+    """ISO 8601 date/time: partial dates stay partial; a time joins only a complete date."""
+    if date is None:
+        return None
+    return f"{date}T{time}" if time and len(date) == 10 else date
+
+
+# -- general-purpose row readers ---------------------------------------------------------------
+
+
+@derivation("form_value")
+def _form_value(context: RecordContext, item: str) -> Value:
+    """`item` of the record's row or of its form's non-repeating groups (e.g. LBNAM of a lab
+    panel, entered once for all its result rows)."""
+    return row_value(context, item)
+
+
+@derivation("form_dtc")
+def _form_dtc(context: RecordContext, date: str, time: str | None = None) -> Value:
+    """ISO 8601 --DTC from a date item and an optional time item of the record's row or of its
+    form's non-repeating groups (a lab row's sample date and time)."""
+    return _dtc(row_value(context, date), row_value(context, time) if time else None)
+
+
+@derivation("first_of")
+def _first_of(
+    context: RecordContext, items: Sequence[str], map: Mapping[str, str | None] | None = None
+) -> Value:
+    """The first of `items` the record's row (or its form) has a value for, recoded by `map`
+    when given (a code missing from `map` stays as collected; `null` drops it). For domains fed
+    by forms that do not all have the same items (LB panels, VS and HTWT)."""
+    for item in items:
+        value = row_value(context, item)
+        if value is not None:
+            return map.get(value, value) if map is not None else value
+    return None
+
+
+@derivation("by_source")
+def _by_source(context: RecordContext, **forms: Mapping[str, Any]) -> Value:
+    """A value taken differently from each source form (keyed by form name), for domains fed
+    by several forms (EX from EX and LD, CM from CM and SLEHX). Each form's entry has one of
+    `constant` or `item` (the row's item; `specify` names the item holding the text of an
+    OTHER code, `map` recodes codes, a code missing from it stays as collected), and an
+    optional `when: {ITEM: value}` that must hold on the row. A form without an entry gives
+    null."""
+    row = context.row
+    entry = forms.get(row.form_name) if row is not None else None
+    if entry is None:
+        return None
+    for item, wanted in entry.get("when", {}).items():
+        if row_value(context, item) != wanted:
+            return None
+    if "constant" in entry:
+        constant: Value = entry["constant"]
+        return constant
+    value = row_value(context, entry["item"])
+    if value == "OTHER" and "specify" in entry:
+        return row_value(context, entry["specify"])
+    recode: Mapping[str, str | None] = entry.get("map", {})
+    return recode.get(value, value) if value is not None else None
+
+
+@derivation("collection_date")
+def _collection_date(context: RecordContext) -> Value:
+    """Date of the visit the record's form was entered at (--DTC of history collected at
+    screening)."""
+    row = context.row
+    return row.visit_date.isoformat() if row is not None and row.visit_date else None
+
+
+# -- AE: links from the CRS, ICANS and DLT forms ---------------------------------------------
+
+
+def _linked_episodes(
+    context: RecordContext, ae_id: str, episodes: Iterable[Mapping[str, str]]
+) -> list[tuple[Mapping[str, str], RowValues]]:
+    """(episode entry, episode row) of every event form that cites the record's AE number:
+    `episodes` lists `{form: CRS, link: CRSAEID, ...}`."""
+    number = row_value(context, ae_id)
+    if number is None:
+        return []
+    return [
+        (episode, row)
+        for episode in episodes
+        for row in context.data.rows_of(episode["form"])
+        if _same_id(row.values.get(episode["link"]), number)
+    ]
+
+
+def _same_id(cited: str | None, number: str) -> bool:
+    return cited is not None and cited.strip().upper() == number.strip().upper()
+
+
+@derivation("episode_grade")
+def _episode_grade(
+    context: RecordContext, ae_id: str, grade: str, episodes: Sequence[Mapping[str, str]]
+) -> Value:
+    """AETOXGR: for an AE cited by CRS or ICANS episode forms, the highest derived ASTCT grade
+    of those episodes (EC053: the AE grade equals the episode grade); otherwise, or while no
+    episode grade is derived, the AE log's grade `grade`."""
+    grades = [
+        int(float(value))
+        for episode, row in _linked_episodes(context, ae_id, episodes)
+        if (value := row.values.get(episode["grade"])) is not None
+    ]
+    best = max(grades, default=0)
+    return str(best) if best >= 1 else row_value(context, grade)
+
+
+@derivation("episode_term")
+def _episode_term(
+    context: RecordContext, term: str, ae_id: str, episodes: Sequence[Mapping[str, str]]
+) -> Value:
+    """AEDECOD: the MedDRA preferred term of the CRS or ICANS episode form citing the AE
+    (`{form, link, term}`); other AEs keep their verbatim term `term` until MedDRA coding."""
+    linked = _linked_episodes(context, ae_id, episodes)
+    return linked[0][0]["term"] if linked else row_value(context, term)
+
+
+@derivation("dlt_flag")
+def _dlt_flag(
+    context: RecordContext, ae_id: str, flag: str, dlt_ids: str, dlt_occurred: str
+) -> Value:
+    """Whether the AE is a dose-limiting toxicity: Y when the investigator flagged it (`flag`)
+    or the DLT assessment cites its AE number (`dlt_ids`, numbers separated by commas or
+    spaces) with a DLT occurred (`dlt_occurred` = Y); else the flag as collected (N, or null
+    when the question was not asked: onset outside D0-D28)."""
+    collected = row_value(context, flag)
+    number = row_value(context, ae_id)
+    cited = context.data.first(dlt_ids) or ""
+    if context.data.first(dlt_occurred) == "Y" and number is not None:
+        if any(_same_id(part, number) for part in re.split(r"[\s,;]+", cited) if part):
+            return "Y"
+    return collected
+
+
+# -- LB: test codes, standard units, last observation before exposure --------------------------
+
+
+@dataclass(frozen=True)
+class _Conversion:
+    test: str
+    unit: str
+    standard: str
+    factor: float
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any]) -> _Conversion:
+        factor = float(entry["factor"]) if "factor" in entry else 1 / float(entry["divisor"])
+        return cls(entry["test"], entry["from"], entry["to"], factor)
+
+
+def _conversion(
+    conversions: Sequence[Mapping[str, Any]], test: str | None, unit: str | None
+) -> _Conversion | None:
+    return next(
+        (
+            conversion
+            for entry in conversions
+            if (conversion := _Conversion.of(entry)).test == test and conversion.unit == unit
+        ),
+        None,
+    )
+
+
+@derivation("lab_test")
+def _lab_test(
+    context: RecordContext, part: str, renames: Sequence[Mapping[str, str]] = ()
+) -> Value:
+    """LBTESTCD (`part: code`) or LBTEST (`part: name`) of a lab row: the row's own, unless
+    `renames` maps its test code in a given unit to another test (`{test: UREA, unit: mg/dL,
+    testcd: BUN, name: Urea Nitrogen}`: labs reporting blood urea nitrogen use the urea row)."""
+    code, unit = row_value(context, "LBTESTCD"), row_value(context, "LBORRESU")
+    for rename in renames:
+        if rename["test"] == code and rename["unit"] == unit:
+            return rename["testcd"] if part == "code" else rename["name"]
+    return code if part == "code" else row_value(context, "LBTEST")
+
+
+def _format_number(value: float) -> str:
+    """A converted result as plain decimal text (at most 6 significant decimals)."""
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _to_number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+@derivation("lab_standard")
+def _lab_standard(
+    context: RecordContext, part: str, conversions: Sequence[Mapping[str, Any]]
+) -> Value:
+    """Standard result of a lab record from the variables already computed (LBTESTCD,
+    LBORRES, LBORRESU, LBORNRLO, LBORNRHI): `part` is STRESC, STRESN, STRESU, STNRLO or
+    STNRHI. A numeric result in a unit listed in `conversions` (`{test, from, to, factor}` or
+    `divisor`: spec §6.9) is multiplied into the standard unit; other results keep their unit.
+    Character results (titres, positive/negative) are copied to LBSTRESC only."""
+    record = context.record
+    test, unit = record.get("LBTESTCD"), record.get("LBORRESU")
+    conversion = _conversion(conversions, test if isinstance(test, str) else None,
+                             unit if isinstance(unit, str) else None)  # fmt: skip
+    if part == "STRESU":
+        return conversion.standard if conversion else unit
+    source = {"STRESC": "LBORRES", "STRESN": "LBORRES", "STNRLO": "LBORNRLO",
+              "STNRHI": "LBORNRHI"}[part]  # fmt: skip
+    original = record.get(source)
+    number = _to_number(original if isinstance(original, str) else None)
+    if number is None:
+        return original if part == "STRESC" else None
+    if conversion is None:
+        return original if part == "STRESC" else number
+    converted = number * conversion.factor
+    return _format_number(converted) if part == "STRESC" else converted
+
+
+def _moment(row: RowValues, context: RecordContext, date: Sequence[str],
+            time: Sequence[str]) -> str | None:  # fmt: skip
+    """The ISO 8601 date/time of a row from the first of its `date` and `time` items."""
+    day = next((v for item in date if (v := row_value(context, item, row)) is not None), None)
+    clock = next((v for item in time if (v := row_value(context, item, row)) is not None), None)
+    return _dtc(day, clock)
+
+
+def _before_exposure(moment: str | None, exposure: str | None) -> bool:
+    """Whether an observation at `moment` was taken before the first exposure: an earlier
+    day, or the same day at or before the exposure time, or the same day without a time (a
+    pre-dose sample of the infusion visit). Partial dates do not count."""
+    if moment is None or exposure is None or len(moment) < 10:
+        return False
+    if moment[:10] != exposure[:10]:
+        return moment[:10] < exposure[:10]
+    return len(moment) <= 10 or len(exposure) <= 10 or moment[11:16] <= exposure[11:16]
+
+
+@derivation("last_before_exposure")
+def _last_before_exposure(
+    context: RecordContext,
+    date: Sequence[str],
+    time: Sequence[str] = (),
+    test: str | None = None,
+    results: Sequence[str] = (),
+) -> Value:
+    """--LOBXFL: Y on the last observation of a test before the first exposure (RFSTDTC, the
+    ZM001 infusion), else null. The observations of a test are the rows of the record's form
+    and item group: for a transposed record (VS), those with a value for its item; otherwise
+    those with the same `test` item value (LBTESTCD) and a value for one of `results`. Rows
+    are timed by the first of their `date` and `time` items; ties go to the later entered row."""
+    row, exposure = context.row, context.reference_start
+    if row is None or exposure is None:
+        return None
+    if context.transposed_item is not None:
+        item = context.transposed_item
+
+        def observes(other: RowValues) -> bool:
+            return other.values.get(item) is not None
+    else:
+        code = row.values.get(test or "")
+
+        def observes(other: RowValues) -> bool:
+            return other.values.get(test or "") == code and any(
+                other.values.get(result) is not None for result in results
+            )
+
+    if not observes(row):
+        return None
+    key = ("last_before_exposure", row.form_name, row.item_group_oid, context.transposed_item,
+           row.values.get(test or ""), tuple(date), tuple(time))  # fmt: skip
+    memo = _subject_memo(context.data)
+    if key not in memo:
+        candidates = [
+            (moment, other.order)
+            for other in context.data.rows_of(row.form_name)
+            if other.item_group_oid == row.item_group_oid
+            and observes(other)
+            and _before_exposure(moment := _moment(other, context, date, time), exposure)
+        ]
+        memo[key] = max(candidates, key=lambda c: (c[0] or "", c[1]))[1] if candidates else None
+    return "Y" if memo[key] == row.order else None
