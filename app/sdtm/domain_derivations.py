@@ -274,20 +274,19 @@ def _to_number(text: str | None) -> float | None:
 def _lab_standard(
     context: RecordContext, part: str, conversions: Sequence[Mapping[str, Any]]
 ) -> Value:
-    """Standard result of a lab record from the variables already computed (LBTESTCD,
-    LBORRES, LBORRESU, LBORNRLO, LBORNRHI): `part` is STRESC, STRESN, STRESU, STNRLO or
+    """Standard result of a lab record from its variables LBTESTCD, LBORRES, LBORRESU,
+    LBORNRLO and LBORNRHI: `part` is STRESC, STRESN, STRESU, STNRLO or
     STNRHI. A numeric result in a unit listed in `conversions` (`{test, from, to, factor}` or
     `divisor`: spec §6.9) is multiplied into the standard unit; other results keep their unit.
     Character results (titres, positive/negative) are copied to LBSTRESC only."""
-    record = context.record
-    test, unit = record.get("LBTESTCD"), record.get("LBORRESU")
+    test, unit = context.variable("LBTESTCD"), context.variable("LBORRESU")
     conversion = _conversion(conversions, test if isinstance(test, str) else None,
                              unit if isinstance(unit, str) else None)  # fmt: skip
     if part == "STRESU":
         return conversion.standard if conversion else unit
     source = {"STRESC": "LBORRES", "STRESN": "LBORRES", "STNRLO": "LBORNRLO",
               "STNRHI": "LBORNRHI"}[part]  # fmt: skip
-    original = record.get(source)
+    original = context.variable(source)
     number = _to_number(original if isinstance(original, str) else None)
     if number is None:
         return original if part == "STRESC" else None
@@ -333,7 +332,7 @@ def _last_before_exposure(
     if row is None or exposure is None:
         return None
     if context.transposed_item is not None:
-        item = context.transposed_item
+        item = context.transposed_item.split(".")[-1]  # ITEM or FORM.ITEM of the row's form
 
         def observes(other: RowValues) -> bool:
             return other.values.get(item) is not None
@@ -360,3 +359,11 @@ def _last_before_exposure(
         ]
         memo[key] = max(candidates, key=lambda c: (c[0] or "", c[1]))[1] if candidates else None
     return "Y" if memo[key] == row.order else None
+
+
+@derivation("transposed_extra")
+def _transposed_extra(context: RecordContext, test: str, item: str) -> Value:
+    """`item` of the source row for the transposed record of test code `test` only (e.g. the
+    supplemental oxygen of the SpO2 record), null for the row's other records."""
+    codes = context.transposed_values.values()
+    return row_value(context, item) if test in codes else None
