@@ -26,3 +26,11 @@ def test_define_xml_schema_and_stylesheet_are_vendored_with_their_licences() -> 
     assert DEFINE_STYLESHEET.is_file()
     assert "MIT License" in (define / "LICENSE.lexjansen-define-xml-2.1-stylesheets.md").read_text()
     assert "MIT License" in (DEFINE_STYLESHEET.parent / "define2-1.xsl.LICENSE.TXT").read_text()
+
+
+def test_dataset_json_schema_is_vendored_with_its_licence() -> None:
+    dataset_json = REPO / "app" / "schemas" / "dataset-json-1.1"
+    schema = json.loads((dataset_json / "dataset.schema.json").read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2019-09/schema"
+    assert "datasetJSONVersion" in schema["required"]
+    assert "MIT License" in (dataset_json / "LICENSE.cdisc-org-cdisc-rules-engine").read_text()

@@ -96,12 +96,13 @@ class SubjectData:
 
     @cached_property
     def period_starts(self) -> list[tuple[date, str]]:
-        """(first visit date, period OID) of each period the subject has a dated visit in,
-        in date order: the boundaries EPOCH uses for records that belong to no visit."""
+        """(first scheduled visit date, period OID) of each period the subject has a dated
+        scheduled visit in, in date order: the boundaries EPOCH uses for records that belong
+        to no scheduled visit."""
         starts: dict[str, date] = {}
         for row in self.rows:
             visit = self.study.visit(row.event_oid)
-            if visit is not None and row.visit_date is not None:
+            if visit is not None and visit.type == "scheduled" and row.visit_date is not None:
                 known = starts.get(visit.period)
                 starts[visit.period] = min(known, row.visit_date) if known else row.visit_date
         return sorted((start, period) for period, start in starts.items())
@@ -287,16 +288,18 @@ def _transposed_result(context: RecordContext) -> Value:
 
 
 def visit_number(visit: Visit, repeat: int) -> float:
-    """VISITNUM: the schedule's number; a repeat of a repeating visit adds hundredths
+    """VISITNUM: the schedule's number; repeats of a repeating visit add hundredths
     (unscheduled visits count from .01: 99.01, 99.02; repeating scheduled visits keep the
     number for their first occurrence: 21, 21.01)."""
+    if not visit.repeating:
+        return visit.visitnum
     extra = repeat if visit.type == "unscheduled" else repeat - 1
     return round(visit.visitnum + extra / 100, 2)
 
 
 def visit_name(visit: Visit, repeat: int) -> str:
     """VISIT: the schedule's name, numbered for repeats (Unscheduled 1, Long-term 2)."""
-    if visit.type == "unscheduled" or repeat > 1:
+    if visit.repeating and (visit.type == "unscheduled" or repeat > 1):
         return f"{visit.name} {repeat}"
     return visit.name
 
@@ -319,14 +322,17 @@ def _visit(context: RecordContext) -> Value:
 
 @derivation("epoch")
 def _epoch(context: RecordContext, dtc: str | None = None, by_date: bool = False) -> Value:
-    """EPOCH: the period of the record's visit; for log records (or with `by_date`, for
-    events such as a disposition entered at a later visit), the period the date in variable
-    `dtc` falls in (a period starts at the subject's first dated visit of that period)."""
+    """EPOCH: the period of the record's scheduled visit. Otherwise (log forms, unscheduled
+    visits such as early termination, or `by_date` for events such as a disposition) the
+    period the date falls in: the date in variable `dtc`, else the visit date. A period
+    starts at the subject's first dated scheduled visit of that period."""
     row = context.row
     visit = None if row is None else context.study.visit(row.event_oid)
-    if visit is not None and not by_date:
+    if visit is not None and visit.type == "scheduled" and not by_date:
         return epoch_of_period(context.study, visit.period)
     day = day_of(context.date_variable(dtc)) if dtc else None
+    if day is None and row is not None:
+        day = row.visit_date
     if day is None:
         return None
     current = None

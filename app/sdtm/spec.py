@@ -343,9 +343,9 @@ class _DomainChecker:
         self.problems: list[Problem] = []
         self.derivations = registered_derivations()
         self.source_forms = [
-            study.forms.get(record_source.form)
+            study.forms[record_source.form]
             for record_source in spec.sources
-            if record_source.form is not None
+            if record_source.form is not None and record_source.form in study.forms
         ]
 
     def add(self, loc: Loc, message: str) -> None:
@@ -394,20 +394,18 @@ class _DomainChecker:
             if find_item(form, name) is None:
                 self.add((*loc, "where", name), f"form {form.oid} has no item {name}")
         for i, entry in enumerate(record_source.transpose):
-            self.check_item((*loc, "transpose", i, "item"), entry.item)
+            self.check_item((*loc, "transpose", i, "item"), entry.item, form)
 
-    def forms_for(self, reference: str) -> list[FormDef | None]:
-        """The forms an item reference is resolved in: its own, or every record source's."""
-        return [None] if "." in reference else list(self.source_forms) or [None]
-
-    def check_item(self, loc: Loc, reference: str) -> ItemDef | None:
-        item = None
-        for form in self.forms_for(reference):
-            item = resolve_item(self.study, reference, form)
-            if item is None:
-                where = f" of form {form.oid}" if form is not None else ""
-                self.add(loc, f"unknown item {reference}{where}")
-                return None
+    def check_item(self, loc: Loc, reference: str, form: FormDef | None = None) -> ItemDef | None:
+        """The item `FORM.ITEM` names, or that `ITEM` names in `form` (default: in any of the
+        record sources' forms, since a domain fed by several forms reads some items from one
+        of them only); a problem when there is none."""
+        forms = [form] if form is not None or "." in reference else self.source_forms
+        found = [resolve_item(self.study, reference, source) for source in forms or [None]]
+        item = next((item for item in found if item is not None), None)
+        if item is None:
+            names = ", ".join(source.oid for source in forms if source is not None)
+            self.add(loc, f"unknown item {reference}" + (f" (forms {names})" if names else ""))
         return item
 
     def check_value_source(

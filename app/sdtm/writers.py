@@ -51,11 +51,13 @@ class SdtmWriteError(Exception):
 
 def long_text_pieces(text: str, limit: int = MAX_VALUE_BYTES) -> list[str]:
     """`text` cut into pieces of at most `limit` characters, between words where possible
-    (SDTMIG 3.4 §4.5.3.2); the pieces joined give `text` back."""
+    (SDTMIG 3.4 §4.5.3.2); the pieces joined give `text` back. The space between two words
+    starts the next piece: SAS XPORT drops trailing blanks but keeps leading ones, so every
+    format gives the same pieces."""
     pieces = []
     while len(text) > limit:
         cut = text.rfind(" ", 1, limit + 1)
-        cut = limit if cut <= 0 else cut + 1
+        cut = limit if cut <= 0 else cut
         pieces.append(text[:cut])
         text = text[cut:]
     pieces.append(text)
