@@ -173,7 +173,7 @@ def test_subject_status_dose_level_and_visit_dates_are_flags_of_defined_code_lis
     document = export(demo, zm001, tmp_path / "odm.xml", ExportScope(), "snapshot")
     with Session(demo.engine) as session:
         enrolled = session.exec(
-            select(Subject).where(col(Subject.dose_level).is_not(None)).order_by(Subject.id)
+            select(Subject).where(col(Subject.dose_level).is_not(None)).order_by(col(Subject.id))
         ).first()
         assert enrolled is not None and enrolled.status_date is not None
         visit = session.exec(

@@ -27,22 +27,24 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
-from sqlalchemy import func
+from sqlalchemy import BindParameter, bindparam, func
 from sqlalchemy import select as sa_select
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col
 
 from app.exporters.odm_common import (
-    AUDIT_COLUMNS,
+    LOCATED_AUDIT_COLUMNS,
     PATH_COLUMNS,
     WHOLE_STUDY,
+    AuditRecords,
     AuditRow,
     DataKey,
     ExportCounts,
     RepeatKeys,
     Sites,
-    audit_element,
     data_key,
     dose_annotation,
     form_status_annotation,
@@ -67,7 +69,6 @@ from app.models import (
     ItemGroupData,
     StudyEventData,
     Subject,
-    pk,
 )
 from app.study.loader import Study
 
@@ -110,27 +111,51 @@ def _subjects_changed_since(session: Session, since: datetime) -> set[int]:
     return {subject_id for (subject_id,) in rows}
 
 
-def _latest_audit(session: Session, subject_id: int) -> dict[DataKey, AuditRow]:
-    """The latest audit record of each value, form, visit and of the subject itself."""
-    latest_ids = (
+SUBJECT_ID: BindParameter[int] = bindparam("subject_id")
+
+LATEST_AUDIT = sa_select(*LOCATED_AUDIT_COLUMNS).where(
+    col(AuditRecord.id).in_(
         sa_select(func.max(col(AuditRecord.id)))
-        .where(col(AuditRecord.subject_id) == subject_id)
+        .where(col(AuditRecord.subject_id) == SUBJECT_ID)
         .group_by(*PATH_COLUMNS)
     )
-    rows = session.execute(sa_select(*AUDIT_COLUMNS).where(col(AuditRecord.id).in_(latest_ids)))
-    return {data_key(row): row for row in rows}
+)
+"""The latest audit record of each value, form, visit and of the subject itself."""
 
 
-_DATA_COLUMNS = (
-    *(col(c) for c in (StudyEventData.id, StudyEventData.event_oid, StudyEventData.repeat_key)),
+_DATA_COLUMNS: tuple[Mapped[Any], ...] = (
+    col(StudyEventData.id),
+    col(StudyEventData.event_oid),
+    col(StudyEventData.repeat_key),
     col(StudyEventData.visit_date),
-    *(col(c) for c in (FormData.id, FormData.form_oid, FormData.repeat_key, FormData.status)),
+    col(FormData.id),
+    col(FormData.form_oid),
+    col(FormData.repeat_key),
+    col(FormData.status),
     col(FormData.not_done_reason),
-    *(col(c) for c in (ItemGroupData.id, ItemGroupData.item_group_oid, ItemGroupData.repeat_key)),
+    col(ItemGroupData.id),
+    col(ItemGroupData.item_group_oid),
+    col(ItemGroupData.repeat_key),
     col(ItemData.item_oid),
     col(ItemData.value),
 )
-"""A subject's events, forms, item group repeats and values, in the order the walk expects."""
+SUBJECT_DATA = (
+    sa_select(*_DATA_COLUMNS)
+    .select_from(StudyEventData)
+    .outerjoin(FormData, col(FormData.study_event_id) == col(StudyEventData.id))
+    .outerjoin(ItemGroupData, col(ItemGroupData.form_data_id) == col(FormData.id))
+    .outerjoin(ItemData, col(ItemData.item_group_data_id) == col(ItemGroupData.id))
+    .where(col(StudyEventData.subject_id) == SUBJECT_ID)
+    .order_by(
+        col(StudyEventData.id),
+        col(FormData.id),
+        col(ItemGroupData.item_group_oid),
+        col(ItemGroupData.repeat_key),
+        col(ItemData.id),
+    )
+)
+"""A subject's events, forms, item group repeats and values, in the order the walk expects
+(outer joins: a visit without forms and a form without values are written too)."""
 
 
 class _SubjectWriter:
@@ -139,6 +164,7 @@ class _SubjectWriter:
     def __init__(self, study: Study, sites: Sites, since: datetime | None) -> None:
         self.repeats = RepeatKeys(study)
         self.sites = sites
+        self.audits = AuditRecords(sites)
         self.since = since
         self.form_items = {
             form.oid: [
@@ -149,27 +175,16 @@ class _SubjectWriter:
 
     def subject_data(self, session: Session, subject: Subject) -> tuple[etree._Element, int]:
         """The SubjectData element of `subject` and the number of ItemData in it."""
-        latest = _latest_audit(session, pk(subject))
+        connection = session.connection()
+        params = {"subject_id": subject.id}
+        latest = {data_key(row): row for row in connection.execute(LATEST_AUDIT, params)}
+        self.audits.next_subject()
         element = etree.Element(q("SubjectData"), SubjectKey=subject.subject_key)
         self._audit(element, latest.get(SUBJECT_LEVEL))
         etree.SubElement(element, q("SiteRef"), LocationOID=self.sites[subject.site_id])
         subject_status_annotation(element, subject.status, subject.status_date)
         dose_annotation(element, subject.dose_level, subject.phase)
-        rows = session.execute(
-            sa_select(*_DATA_COLUMNS)
-            .select_from(StudyEventData)
-            .outerjoin(FormData, col(FormData.study_event_id) == col(StudyEventData.id))
-            .outerjoin(ItemGroupData, col(ItemGroupData.form_data_id) == col(FormData.id))
-            .outerjoin(ItemData, col(ItemData.item_group_data_id) == col(ItemGroupData.id))
-            .where(col(StudyEventData.subject_id) == subject.id)
-            .order_by(
-                col(StudyEventData.id),
-                col(FormData.id),
-                col(ItemGroupData.item_group_oid),
-                col(ItemGroupData.repeat_key),
-                col(ItemData.id),
-            )
-        )
+        rows = connection.execute(SUBJECT_DATA, params).all()
         changed: set[etree._Element] = set()  # containers changed since the moment
         items = 0
         # Every row's parents are written before it: the first row differs from these keys.
@@ -214,7 +229,7 @@ class _SubjectWriter:
                 continue
             item_el = etree.SubElement(group_el, q("ItemData"), ItemOID=item_oid, Value=value)
             if record is not None:
-                item_el.append(audit_element(record, self.sites))
+                item_el.append(self.audits.element(record))
             items += 1
         if self.since is not None:
             _drop_unchanged_containers(element, changed)
@@ -225,7 +240,7 @@ class _SubjectWriter:
         the moment of an incremental export."""
         if record is None:
             return False
-        element.append(audit_element(record, self.sites))
+        element.append(self.audits.element(record))
         return self._after_since(record)
 
     def _after_since(self, record: AuditRow | None) -> bool:

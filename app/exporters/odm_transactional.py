@@ -33,11 +33,11 @@ from sqlmodel import Session, col
 from app.exporters.odm_common import (
     AUDIT_COLUMNS,
     WHOLE_STUDY,
+    AuditRecords,
     AuditRow,
     ExportCounts,
     RepeatKeys,
     Sites,
-    audit_element,
     dose_annotation,
     form_status_annotation,
     odm_document,
@@ -113,7 +113,7 @@ def _history(session: Session, subject_id: int, scope: ExportScope) -> Result[An
     )
     if scope.changed_since is not None:
         statement = statement.where(col(AuditRecord.occurred_at) > scope.changed_since)
-    return session.execute(statement, execution_options={"yield_per": BATCH_ROWS})
+    return session.connection().execute(statement, execution_options={"yield_per": BATCH_ROWS})
 
 
 class _SubjectHistory:
@@ -134,6 +134,7 @@ class _SubjectHistory:
         self.initial_status = study.subject_path.initial
         self.repeats = repeats
         self.sites = sites
+        self.audits = AuditRecords(sites)
         self.subject = subject
         self.changes = 0
         self.items = 0
@@ -172,7 +173,7 @@ class _SubjectHistory:
         self.flush()
         created = row.action == SUBJECT_CREATE
         element = self._subject_data("Insert" if created else "Update")
-        element.append(audit_element(row, self.sites))
+        element.append(self.audits.element(row))
         if created:
             etree.SubElement(element, q("SiteRef"), LocationOID=self.sites[self.subject.site_id])
             subject_status_annotation(element, self.initial_status, None)
@@ -216,7 +217,7 @@ class _SubjectHistory:
         )
         if row.new_value is not None:
             item.set("Value", row.new_value)
-        item.append(audit_element(row, self.sites))
+        item.append(self.audits.element(row))
         self.items += 1
         self.pending += 1
         if self.pending >= CHANGES_PER_ELEMENT:
@@ -227,7 +228,7 @@ class _SubjectHistory:
         form_el = self.repeats.form(event_el, row.event_oid, row.form_oid, row.form_repeat)
         first = row.old_value in (None, FormStatus.NOT_STARTED)
         form_el.set("TransactionType", "Insert" if first else "Update")
-        form_el.append(audit_element(row, self.sites))
+        form_el.append(self.audits.element(row))
         not_done = row.new_value == FormStatus.NOT_DONE
         form_status_annotation(form_el, row.new_value, row.reason if not_done else None)
         self.form_key = None  # later values of the form open a Context FormData after this one
@@ -237,6 +238,6 @@ class _SubjectHistory:
             self.context = self._subject_data("Context")
         event_el = self.repeats.event(self.context, row.event_oid, row.event_repeat)
         event_el.set("TransactionType", "Insert" if row.old_value is None else "Update")
-        event_el.append(audit_element(row, self.sites))
+        event_el.append(self.audits.element(row))
         visit_date_annotation(event_el, row.new_value)
         self.event_key = None  # later changes in the visit open a Context StudyEventData
