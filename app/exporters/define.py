@@ -12,8 +12,6 @@ against the vendored Define-XML 2.1 schema before it is written.
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 import shutil
 from collections.abc import Iterable, Iterator
@@ -34,6 +32,7 @@ from app.sdtm.dataset import (
     item_oid,
     metadata_version_oid,
 )
+from app.sdtm.rules import read_written
 from app.sdtm.spec import (
     CodeListRef,
     DomainSpec,
@@ -194,15 +193,10 @@ def observe(
 
 def _read_rows(dataset: SdtmDataset) -> Iterator[dict[str, str | None]]:
     """The dataset's records as text (numbers as the writers format them; null as None)."""
-    if "csv" in dataset.files:
-        with dataset.files["csv"].open(encoding="utf-8", newline="") as source:
-            for row in csv.DictReader(source):
-                yield {name: value or None for name, value in row.items()}
-    elif "json" in dataset.files:
-        content = json.loads(dataset.files["json"].read_text(encoding="utf-8"))
-        names = [column["name"] for column in content["columns"]]
-        for values in content["rows"]:
-            yield dict(zip(names, map(_text, values), strict=True))
+    if "json" in dataset.files or "csv" in dataset.files:
+        columns, rows = read_written(dataset)
+        for row in rows:
+            yield dict(zip(columns, map(_text, row), strict=True))
     elif "xpt" in dataset.files:
         frame, _meta = pyreadstat.read_xport(str(dataset.files["xpt"]))
         for record in frame.to_dict("records"):

@@ -1,0 +1,343 @@
+"""Define-XML 2.1 of the demo study's SDTM export: valid against the official schema, one
+ItemGroupDef per written dataset naming its XPT file, an ItemDef per variable whose data type
+and length fit the values shipped, code lists with NCI codes, origins and methods, value-level
+metadata for LB and VS by test and for SUPP-- by QNAM, and a define.html listing the datasets.
+The validator itself is shown to accept CDISC's example and to reject a misordered element."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import lxml.html
+import pyreadstat
+import pytest
+from lxml import etree
+from sqlmodel import Session
+
+from app.db import make_engine
+from app.demo import load_demo
+from app.exporters.define import DefineError, define_document, write_define
+from app.schemas import define_schema
+from app.sdtm.build import write_sdtm
+from app.sdtm.dataset import SdtmDataset, format_number
+from app.sdtm.spec import SdtmSpecs, load_sdtm_specs
+from app.study.loader import Study
+from tests.conftest import REPO, migrated_database
+
+EXPORTS = REPO / "exports"
+CDISC_EXAMPLE = REPO / "app" / "schemas" / "define-2.1" / "examples" / "defineV21-SDTM.xml"
+NS = {
+    "odm": "http://www.cdisc.org/ns/odm/v1.3",
+    "def": "http://www.cdisc.org/ns/def/v2.1",
+    "xlink": "http://www.w3.org/1999/xlink",
+}
+DEF = f"{{{NS['def']}}}"
+XLINK = f"{{{NS['xlink']}}}"
+ISO_PATTERNS = {
+    "date": r"\d{4}-\d{2}-\d{2}",
+    "datetime": r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}",
+    "partialDate": r"\d{4}(-\d{2}(-\d{2})?)?",
+    "partialDatetime": r"\d{4}(-\d{2}(-\d{2}(T\d{2}(:\d{2}(:\d{2})?)?)?)?)?",
+}
+
+
+@dataclass(frozen=True)
+class Define:
+    """An SDTM export of the demo study with its define.xml, parsed."""
+
+    datasets: list[SdtmDataset]
+    paths: list[Path]
+    tree: etree._ElementTree
+
+    def one(self, xpath: str) -> etree._Element:
+        found = self.tree.xpath(xpath, namespaces=NS)
+        assert isinstance(found, list)
+        assert len(found) == 1, f"{xpath}: {len(found)} matches"
+        element = found[0]
+        assert isinstance(element, etree._Element)
+        return element
+
+    def all(self, xpath: str) -> list[etree._Element]:
+        found = self.tree.xpath(xpath, namespaces=NS)
+        assert isinstance(found, list)
+        return [element for element in found if isinstance(element, etree._Element)]
+
+    def item_def(self, oid: str) -> etree._Element:
+        return self.one(f"//odm:ItemDef[@OID='{oid}']")
+
+
+@pytest.fixture(scope="module")
+def specs(zm001: Study) -> SdtmSpecs:
+    return load_sdtm_specs(EXPORTS, zm001)
+
+
+def export_with_define(
+    backend: str, directory: Path, study: Study, specs: SdtmSpecs, crf: str | None = None
+) -> Define:
+    """Build the 20-subject demo on `backend`, export SDTM and write define.xml."""
+    with migrated_database(backend, directory / "db") as url:
+        engine = make_engine(url)
+        try:
+            load_demo(engine, study, subjects=20)
+            with Session(engine) as session:
+                datasets = write_sdtm(session, study, specs, directory)
+        finally:
+            engine.dispose()
+    paths = write_define(study, specs, datasets, directory, crf=crf)
+    return Define(datasets, paths, etree.parse(str(directory / "define.xml")))
+
+
+@pytest.fixture(scope="module")
+def define(
+    zm001: Study, specs: SdtmSpecs, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Define]:
+    directory = tmp_path_factory.mktemp("sdtm")
+    (directory / "db").mkdir()
+    yield export_with_define("sqlite", directory, zm001, specs, crf="odm-metadata.xml")
+
+
+def xpt_columns(dataset: SdtmDataset) -> dict[str, list[object]]:
+    frame, _meta = pyreadstat.read_xport(str(dataset.files["xpt"]))
+    return {str(name): list(frame[name]) for name in frame.columns}
+
+
+def as_text(value: object) -> str | None:
+    """A value read from XPT as the define describes it: numbers as the writers format them."""
+    if isinstance(value, float):
+        return None if value != value else format_number(value)
+    return str(value) or None
+
+
+def test_define_xml_is_valid_define_xml_2_1_with_its_stylesheet_and_html(define: Define) -> None:
+    assert [path.name for path in define.paths] == ["define.xml", "define2-1.xsl", "define.html"]
+    assert define_schema().validate(define.tree), define_schema().error_log
+    root = define.tree.getroot()
+    assert root.get(DEF + "Context") == "Submission"
+    assert root.get("FileType") == "Snapshot"
+    stylesheet = root.getprevious()
+    assert isinstance(stylesheet, etree._ProcessingInstruction)
+    assert stylesheet.get("href") == "define2-1.xsl"
+    mdv = define.one("//odm:MetaDataVersion")
+    assert mdv.get(DEF + "DefineVersion") == "2.1.0"
+    standards = {
+        (std.get("Name"), std.get("Version")) for std in define.all("//def:Standards/def:Standard")
+    }
+    assert standards == {("SDTMIG", "3.4"), ("CDISC/NCI", "2025-09-26")}
+
+
+def test_every_written_dataset_has_an_item_group_whose_leaf_names_its_xpt_file(
+    define: Define,
+) -> None:
+    groups = define.all("//odm:ItemGroupDef")
+    assert [group.get("Name") for group in groups] == [ds.name for ds in define.datasets]
+    for dataset in define.datasets:
+        group = define.one(f"//odm:ItemGroupDef[@Name='{dataset.name}']")
+        leaf = group.find("def:leaf", NS)
+        assert leaf is not None
+        assert leaf.get(XLINK + "href") == f"{dataset.name.lower()}.xpt"
+        assert group.get(DEF + "ArchiveLocationID") == leaf.get("ID")
+        assert group.get("Purpose") == "Tabulation"
+        assert group.find("def:Class", NS) is not None
+    assert define.one("//odm:ItemGroupDef[@Name='DM']").get("Repeating") == "No"
+    assert define.one("//odm:ItemGroupDef[@Name='SUPPDM']/def:Class").get("Name") == (
+        "RELATIONSHIP"
+    )
+
+
+def test_every_variable_has_an_item_def_whose_type_and_length_fit_the_values(
+    define: Define,
+) -> None:
+    for dataset in define.datasets:
+        columns = xpt_columns(dataset)
+        refs = define.all(f"//odm:ItemGroupDef[@Name='{dataset.name}']/odm:ItemRef")
+        assert [define.item_def(str(ref.get("ItemOID"))).get("Name") for ref in refs] == list(
+            columns
+        ), dataset.name
+        for ref in refs:
+            item = define.item_def(str(ref.get("ItemOID")))
+            name, data_type = str(item.get("Name")), str(item.get("DataType"))
+            values = [text for value in columns[name] if (text := as_text(value)) is not None]
+            where = f"{dataset.name}.{name} ({data_type})"
+            if data_type in ISO_PATTERNS:
+                assert item.get("Length") is None, where
+                assert all(re.fullmatch(ISO_PATTERNS[data_type], v) for v in values), where
+                continue
+            assert data_type in ("text", "integer", "float"), where
+            longest = max((len(value.encode()) for value in values), default=0)
+            assert int(str(item.get("Length"))) >= longest, where
+            if data_type == "integer":
+                assert all(re.fullmatch(r"-?\d+", value) for value in values), where
+            if data_type == "float":
+                decimals = max((len(v.partition(".")[2]) for v in values), default=0)
+                assert int(str(item.get("SignificantDigits"))) >= decimals, where
+    assert define.item_def("IT.DM.AGE").get("DataType") == "integer"
+    assert define.item_def("IT.LB.LBSEQ").get("DataType") == "integer"
+    assert define.item_def("IT.LB.LBSTRESN").get("DataType") == "float"
+    assert define.item_def("IT.DM.BRTHDTC").get("DataType") == "date"
+
+
+def test_keys_mandatory_variables_and_roles_come_from_the_mapping(
+    define: Define, specs: SdtmSpecs
+) -> None:
+    for spec in specs.domains:
+        refs = {
+            str(ref.get("ItemOID")): ref
+            for ref in define.all(f"//odm:ItemGroupDef[@Name='{spec.domain}']/odm:ItemRef")
+        }
+        keys = {
+            str(ref.get("ItemOID"))[len(f"IT.{spec.domain}.") :]: int(str(ref.get("KeySequence")))
+            for ref in refs.values()
+            if ref.get("KeySequence")
+        }
+        assert keys == {key: order for order, key in enumerate(spec.keys, start=1)}
+        for variable in spec.variables:
+            ref = refs[f"IT.{spec.domain}.{variable.name}"]
+            assert ref.get("Mandatory") == ("Yes" if variable.core == "Req" else "No")
+            assert ref.get("Role") == variable.role
+
+
+def test_origins_say_collected_on_which_form_derived_how_or_assigned(define: Define) -> None:
+    brthdtc = define.item_def("IT.DM.BRTHDTC").find("def:Origin", NS)
+    assert brthdtc is not None
+    assert (brthdtc.get("Type"), brthdtc.get("Source")) == ("Collected", "Investigator")
+    page = brthdtc.find("def:DocumentRef/def:PDFPageRef", NS)
+    assert page is not None and page.get("PageRefs") == "F.DM"
+    assert "F.DM (Demographics)" in "".join(brthdtc.itertext())
+    assert define.one("//def:AnnotatedCRF/def:DocumentRef").get("leafID") == "LF.CRF"
+    assert define.one("//def:leaf[@ID='LF.CRF']").get(XLINK + "href") == ("odm-metadata.xml")
+
+    usubjid_ref = define.one("//odm:ItemGroupDef[@Name='DM']/odm:ItemRef[@ItemOID='IT.DM.USUBJID']")
+    method = define.one(f"//odm:MethodDef[@OID='{usubjid_ref.get('MethodOID')}']")
+    assert "STUDYID and SUBJID joined by a hyphen" in "".join(method.itertext())
+    assert method.get("Type") == "Computation"
+    origin = define.item_def("IT.DM.USUBJID").find("def:Origin", NS)
+    assert origin is not None and origin.get("Type") == "Derived"
+
+    domain = define.item_def("IT.DM.DOMAIN")
+    origin = domain.find("def:Origin", NS)
+    assert origin is not None and origin.get("Type") == "Assigned"
+    comment = define.one(f"//def:CommentDef[@OID='{domain.get(DEF + 'CommentOID')}']")
+    assert "".join(comment.itertext()).strip() == "Always DM"
+    origin = define.item_def("IT.DM.STUDYID").find("def:Origin", NS)
+    assert origin is not None and origin.get("Type") == "Protocol"
+
+
+def test_code_lists_carry_the_nci_codes_and_the_submission_values(define: Define) -> None:
+    sex = define.item_def("IT.DM.SEX").find("odm:CodeListRef", NS)
+    assert sex is not None
+    codelist = define.one(f"//odm:CodeList[@OID='{sex.get('CodeListOID')}']")
+    assert [item.get("CodedValue") for item in codelist.findall("odm:CodeListItem", NS)] == [
+        "M",
+        "F",
+    ]
+    alias = codelist.find("odm:Alias", NS)
+    assert alias is not None
+    assert (alias.get("Context"), alias.get("Name")) == ("nci:ExtCodeID", "C66731")
+    assert codelist.get(DEF + "StandardOID") == "STD.CT.SDTM"
+    ageu = define.item_def("IT.DM.AGEU").find("odm:CodeListRef", NS)
+    assert ageu is not None
+    ageu_list = define.one(f"//odm:CodeList[@OID='{ageu.get('CodeListOID')}']")
+    assert [item.get("CodedValue") for item in ageu_list.findall("odm:EnumeratedItem", NS)] == [
+        "YEARS"
+    ]
+
+
+def test_lb_and_vs_results_have_value_level_metadata_with_one_where_clause_per_test(
+    define: Define,
+) -> None:
+    for domain in ("LB", "VS"):
+        dataset = next(ds for ds in define.datasets if ds.name == domain)
+        columns = xpt_columns(dataset)
+        tests = {str(code) for code in columns[f"{domain}TESTCD"]}
+        assert len(tests) > 3
+        value_list = define.one(f"//def:ValueListDef[@OID='VL.{domain}.{domain}ORRES']")
+        refs = value_list.findall("odm:ItemRef", NS)
+        clauses = [ref.findall("def:WhereClauseRef", NS) for ref in refs]
+        assert all(len(clause) == 1 for clause in clauses)
+        checked = []
+        for (clause,) in clauses:
+            where = define.one(f"//def:WhereClauseDef[@OID='{clause.get('WhereClauseOID')}']")
+            check = where.find("odm:RangeCheck", NS)
+            assert check is not None
+            assert check.get(DEF + "ItemOID") == f"IT.{domain}.{domain}TESTCD"
+            assert check.get("Comparator") == "EQ"
+            checked.append(check.findtext("odm:CheckValue", namespaces=NS))
+        assert len(checked) == len(set(checked))
+        assert tests <= set(checked)
+        orres = define.item_def(f"IT.{domain}.{domain}ORRES")
+        assert orres.find("def:ValueListRef", NS) is not None
+    temp = define.item_def("IT.VS.VSORRES.TEMP")
+    assert (temp.get("DataType"), temp.get("SignificantDigits")) == ("float", "1")
+    assert "Temperature" in "".join(temp.itertext())
+    hgb_units = define.item_def("IT.LB.LBORRESU.HGB").find("odm:CodeListRef", NS)
+    assert hgb_units is not None
+    units = define.one(f"//odm:CodeList[@OID='{hgb_units.get('CodeListOID')}']")
+    assert {"g/L", "g/dL"} <= {item.get("CodedValue") for item in units}
+
+
+def test_supp_qval_has_value_level_metadata_for_every_qnam_in_the_data(define: Define) -> None:
+    for dataset in define.datasets:
+        if not dataset.name.startswith("SUPP") or dataset.rows == 0:
+            continue
+        qnams = {str(qnam) for qnam in xpt_columns(dataset)["QNAM"]}
+        value_list = define.one(f"//def:ValueListDef[@OID='VL.{dataset.name}.QVAL']")
+        described = {
+            define.item_def(str(ref.get("ItemOID"))).get("Name")
+            for ref in value_list.findall("odm:ItemRef", NS)
+        }
+        assert qnams <= described, dataset.name
+    childpot = define.item_def("IT.SUPPDM.QVAL.CHILDPOT")
+    assert "Woman of Childbearing Potential" in "".join(childpot.itertext())
+    assert childpot.find("odm:CodeListRef", NS) is not None
+
+
+def test_define_html_lists_every_dataset(define: Define) -> None:
+    html = lxml.html.parse(str(define.paths[2])).getroot()
+    text = html.text_content()
+    for dataset in define.datasets:
+        assert f"{dataset.name.lower()}.xpt" in text
+        assert dataset.label in text
+    assert "ZM001" in text
+
+
+def test_the_schema_accepts_cdiscs_example_and_rejects_a_misordered_element(
+    define: Define,
+) -> None:
+    schema = define_schema()
+    example = etree.parse(str(CDISC_EXAMPLE))
+    assert schema.validate(example)
+    standards = example.getroot().find(".//def:Standards", NS)
+    assert standards is not None
+    parent = standards.getparent()
+    assert parent is not None
+    parent.append(standards)  # def:Standards must come first in MetaDataVersion
+    assert not schema.validate(example)
+    assert "Standards" in str(schema.error_log)
+
+    ours = etree.ElementTree(etree.fromstring(etree.tostring(define.tree)))
+    item_def = ours.getroot().find(".//odm:ItemDef", NS)
+    assert item_def is not None
+    description = item_def.find("odm:Description", NS)
+    assert description is not None
+    item_def.append(description)  # Description must precede def:Origin
+    assert not schema.validate(ours)
+
+
+def test_a_dataset_without_a_mapping_is_refused(define: Define, zm001: Study) -> None:
+    stray = SdtmDataset("XX", "Unmapped", 0, define.datasets[0].files, {})
+    with pytest.raises(DefineError, match="XX: no mapping"):
+        define_document(zm001, load_sdtm_specs(EXPORTS, zm001), [stray])
+
+
+def test_define_of_an_export_from_postgresql_is_valid(
+    zm001: Study, specs: SdtmSpecs, tmp_path: Path
+) -> None:
+    (tmp_path / "db").mkdir()
+    result = export_with_define("postgresql", tmp_path, zm001, specs)
+    assert define_schema().validate(result.tree), define_schema().error_log
+    names = [group.get("Name") for group in result.all("//odm:ItemGroupDef")]
+    assert names == [dataset.name for dataset in result.datasets]
+    assert result.all("//def:AnnotatedCRF") == []
