@@ -70,6 +70,9 @@ from app.study.model import FormDef, ItemDef, ItemGroupDef
 IMPORTED_STATUSES = (FormStatus.IN_PROGRESS, FormStatus.COMPLETE, FormStatus.NOT_DONE)
 MAX_SOURCE_LENGTH = 200
 """Length of AuditRecord.source: `import:` and the file name, cut to fit."""
+LINE_LOOKUP_BYTES = 20 * 1024 * 1024
+"""Largest file parsed whole to give its schema errors' lines (see `_schema_problems`)."""
+MAX_SCHEMA_PROBLEMS = 50
 SUBJECT_KEY_LENGTH: int = Subject.__table__.c.subject_key.type.length  # type: ignore[attr-defined]
 
 
@@ -145,7 +148,7 @@ def import_odm(
     try:
         validate_streaming(path, odm_schema())
     except SchemaInvalid as error:
-        report.problems.append(_schema_problem(error))
+        report.problems += _schema_problems(path, error)
         return report
     source = f"import:{path.name}"[:MAX_SOURCE_LENGTH]
     reader = _Reader(session, study, replace(actor, source=source), report)
@@ -170,12 +173,30 @@ def import_odm(
     return report
 
 
-def _schema_problem(error: SchemaInvalid) -> ImportProblem:
+def _schema_problems(path: Path, error: SchemaInvalid) -> list[ImportProblem]:
+    """The schema errors of a file, with their lines. Streaming validation stops at the first
+    error and does not know its line; a file small enough is parsed whole to find every error
+    and its line (a full parse takes about ten times the file's size in memory)."""
     cause = error.__cause__
-    if isinstance(cause, etree.XMLSyntaxError):
-        message = str(cause.msg).replace(f"{{{ODM_NS}}}", "")
-        return ImportProblem(cause.lineno or None, "", f"not valid ODM 1.3.2: {message}")
-    return ImportProblem(None, "", f"not valid ODM 1.3.2: {error}")
+    if not isinstance(cause, etree.XMLSyntaxError):
+        return [_schema_problem(None, str(error))]
+    if cause.lineno or path.stat().st_size > LINE_LOOKUP_BYTES:
+        return [_schema_problem(cause.lineno, cause.msg)]
+    try:
+        document = etree.parse(str(path))
+    except etree.XMLSyntaxError as syntax:
+        return [_schema_problem(syntax.lineno, syntax.msg)]
+    schema = odm_schema()
+    if schema.validate(document):  # not expected: both validations use the same schema
+        return [_schema_problem(None, cause.msg)]
+    entries = list(schema.error_log)  # type: ignore[call-overload]  # iterable; stubs lack it
+    return [_schema_problem(e.line, e.message) for e in entries[:MAX_SCHEMA_PROBLEMS]]
+
+
+def _schema_problem(line: int | None, message: str) -> ImportProblem:
+    return ImportProblem(
+        line or None, "", f"not valid ODM 1.3.2: {message.replace(f'{{{ODM_NS}}}', '')}"
+    )
 
 
 @dataclass
@@ -554,12 +575,14 @@ class _Reader:
 
         for key, message in evaluation.errors.items():
             self.problem(*place(key), message)
+        if evaluation.errors:
+            return  # show-if and derived results built on a refused value are no news
         for group_oid, rows in values.rows.items():
             for repeat, row in rows.items():
                 for name, value in row.items():
                     key = (group_oid, repeat, name)
                     group, item = items[name]
-                    if value is None or not value.strip() or key in evaluation.errors:
+                    if value is None or not value.strip():
                         continue
                     if key in evaluation.hidden:
                         self.problem(

@@ -5,6 +5,11 @@ The upload is copied in chunks to a temporary file named like the uploaded one (
 trail's source is `import:<file name>`), read from there and deleted. Its size is bounded by
 MAX_UPLOAD_BYTES, larger than the app's limit for other requests (`app.main` applies it to
 UPLOAD_PATH only): an ODM file of a whole study runs to megabytes.
+
+The form posts through htmx, which sends the CSRF token as the `x-csrftoken` header: asgi-csrf
+0.11 fails on a multipart body that carries the token as a field with python-multipart 0.0.26
+and later (simonw/asgi-csrf#38, fix pending in #39). The field stays in the form for when it
+is fixed.
 """
 
 from __future__ import annotations
@@ -17,12 +22,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
-from sqlmodel import Session
 
 from app import audit
 from app.access import Access, Permission
 from app.importers.odm_import import ImportReport, import_odm
-from app.web.deps import StudyDep, requires
+from app.web.deps import SessionDep, StudyDep, requires
 from app.web.pages import render
 
 UPLOAD_PATH = "/admin/import"
@@ -42,22 +46,22 @@ def import_page(request: Request, access: ImportDep) -> Response:
 @router.post(UPLOAD_PATH)
 def import_upload(
     request: Request,
+    session: SessionDep,
     access: ImportDep,
     study: StudyDep,
     file: Annotated[UploadFile, File()],
     valid_subjects_only: Annotated[bool, Form()] = False,
 ) -> Response:
-    """Import the uploaded file in its own session (the request's session holds the login's
-    transaction, which a refused import must not roll back); 422 when refused."""
+    """Import the uploaded file in the request's session (authentication has committed what
+    it wrote, so a refused import rolls back only its own work); 422 when refused."""
     with tempfile.TemporaryDirectory(prefix="trialdesk-import-") as folder:
         path = Path(folder) / upload_name(file.filename)
         with path.open("wb") as copy:
             shutil.copyfileobj(file.file, copy, length=1024 * 1024)
-        with Session(request.app.state.engine) as session:
-            report = import_odm(
-                session, study, path, actor=audit.Actor(access.user, "web"),
-                valid_subjects_only=valid_subjects_only,
-            )  # fmt: skip
+        report = import_odm(
+            session, study, path, actor=audit.Actor(access.user, "web"),
+            valid_subjects_only=valid_subjects_only,
+        )  # fmt: skip
     return _page(request, access, report, 200 if report.stored else 422)
 
 

@@ -1,0 +1,346 @@
+"""ODM import: an export imported into an empty database exports the same ClinicalData; a file
+with broken values is refused item by item and changes nothing; another study's file is
+refused; the command line and the import page give the same report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from sqlalchemy import Engine, func, text
+from sqlmodel import Session, col, select
+
+from app import audit
+from app.access import load_access
+from app.crf import service
+from app.db import make_engine, upgrade
+from app.demo import load_demo
+from app.exporters.odm_clinical import write_odm_snapshot
+from app.importers.odm_import import ImportProblem, ImportReport, import_odm
+from app.models import AuditRecord, Site, Subject, UserAccount
+from app.study.loader import Study
+from tests.conftest import REPO, LiveServer, csrf_token, logged_in_client
+
+ODM = "{http://www.cdisc.org/ns/odm/v1.3}"
+DATA = Path(__file__).parent / "data"
+CLINICAL_TABLES = (
+    "subject",
+    "study_event_data",
+    "form_data",
+    "item_group_data",
+    "item_data",
+    "audit_record",
+)
+
+
+@pytest.fixture(scope="module")
+def demo_export(tmp_path_factory: pytest.TempPathFactory, zm001: Study) -> Path:
+    """The snapshot export of the 20-subject demo (built once, on SQLite)."""
+    folder = tmp_path_factory.mktemp("source")
+    url = f"sqlite:///{folder / 'demo.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    load_demo(engine, zm001, subjects=20)
+    path = folder / "zm001-snapshot.xml"
+    with Session(engine) as session:
+        write_odm_snapshot(session, zm001, path)
+    engine.dispose()
+    return path
+
+
+def run_import(
+    engine: Engine, study: Study, path: Path, *, username: str = "datamanager", **options: bool
+) -> ImportReport:
+    with Session(engine) as session:
+        user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
+        return import_odm(session, study, path, actor=audit.Actor(user, "test"), **options)
+
+
+def clinical_data(path: Path, element_path: str = "ClinicalData") -> bytes:
+    """ClinicalData (or another element) canonicalised for comparison: AuditRecords removed
+    (they record who entered a value and when; after an import that is the import itself),
+    whitespace between elements dropped, everything outside ClinicalData left out (FileOID,
+    CreationDateTime, and AdminData whose Locations carry the sites' creation dates)."""
+    document = etree.parse(str(path), etree.XMLParser(remove_blank_text=True))
+    element = document.find(element_path, {None: ODM[1:-1]})
+    assert element is not None
+    for record in list(element.iter(f"{ODM}AuditRecord")):
+        parent = record.getparent()
+        assert parent is not None
+        parent.remove(record)
+    return etree.tostring(element, method="c14n")
+
+
+def row_counts(engine: Engine) -> dict[str, int]:
+    with Session(engine) as session:
+        counts = {
+            table: session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in CLINICAL_TABLES
+        }
+        counters = session.exec(select(Site.oid, Site.next_subject_number)).all()
+    return {**counts, **{f"{oid} next number": number for oid, number in counters}}
+
+
+def test_an_export_imported_into_an_empty_database_exports_the_same_clinical_data(
+    demo_engine: Engine, zm001: Study, demo_export: Path, tmp_path: Path
+) -> None:
+    report = run_import(demo_engine, zm001, demo_export)
+
+    assert report.stored and report.problems == [], report.format()
+    assert (report.subjects, report.warnings) == (20, [])
+    assert report.format().startswith(f"zm001-snapshot.xml: imported 20 subjects, {report.forms}")
+    again = tmp_path / "again.xml"
+    with Session(demo_engine) as session:
+        write_odm_snapshot(session, zm001, again)
+    assert clinical_data(again) == clinical_data(demo_export)
+    with Session(demo_engine) as session:
+        sources = session.exec(
+            select(AuditRecord.source, AuditRecord.username, func.count())
+            .where(col(AuditRecord.subject_id).is_not(None))
+            .group_by(col(AuditRecord.source), col(AuditRecord.username))
+        ).all()
+        assert sources == [("import:zm001-snapshot.xml", "datamanager", sources[0][2])]
+        assert sources[0][2] > report.items
+        # The site's screening numbers continue after the imported keys.
+        user = session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).one()
+        site = session.exec(select(Site).where(Site.oid == "SITE.01")).one()
+        imported = session.exec(select(Subject.id).where(Subject.site_id == site.id)).all()
+        new = service.register_subject(
+            session, zm001, access=load_access(session, user), site_id=site.id or 0,
+            actor=audit.Actor(user),
+        )  # fmt: skip
+        assert new.subject_key == f"01-{len(imported) + 1:03d}"
+
+
+def broken_file(source: Path, target: Path) -> Path:
+    """Two subjects of the export, pretty-printed like another tool's file: 01-001 with text in
+    an integer, 30 February, a code not in its list, an unknown ItemOID and an unknown FormOID;
+    01-002 as exported."""
+    document = etree.parse(str(source), etree.XMLParser(remove_blank_text=True))
+    clinical = document.find(f"{ODM}ClinicalData")
+    assert clinical is not None
+    for subject in clinical.findall(f"{ODM}SubjectData"):
+        if subject.get("SubjectKey") not in ("01-001", "01-002"):
+            clinical.remove(subject)
+    first = clinical.find(f"{ODM}SubjectData[@SubjectKey='01-001']")
+    assert first is not None
+    screening = first.find(f"{ODM}StudyEventData[@StudyEventOID='SE.SCR']")
+    assert screening is not None
+
+    def item(form: str, item_oid: str) -> etree._Element:
+        found = screening.find(
+            f"{ODM}FormData[@FormOID='{form}']//{ODM}ItemData[@ItemOID='{item_oid}']"
+        )
+        assert found is not None
+        return found
+
+    item("F.VS", "IT.VS.SYSBP").set("Value", "high")
+    item("F.DM", "IT.DM.BRTHDAT").set("Value", "2026-02-30")
+    item("F.DM", "IT.DM.SEX").set("Value", "X")
+    group = item("F.DM", "IT.DM.SEX").getparent()
+    assert group is not None
+    etree.SubElement(group, f"{ODM}ItemData", ItemOID="IT.DM.SHOESIZE", Value="38")
+    unknown = etree.SubElement(screening, f"{ODM}FormData", FormOID="F.SHOES")
+    etree.SubElement(
+        etree.SubElement(unknown, f"{ODM}ItemGroupData", ItemGroupOID="IG.SHOES"),
+        f"{ODM}ItemData", ItemOID="IT.SHOES.SIZE", Value="38",
+    )  # fmt: skip
+    document.write(str(target), pretty_print=True, xml_declaration=True, encoding="UTF-8")
+    return target
+
+
+def line_of(path: Path, fragment: str) -> int:
+    """The 1-based line of the file's only line that contains `fragment`."""
+    lines = [n for n, line in enumerate(path.read_text().splitlines(), 1) if fragment in line]
+    assert len(lines) == 1, (fragment, lines)
+    return lines[0]
+
+
+def test_a_file_with_broken_values_is_refused_item_by_item_and_changes_nothing(
+    demo_engine: Engine, zm001: Study, demo_export: Path, tmp_path: Path
+) -> None:
+    path = broken_file(demo_export, tmp_path / "broken.xml")
+    before = row_counts(demo_engine)
+
+    report = run_import(demo_engine, zm001, path)
+
+    assert not report.stored and report.subjects == 0
+    scr = "01-001/SE.SCR"
+    assert sorted(report.problems, key=lambda p: p.line or 0) == sorted(
+        [
+            ImportProblem(line_of(path, '"IT.DM.BRTHDAT" Value="2026-02-30"'),
+                          f"{scr}/F.DM/IG.DM/IT.DM.BRTHDAT", "2026-02-30 is not a real calendar date",
+                          "01-001"),
+            ImportProblem(line_of(path, '"IT.DM.SEX" Value="X"'), f"{scr}/F.DM/IG.DM/IT.DM.SEX",
+                          "'X' is not one of the allowed answers", "01-001"),
+            ImportProblem(line_of(path, "IT.DM.SHOESIZE"), f"{scr}/F.DM/IG.DM/IT.DM.SHOESIZE",
+                          "unknown ItemOID IT.DM.SHOESIZE in IG.DM", "01-001"),
+            ImportProblem(line_of(path, '"IT.VS.SYSBP" Value="high"'),
+                          f"{scr}/F.VS/IG.VS.VSMEAS[1]/IT.VS.SYSBP", "'high' is not a whole number",
+                          "01-001"),
+            ImportProblem(line_of(path, 'FormOID="F.SHOES"'), f"{scr}/F.SHOES",
+                          "unknown FormOID F.SHOES", "01-001"),
+        ],
+        key=lambda p: p.line or 0,
+    )  # fmt: skip
+    text_report = report.format()
+    assert text_report.startswith("broken.xml: refused, nothing was stored (5 problem(s)).")
+    sex_line = line_of(path, '"IT.DM.SEX" Value="X"')
+    assert (
+        f"  line {sex_line}: {scr}/F.DM/IG.DM/IT.DM.SEX: 'X' is not one of the allowed answers"
+        in text_report.splitlines()
+    )
+    assert row_counts(demo_engine) == before
+
+
+def test_valid_subjects_only_stores_the_subjects_without_problems(
+    demo_engine: Engine, zm001: Study, demo_export: Path, tmp_path: Path
+) -> None:
+    path = broken_file(demo_export, tmp_path / "broken.xml")
+
+    report = run_import(demo_engine, zm001, path, valid_subjects_only=True)
+
+    assert report.stored and report.subjects == 1 and len(report.problems) == 5
+    assert report.skipped_subjects == ["01-001"]
+    assert "Left out 1 subject(s) with problems: 01-001" in report.format()
+    with Session(demo_engine) as session:
+        assert session.exec(select(Subject.subject_key)).all() == ["01-002"]
+    again = tmp_path / "again.xml"
+    with Session(demo_engine) as session:
+        write_odm_snapshot(session, zm001, again)
+    subject = "ClinicalData/SubjectData[@SubjectKey='01-002']"
+    assert clinical_data(again, subject) == clinical_data(path, subject)
+
+
+def test_a_subject_already_in_the_database_or_at_an_unknown_site_is_refused(
+    demo_engine: Engine, zm001: Study, demo_export: Path, tmp_path: Path
+) -> None:
+    path = broken_file(demo_export, tmp_path / "broken.xml")
+    text_ = path.read_text().replace(
+        'SiteRef LocationOID="SITE.01"', 'SiteRef LocationOID="SITE.77"', 1
+    )
+    elsewhere = tmp_path / "elsewhere.xml"
+    elsewhere.write_text(text_)
+    first = run_import(demo_engine, zm001, elsewhere, valid_subjects_only=True)
+    assert first.skipped_subjects == ["01-001"] and first.subjects == 1
+    assert first.problems[0].message == (
+        "site SITE.77 is not a TrialDesk site (an administrator adds sites first)"
+    )
+
+    again = run_import(demo_engine, zm001, elsewhere)
+
+    assert not again.stored
+    assert [str(p).split(": ", 1)[1] for p in again.problems] == [
+        "01-001: site SITE.77 is not a TrialDesk site (an administrator adds sites first)",
+        "01-002: a subject with this SubjectKey is already in TrialDesk",
+    ]
+
+
+def test_another_studys_file_is_refused_with_its_study_oid(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    before = row_counts(demo_engine)
+
+    report = run_import(demo_engine, zm001, DATA / "odmlib_test_clinical_data_01.xml")
+
+    assert not report.stored
+    assert [str(p) for p in report.problems] == [
+        "line 2: ClinicalData: study OID P2006-101 is not ZM001: the file holds another "
+        "study's data"
+    ] * 2
+    assert row_counts(demo_engine) == before
+
+
+def test_a_file_that_is_not_valid_odm_is_refused_with_the_line_of_the_error(
+    demo_engine: Engine, zm001: Study, tmp_path: Path
+) -> None:
+    path = tmp_path / "invalid.xml"
+    path.write_text(
+        (DATA / "odmlib_test_clinical_data_01.xml").read_text().replace("><", ">\n<")
+        .replace('ItemOID="SEX" Value="F"', 'ItemOID="SEX" Valu="F"')
+    )  # fmt: skip
+
+    report = run_import(demo_engine, zm001, path)
+
+    assert [str(p) for p in report.problems] == [
+        f"line {line_of(path, 'Valu=')}: not valid ODM 1.3.2: Element 'ItemData', attribute "
+        "'Valu': The attribute 'Valu' is not allowed."
+    ]
+
+
+def cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "TRIALDESK_DATABASE_URL": database_url,
+        "TRIALDESK_STUDY_DIR": str(REPO / "forms"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app", "import", "odm", *args],
+        capture_output=True, text=True, env=env, check=False, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_command_line_exits_1_with_the_report_and_imports_as_the_named_user(
+    demo_engine: Engine, database_url: str, demo_export: Path, tmp_path: Path
+) -> None:
+    path = broken_file(demo_export, tmp_path / "broken.xml")
+
+    refused = cli(str(path), "--as", "datamanager", database_url=database_url)
+    assert refused.returncode == 1
+    assert "broken.xml: refused, nothing was stored (5 problem(s))." in refused.stderr
+    assert "F.VS/IG.VS.VSMEAS[1]/IT.VS.SYSBP: 'high' is not a whole number" in refused.stderr
+
+    not_allowed = cli(str(path), "--as", "coordinator", database_url=database_url)
+    assert not_allowed.returncode == 1
+    assert "coordinator: your roles do not allow: import" in not_allowed.stderr
+
+    partial = cli(str(path), "--as", "admin", "--valid-subjects-only", database_url=database_url)
+    assert partial.returncode == 0, partial.stderr
+    assert partial.stdout.startswith("broken.xml: imported 1 subjects")
+    with Session(demo_engine) as session:
+        who = session.exec(
+            select(AuditRecord.username, AuditRecord.source).where(
+                AuditRecord.action == "subject_create"
+            )
+        ).all()
+    assert who == [("admin", "import:broken.xml")]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_import_page_uploads_a_file_and_shows_the_report(
+    live_server: LiveServer, demo_export: Path, tmp_path: Path
+) -> None:
+    path = broken_file(demo_export, tmp_path / "broken.xml")
+    manager = logged_in_client(live_server, "datamanager")
+    token = csrf_token(manager, "/admin/import")
+
+    def upload(**form: str) -> str:
+        response = manager.post(
+            "/admin/import",
+            headers={"x-csrftoken": token},  # as htmx sends it (see app.web.import_pages)
+            data=form,
+            files={"file": ("site 01 export.xml", path.read_bytes(), "application/xml")},
+        )
+        return f"{response.status_code} {response.text}"
+
+    refused = upload()
+    assert refused.startswith("422 ")
+    assert "Refused, nothing was stored: 5 problem(s)." in refused
+    assert "01-001/SE.SCR/F.SHOES" in refused and "unknown FormOID F.SHOES" in refused
+
+    stored = upload(valid_subjects_only="true")
+    assert stored.startswith("200 ")
+    assert (
+        "Imported 1 subjects" in stored and "Left out 1 subject(s) with problems: 01-001" in stored
+    )
+    with Session(live_server.app.fastapi.state.engine) as session:
+        sources = set(
+            session.exec(select(AuditRecord.source).where(col(AuditRecord.subject_id).is_not(None)))
+        )
+    assert sources == {"import:site_01_export.xml"}
+    assert logged_in_client(live_server, "monitor").get("/admin/import").status_code == 403
