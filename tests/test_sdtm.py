@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.db import make_engine
 from app.demo import load_demo
-from app.exporters.scope import ExportScope, ScopeKind
+from app.exporters.scope import ExportScope, Progress, ScopeKind, no_progress
 from app.models import FormData, ItemData, ItemGroupData, StudyEventData, Subject
 from app.sdtm.build import write_sdtm
 from app.sdtm.dataset import SdtmDataset
@@ -65,10 +65,14 @@ def export(
     specs: SdtmSpecs,
     out_dir: Path,
     scope: ExportScope | None = None,
+    formats: frozenset[str] = frozenset({"xpt", "json", "csv"}),
+    progress: Progress = no_progress,
 ) -> Export:
     out_dir.mkdir(parents=True, exist_ok=True)
     with Session(engine) as session:
-        datasets = write_sdtm(session, study, specs, out_dir, scope or ExportScope())
+        datasets = write_sdtm(
+            session, study, specs, out_dir, scope or ExportScope(), formats, progress
+        )
     return Export({dataset.name: dataset for dataset in datasets})
 
 
@@ -184,12 +188,19 @@ def test_rule_checks_report_what_breaks_the_rules(
     assert f"DS {usubjid}: DSCAT 'FINISHED' is not in its code list" in problems
 
 
-def test_seq_numbers_are_the_same_in_a_second_export(
+def test_a_second_export_gives_the_same_records_and_seq_numbers(
     demo: Engine, zm001: Study, specs: SdtmSpecs, full: Export, tmp_path: Path
 ) -> None:
-    again = export(demo, zm001, specs, tmp_path)
+    steps: list[tuple[int, int]] = []
+    again = export(demo, zm001, specs, tmp_path, formats=frozenset({"xpt"}), progress=_step(steps))
+    assert steps == [(done, 20) for done in range(1, 21)]
     for name, dataset in full.datasets.items():
+        assert set(again.datasets[name].files) == {"xpt"}
         assert records(again.datasets[name]) == records(dataset), name
+
+
+def _step(steps: list[tuple[int, int]]) -> Progress:
+    return lambda done, total: steps.append((done, total))
 
 
 def test_a_cohort_export_holds_only_that_cohorts_subjects(

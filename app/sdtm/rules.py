@@ -1,7 +1,7 @@
-"""SDTMIG 3.4 rule checks run on what was written (the Dataset-JSON file, or the CSV file when
-no JSON was written): required and expected variables present in spec order, required values
-never null, unique --SEQ per subject, ISO 8601 dates, no study day 0, controlled terminology,
-USUBJID built from STUDYID and SUBJID, unique SUPP-- qualifiers.
+"""SDTMIG 3.4 rule checks run on what was written (the Dataset-JSON file, else the CSV, else the
+XPT file): required and expected variables present in spec order, required values never null,
+Num variables numeric, unique --SEQ per subject, ISO 8601 dates, no study day 0, controlled
+terminology, USUBJID built from STUDYID and SUBJID, unique SUPP-- qualifiers.
 
 Each problem is one readable line naming the dataset, the subject and the variable.
 """
@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
+
+import pyreadstat
 
 from app.sdtm.dataset import SdtmDataset
 from app.sdtm.derive import Value
@@ -39,12 +42,20 @@ def check_dataset(dataset: SdtmDataset, specs: SdtmSpecs, study: Study) -> list[
 
 
 def read_written(dataset: SdtmDataset) -> tuple[list[str], list[list[Value]]]:
-    """Column names and rows of a written dataset (Dataset-JSON preferred, else CSV, where
-    every value is text and an empty one is null)."""
+    """Column names and rows of a written dataset: Dataset-JSON preferred, else CSV (every
+    value text, an empty one null), else XPT (an empty text or a missing number null)."""
     if "json" in dataset.files:
         content = json.loads(dataset.files["json"].read_text(encoding="utf-8"))
         return [column["name"] for column in content["columns"]], content["rows"]
-    return _read_csv(dataset.files["csv"])
+    if "csv" in dataset.files:
+        return _read_csv(dataset.files["csv"])
+    frame, _meta = pyreadstat.read_xport(str(dataset.files["xpt"]))
+    rows = [
+        [None if value == "" or (isinstance(value, float) and math.isnan(value)) else value
+         for value in row]
+        for row in frame.itertuples(index=False)
+    ]  # fmt: skip
+    return list(frame.columns), rows
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[Value]]]:
@@ -78,6 +89,7 @@ def _check_domain(
         for var in spec.variables
         if var.codelist is not None and not var.codelist.extensible and var.name in columns
     }
+    numeric = [var.name for var in spec.variables if var.type == "Num" and var.name in columns]
     dates = [column for column in columns if column.endswith("DTC")]
     days = [column for column in columns if column.endswith("DY")]
     seen: set[tuple[Value, Value]] = set()
@@ -92,6 +104,9 @@ def _check_domain(
             if key in seen:
                 problems.append(f"{where}: {spec.seq_name} {seq} is not unique")
             seen.add(key)
+        for variable in numeric:
+            if record[variable] is not None and not _is_number(record[variable]):
+                problems.append(f"{where}: Num variable {variable} holds {record[variable]!r}")
         for variable in dates:
             value = record[variable]
             if value not in (None, "") and not ISO_8601.match(str(value)):
@@ -105,6 +120,17 @@ def _check_domain(
                 problems.append(f"{where}: {variable} {value!r} is not in its code list")
         problems += _usubjid_problems(where, record)
     return problems
+
+
+def _is_number(value: Value) -> bool:
+    """A number, or (read from CSV) text that is one."""
+    if isinstance(value, int | float):
+        return True
+    try:
+        float(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def _usubjid_problems(where: str, record: dict[str, Value]) -> list[str]:
