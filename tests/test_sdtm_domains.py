@@ -54,7 +54,7 @@ def _demo_with_history(url: str, study: Study) -> Engine:
         subject = session.exec(select(Subject).where(Subject.subject_key == SUBJECT)).one()
         infusion = _item(session, subject, "IT.EX.EXSTDTM")
         d0 = date.fromisoformat(infusion[:10])
-        save = _saver(session, study, subject)
+        save = _saver(session, study, subject, "investigator2")
         save("SE.SCR", "F.MH", {
             "IG.MH": {1: {"MHYN": "Y"}},
             "IG.MH.MHLOG": {1: {"MHCAT": "CARDIOVASCULAR", "MHTERM": "Hypertension",
@@ -88,9 +88,17 @@ def _demo_with_history(url: str, study: Study) -> Engine:
                 for n in range(1, len(_preset(study, "F.LBCHEM", "IG.LBCHEM.LB")) + 1)
             },
         })  # fmt: skip
+        in_window = session.exec(select(Subject).where(Subject.subject_key == DLT_SUBJECT)).one()
+        _saver(session, study, in_window, "investigator3")("SE.D28", "F.DLT", {
+            "IG.DLT": {1: {"DLTEVAL": "Y", "DLTYN": "Y", "DLTCRIT": ["DLT09"],
+                           "DLTOTHSP": "Judged dose-limiting by the DSMB", "DLTAEID": "1",
+                           "DSMBDAT": date.today().isoformat(), "DSMBCONF": "Y"}},
+        })  # fmt: skip
     return engine
 
 
+DLT_SUBJECT = "03-004"
+"""The demo subject infused 9 days ago (expansion, DL3), whose DLT assessment cites AE 1."""
 CREATININE_ROW = 9
 """Position of CREAT among the preset rows of LBCHEM (checked in `_demo_with_history`)."""
 
@@ -113,9 +121,11 @@ def _item(session: Session, subject: Subject, item_oid: str) -> str:
     return value
 
 
-def _saver(session: Session, study: Study, subject: Subject) -> Callable[[str, str, RawRows], None]:
-    """Saves complete forms for `subject` as its site's investigator."""
-    user = session.exec(select(UserAccount).where(UserAccount.username == "investigator2")).one()
+def _saver(
+    session: Session, study: Study, subject: Subject, username: str
+) -> Callable[[str, str, RawRows], None]:
+    """Saves complete forms for `subject` as `username` (its site's investigator)."""
+    user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
     access, actor = load_access(session, user), audit.Actor(user, "test")
 
     def save(event_oid: str, form_oid: str, rows: RawRows) -> None:
@@ -236,13 +246,20 @@ def test_ae_seriousness_outcome_and_relationships(tables: dict[str, list[Record]
 
 
 def test_dlt_flag_in_suppae(tables: dict[str, list[Record]]) -> None:
+    """Asked for AEs with onset D0-D28 (study days 1-29); Y for the AE the DLT assessment
+    cites, N for the others the investigator marked No."""
     dlt = supp(tables, "AE", "AEDLT")
+    cited = [
+        r for r in tables["AE"] if r["USUBJID"] == f"ZM001-{DLT_SUBJECT}" and r["AESPID"] == "1"
+    ]
+    assert len(cited) == 1
     for record in tables["AE"]:
         key = (str(record["USUBJID"]), int(str(record["AESEQ"])))
         day = record["AESTDY"]
         in_window = isinstance(day, int | float) and 1 <= day <= 29
         assert (key in dlt) == in_window, record
-    assert set(dlt.values()) == {"N"}
+        if in_window:
+            assert dlt[key] == ("Y" if record is cited[0] else "N"), record
 
 
 # -- EX -------------------------------------------------------------------------------------------
