@@ -45,6 +45,7 @@ from app.exporters.odm_common import (
     ExportCounts,
     RepeatKeys,
     Sites,
+    audit_rows,
     data_key,
     dose_annotation,
     form_status_annotation,
@@ -177,7 +178,8 @@ class _SubjectWriter:
         """The SubjectData element of `subject` and the number of ItemData in it."""
         connection = session.connection()
         params = {"subject_id": subject.id}
-        latest = {data_key(row): row for row in connection.execute(LATEST_AUDIT, params)}
+        records = audit_rows(connection.execute(LATEST_AUDIT, params).all())
+        latest = {data_key(record): record for record in records}
         self.audits.next_subject()
         element = etree.Element(q("SubjectData"), SubjectKey=subject.subject_key)
         self._audit(element, latest.get(SUBJECT_LEVEL))

@@ -14,15 +14,13 @@ go between AuditRecord and Annotation, which every writer already orders that wa
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
-from typing import Any
+from datetime import date, datetime
+from typing import Any, NamedTuple
 
 from lxml import etree
-from sqlalchemy import Row
 from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
@@ -142,15 +140,65 @@ AUDIT_COLUMNS: tuple[Mapped[Any], ...] = (
     col(AuditRecord.details),
 )
 """The audit columns exports read, as plain rows (no ORM object per record)."""
-_RECORD = slice(1, 6)
-_PATH = slice(6, 13)
-PATH_COLUMNS = AUDIT_COLUMNS[_PATH]
+PATH_COLUMNS = AUDIT_COLUMNS[6:13]
 LOCATED_AUDIT_COLUMNS = AUDIT_COLUMNS[:13]
 """The columns of an AuditRecord element and of where the change happened, without what
 changed (a snapshot carries the value itself)."""
 
-AuditRow = Row[*tuple[Any, ...]]
-"""A row of AUDIT_COLUMNS."""
+
+class AuditRow(NamedTuple):
+    """An audit record read as AUDIT_COLUMNS (or its first LOCATED_AUDIT_COLUMNS). A named
+    tuple, because a SQLAlchemy Row's attributes cost ten times its indexes per access."""
+
+    id: int
+    user_id: int | None
+    site_id: int | None
+    occurred_at: datetime
+    reason: str | None
+    source: str
+    event_oid: str | None
+    event_repeat: int | None
+    form_oid: str | None
+    form_repeat: int | None
+    item_group_oid: str | None
+    group_repeat: int | None
+    item_oid: str | None
+    action: str = ""
+    old_value: str | None = None
+    new_value: str | None = None
+    details: str | None = None
+
+    # The parts of the path a change at that level (or below) always has.
+    @property
+    def event(self) -> tuple[str, int]:
+        assert self.event_oid is not None and self.event_repeat is not None
+        return self.event_oid, self.event_repeat
+
+    @property
+    def form(self) -> tuple[str, int]:
+        assert self.form_oid is not None and self.form_repeat is not None
+        return self.form_oid, self.form_repeat
+
+    @property
+    def group(self) -> tuple[str, int]:
+        assert self.item_group_oid is not None and self.group_repeat is not None
+        return self.item_group_oid, self.group_repeat
+
+    @property
+    def item(self) -> str:
+        assert self.item_oid is not None
+        return self.item_oid
+
+    @property
+    def value(self) -> str:
+        """The new value of a change that sets one (a status, a date)."""
+        assert self.new_value is not None
+        return self.new_value
+
+
+def audit_rows(rows: Iterable[Sequence[Any]]) -> Iterator[AuditRow]:
+    return (AuditRow(*row) for row in rows)
+
 
 DataKey = tuple[str | None, int | None, str | None, int | None, str | None, int | None, str | None]
 """Where a change happened: event, repeat, form, repeat, item group, repeat, item; None from
@@ -158,8 +206,7 @@ the level the change concerns (a form status change has no item group)."""
 
 
 def data_key(row: AuditRow) -> DataKey:
-    key: DataKey = row[_PATH]
-    return key
+    return row[6:13]
 
 
 def audit_element(row: AuditRow, sites: Sites) -> etree._Element:
@@ -190,11 +237,13 @@ class AuditRecords:
         self.built.clear()
 
     def element(self, row: AuditRow) -> etree._Element:
-        key = row[_RECORD]
+        key = row[1:6]  # who, where, when, why, through what
         template = self.built.get(key)
         if template is None:
             template = self.built[key] = audit_element(row, self.sites)
-        return copy.copy(template)  # lxml copies an element with its children
+        # lxml copies an element with its children; its stubs do not declare __copy__.
+        copied: etree._Element = template.__copy__()  # type: ignore[attr-defined]
+        return copied
 
 
 # -- containers -------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from app.exporters.odm_common import (
     ExportCounts,
     RepeatKeys,
     Sites,
+    audit_rows,
     dose_annotation,
     form_status_annotation,
     odm_document,
@@ -91,7 +92,7 @@ def write_odm_transactional(
     with odm_document(str(path), session, study, "Transactional") as (xf, sites):
         for done, subject in enumerate(scoped_subjects(session, scope), start=1):
             history = _SubjectHistory(xf, study, repeats, sites, subject)
-            for row in _history(session, pk(subject), scope):
+            for row in audit_rows(_history(session, pk(subject), scope)):
                 history.add(row)
             history.flush()
             if history.changes:
@@ -180,14 +181,14 @@ class _SubjectHistory:
         else:
             details = _STATUS_DETAILS.match(row.details or "")
             effective = details["effective"] if details else None
-            subject_status_annotation(element, row.new_value, effective)
+            subject_status_annotation(element, row.value, effective)
             if details:
                 dose_annotation(element, details["dose_level"], details["phase"])
         self.xf.write(element)
 
     def _open_event(self, row: AuditRow) -> etree._Element:
         """The Context StudyEventData of the row's visit, reusing the open one."""
-        key = (row.event_oid, row.event_repeat)
+        key = row.event
         if self.context is None:
             self.context = self._subject_data("Context")
         if key != self.event_key:
@@ -198,22 +199,22 @@ class _SubjectHistory:
 
     def _open_form(self, row: AuditRow) -> etree._Element:
         event_el = self._open_event(row)
-        key = (row.form_oid, row.form_repeat)
+        key = row.form
         if key != self.form_key:
-            self.form_el = self.repeats.form(event_el, row.event_oid, *key)
+            self.form_el = self.repeats.form(event_el, row.event[0], *key)
             self.form_el.set("TransactionType", "Context")
             self.form_key, self.group_key = key, None
         return self.form_el
 
     def _item(self, row: AuditRow) -> None:
         form_el = self._open_form(row)
-        key = (row.item_group_oid, row.group_repeat)
+        key = row.group
         if key != self.group_key:
-            self.group_el = self.repeats.group(form_el, row.form_oid, *key)
+            self.group_el = self.repeats.group(form_el, row.form[0], *key)
             self.group_el.set("TransactionType", "Context")
             self.group_key = key
         item = etree.SubElement(
-            self.group_el, q("ItemData"), ItemOID=row.item_oid, TransactionType=row.action
+            self.group_el, q("ItemData"), ItemOID=row.item, TransactionType=row.action
         )
         if row.new_value is not None:
             item.set("Value", row.new_value)
@@ -225,18 +226,18 @@ class _SubjectHistory:
 
     def _form_status(self, row: AuditRow) -> None:
         event_el = self._open_event(row)
-        form_el = self.repeats.form(event_el, row.event_oid, row.form_oid, row.form_repeat)
+        form_el = self.repeats.form(event_el, row.event[0], *row.form)
         first = row.old_value in (None, FormStatus.NOT_STARTED)
         form_el.set("TransactionType", "Insert" if first else "Update")
         form_el.append(self.audits.element(row))
         not_done = row.new_value == FormStatus.NOT_DONE
-        form_status_annotation(form_el, row.new_value, row.reason if not_done else None)
+        form_status_annotation(form_el, row.value, row.reason if not_done else None)
         self.form_key = None  # later values of the form open a Context FormData after this one
 
     def _visit_date(self, row: AuditRow) -> None:
         if self.context is None:
             self.context = self._subject_data("Context")
-        event_el = self.repeats.event(self.context, row.event_oid, row.event_repeat)
+        event_el = self.repeats.event(self.context, *row.event)
         event_el.set("TransactionType", "Insert" if row.old_value is None else "Update")
         event_el.append(self.audits.element(row))
         visit_date_annotation(event_el, row.new_value)
