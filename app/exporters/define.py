@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,8 +121,11 @@ class DefineError(Exception):
 
 @dataclass
 class ValueStats:
-    """The shape of the values of one column (or of one column for one test or QNAM)."""
+    """The shape of the values of one column (or of one column for one test or QNAM). The
+    ISO 8601 types and whether every value is a number are tracked only when asked for."""
 
+    iso: bool = False
+    number: bool = False
     count: int = 0
     max_length: int = 0
     numeric: bool = True
@@ -134,14 +137,16 @@ class ValueStats:
     def add(self, text: str) -> None:
         self.count += 1
         self.max_length = max(self.max_length, len(text.encode()))
-        self.numeric = self.numeric and _is_number(text)
         _whole, point, decimals = text.partition(".")
         if point:
             self.integral = False
             self.max_decimals = max(self.max_decimals, len(decimals))
         if len(self.distinct) < DISTINCT_LIMIT and text not in self.distinct:
             self.distinct.append(text)
-        self.iso_types.add(_iso_type(text))
+        if self.number:
+            self.numeric = self.numeric and _is_number(text)
+        if self.iso:
+            self.iso_types.add(_iso_type(text))
 
 
 @dataclass
@@ -169,43 +174,53 @@ def _is_number(text: str) -> bool:
 
 
 def observe(
-    dataset: SdtmDataset, columns: Iterable[str], key: str | None, keyed: Iterable[str]
+    dataset: SdtmDataset,
+    columns: dict[str, ValueStats],
+    key: str | None = None,
+    keyed: dict[str, ValueStats] | None = None,
 ) -> Observed:
     """Statistics of `columns` over the dataset's rows and, when `key` is a column, of the
-    `keyed` columns per value of `key`; read from the written CSV, Dataset-JSON or XPT file."""
-    observed = Observed({name: ValueStats() for name in columns})
-    keyed = tuple(keyed)
-    for row in _read_rows(dataset):
-        for name, stats in observed.columns.items():
-            value = row.get(name)
+    `keyed` columns per value of `key`; the ValueStats given are empty and say what to track
+    (copied per key). Read from the written Dataset-JSON, CSV or XPT file."""
+    names, rows = _read_table(dataset)
+    position = {name: i for i, name in enumerate(names)}
+    measured = [(position[name], stats) for name, stats in columns.items() if name in position]
+    keyed_at = [
+        (name, position[name], empty) for name, empty in (keyed or {}).items() if name in position
+    ]
+    key_at = position.get(key or "")
+    observed = Observed(columns)
+    for row in rows:
+        for i, stats in measured:
+            value = _text(row[i])
             if value is not None:
                 stats.add(value)
-        key_value = row.get(key) if key is not None else None
+        key_value = None if key_at is None else _text(row[key_at])
         if key_value is None:
             continue
-        per_key = observed.by_key.setdefault(key_value, {name: ValueStats() for name in keyed})
-        for name in keyed:
-            value = row.get(name)
+        per_key = observed.by_key.get(key_value)
+        if per_key is None:
+            per_key = {name: replace(empty) for name, _i, empty in keyed_at}
+            observed.by_key[key_value] = per_key
+        for name, i, _empty in keyed_at:
+            value = _text(row[i])
             if value is not None:
                 per_key[name].add(value)
     return observed
 
 
-def _read_rows(dataset: SdtmDataset) -> Iterator[dict[str, str | None]]:
-    """The dataset's records as text (numbers as the writers format them; null as None)."""
+def _read_table(dataset: SdtmDataset) -> tuple[list[str], Iterable[Sequence[object]]]:
+    """Column names and rows of a written dataset, from whichever file was written."""
     if "json" in dataset.files or "csv" in dataset.files:
-        columns, rows = read_written(dataset)
-        for row in rows:
-            yield dict(zip(columns, map(_text, row), strict=True))
-    elif "xpt" in dataset.files:
+        return read_written(dataset)
+    if "xpt" in dataset.files:
         frame, _meta = pyreadstat.read_xport(str(dataset.files["xpt"]))
-        for record in frame.to_dict("records"):
-            yield {str(name): _text(value) for name, value in record.items()}
-    else:
-        raise DefineError(f"{dataset.name}: no data file was written")
+        return [str(name) for name in frame.columns], frame.itertuples(index=False)
+    raise DefineError(f"{dataset.name}: no data file was written")
 
 
 def _text(value: object) -> str | None:
+    """A value as text, numbers formatted as the writers format them; None for null."""
     if value is None or value == "" or (isinstance(value, float) and value != value):
         return None
     if isinstance(value, float | int):
@@ -236,10 +251,14 @@ def _element(
     return element
 
 
-def _description(text: str) -> etree._Element:
+def _translated(text: str) -> etree._Element:
     translated = _element(_odm("TranslatedText"), {f"{{{XML_NS}}}lang": "en"})
     translated.text = text
-    return _element(_odm("Description"), {}, translated)
+    return translated
+
+
+def _description(text: str) -> etree._Element:
+    return _element(_odm("Description"), {}, _translated(text))
 
 
 def _leaf(leaf_id: str, href: str, title: str) -> etree._Element:
@@ -315,13 +334,11 @@ class _Document:
                     _element(_odm("EnumeratedItem"), {"CodedValue": value, "OrderNumber": order})
                 )
                 continue
-            decode_element = _element(_odm("Decode"), {})
-            decode_element.extend(_description(decode))
             codelist.append(
                 _element(
                     _odm("CodeListItem"),
                     {"CodedValue": value, "OrderNumber": order},
-                    decode_element,
+                    _element(_odm("Decode"), {}, _translated(decode)),
                 )
             )
         if ref.nci_code:
@@ -624,8 +641,12 @@ def _describe_domain(document: _Document, spec: DomainSpec, dataset: SdtmDataset
     # Tests with units are worth describing one by one (LB, VS); IE's Y/N criteria are not.
     by_test = spec.variable(testcd) is not None and spec.variable(results[1]) is not None
     keyed = [result for result in results if spec.variable(result) is not None] if by_test else []
-    measured = [var.name for var in spec.variables if var.type == "Num" or _is_dtc(var)]
-    observed = observe(dataset, measured, testcd if by_test else None, keyed)
+    measured = {
+        var.name: ValueStats(iso=_is_dtc(var))
+        for var in spec.variables
+        if var.type == "Num" or _is_dtc(var)
+    }
+    observed = observe(dataset, measured, testcd, {name: ValueStats(number=True) for name in keyed})
     tests = _tests(document.study, spec, observed) if keyed else []
     keys = {key: order for order, key in enumerate(spec.keys, start=1)}
     item_refs = []
@@ -848,7 +869,7 @@ def _result_type(variable: Variable, test: _Test, stats: ValueStats) -> str:
 
 def _describe_supp(document: _Document, spec: DomainSpec, dataset: SdtmDataset) -> None:
     name = dataset.name
-    observed = observe(dataset, (), "QNAM", ("QVAL", "QLABEL", "QORIG"))
+    observed = observe(dataset, {}, "QNAM", {"QVAL": ValueStats(iso=True), "QLABEL": ValueStats()})
     qnams = _qnams(spec, observed)
     item_refs = []
     for order, column in enumerate(SUPP_COLUMNS, start=1):
