@@ -230,17 +230,19 @@ class _Conversion:
         return cls(entry["test"], entry["from"], entry["to"], factor)
 
 
+_CONVERSION_TABLES: dict[int, tuple[object, dict[tuple[str, str], _Conversion]]] = {}
+"""Parsed conversion tables, by identity of the mapping's list (parsed once per export)."""
+
+
 def _conversion(
     conversions: Sequence[Mapping[str, Any]], test: str | None, unit: str | None
 ) -> _Conversion | None:
-    return next(
-        (
-            conversion
-            for entry in conversions
-            if (conversion := _Conversion.of(entry)).test == test and conversion.unit == unit
-        ),
-        None,
-    )
+    """The conversion of `test` results in `unit`, from the mapping's conversion table."""
+    cached = _CONVERSION_TABLES.get(id(conversions))
+    if cached is None or cached[0] is not conversions:
+        table = {(c.test, c.unit): c for c in map(_Conversion.of, conversions)}
+        cached = _CONVERSION_TABLES[id(conversions)] = (conversions, table)
+    return cached[1].get((test or "", unit or ""))
 
 
 @derivation("lab_test")
