@@ -20,6 +20,7 @@ from app.crf import service
 from app.db import make_engine, upgrade
 from app.demo import load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
+from app.exporters.odm_metadata import metadata_version_oid
 from app.importers.odm_import import ImportProblem, ImportReport, import_odm
 from app.models import AuditRecord, Site, Subject, UserAccount
 from app.study.loader import Study
@@ -253,6 +254,30 @@ def test_another_studys_file_is_refused_with_its_study_oid(
         "study's data"
     ] * 2
     assert row_counts(demo_engine) == before
+
+
+def test_another_metadata_version_is_a_warning_and_a_transactional_file_is_refused(
+    demo_engine: Engine, zm001: Study, demo_export: Path, tmp_path: Path
+) -> None:
+    text_ = broken_file(demo_export, tmp_path / "broken.xml").read_text()
+    older = tmp_path / "older.xml"
+    older.write_text(text_.replace(metadata_version_oid(zm001), "MDV.ZM001.OLDER"))
+    transactional = tmp_path / "history.xml"
+    transactional.write_text(text_.replace('FileType="Snapshot"', 'FileType="Transactional"'))
+
+    report = run_import(demo_engine, zm001, older, valid_subjects_only=True)
+    refused = run_import(demo_engine, zm001, transactional)
+
+    assert report.stored and report.subjects == 1
+    assert [str(w) for w in report.warnings] == [
+        f"line {line_of(older, '<ClinicalData')}: ClinicalData: MetaDataVersionOID "
+        f"MDV.ZM001.OLDER is not {metadata_version_oid(zm001)}, the ZM001 definition this "
+        "server runs; values are checked against it"
+    ]
+    assert [str(p) for p in refused.problems] == [
+        f"line {line_of(transactional, '<ODM ')}: ODM: a Transactional file (a history of "
+        "changes) cannot be imported: give a Snapshot of the current data"
+    ]
 
 
 def test_a_file_that_is_not_valid_odm_is_refused_with_the_line_of_the_error(

@@ -6,8 +6,12 @@ What an import does, and the decisions behind it:
 - The file is validated against the ODM 1.3.2 schema first, streaming, so a file of any size
   fits in memory; a schema error is reported with its line and nothing else is read. The data
   is then read one SubjectData at a time (lxml iterparse), each freed once stored.
-- Every ClinicalData must carry this study's OID and the MetaDataVersion OID of this build of
-  its definition; another study's file is refused as a whole.
+- Every ClinicalData must carry this study's OID; another study's file is refused as a whole.
+  A MetaDataVersionOID other than that of the definition this server runs (another system's,
+  or an older build's) is a warning: every value is checked against the running definition
+  anyway, so a file still fits or is refused item by item.
+- The file is a Snapshot (current data). A Transactional file, a history of Insert, Update
+  and Remove, is refused: replaying another system's history is not an import.
 - Subjects are added, never updated: a SubjectKey already in the database (or twice in the
   file) is a problem. Updating a casebook from a file would need a reason for every changed
   value of a complete form and a Transactional file to say what was removed; an import does
@@ -234,6 +238,7 @@ class _Reader:
         self.accepting = False
         """Whether the ClinicalData being read is this study's."""
         self.subject_key: str | None = None
+        self.warnings_before = 0
 
     def problem(self, line: int | None, path: str, message: str) -> None:
         self.report.problems.append(ImportProblem(line, path, message, self.subject_key))
@@ -247,6 +252,13 @@ class _Reader:
         clinical_data = 0
         for event, element in etree.iterparse(str(path), events=("start", "end")):
             if event == "start":
+                if element.tag == q("ODM") and element.get("FileType") == "Transactional":
+                    self.problem(
+                        _line(element), "ODM",
+                        "a Transactional file (a history of changes) cannot be imported: "
+                        "give a Snapshot of the current data",
+                    )  # fmt: skip
+                    return
                 if element.tag == q("ClinicalData"):
                     clinical_data += 1
                     self.accepting = self._is_this_study(element)
@@ -273,13 +285,12 @@ class _Reader:
             )
             return False
         if mdv != metadata_version_oid(self.study):
-            self.problem(
+            self.warning(
                 line,
                 "ClinicalData",
                 f"MetaDataVersionOID {mdv} is not {metadata_version_oid(self.study)}, the "
-                f"version of the {expected} definition this server runs",
+                f"{expected} definition this server runs; values are checked against it",
             )
-            return False
         return True
 
     # -- subjects -----------------------------------------------------------------------------
@@ -288,6 +299,7 @@ class _Reader:
         key = element.get("SubjectKey", "")
         self.subject_key = key
         before = len(self.report.problems)
+        self.warnings_before = len(self.report.warnings)
         site = self._site(element, key)
         if key in self.keys_seen:
             self.problem(_line(element), key, "this SubjectKey appears twice in the file")
@@ -324,7 +336,9 @@ class _Reader:
         self.stored.items += counts.items
 
     def _skip(self, key: str) -> None:
+        """Leave a subject out; its warnings go too (they follow from its problems)."""
         self.skipped.append(key)
+        del self.report.warnings[self.warnings_before :]
 
     def _site(self, element: etree._Element, key: str) -> Site | None:
         site_ref = element.find(q("SiteRef"))
