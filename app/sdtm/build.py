@@ -17,8 +17,6 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-import app.sdtm.domain_derivations
-import app.sdtm.subject_derivations
 from app.exporters.scope import (
     ExportScope,
     Progress,
@@ -27,6 +25,10 @@ from app.exporters.scope import (
     scoped_subjects,
 )
 from app.models import AuditRecord, FormData, ItemData, ItemGroupData, Site, StudyEventData, Subject
+from app.sdtm import (  # noqa: F401 - imported for the derivations they register
+    domain_derivations,
+    subject_derivations,
+)
 from app.sdtm.dataset import Column, JsonDataType, SdtmDataset, Table, format_number
 from app.sdtm.derive import (
     REFERENCE_START,
@@ -52,14 +54,12 @@ from app.sdtm.writers import (
     long_text_pieces,
     supp_qlabel,
     supp_qnam,
-    write_table,
+    write_tables,
 )
 from app.study.loader import Study
 from app.study.model import DataType
 
 __all__ = ["SdtmBuildError", "SdtmDataset", "build_tables", "write_sdtm"]
-
-assert app.sdtm.domain_derivations.__doc__  # imported for its registrations
 
 REFERENCE_DOMAIN = "DM"
 ALL_FORMATS = frozenset({"xpt", "json", "csv"})
@@ -106,8 +106,7 @@ def write_sdtm(
     if unknown:
         raise ValueError(f"unknown SDTM formats: {', '.join(sorted(unknown))}")
     tables = build_tables(session, study, specs, scope, progress)
-    modified = _last_modified(session)
-    return [write_table(table, study, out_dir, formats, modified) for table in tables]
+    return write_tables(tables, study, out_dir, formats, _last_modified(session))
 
 
 def build_tables(

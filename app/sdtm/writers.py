@@ -77,14 +77,23 @@ def supp_qlabel(label: str, index: int) -> str:
     return label[: MAX_LABEL_LENGTH - len(suffix)] + suffix
 
 
+def write_tables(
+    tables: list[Table], study: Study, out_dir: Path, formats: frozenset[str], modified: datetime
+) -> list[SdtmDataset]:
+    """Write every table in each of `formats` (xpt, json, csv) as lower-case `<name>.<format>`.
+    With xpt, every table is checked against the XPORT v5 limits before any file is written;
+    raises SdtmWriteError listing what breaks them. `modified` is when the data last changed."""
+    if "xpt" in formats:
+        problems = [problem for table in tables for problem in xport_problems(table)]
+        if problems:
+            raise SdtmWriteError(problems)
+    return [write_table(table, study, out_dir, formats, modified) for table in tables]
+
+
 def write_table(
     table: Table, study: Study, out_dir: Path, formats: frozenset[str], modified: datetime
 ) -> SdtmDataset:
-    """Write `table` in each of `formats` (xpt, json, csv) as lower-case `<name>.<format>`."""
-    if "xpt" in formats:
-        problems = xport_problems(table)
-        if problems:
-            raise SdtmWriteError(problems)
+    """Write one table (already checked by the caller for XPORT, see `write_tables`)."""
     stem = out_dir / table.name.lower()
     files: dict[str, Path] = {}
     if "xpt" in formats:
@@ -169,7 +178,7 @@ def _write_xpt(table: Table, path: Path) -> Path:
 
 
 def _json_value(value: Value, column: Column) -> Value | int:
-    if column.json_type == "integer" and isinstance(value, float):
+    if column.json_type == "integer" and isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
