@@ -129,7 +129,11 @@ class LiveServer:
 
     def __init__(self, database_url: str, study: Study) -> None:
         self.settings = Settings(
-            environment="test", database_url=database_url, study_dir=FORMS, secret_key="t" * 32
+            environment="test",
+            database_url=database_url,
+            study_dir=FORMS,
+            exports_dir=REPO / "exports",
+            secret_key="t" * 32,
         )
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
