@@ -111,6 +111,14 @@ def as_text(value: object) -> str | None:
     return str(value) or None
 
 
+def codes(define: Define, item: etree._Element) -> list[str]:
+    """The coded values of the code list an ItemDef refers to."""
+    ref = item.find("odm:CodeListRef", NS)
+    assert ref is not None, item.get("OID")
+    codelist = define.one(f"//odm:CodeList[@OID='{ref.get('CodeListOID')}']")
+    return [str(entry.get("CodedValue")) for entry in codelist if entry.get("CodedValue")]
+
+
 def test_define_xml_is_valid_define_xml_2_1_with_its_stylesheet_and_html(define: Define) -> None:
     assert [path.name for path in define.paths] == ["define.xml", "define2-1.xsl", "define.html"]
     assert define_schema().validate(define.tree), define_schema().error_log
@@ -141,6 +149,9 @@ def test_every_written_dataset_has_an_item_group_whose_leaf_names_its_xpt_file(
         assert group.get(DEF + "ArchiveLocationID") == leaf.get("ID")
         assert group.get("Purpose") == "Tabulation"
         assert group.find("def:Class", NS) is not None
+    for dataset in define.datasets:
+        group = define.one(f"//odm:ItemGroupDef[@Name='{dataset.name}']")
+        assert group.get(DEF + "HasNoData") == ("Yes" if dataset.rows == 0 else None)
     assert define.one("//odm:ItemGroupDef[@Name='DM']").get("Repeating") == "No"
     assert define.one("//odm:ItemGroupDef[@Name='SUPPDM']/def:Class").get("Name") == (
         "RELATIONSHIP"
@@ -226,23 +237,18 @@ def test_origins_say_collected_on_which_form_derived_how_or_assigned(define: Def
 
 
 def test_code_lists_carry_the_nci_codes_and_the_submission_values(define: Define) -> None:
-    sex = define.item_def("IT.DM.SEX").find("odm:CodeListRef", NS)
-    assert sex is not None
-    codelist = define.one(f"//odm:CodeList[@OID='{sex.get('CodeListOID')}']")
-    assert [item.get("CodedValue") for item in codelist.findall("odm:CodeListItem", NS)] == [
-        "M",
-        "F",
-    ]
+    sex = define.item_def("IT.DM.SEX")
+    assert codes(define, sex) == ["M", "F"]
+    codelist = define.one("//odm:CodeList[@OID='CL.C66731']")
+    assert codelist.findtext("odm:CodeListItem/odm:Decode/odm:TranslatedText", namespaces=NS) == (
+        "Male"
+    )
     alias = codelist.find("odm:Alias", NS)
     assert alias is not None
     assert (alias.get("Context"), alias.get("Name")) == ("nci:ExtCodeID", "C66731")
     assert codelist.get(DEF + "StandardOID") == "STD.CT.SDTM"
-    ageu = define.item_def("IT.DM.AGEU").find("odm:CodeListRef", NS)
-    assert ageu is not None
-    ageu_list = define.one(f"//odm:CodeList[@OID='{ageu.get('CodeListOID')}']")
-    assert [item.get("CodedValue") for item in ageu_list.findall("odm:EnumeratedItem", NS)] == [
-        "YEARS"
-    ]
+    assert codes(define, define.item_def("IT.DM.AGEU")) == ["YEARS"]
+    assert codes(define, define.item_def("IT.DM.DTHFL")) == ["Y"]
 
 
 def test_lb_and_vs_results_have_value_level_metadata_with_one_where_clause_per_test(
@@ -269,13 +275,25 @@ def test_lb_and_vs_results_have_value_level_metadata_with_one_where_clause_per_t
         assert tests <= set(checked)
         orres = define.item_def(f"IT.{domain}.{domain}ORRES")
         assert orres.find("def:ValueListRef", NS) is not None
+    for domain in ("LB", "VS"):
+        columns = xpt_columns(next(ds for ds in define.datasets if ds.name == domain))
+        for name in (f"{domain}ORRES", f"{domain}ORRESU", f"{domain}STRESC"):
+            per_test: dict[str, set[str]] = {}
+            for testcd, value in zip(columns[f"{domain}TESTCD"], columns[name], strict=True):
+                if text := as_text(value):
+                    per_test.setdefault(str(testcd), set()).add(text)
+            for testcd, values in per_test.items():
+                item = define.item_def(f"IT.{domain}.{name}.{testcd}")
+                where = f"{domain}.{name} where {domain}TESTCD = {testcd}"
+                assert int(str(item.get("Length"))) >= max(len(v) for v in values), where
+                if name.endswith("U"):
+                    assert values <= set(codes(define, item)), where
     temp = define.item_def("IT.VS.VSORRES.TEMP")
     assert (temp.get("DataType"), temp.get("SignificantDigits")) == ("float", "1")
     assert "Temperature" in "".join(temp.itertext())
-    hgb_units = define.item_def("IT.LB.LBORRESU.HGB").find("odm:CodeListRef", NS)
-    assert hgb_units is not None
-    units = define.one(f"//odm:CodeList[@OID='{hgb_units.get('CodeListOID')}']")
-    assert {"g/L", "g/dL"} <= {item.get("CodedValue") for item in units}
+    assert codes(define, define.item_def("IT.VS.VSORRESU.TEMP")) == ["C"]
+    assert codes(define, define.item_def("IT.LB.LBORRESU.HGB")) == ["g/L", "g/dL"]
+    assert codes(define, define.item_def("IT.LB.LBSTRESU.HGB")) == ["g/L"]
 
 
 def test_supp_qval_has_value_level_metadata_for_every_qnam_in_the_data(define: Define) -> None:

@@ -78,9 +78,7 @@ RESULT_SUFFIXES = ("ORRES", "ORRESU", "STRESC", "STRESN", "STRESU")
 """Variables of a findings domain described per test (value-level metadata)."""
 
 SUPP_ORIGINS: dict[str, Origin] = {
-    "STUDYID": Origin(type="Protocol"),
     "RDOMAIN": Origin(type="Assigned"),
-    "USUBJID": Origin(type="Derived", method="STUDYID and SUBJID joined by a hyphen"),
     "IDVAR": Origin(type="Assigned"),
     "IDVARVAL": Origin(type="Derived", method="Value of IDVAR in the parent record"),
     "QNAM": Origin(type="Assigned"),
@@ -88,7 +86,8 @@ SUPP_ORIGINS: dict[str, Origin] = {
     "QORIG": Origin(type="Assigned"),
     "QEVAL": Origin(type="Assigned"),
 }
-"""Origins of the fixed SUPP-- variables; QVAL's origin is given per QNAM."""
+"""Origins of the fixed SUPP-- variables; STUDYID and USUBJID have their parent domain's, and
+QVAL's origin is given per QNAM."""
 
 _ISO_PATTERNS = (
     ("date", re.compile(r"\d{4}-\d{2}-\d{2}")),
@@ -133,6 +132,10 @@ class ValueStats:
     max_decimals: int = 0
     iso_types: set[str] = field(default_factory=set)
     distinct: list[str] = field(default_factory=list)
+
+    def tracking_the_same(self) -> ValueStats:
+        """Empty statistics that track what these do."""
+        return ValueStats(iso=self.iso, number=self.number)
 
     def add(self, text: str) -> None:
         self.count += 1
@@ -200,7 +203,7 @@ def observe(
             continue
         per_key = observed.by_key.get(key_value)
         if per_key is None:
-            per_key = {name: replace(empty) for name, _i, empty in keyed_at}
+            per_key = {name: empty.tracking_the_same() for name, _i, empty in keyed_at}
             observed.by_key[key_value] = per_key
         for name, i, _empty in keyed_at:
             value = _text(row[i])
@@ -297,14 +300,16 @@ class _Document:
     comments: list[etree._Element] = field(default_factory=list)
 
     def codelist_oid(self, ref: CodeListRef, data_type: str, item: str) -> str:
-        """OID of the CodeList of `ref` (one per distinct list of values), adding it once:
-        CL.<NCI code>, else CL.<study code list>, else CL.<item OID without IT.>."""
+        """OID of the CodeList of `ref` (one per distinct name and values), adding it once:
+        CL.<NCI code>, else CL.<study code list>, else CL.<dataset>.<variable> of `item`;
+        numbered .2, .3 ... when lists share that base."""
         values = codelist_values(self.study, ref)
-        key = (ref.nci_code, ref.study, values)
+        key = (ref.nci_code, ref.study, ref.name, values)
         existing = self.codelists.get(key)
         if existing is not None:
             return str(existing.get("OID"))
-        base = f"CL.{ref.nci_code or (ref.study or item).split('.', 1)[1]}"
+        variable = ".".join(item.split(".")[1:3])
+        base = f"CL.{ref.nci_code or (ref.study.removeprefix('CL.') if ref.study else variable)}"
         taken = {str(element.get("OID")) for element in self.codelists.values()}
         oid, number = base, 1
         while oid in taken:
@@ -820,7 +825,10 @@ def _value_list(
             origin = Origin(type="Collected", form=test.form)
         codelist = test.codelist if variable.type == "Char" else None
         if is_unit:
-            codelist = CodeListRef(name=f"Units of {test.testcd}", values=units) if units else None
+            # Tests with the same units share one code list, named by its variable and units.
+            codelist = None
+            if units:
+                codelist = CodeListRef(name=f"{variable.name} ({', '.join(units)})", values=units)
         document.add_item(
             _Variable(
                 oid,
@@ -877,7 +885,8 @@ def _describe_supp(document: _Document, spec: DomainSpec, dataset: SdtmDataset) 
         value_list = None
         if column.name == "QVAL" and qnams:
             value_list = _supp_value_list(document, spec, dataset, qnams, observed)
-        origin = SUPP_ORIGINS.get(column.name)
+        parent = spec.variable(column.name)
+        origin = parent.origin if parent is not None else SUPP_ORIGINS.get(column.name)
         document.add_item(
             _Variable(
                 oid,
