@@ -417,8 +417,10 @@ class _DomainChecker:
         if value_source.item is not None:
             item = self.check_item((*loc, "item"), value_source.item)
             study_list = self.study.codelists.get(item.codelist or "") if item else None
-            if study_list is not None and allowed is not None and not codelist.extensible:  # type: ignore[union-attr]
-                self.check_values((*loc, "item"), study_list.codes, allowed)
+            closed = allowed if codelist is not None and not codelist.extensible else None
+            if study_list is not None and closed is not None:
+                # every code the site can pick must be a value of the SDTM code list
+                self.check_values((*loc, "item"), study_list.codes, closed)
         if isinstance(value_source.constant, str) and allowed is not None:
             self.check_values((*loc, "constant"), (value_source.constant,), allowed)
         if value_source.recode is not None:
