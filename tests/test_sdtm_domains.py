@@ -76,7 +76,11 @@ def _demo_with_history(url: str, study: Study) -> Engine:
             "IG.CM": {1: {"CMTRT": "Prednisone", "CMINDC": "SLE", "CMCAT": "GLUCOCORTICOID",
                           "CMGCAGT": "PREDNISONE", "CMDOSE": "10", "CMDOSU": "mg",
                           "CMDOSFRQ": "QD", "CMROUTE": "ORAL", "CMSTDAT": "2024",
-                          "CMONGO": "Y"}},
+                          "CMONGO": "Y"},
+                      2: {"CMTRT": "Tocilizumab", "CMINDC": "CRS", "CMCAT": "ANTI-CYTOKINE",
+                          "CMDOSE": "480", "CMDOSU": "mg", "CMDOSFRQ": "ONCE",
+                          "CMROUTE": "INTRAVENOUS", "CMSTDAT": (d0 + timedelta(days=10)).isoformat(),
+                          "CMONGO": "N", "CMENDAT": (d0 + timedelta(days=10)).isoformat()}},
         })  # fmt: skip
         panel = d0 + timedelta(days=40)
         save("SE.UNS", "F.LBCHEM", {
@@ -369,8 +373,11 @@ def test_medications_and_prior_sle_therapies(tables: dict[str, list[Record]]) ->
         ("PREDNISONE", "GLUCOCORTICOID", "PRIOR SLE THERAPY"),
         ("MYCOPHENOLATE", "IMMUNOSUPPRESSANT", "PRIOR SLE THERAPY"),
         ("Prednisone", "GLUCOCORTICOID", None),
+        ("Tocilizumab", "ANTI-CYTOKINE", None),
     ], "plasma exchange is a procedure, not a medication"
-    prior, mycophenolate, current = cm
+    prior, mycophenolate, current, tocilizumab = cm
+    assert [r["EPOCH"] for r in cm] == [None, None, None, "FOLLOW-UP"], "from complete dates"
+    assert (tocilizumab["CMSTDY"], tocilizumab["CMENDY"], tocilizumab["CMENRTPT"]) == (11, 11, None)
     assert (prior["CMSTDTC"], prior["CMENRTPT"], prior["CMSTDY"]) == ("2015-03", "ONGOING", None)
     assert (mycophenolate["CMSTDTC"], mycophenolate["CMENDTC"]) == ("2016", "2020-06-15")
     assert isinstance(mycophenolate["CMENDY"], int) and mycophenolate["CMENDY"] < 0

@@ -15,7 +15,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from app.sdtm.derive import RecordContext, RowValues, SubjectData, Value, derivation
+from app.sdtm.derive import (
+    RecordContext,
+    RowValues,
+    SubjectData,
+    Value,
+    day_of,
+    derivation,
+    registered_derivations,
+)
 
 FormKey = tuple[str, str, int, int]
 """A saved form: (form OID, StudyEvent OID, event repeat, form repeat)."""
@@ -146,6 +154,16 @@ def _collection_date(context: RecordContext) -> Value:
     screening)."""
     row = context.row
     return row.visit_date.isoformat() if row is not None and row.visit_date else None
+
+
+@derivation("epoch_of_start")
+def _epoch_of_start(context: RecordContext, dtc: str) -> Value:
+    """EPOCH of an intervention from its start date (variable `dtc`) alone: null while that
+    date is partial, instead of the epoch of the visit it was recorded at (a prior therapy
+    started in 2015-03 and recorded at screening belongs to no study epoch)."""
+    if day_of(context.date_variable(dtc)) is None:
+        return None
+    return registered_derivations()["epoch"](context, dtc=dtc, by_date=True)
 
 
 # -- AE: links from the CRS, ICANS and DLT forms ---------------------------------------------
