@@ -96,6 +96,13 @@ _ISO_PATTERNS = (
     ("partialDatetime", re.compile(r"\d{4}(-\d{2}(-\d{2}(T\d{2}(:\d{2}(:\d{2}(\.\d+)?)?)?)?)?)?")),
 )
 """Define-XML data types of ISO 8601 values, narrowest first."""
+_ISO_DATA_TYPES = (
+    ("date", {"date"}),
+    ("datetime", {"datetime"}),
+    ("partialDate", {"date", "partialDate"}),
+    ("partialDatetime", {"date", "datetime", "partialDate", "partialDatetime"}),
+)
+"""The data type of a variable whose values have the given types, narrowest first."""
 
 _ITEM_ISO_TYPES = {
     DataType.DATE: "date",
@@ -243,21 +250,23 @@ def _def(tag: str) -> str:
 
 
 def _element(
-    tag: str, attributes: dict[str, str | int | None], *children: etree._Element
+    tag: str,
+    attributes: dict[str, str | int | None],
+    *children: etree._Element,
+    text: str | None = None,
 ) -> etree._Element:
-    """An element with the attributes that have a value, and its children in order."""
+    """An element with the attributes that have a value, its children in order, and text."""
     element = etree.Element(tag, nsmap=NSMAP)
     for name, value in attributes.items():
         if value is not None:
             element.set(name, str(value))
     element.extend(children)
+    element.text = text
     return element
 
 
 def _translated(text: str) -> etree._Element:
-    translated = _element(_odm("TranslatedText"), {f"{{{XML_NS}}}lang": "en"})
-    translated.text = text
-    return translated
+    return _element(_odm("TranslatedText"), {f"{{{XML_NS}}}lang": "en"}, text=text)
 
 
 def _description(text: str) -> etree._Element:
@@ -265,8 +274,7 @@ def _description(text: str) -> etree._Element:
 
 
 def _leaf(leaf_id: str, href: str, title: str) -> etree._Element:
-    title_element = _element(_def("title"), {})
-    title_element.text = title
+    title_element = _element(_def("title"), {}, text=title)
     return _element(_def("leaf"), {"ID": leaf_id, f"{{{XLINK_NS}}}href": href}, title_element)
 
 
@@ -363,9 +371,11 @@ class _Document:
             _description(origin.method),
         )
         if expression is not None:
-            formal = _element(_odm("FormalExpression"), {"Context": "TrialDesk derivation"})
-            formal.text = expression
-            method.append(formal)
+            method.append(
+                _element(
+                    _odm("FormalExpression"), {"Context": "TrialDesk derivation"}, text=expression
+                )
+            )
         self.methods.append(method)
         return method_oid
 
@@ -423,8 +433,7 @@ class _Document:
     def where_clause(self, item_oid_: str, value: str) -> str:
         oid = f"WC.{item_oid_[3:]}.{value}"
         if oid not in self.where_clauses:
-            check = _element(_odm("CheckValue"), {})
-            check.text = value
+            check = _element(_odm("CheckValue"), {}, text=value)
             range_check = _element(
                 _odm("RangeCheck"),
                 {"Comparator": "EQ", "SoftHard": "Soft", _def("ItemOID"): item_oid_},
@@ -521,15 +530,13 @@ def _is_supp(dataset: SdtmDataset) -> bool:
 
 def _study(document: _Document) -> etree._Element:
     info = document.study.info
-    global_variables = _element(_odm("GlobalVariables"), {})
-    for tag, text in (
-        ("StudyName", info.oid),
-        ("StudyDescription", info.description),
-        ("ProtocolName", info.protocol),
-    ):
-        child = _element(_odm(tag), {})
-        child.text = text
-        global_variables.append(child)
+    global_variables = _element(
+        _odm("GlobalVariables"),
+        {},
+        _element(_odm("StudyName"), {}, text=info.oid),
+        _element(_odm("StudyDescription"), {}, text=info.description),
+        _element(_odm("ProtocolName"), {}, text=info.protocol),
+    )
     return _element(_odm("Study"), {"OID": info.oid}, global_variables, _metadata_version(document))
 
 
@@ -651,7 +658,12 @@ def _describe_domain(document: _Document, spec: DomainSpec, dataset: SdtmDataset
         for var in spec.variables
         if var.type == "Num" or _is_dtc(var)
     }
-    observed = observe(dataset, measured, testcd, {name: ValueStats(number=True) for name in keyed})
+    observed = observe(
+        dataset,
+        measured,
+        testcd if keyed else None,
+        {result: ValueStats(number=True) for result in keyed},
+    )
     tests = _tests(document.study, spec, observed) if keyed else []
     keys = {key: order for order, key in enumerate(spec.keys, start=1)}
     item_refs = []
@@ -719,13 +731,8 @@ def _data_type(study: Study, spec: DomainSpec, variable: Variable, stats: ValueS
 
 
 def _iso_data_type(types: set[str]) -> str:
-    for name in ("date", "datetime", "partialDate", "partialDatetime"):
-        allowed = {"date", "partialDate"} if name == "partialDate" else {name}
-        if name == "partialDatetime":
-            allowed = {"date", "datetime", "partialDate", "partialDatetime"}
-        if types <= allowed:
-            return name
-    return "text"
+    """The narrowest Define-XML data type every value fits; text if one is not ISO 8601."""
+    return next((name for name, fits in _ISO_DATA_TYPES if types <= fits), "text")
 
 
 def _empty_dtc_type(study: Study, spec: DomainSpec, variable: Variable) -> str:
