@@ -47,7 +47,7 @@ class Demo:
     empty_subject: Subject
     """Registered at site 01, nothing entered."""
     changed_subject: Subject
-    """A demo subject whose race was changed after `since`."""
+    """An enrolled demo subject at site 01 whose race was changed after `since`."""
     old_race: str
     new_race: str
     since: datetime
@@ -73,7 +73,9 @@ def demo(module_database_url: str, zm001: Study) -> Iterator[Demo]:
         )  # fmt: skip
         since = utcnow()
         changed = session.exec(
-            select(Subject).where(Subject.site_id == 1).order_by(col(Subject.subject_key))
+            select(Subject)
+            .where(Subject.site_id == 1, col(Subject.dose_level).is_not(None))
+            .order_by(col(Subject.subject_key))
         ).first()
         assert changed is not None
         ref = service.FormRef("SE.SCR", 1, "F.DM", 1)
@@ -247,11 +249,22 @@ def test_transactional_export_lists_each_change_in_order_with_who_and_why(
     assert login == "coordinator"
     assert update.find("odm:LocationRef", NS).get("LocationOID") == "SITE.01"  # type: ignore[union-attr]
     assert race[-1].getparent().get("TransactionType") == "Context"  # type: ignore[union-attr]
-    statuses = [
-        s.findtext("odm:Annotation/odm:Flag/odm:FlagValue", namespaces=NS)
-        for s in document.iterfind(".//odm:SubjectData[@TransactionType='Update']", NS)
+    with Session(demo.engine) as session:
+        subject = session.get(Subject, demo.changed_subject.id)
+    assert subject is not None and subject.status_date is not None
+    updates = document.findall(".//odm:SubjectData[@TransactionType='Update']", NS)
+    flags = [
+        {v.get("CodeListOID"): v.text for v in update.iterfind(".//odm:FlagValue", NS)}
+        for update in updates
     ]
-    assert statuses[0] == "enrolled" or statuses[0] == "screen_failed"
+    assert flags[0] == {
+        "CL.SUBJECTSTATUS": "enrolled",
+        "CL.DOSELEVEL": subject.dose_level,
+        "CL.PHASE": subject.phase,
+    }
+    assert flags[-1] == {"CL.SUBJECTSTATUS": subject.status}
+    last_date = updates[-1].findtext("odm:Annotation/odm:Comment", namespaces=NS)
+    assert last_date == subject.status_date.isoformat()
     assert document.find(".//odm:FormData[@TransactionType='Insert']", NS) is not None
 
 
