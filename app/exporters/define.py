@@ -430,17 +430,25 @@ class _Document:
                 element.append(_element(_def("DocumentRef"), {"leafID": CRF_LEAF}, page))
         return element
 
-    def where_clause(self, item_oid_: str, value: str) -> str:
-        oid = f"WC.{item_oid_[3:]}.{value}"
-        if oid not in self.where_clauses:
-            check = _element(_odm("CheckValue"), {}, text=value)
+    def value_level_ref(
+        self, oid: str, order: int, method: str | None, where_item: str, where_value: str
+    ) -> etree._Element:
+        """The ItemRef of a value-level item, applying where `where_item` equals
+        `where_value` (the WhereClauseDef is added once, shared by the variables it serves)."""
+        clause = f"WC.{where_item[3:]}.{where_value}"
+        if clause not in self.where_clauses:
+            check = _element(_odm("CheckValue"), {}, text=where_value)
             range_check = _element(
                 _odm("RangeCheck"),
-                {"Comparator": "EQ", "SoftHard": "Soft", _def("ItemOID"): item_oid_},
+                {"Comparator": "EQ", "SoftHard": "Soft", _def("ItemOID"): where_item},
                 check,
             )
-            self.where_clauses[oid] = _element(_def("WhereClauseDef"), {"OID": oid}, range_check)
-        return oid
+            self.where_clauses[clause] = _element(
+                _def("WhereClauseDef"), {"OID": clause}, range_check
+            )
+        item_ref = _item_ref(oid, order, mandatory=False, method=method)
+        item_ref.append(_element(_def("WhereClauseRef"), {"WhereClauseOID": clause}))
+        return item_ref
 
 
 def write_define(
@@ -847,14 +855,7 @@ def _value_list(
                 codelist,
             )
         )
-        item_ref = _item_ref(oid, order, mandatory=False, method=method)
-        item_ref.append(
-            _element(
-                _def("WhereClauseRef"),
-                {"WhereClauseOID": document.where_clause(testcd_oid, test.testcd)},
-            )
-        )
-        value_list.append(item_ref)
+        value_list.append(document.value_level_ref(oid, order, method, testcd_oid, test.testcd))
     document.value_lists.append(value_list)
     return value_list_oid
 
@@ -891,7 +892,7 @@ def _describe_supp(document: _Document, spec: DomainSpec, dataset: SdtmDataset) 
         oid = item_oid(name, column.name)
         value_list = None
         if column.name == "QVAL" and qnams:
-            value_list = _supp_value_list(document, spec, dataset, qnams, observed)
+            value_list = _supp_value_list(document, dataset, qnams, observed)
         parent = spec.variable(column.name)
         origin = parent.origin if parent is not None else SUPP_ORIGINS.get(column.name)
         document.add_item(
@@ -928,6 +929,8 @@ def _describe_supp(document: _Document, spec: DomainSpec, dataset: SdtmDataset) 
 
 @dataclass(frozen=True)
 class _Qualifier:
+    """A QNAM of a SUPP-- dataset and how to describe its QVAL."""
+
     qnam: str
     qlabel: str
     origin: Origin
@@ -946,7 +949,7 @@ def _qnams(spec: DomainSpec, observed: Observed) -> list[_Qualifier]:
         *((var.name, var.origin) for var in spec.variables if var.type == "Char"),
         *((qual.qnam, qual.origin) for qual in spec.supplemental),
     ]:
-        for index in range(1, 10):
+        for index in range(1, 10):  # 9 x 200 characters: more than any eCRF text holds
             continued.setdefault(supp_qnam(source_name, index), origin)
     for qnam, per_key in observed.by_key.items():
         if qnam in qualifiers:
@@ -962,12 +965,9 @@ def _qnam_codelist(qualifiers: list[_Qualifier]) -> CodeListRef:
 
 
 def _supp_value_list(
-    document: _Document,
-    spec: DomainSpec,
-    dataset: SdtmDataset,
-    qualifiers: list[_Qualifier],
-    observed: Observed,
+    document: _Document, dataset: SdtmDataset, qualifiers: list[_Qualifier], observed: Observed
 ) -> str:
+    """The def:ValueListDef of QVAL: one item per QNAM, with its label, origin, code list."""
     value_list_oid = f"VL.{dataset.name}.QVAL"
     qnam_oid = item_oid(dataset.name, "QNAM")
     value_list = _element(_def("ValueListDef"), {"OID": value_list_oid})
@@ -986,18 +986,7 @@ def _supp_value_list(
                 qualifier.codelist,
             )
         )
-        item_ref = _item_ref(
-            oid,
-            order,
-            mandatory=False,
-            method=document.method_oid(oid, qualifier.origin, None),
-        )
-        item_ref.append(
-            _element(
-                _def("WhereClauseRef"),
-                {"WhereClauseOID": document.where_clause(qnam_oid, qualifier.qnam)},
-            )
-        )
-        value_list.append(item_ref)
+        method = document.method_oid(oid, qualifier.origin, None)
+        value_list.append(document.value_level_ref(oid, order, method, qnam_oid, qualifier.qnam))
     document.value_lists.append(value_list)
     return value_list_oid
