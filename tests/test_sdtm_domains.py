@@ -92,6 +92,19 @@ def _demo_with_history(url: str, study: Study) -> Engine:
                 for n in range(1, len(_preset(study, "F.LBCHEM", "IG.LBCHEM.LB")) + 1)
             },
         })  # fmt: skip
+        not_done = {"LBSTAT": "NOT DONE", "LBREASND": "SAMPLE NOT COLLECTED"}
+        save("SE.D14", "F.LBIMM", {
+            "IG.LBIMM": {1: {"LBDAT": (d0 + timedelta(days=14)).isoformat()}},
+            "IG.LBIMM.LB": {
+                1: {"LBORRTIT": "1:160", "LBCLSIG": "N"},
+                2: {"LBORRPAT": "HOMOGENEOUS", "LBCLSIG": "N"},
+                3: not_done,
+                4: {"LBORRESC": "NEGATIVE"},
+                5: {"LBORRES": "75", "LBORRESU": "mg/dL", "LBORNRLO": "90", "LBORNRHI": "180",
+                    "LBCLSIG": "N"},
+                6: not_done, 7: not_done, 8: not_done,
+            },
+        })  # fmt: skip
         in_window = session.exec(select(Subject).where(Subject.subject_key == DLT_SUBJECT)).one()
         _saver(session, study, in_window, "investigator3")("SE.D28", "F.DLT", {
             "IG.DLT": {1: {"DLTEVAL": "Y", "DLTYN": "Y", "DLTCRIT": ["DLT09"],
@@ -302,7 +315,10 @@ def test_ex_has_the_infusion_and_the_lymphodepletion_drug_days(
 
 def test_creatinine_in_mg_dl_is_converted_to_umol_l(tables: dict[str, list[Record]]) -> None:
     usubjid = f"ZM001-{SUBJECT}"
-    [creatinine] = [r for r in tables["LB"] if r["USUBJID"] == usubjid and r["LBORRESU"] == "mg/dL"]
+    [creatinine] = [
+        r for r in tables["LB"] if r["USUBJID"] == usubjid and r["LBORRESU"] == "mg/dL"
+        and r["LBCAT"] == "CHEMISTRY"
+    ]  # fmt: skip
     assert creatinine["LBTESTCD"] == "CREAT" and creatinine["LBORRES"] == "1.2"
     assert creatinine["LBSTRESN"] == pytest.approx(1.2 * 88.4)
     assert creatinine["LBSTRESC"] == "106.08" and creatinine["LBSTRESU"] == "umol/L"
@@ -319,8 +335,32 @@ def test_creatinine_in_mg_dl_is_converted_to_umol_l(tables: dict[str, list[Recor
     assert all(r["LBORRES"] is None and r["LBREASND"] for r in not_done)
 
 
+def test_qualitative_results_and_complement_in_mg_dl(tables: dict[str, list[Record]]) -> None:
+    immunology = {
+        r["LBTESTCD"]: r
+        for r in tables["LB"]
+        if r["USUBJID"] == f"ZM001-{SUBJECT}" and r["LBCAT"] == "IMMUNOLOGY"
+    }
+    assert set(immunology) == {"ANA", "ANAPAT", "DSDNAAB", "SMAB", "C3", "C4", "CH50", "DAT"}
+    ana, smab, c3 = immunology["ANA"], immunology["SMAB"], immunology["C3"]
+    assert (ana["LBORRES"], ana["LBSTRESC"], ana["LBSTRESN"]) == ("1:160", "1:160", None)
+    assert ana["LBNRIND"] == "ABNORMAL" and ana["LBSPEC"] == "SERUM"
+    assert (smab["LBORRES"], smab["LBSTRESC"], smab["LBNRIND"]) == ("NEGATIVE",) * 2 + ("NORMAL",)
+    assert immunology["ANAPAT"]["LBORRES"] == "HOMOGENEOUS"
+    assert (c3["LBORRES"], c3["LBORRESU"], c3["LBSTRESU"]) == ("75", "mg/dL", "g/L")
+    assert c3["LBSTRESN"] == pytest.approx(0.75) and c3["LBSTRESC"] == "0.75"
+    assert (c3["LBSTNRLO"], c3["LBSTNRHI"], c3["LBNRIND"]) == (0.9, 1.8, "LOW")
+    assert immunology["C4"]["LBSTAT"] == "NOT DONE" and immunology["C4"]["LBSTRESC"] is None
+    assert immunology["C4"]["LBREASND"] == "SAMPLE NOT COLLECTED"
+
+
 def test_demo_results_in_si_units_keep_their_values(tables: dict[str, list[Record]]) -> None:
-    numeric = [r for r in tables["LB"] if r["LBORRESU"] and r["LBORRESU"] != "mg/dL"]
+    numeric = [r for r in tables["LB"] if r["LBORRESU"] and r["LBORRESU"] != r["LBSTRESU"]]
+    assert {(r["LBTESTCD"], r["LBORRESU"]) for r in numeric} == {
+        ("CREAT", "mg/dL"),
+        ("C3", "mg/dL"),
+    }
+    numeric = [r for r in tables["LB"] if r["LBORRESU"] and r["LBORRESU"] == r["LBSTRESU"]]
     assert numeric
     for record in numeric:
         assert record["LBSTRESU"] == record["LBORRESU"]
