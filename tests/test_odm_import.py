@@ -106,6 +106,17 @@ def test_an_export_imported_into_an_empty_database_exports_the_same_clinical_dat
         ).all()
         assert sources == [("import:zm001-snapshot.xml", "datamanager", sources[0][2])]
         assert sources[0][2] > report.items
+        status_change = session.exec(
+            select(AuditRecord).where(
+                AuditRecord.subject_key == "01-001", AuditRecord.action == "subject_status"
+            )
+        ).one()
+        subject = session.exec(select(Subject).where(Subject.subject_key == "01-001")).one()
+        assert (status_change.old_value, status_change.new_value) == ("screening", subject.status)
+        assert status_change.details == (
+            f"effective {subject.status_date}; dose level {subject.dose_level}, "
+            f"phase {subject.phase}"
+        )
         # The site's screening numbers continue after the imported keys.
         user = session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).one()
         site = session.exec(select(Site).where(Site.oid == "SITE.01")).one()

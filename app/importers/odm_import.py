@@ -77,6 +77,8 @@ MAX_SOURCE_LENGTH = 200
 LINE_LOOKUP_BYTES = 20 * 1024 * 1024
 """Largest file parsed whole to give its schema errors' lines (see `_schema_problems`)."""
 MAX_SCHEMA_PROBLEMS = 50
+MAX_PROBLEMS = 1000
+"""Problems after which reading stops: a file this wrong is refused whatever the rest holds."""
 SUBJECT_KEY_LENGTH: int = Subject.__table__.c.subject_key.type.length  # type: ignore[attr-defined]
 
 
@@ -267,6 +269,10 @@ class _Reader:
                 if self.accepting:
                     self._subject(element)
                 _release(element)
+                if len(self.report.problems) >= MAX_PROBLEMS:
+                    self.subject_key = None
+                    self.problem(None, "", f"stopped reading after {MAX_PROBLEMS} problems")
+                    return
             elif _depth(element) <= 1:  # Study, AdminData, ...: not needed once read
                 _release(element)
         if clinical_data == 0:
@@ -377,7 +383,8 @@ class _Reader:
         effective = self._date(status_flag, key) if status_flag else None
         if not values:
             return
-        status = values.get(SUBJECT_STATUS_CODELIST, subject.status)
+        old_status = subject.status
+        status = values.get(SUBJECT_STATUS_CODELIST, old_status)
         dose_level = values.get(DOSE_LEVEL_CODELIST)
         phase = values.get(PHASE_CODELIST)
         self.session.execute(
@@ -389,7 +396,7 @@ class _Reader:
         details += f"dose level {dose_level or '-'}, phase {phase or '-'}"
         audit.record(
             self.session, actor=self.actor, action="subject_status",
-            path=audit.DataPath(subject), old_value=subject.status, new_value=status,
+            path=audit.DataPath(subject), old_value=old_status, new_value=status,
             reason="status in the source system (imported)", details=details, at=self.now,
         )  # fmt: skip
 
