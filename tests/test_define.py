@@ -1,13 +1,15 @@
 """Define-XML 2.1 of the demo study's SDTM export: valid against the official schema, one
 ItemGroupDef per written dataset naming its XPT file, an ItemDef per variable whose data type
 and length fit the values shipped, code lists with NCI codes, origins and methods, value-level
-metadata for LB and VS by test and for SUPP-- by QNAM, and a define.html listing the datasets.
-The validator itself is shown to accept CDISC's example and to reject a misordered element."""
+metadata for LB and VS by test and for SUPP-- by QNAM, and a define.html listing the datasets;
+also for a one-subject Dataset-JSON-only export and on PostgreSQL. The validator itself is
+shown to accept CDISC's example and to reject a misordered element."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +17,14 @@ import lxml.html
 import pyreadstat
 import pytest
 from lxml import etree
-from sqlmodel import Session
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
 from app.db import make_engine
 from app.demo import load_demo
 from app.exporters.define import DefineError, define_document, write_define
+from app.exporters.scope import ExportScope, ScopeKind
+from app.models import Subject
 from app.schemas import define_schema
 from app.sdtm.build import write_sdtm
 from app.sdtm.dataset import SdtmDataset, format_number
@@ -74,29 +79,47 @@ def specs(zm001: Study) -> SdtmSpecs:
     return load_sdtm_specs(EXPORTS, zm001)
 
 
-def export_with_define(
-    backend: str, directory: Path, study: Study, specs: SdtmSpecs, crf: str | None = None
-) -> Define:
-    """Build the 20-subject demo on `backend`, export SDTM and write define.xml."""
-    with migrated_database(backend, directory / "db") as url:
+@contextmanager
+def demo_database(backend: str, directory: Path, study: Study) -> Iterator[Engine]:
+    """The 20-subject demo study on `backend`, dropped afterwards."""
+    with migrated_database(backend, directory) as url:
         engine = make_engine(url)
         try:
             load_demo(engine, study, subjects=20)
-            with Session(engine) as session:
-                datasets = write_sdtm(session, study, specs, directory)
+            yield engine
         finally:
             engine.dispose()
+
+
+def export_with_define(
+    engine: Engine,
+    directory: Path,
+    study: Study,
+    specs: SdtmSpecs,
+    *,
+    scope: ExportScope = ExportScope(),  # noqa: B008 - frozen
+    formats: frozenset[str] = frozenset({"xpt", "json", "csv"}),
+    crf: str | None = None,
+) -> Define:
+    """Export the SDTM datasets of `scope` to `directory` and write define.xml next to them."""
+    with Session(engine) as session:
+        datasets = write_sdtm(session, study, specs, directory, scope, formats)
     paths = write_define(study, specs, datasets, directory, crf=crf)
     return Define(datasets, paths, etree.parse(str(directory / "define.xml")))
 
 
 @pytest.fixture(scope="module")
+def demo(zm001: Study, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    with demo_database("sqlite", tmp_path_factory.mktemp("db"), zm001) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module")
 def define(
-    zm001: Study, specs: SdtmSpecs, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Define]:
+    demo: Engine, zm001: Study, specs: SdtmSpecs, tmp_path_factory: pytest.TempPathFactory
+) -> Define:
     directory = tmp_path_factory.mktemp("sdtm")
-    (directory / "db").mkdir()
-    yield export_with_define("sqlite", directory, zm001, specs, crf="odm-metadata.xml")
+    return export_with_define(demo, directory, zm001, specs, crf="odm-metadata.xml")
 
 
 def xpt_columns(dataset: SdtmDataset) -> dict[str, list[object]]:
@@ -353,9 +376,30 @@ def test_a_dataset_without_a_mapping_is_refused(define: Define, zm001: Study) ->
 def test_define_of_an_export_from_postgresql_is_valid(
     zm001: Study, specs: SdtmSpecs, tmp_path: Path
 ) -> None:
-    (tmp_path / "db").mkdir()
-    result = export_with_define("postgresql", tmp_path, zm001, specs)
+    with demo_database("postgresql", tmp_path / "db", zm001) as engine:
+        result = export_with_define(engine, tmp_path, zm001, specs)
     assert define_schema().validate(result.tree), define_schema().error_log
     names = [group.get("Name") for group in result.all("//odm:ItemGroupDef")]
     assert names == [dataset.name for dataset in result.datasets]
     assert result.all("//def:AnnotatedCRF") == []
+    origin = result.item_def("IT.DM.BRTHDTC").find("def:Origin", NS)
+    assert origin is not None and origin.find("def:DocumentRef", NS) is None
+
+
+def test_define_of_one_subjects_json_export_names_the_json_files(
+    demo: Engine, zm001: Study, specs: SdtmSpecs, tmp_path: Path
+) -> None:
+    with Session(demo) as session:
+        subject = session.exec(select(Subject).order_by(col(Subject.subject_key))).first()
+        assert subject is not None and subject.id is not None
+        scope = ExportScope(ScopeKind.SUBJECT, subject_id=subject.id)
+    result = export_with_define(
+        demo, tmp_path, zm001, specs, scope=scope, formats=frozenset({"json"})
+    )
+    assert define_schema().validate(result.tree), define_schema().error_log
+    for dataset in result.datasets:
+        group = result.one(f"//odm:ItemGroupDef[@Name='{dataset.name}']")
+        leaf = group.find("def:leaf", NS)
+        assert leaf is not None and leaf.get(XLINK + "href") == f"{dataset.name.lower()}.json"
+    dm = next(dataset for dataset in result.datasets if dataset.name == "DM")
+    assert dm.rows == 1
