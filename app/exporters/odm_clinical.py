@@ -73,8 +73,6 @@ from app.models import (
 )
 from app.study.loader import Study
 
-__all__ = ["ExportCounts", "write_odm_snapshot"]
-
 SUBJECT_LEVEL: DataKey = (None, None, None, None, None, None, None)
 
 

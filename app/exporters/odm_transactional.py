@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from sqlalchemy import Result
+from sqlalchemy import Select, bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
@@ -53,7 +53,7 @@ from app.exporters.scope import (
     scoped_subject_ids,
     scoped_subjects,
 )
-from app.models import AuditRecord, FormStatus, Subject, pk
+from app.models import AuditRecord, FormStatus, Subject
 from app.study.loader import Study
 
 ITEM_ACTIONS = ("Insert", "Update", "Remove")
@@ -89,10 +89,14 @@ def write_odm_transactional(
     counts = ExportCounts()
     total = len(scoped_subject_ids(session, scope))
     repeats = RepeatKeys(study)
+    statement = _history_statement(scope)
     with odm_document(str(path), session, study, "Transactional") as (xf, sites):
         for done, subject in enumerate(scoped_subjects(session, scope), start=1):
             history = _SubjectHistory(xf, study, repeats, sites, subject)
-            for row in audit_rows(_history(session, pk(subject), scope)):
+            rows = session.connection().execute(
+                statement, {"subject_id": subject.id}, execution_options={"yield_per": BATCH_ROWS}
+            )
+            for row in audit_rows(rows):
                 history.add(row)
             history.flush()
             if history.changes:
@@ -102,19 +106,19 @@ def write_odm_transactional(
     return counts
 
 
-def _history(session: Session, subject_id: int, scope: ExportScope) -> Result[Any]:
-    """The subject's changes in recorded order, fetched in batches."""
+def _history_statement(scope: ExportScope) -> Select[Any]:
+    """A subject's changes (the subject id bound as `subject_id`) in recorded order."""
     statement = (
         sa_select(*AUDIT_COLUMNS)
         .where(
-            col(AuditRecord.subject_id) == subject_id,
+            col(AuditRecord.subject_id) == bindparam("subject_id"),
             col(AuditRecord.action).in_(HISTORY_ACTIONS),
         )
         .order_by(col(AuditRecord.id))
     )
     if scope.changed_since is not None:
         statement = statement.where(col(AuditRecord.occurred_at) > scope.changed_since)
-    return session.connection().execute(statement, execution_options={"yield_per": BATCH_ROWS})
+    return statement
 
 
 class _SubjectHistory:
