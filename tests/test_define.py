@@ -213,6 +213,22 @@ def test_every_variable_has_an_item_def_whose_type_and_length_fit_the_values(
     assert define.item_def("IT.DM.BRTHDTC").get("DataType") == "date"
 
 
+def test_every_oid_is_defined_once_and_every_reference_resolves(define: Define) -> None:
+    defined: dict[str, list[str]] = {}
+    for attribute in ("OID", "ID"):
+        for element in define.all(f"//*[@{attribute}]"):
+            defined.setdefault(str(element.get(attribute)), []).append(str(element.tag))
+    assert {oid: tags for oid, tags in defined.items() if len(tags) > 1} == {}
+    references = [
+        "ItemOID", "CodeListOID", "MethodOID", "WhereClauseOID", "ValueListOID", "leafID",
+        DEF + "CommentOID", DEF + "StandardOID", DEF + "ArchiveLocationID", DEF + "ItemOID",
+    ]  # fmt: skip
+    for attribute in references:
+        for element in define.tree.iter():
+            value = element.get(attribute)
+            assert value is None or value in defined, f"{element.tag} {attribute}={value}"
+
+
 def test_keys_mandatory_variables_and_roles_come_from_the_mapping(
     define: Define, specs: SdtmSpecs
 ) -> None:
