@@ -335,6 +335,18 @@ def _before_exposure(moment: str | None, exposure: str | None) -> bool:
     return len(moment) <= 10 or len(exposure) <= 10 or moment[11:16] <= exposure[11:16]
 
 
+def _observed_test(
+    row: RowValues, item: str | None, test: str | None, results: Sequence[str]
+) -> str | None:
+    """The test a row gives a result for: the transposed `item` when the row has a value for
+    it; else the row's `test` item (LBTESTCD) when one of `results` has a value."""
+    if item is not None:
+        return item if row.values.get(item) is not None else None
+    if any(row.values.get(result) is not None for result in results):
+        return row.values.get(test or "")
+    return None
+
+
 @derivation("last_before_exposure")
 def _last_before_exposure(
     context: RecordContext,
@@ -347,38 +359,30 @@ def _last_before_exposure(
     ZM001 infusion), else null. The observations of a test are the rows of the record's form
     and item group: for a transposed record (VS), those with a value for its item; otherwise
     those with the same `test` item value (LBTESTCD) and a value for one of `results`. Rows
-    are timed by the first of their `date` and `time` items; ties go to the later entered row."""
+    are timed by the first of their `date` and `time` items; ties go to the later entered row.
+    The last observation of every test of the form is found in one pass per subject."""
     row, exposure = context.row, context.reference_start
-    if row is None or exposure is None:
+    # a transposition item is ITEM or FORM.ITEM of the row's form
+    item = context.transposed_item.split(".")[-1] if context.transposed_item else None
+    observed = None if row is None else _observed_test(row, item, test, results)
+    if row is None or exposure is None or observed is None:
         return None
-    if context.transposed_item is not None:
-        item = context.transposed_item.split(".")[-1]  # ITEM or FORM.ITEM of the row's form
-
-        def observes(other: RowValues) -> bool:
-            return other.values.get(item) is not None
-    else:
-        code = row.values.get(test or "")
-
-        def observes(other: RowValues) -> bool:
-            return other.values.get(test or "") == code and any(
-                other.values.get(result) is not None for result in results
-            )
-
-    if not observes(row):
-        return None
-    key = ("last_before_exposure", row.form_name, row.item_group_oid, context.transposed_item,
-           row.values.get(test or ""), tuple(date), tuple(time))  # fmt: skip
+    key = ("last_before_exposure", row.form_name, row.item_group_oid, item, test, tuple(date),
+           tuple(time), tuple(results))  # fmt: skip
     memo = _subject_memo(context.data)
     if key not in memo:
-        candidates = [
-            (moment, other.order)
-            for other in context.data.rows_of(row.form_name)
-            if other.item_group_oid == row.item_group_oid
-            and observes(other)
-            and _before_exposure(moment := _moment(other, context, date, time), exposure)
-        ]
-        memo[key] = max(candidates, key=lambda c: (c[0] or "", c[1]))[1] if candidates else None
-    return "Y" if memo[key] == row.order else None
+        latest: dict[str, tuple[str, int]] = {}
+        for other in context.data.rows_of(row.form_name):
+            if other.item_group_oid != row.item_group_oid:
+                continue
+            name = _observed_test(other, item, test, results)
+            moment = None if name is None else _moment(other, context, date, time)
+            if name is None or moment is None or not _before_exposure(moment, exposure):
+                continue
+            latest[name] = max(latest.get(name, (moment, other.order)), (moment, other.order))
+        memo[key] = {name: order for name, (_when, order) in latest.items()}
+    last: dict[str, int] = memo[key]
+    return "Y" if last.get(observed) == row.order else None
 
 
 @derivation("transposed_extra")
