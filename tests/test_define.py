@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import lxml.html
@@ -381,6 +382,24 @@ def test_the_schema_accepts_cdiscs_example_and_rejects_a_misordered_element(
     assert description is not None
     item_def.append(description)  # Description must precede def:Origin
     assert not schema.validate(ours)
+
+
+def test_the_same_define_is_written_from_xpt_dataset_json_or_csv_files(
+    define: Define, zm001: Study, specs: SdtmSpecs
+) -> None:
+    created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    documents = {
+        kind: etree.tostring(
+            define_document(
+                zm001,
+                specs,
+                [replace(ds, files={kind: ds.files[kind]}) for ds in define.datasets],
+                created=created,
+            )
+        ).replace(f".{kind}".encode(), b".data")
+        for kind in ("xpt", "json", "csv")
+    }
+    assert documents["xpt"] == documents["json"] == documents["csv"]
 
 
 def test_a_dataset_without_a_mapping_is_refused(define: Define, zm001: Study) -> None:
