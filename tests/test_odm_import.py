@@ -22,7 +22,7 @@ from app.demo import load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_metadata import metadata_version_oid
 from app.importers.odm_import import ImportProblem, ImportReport, import_odm
-from app.models import AuditRecord, Site, Subject, UserAccount
+from app.models import AuditRecord, ItemData, Site, Subject, UserAccount
 from app.study.loader import Study
 from tests.conftest import REPO, LiveServer, csrf_token, logged_in_client
 
@@ -207,6 +207,70 @@ def test_a_file_with_broken_values_is_refused_item_by_item_and_changes_nothing(
         in text_report.splitlines()
     )
     assert row_counts(demo_engine) == before
+
+
+def one_subject(source: Path, target: Path, changes: dict[tuple[str, str], str | None]) -> Path:
+    """Subject 01-002 of the export with some screening values changed ((form, item) -> value;
+    an item absent from the form is added to its first item group)."""
+    document = etree.parse(str(source), etree.XMLParser(remove_blank_text=True))
+    clinical = document.find(f"{ODM}ClinicalData")
+    assert clinical is not None
+    for subject in clinical.findall(f"{ODM}SubjectData"):
+        if subject.get("SubjectKey") != "01-002":
+            clinical.remove(subject)
+    for (form_oid, item_oid), value in changes.items():
+        form = clinical.find(
+            f".//{ODM}StudyEventData[@StudyEventOID='SE.SCR']/{ODM}FormData[@FormOID='{form_oid}']"
+        )
+        assert form is not None
+        item = form.find(f".//{ODM}ItemData[@ItemOID='{item_oid}']")
+        if item is None:
+            group = form.find(f"{ODM}ItemGroupData")
+            assert group is not None
+            item = etree.SubElement(group, f"{ODM}ItemData", ItemOID=item_oid)
+        item.set("Value", value or "")
+    document.write(str(target), pretty_print=True, xml_declaration=True, encoding="UTF-8")
+    return target
+
+
+def test_hard_ranges_partial_dates_and_show_if_refuse_values_like_data_entry(
+    demo_engine: Engine, zm001: Study, demo_export: Path, tmp_path: Path
+) -> None:
+    path = one_subject(demo_export, tmp_path / "checks.xml", {
+        ("F.IC", "IT.IC.ICDAT"): "2025-11",
+        ("F.VS", "IT.VS.SYSBP"): "999",
+        ("F.DM", "IT.DM.NCBPRSN"): "HYSTERECTOMY",  # asked only when CHILDPOT is N; it is Y
+    })  # fmt: skip
+
+    report = run_import(demo_engine, zm001, path)
+
+    assert not report.stored
+    assert [(p.line, p.path, p.message) for p in report.problems] == [
+        (line_of(path, 'Value="2025-11"'), "01-002/SE.SCR/F.IC/IG.IC/IT.IC.ICDAT",
+         "must be a complete date (YYYY-MM-DD); a partial date is not allowed"),
+        (line_of(path, 'ItemOID="IT.DM.NCBPRSN" Value='), "01-002/SE.SCR/F.DM/IG.DM/IT.DM.NCBPRSN",
+         "has the value 'HYSTERECTOMY' but does not apply here (its show-if condition is false)"),
+        (line_of(path, 'Value="999"'), "01-002/SE.SCR/F.VS/IG.VS.VSMEAS[1]/IT.VS.SYSBP",
+         "999 is outside the allowed range (50 to 260)"),
+    ]  # fmt: skip
+
+
+def test_a_derived_value_that_differs_is_a_warning_and_trialdesk_derives_it(
+    demo_engine: Engine, zm001: Study, demo_export: Path, tmp_path: Path
+) -> None:
+    path = one_subject(demo_export, tmp_path / "age.xml", {("F.DM", "IT.DM.AGE"): "41"})
+
+    report = run_import(demo_engine, zm001, path)
+
+    assert report.stored and report.problems == []
+    line = line_of(path, 'ItemOID="IT.DM.AGE" Value="41"')
+    assert [str(w) for w in report.warnings] == [
+        f"line {line}: 01-002/SE.SCR/F.DM/IG.DM/IT.DM.AGE: the file's derived "
+        "value '41' differs from TrialDesk's '42'; TrialDesk's is stored"
+    ]
+    with Session(demo_engine) as session:
+        ages = session.exec(select(ItemData.value).where(ItemData.item_oid == "IT.DM.AGE")).all()
+    assert ages == ["42"]
 
 
 def test_valid_subjects_only_stores_the_subjects_without_problems(
