@@ -10,6 +10,7 @@ import math
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pyreadstat
@@ -26,9 +27,21 @@ from app.exporters.scope import ExportScope, Progress, ScopeKind, no_progress
 from app.models import FormData, ItemData, ItemGroupData, StudyEventData, Subject
 from app.sdtm.build import write_sdtm
 from app.sdtm.dataset import SdtmDataset
+from app.sdtm.derive import (
+    RecordContext,
+    RowValues,
+    SubjectData,
+    SubjectInfo,
+    dtc,
+    marks_period,
+    sdtm_day,
+    study_day,
+    visit_name,
+    visit_number,
+)
 from app.sdtm.rules import check_dataset, read_written
 from app.sdtm.spec import SdtmSpecs, load_sdtm_specs, sdtm_problems
-from app.sdtm.writers import SdtmWriteError, long_text_pieces
+from app.sdtm.writers import SdtmWriteError, long_text_pieces, supp_qnam
 from app.study.loader import LOG_EVENT_OID, Study
 from tests.conftest import REPO
 
@@ -396,3 +409,44 @@ def test_study_check_covers_exports(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "SDTM domains" in result.output
+
+
+def _context(study: Study, values: dict[str, str], reference_start: str | None) -> RecordContext:
+    row = RowValues(
+        form_oid="F.MH", form_name="MH", event_oid="SE.SCR", event_repeat=1, form_repeat=1,
+        item_group_oid="IG.MH", group_repeat=1, visit_date=date(2026, 3, 2), values=values,
+        order=1,
+    )  # fmt: skip
+    subject = SubjectInfo("ZM001", "01-001", "ZM001-01-001", "01", "DL1", None, "infused")
+    data = SubjectData(subject=subject, rows=(row,), anchors={}, study=study)
+    return RecordContext(study, data, "MH", row, 1, reference_start=reference_start)
+
+
+def test_dates_stay_partial_and_study_days_skip_day_0(zm001: Study) -> None:
+    context = _context(zm001, {"STDAT": "2026-03", "DAT": "2026-03-10", "TIM": "08:30:00"}, None)
+    assert dtc(context, "STDAT", "TIM") == "2026-03"  # a time joins only a complete date
+    assert dtc(context, "DAT", "TIM") == "2026-03-10T08:30:00"
+    assert dtc(context, "DAT") == "2026-03-10"
+    assert [sdtm_day(date(2026, 3, d), date(2026, 3, 10)) for d in (8, 9, 10, 11)] == [-2, -1, 1, 2]
+    context = _context(zm001, {}, "2026-03-10T10:00:00")
+    context.record.update({"MHSTDTC": "2026-03", "MHENDTC": "2026-03-09"})
+    assert study_day(context, "MHSTDTC") is None  # partial: no study day
+    assert study_day(context, "MHENDTC") == -1.0
+
+
+def test_repeating_visits_get_numbered_visitnum_and_visit(zm001: Study) -> None:
+    unscheduled, long_term, early = (zm001.visit(oid) for oid in ("SE.UNS", "SE.LTFU", "SE.ET"))
+    assert unscheduled is not None and long_term is not None and early is not None
+    assert [visit_number(unscheduled, k) for k in (1, 2)] == [99.01, 99.02]
+    assert visit_name(unscheduled, 2) == "Unscheduled 2"
+    assert [visit_number(long_term, k) for k in (1, 2)] == [21.01, 21.02]
+    assert visit_name(long_term, 1) == f"{long_term.name} 1"
+    assert visit_number(early, 1) == 90 and visit_name(early, 1) == early.name
+    assert marks_period(zm001, long_term)  # the only visits of long-term follow-up
+    assert not marks_period(zm001, unscheduled) and not marks_period(zm001, early)
+
+
+def test_a_word_longer_than_200_characters_is_cut_at_200() -> None:
+    text = "x" * 450
+    assert [len(piece) for piece in long_text_pieces(text)] == [200, 200, 50]
+    assert supp_qnam("AETERM", 1) == "AETERM1" and supp_qnam("IETESTCD", 12) == "IETEST12"

@@ -96,13 +96,13 @@ class SubjectData:
 
     @cached_property
     def period_starts(self) -> list[tuple[date, str]]:
-        """(first scheduled visit date, period OID) of each period the subject has a dated
-        scheduled visit in, in date order: the boundaries EPOCH uses for records that belong
-        to no scheduled visit."""
+        """(first visit date, period OID) of each period the subject has a dated visit in
+        (visits that `marks_period`), in date order: the boundaries EPOCH uses for records
+        of log forms and of visits that may happen in any period."""
         starts: dict[str, date] = {}
         for row in self.rows:
             visit = self.study.visit(row.event_oid)
-            if visit is not None and visit.type == "scheduled" and row.visit_date is not None:
+            if visit is not None and marks_period(self.study, visit) and row.visit_date:
                 known = starts.get(visit.period)
                 starts[visit.period] = min(known, row.visit_date) if known else row.visit_date
         return sorted((start, period) for period, start in starts.items())
@@ -322,13 +322,13 @@ def _visit(context: RecordContext) -> Value:
 
 @derivation("epoch")
 def _epoch(context: RecordContext, dtc: str | None = None, by_date: bool = False) -> Value:
-    """EPOCH: the period of the record's scheduled visit. Otherwise (log forms, unscheduled
-    visits such as early termination, or `by_date` for events such as a disposition) the
-    period the date falls in: the date in variable `dtc`, else the visit date. A period
-    starts at the subject's first dated scheduled visit of that period."""
+    """EPOCH: the period of the record's visit. For log forms, visits that may happen in any
+    period (`marks_period` is false: early termination, unscheduled) and with `by_date` (a
+    disposition), the period the date falls in: the date in variable `dtc`, else the visit
+    date. A period starts at the subject's first dated visit that marks it."""
     row = context.row
     visit = None if row is None else context.study.visit(row.event_oid)
-    if visit is not None and visit.type == "scheduled" and not by_date:
+    if visit is not None and marks_period(context.study, visit) and not by_date:
         return epoch_of_period(context.study, visit.period)
     day = day_of(context.date_variable(dtc)) if dtc else None
     if day is None and row is not None:
@@ -340,6 +340,19 @@ def _epoch(context: RecordContext, dtc: str | None = None, by_date: bool = False
         if start <= day:
             current = period
     return None if current is None else epoch_of_period(context.study, current)
+
+
+def marks_period(study: Study, visit: Visit) -> bool:
+    """Whether a visit tells the period the subject is in: a scheduled visit, or an
+    unscheduled one of a period without scheduled visits (long-term follow-up). Unscheduled
+    visits of a period that has scheduled ones (UNS, early termination) may happen at any
+    time, so their nominal period says nothing."""
+    if visit.type == "scheduled":
+        return True
+    return not any(
+        other.type == "scheduled" and other.period == visit.period
+        for other in study.schedule.visits
+    )
 
 
 def epoch_of_period(study: Study, period_oid: str) -> str | None:
