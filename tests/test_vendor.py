@@ -22,8 +22,10 @@ def test_htmx_matches_its_recorded_checksum_and_licence() -> None:
 
 def test_define_xml_schema_and_stylesheet_are_vendored_with_their_licences() -> None:
     define = REPO / "app" / "schemas" / "define-2.1"
-    assert define_schema().validate(etree.parse(define / "examples" / "defineV21-SDTM.xml"))
-    assert DEFINE_STYLESHEET.is_file()
+    example = etree.parse(define / "examples" / "defineV21-SDTM.xml")
+    assert define_schema().validate(example)
+    html = str(etree.XSLT(etree.parse(DEFINE_STYLESHEET))(example))
+    assert "Supplemental Qualifiers for DM" in html
     assert "MIT License" in (define / "LICENSE.lexjansen-define-xml-2.1-stylesheets.md").read_text()
     assert "MIT License" in (DEFINE_STYLESHEET.parent / "define2-1.xsl.LICENSE.TXT").read_text()
 
