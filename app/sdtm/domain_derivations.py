@@ -74,15 +74,24 @@ def _form_headers(data: SubjectData) -> dict[FormKey, dict[str, str]]:
     return headers
 
 
-def row_value(context: RecordContext, item: str, row: RowValues | None = None) -> str | None:
-    """`item` of the record's row (or `row`), else of its saved form's non-repeating groups."""
+def first_value(
+    context: RecordContext, items: Sequence[str], row: RowValues | None = None
+) -> str | None:
+    """The first of `items` the record's row (or `row`) has a value for, else the first its
+    saved form's non-repeating groups have (a lab row's sample date and time)."""
     row = row or context.row
     if row is None:
         return None
-    value = row.values.get(item)
-    if value is None:
-        value = _form_headers(context.data).get(_form_key(row), {}).get(item)
-    return value
+    for item in items:
+        if (value := row.values.get(item)) is not None:
+            return value
+    header = _form_headers(context.data).get(_form_key(row))
+    return next((value for item in items if (value := header.get(item))), None) if header else None
+
+
+def row_value(context: RecordContext, item: str, row: RowValues | None = None) -> str | None:
+    """`item` of the record's row (or `row`), else of its saved form's non-repeating groups."""
+    return first_value(context, (item,), row)
 
 
 def _dtc(date: str | None, time: str | None) -> str | None:
@@ -116,11 +125,10 @@ def _first_of(
     """The first of `items` the record's row (or its form) has a value for, recoded by `map`
     when given (a code missing from `map` stays as collected; `null` drops it). For domains fed
     by forms that do not all have the same items (LB panels, VS and HTWT)."""
-    for item in items:
-        value = row_value(context, item)
-        if value is not None:
-            return map.get(value, value) if map is not None else value
-    return None
+    value = first_value(context, items)
+    if value is not None and map is not None:
+        return map.get(value, value)
+    return value
 
 
 @derivation("by_source")
@@ -319,8 +327,7 @@ def _lab_standard(
 def _moment(row: RowValues, context: RecordContext, date: Sequence[str],
             time: Sequence[str]) -> str | None:  # fmt: skip
     """The ISO 8601 date/time of a row from the first of its `date` and `time` items."""
-    day = next((v for item in date if (v := row_value(context, item, row)) is not None), None)
-    clock = next((v for item in time if (v := row_value(context, item, row)) is not None), None)
+    day, clock = first_value(context, date, row), first_value(context, time, row)
     return _dtc(day, clock)
 
 
