@@ -61,13 +61,13 @@ def run_import(
         return import_odm(session, study, path, actor=audit.Actor(user, "test"), **options)
 
 
-def clinical_data(path: Path, element_path: str = "ClinicalData") -> bytes:
+def clinical_data(path: Path, element_path: str = "odm:ClinicalData") -> bytes:
     """ClinicalData (or another element) canonicalised for comparison: AuditRecords removed
     (they record who entered a value and when; after an import that is the import itself),
     whitespace between elements dropped, everything outside ClinicalData left out (FileOID,
     CreationDateTime, and AdminData whose Locations carry the sites' creation dates)."""
     document = etree.parse(str(path), etree.XMLParser(remove_blank_text=True))
-    element = document.find(element_path, {None: ODM[1:-1]})
+    element = document.find(element_path, {"odm": ODM[1:-1]})
     assert element is not None
     for record in list(element.iter(f"{ODM}AuditRecord")):
         parent = record.getparent()
@@ -288,7 +288,7 @@ def test_valid_subjects_only_stores_the_subjects_without_problems(
     again = tmp_path / "again.xml"
     with Session(demo_engine) as session:
         write_odm_snapshot(session, zm001, again)
-    subject = "ClinicalData/SubjectData[@SubjectKey='01-002']"
+    subject = "odm:ClinicalData/odm:SubjectData[@SubjectKey='01-002']"
     assert clinical_data(again, subject) == clinical_data(path, subject)
 
 
