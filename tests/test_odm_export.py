@@ -47,9 +47,10 @@ class Demo:
     empty_subject: Subject
     """Registered at site 01, nothing entered."""
     changed_subject: Subject
-    """An enrolled demo subject at site 01 whose race was changed after `since`."""
+    """An enrolled demo subject at site 01 whose race was changed to WHITE after `since`."""
+    cleared_subject: Subject
+    """Another one whose race was cleared (form back in progress) before `since`."""
     old_race: str
-    new_race: str
     since: datetime
 
 
@@ -65,38 +66,44 @@ def demo(module_database_url: str, zm001: Study) -> Iterator[Demo]:
         def new_subject() -> Subject:
             return service.register_subject(session, zm001, access=access, site_id=1, actor=actor)
 
+        def change_race(subject: Subject, race: str | None, *, complete: bool) -> str:
+            """Save the subject's demographics with another race; returns the former one."""
+            ref = service.FormRef("SE.SCR", 1, "F.DM", 1)
+            stored = service.load_form(
+                session, subject, zm001.form("F.DM"), event_oid="SE.SCR", event_repeat=1,
+                form_repeat=1,
+            )  # fmt: skip
+            assert stored is not None
+            old = stored.rows["IG.DM"][1]["RACE"]
+            assert old is not None
+            rows = {"IG.DM": {1: {**stored.rows["IG.DM"][1], "RACE": race}}}
+            edit = service.FormEdit(
+                rows, base_version=stored.form_data.version, complete=complete,
+                reason=CHANGE_REASON,
+            )  # fmt: skip
+            outcome = service.save_form(
+                session, zm001, access=access, subject=subject, ref=ref, edit=edit, actor=actor,
+                now=utcnow(),
+            )  # fmt: skip
+            assert outcome.saved and outcome.changed, outcome.evaluation.errors
+            return old
+
         not_done, empty = new_subject(), new_subject()
         service.mark_not_done(
             session, zm001, access=access, subject=not_done,
             ref=service.FormRef("SE.SCR", 1, "F.ECHO", 1), base_version=0,
             reason=NOT_DONE_REASON, actor=actor, now=utcnow(),
         )  # fmt: skip
-        since = utcnow()
-        changed = session.exec(
+        enrolled = session.exec(
             select(Subject)
             .where(Subject.site_id == 1, col(Subject.dose_level).is_not(None))
             .order_by(col(Subject.subject_key))
-        ).first()
-        assert changed is not None
-        ref = service.FormRef("SE.SCR", 1, "F.DM", 1)
-        stored = service.load_form(
-            session, changed, zm001.form("F.DM"), event_oid="SE.SCR", event_repeat=1, form_repeat=1
-        )
-        assert stored is not None
-        old_race = stored.rows["IG.DM"][1]["RACE"]
-        assert old_race is not None
-        new_race = "WHITE" if old_race != "WHITE" else "ASIAN"
-        rows = {"IG.DM": {1: {**stored.rows["IG.DM"][1], "RACE": new_race}}}
-        outcome = service.save_form(
-            session, zm001, access=access, subject=changed, ref=ref,
-            edit=service.FormEdit(
-                rows, base_version=stored.form_data.version,
-                complete=stored.form_data.status == "complete", reason=CHANGE_REASON,
-            ),
-            actor=actor, now=utcnow(),
-        )  # fmt: skip
-        assert outcome.saved, outcome.evaluation.errors
-    yield Demo(engine, not_done, empty, changed, old_race, new_race, since)
+        ).all()
+        changed, cleared = enrolled[0], enrolled[1]
+        change_race(cleared, None, complete=False)
+        since = utcnow()
+        old_race = change_race(changed, "WHITE", complete=True)
+    yield Demo(engine, not_done, empty, changed, cleared, old_race, since)
     engine.dispose()
 
 
@@ -239,7 +246,7 @@ def test_transactional_export_lists_each_change_in_order_with_who_and_why(
     race = document.findall(".//odm:ItemData[@ItemOID='IT.DM.RACE']", NS)
     assert [(i.get("TransactionType"), i.get("Value")) for i in race] == [
         ("Insert", demo.old_race),
-        ("Update", demo.new_race),
+        ("Update", "WHITE"),
     ]
     update = race[-1].find("odm:AuditRecord", NS)
     assert update is not None
@@ -268,20 +275,41 @@ def test_transactional_export_lists_each_change_in_order_with_who_and_why(
     assert document.find(".//odm:FormData[@TransactionType='Insert']", NS) is not None
 
 
+def test_a_cleared_value_is_removed_in_the_history_and_absent_from_the_snapshot(
+    demo: Demo, zm001: Study, tmp_path: Path
+) -> None:
+    scope = ExportScope(ScopeKind.SUBJECT, subject_id=demo.cleared_subject.id)
+    history = export(demo, zm001, tmp_path / "transactional.xml", scope, "transactional")
+    race = history.findall(".//odm:ItemData[@ItemOID='IT.DM.RACE']", NS)
+    assert [(i.get("TransactionType"), i.get("Value")) for i in race] == [
+        ("Insert", "ASIAN"),
+        ("Remove", None),
+    ]
+    assert race[-1].findtext("odm:AuditRecord/odm:ReasonForChange", namespaces=NS) == (
+        CHANGE_REASON
+    )
+    reopened = history.findall(".//odm:FormData[@FormOID='F.DM'][@TransactionType='Update']", NS)
+    assert reopened[-1].findtext(".//odm:FlagValue", namespaces=NS) == "in_progress"
+    snapshot = export(demo, zm001, tmp_path / "snapshot.xml", scope, "snapshot")
+    form = snapshot.find(".//odm:FormData[@FormOID='F.DM']", NS)
+    assert form is not None
+    assert form.findtext("odm:Annotation/odm:Flag/odm:FlagValue", namespaces=NS) == "in_progress"
+    assert form.find(".//odm:ItemData[@ItemOID='IT.DM.RACE']", NS) is None
+    assert form.find(".//odm:ItemData[@ItemOID='IT.DM.SEX']", NS) is not None
+
+
 def test_incremental_exports_hold_only_what_changed_since_the_moment(
     demo: Demo, zm001: Study, tmp_path: Path
 ) -> None:
     scope = ExportScope(changed_since=demo.since)
     snapshot = export(demo, zm001, tmp_path / "snapshot.xml", scope, "snapshot")
     items = snapshot.findall(".//odm:ItemData", NS)
-    assert [(i.get("ItemOID"), i.get("Value")) for i in items] == [("IT.DM.RACE", demo.new_race)]
+    assert [(i.get("ItemOID"), i.get("Value")) for i in items] == [("IT.DM.RACE", "WHITE")]
     assert items[0].findtext("odm:AuditRecord/odm:ReasonForChange", namespaces=NS) == CHANGE_REASON
     assert [f.get("FormOID") for f in snapshot.iterfind(".//odm:FormData", NS)] == ["F.DM"]
     transactional = export(demo, zm001, tmp_path / "transactional.xml", scope, "transactional")
     changes = transactional.findall(".//odm:ItemData", NS)
-    assert [(i.get("TransactionType"), i.get("Value")) for i in changes] == [
-        ("Update", demo.new_race)
-    ]
+    assert [(i.get("TransactionType"), i.get("Value")) for i in changes] == [("Update", "WHITE")]
 
 
 def test_progress_counts_the_subjects_in_scope(demo: Demo, zm001: Study, tmp_path: Path) -> None:
