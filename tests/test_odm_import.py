@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from playwright.sync_api import Browser, expect
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 
@@ -18,7 +19,7 @@ from app import audit
 from app.access import load_access
 from app.crf import service
 from app.db import make_engine, upgrade
-from app.demo import load_demo
+from app.demo import DEMO_PASSWORD, load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_metadata import metadata_version_oid
 from app.importers.odm_import import ImportProblem, ImportReport, import_odm
@@ -444,3 +445,30 @@ def test_the_import_page_uploads_a_file_and_shows_the_report(
         )
     assert sources == {"import:site_01_export.xml"}
     assert logged_in_client(live_server, "monitor").get("/admin/import").status_code == 403
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_data_manager_imports_a_file_in_the_browser(
+    live_server: LiveServer, browser: Browser, demo_export: Path, tmp_path: Path
+) -> None:
+    path = one_subject(demo_export, tmp_path / "subject 01-002.xml", {})
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(live_server.url + "/")
+    page.get_by_label("Username").fill("datamanager")
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(live_server.url + "/admin/import")
+
+    page.get_by_label("ODM file").set_input_files(str(path))
+    page.get_by_role("button", name="Import").click()
+    expect(page.get_by_role("status")).to_contain_text("Imported 1 subjects")
+    page.get_by_label("ODM file").set_input_files(str(path))
+    page.get_by_role("button", name="Import").click()
+
+    expect(page.get_by_role("alert")).to_have_text("Refused, nothing was stored: 1 problem(s).")
+    expect(
+        page.get_by_role("cell", name="a subject with this SubjectKey is already in TrialDesk")
+    ).to_be_visible()
+    context.close()
