@@ -2,7 +2,8 @@
 
 The element holds GlobalVariables, BasicDefinitions (measurement units) and one MetaDataVersion
 with the Protocol (visits in schedule order, then the log event `SE.LOG`), StudyEventDefs,
-FormDefs, ItemGroupDefs, ItemDefs, CodeLists, ConditionDefs (one per `show_if`, expressing when
+FormDefs, ItemGroupDefs, ItemDefs, CodeLists (the study's, then those of the ClinicalData
+Annotation Flags: `flag_codelists`), ConditionDefs (one per `show_if`, expressing when
 the item or group is *not* collected) and MethodDefs (one per derivation). Expressions are
 carried as FormalExpression with Context "CEL". The output validates against
 `app/schemas/odm-1.3.2/ODM1-3-2.xsd`; odmlib emits child elements in schema order.
@@ -83,7 +84,7 @@ def flag_codelists(study: Study) -> list[CodeList]:
             VISIT_STATUS_CODELIST, "Visit status", [(VISIT_OCCURRED, "Visit took place")]
         ),
     ]
-    kinds = [(codelist.oid.removeprefix("CL."), codelist.name) for codelist in lists]
+    kinds = [(flag_type(codelist.oid), codelist.name) for codelist in lists]
     lists.append(_flag_codelist(FLAG_TYPE_CODELIST, "Kind of annotation flag", kinds))
     return [codelist for codelist in lists if codelist.oid not in study.codelists]
 
