@@ -30,7 +30,7 @@ from app.sdtm.dataset import SdtmDataset
 from app.sdtm.derive import Value
 from app.sdtm.rules import check_dataset, read_written
 from app.sdtm.spec import SdtmSpecs, load_sdtm_specs
-from app.study.loader import LOG_EVENT_OID, Study
+from app.study.loader import LOG_EVENT_OID, Study, find_item
 from tests.conftest import REPO, migrated_database
 
 DOMAINS = ("AE", "EX", "LB", "VS", "CM", "MH")
@@ -215,6 +215,44 @@ def _episode_values(engine: Engine, form: str, link: str, grade: str) -> list[tu
     for key, item_oid, value, form_id in rows:
         episodes[form_id] |= {"subject": key, item_oid.rsplit(".", 1)[1]: value or ""}
     return [(e["subject"], e[link], int(float(e[grade]))) for e in episodes.values()]
+
+
+# -- the mappings ---------------------------------------------------------------------------------
+
+
+ROW_ITEM_DERIVATIONS = {"first_of": "items", "form_value": "item", "form_dtc": "date"}
+"""Derivations reading items of the record's row: which argument names them."""
+
+
+def test_derivation_arguments_name_items_of_the_source_forms(
+    specs: SdtmSpecs, zm001: Study
+) -> None:
+    """`study check` binds derivation arguments but cannot know what they mean: a form name
+    or item misspelt in `by_source` or `first_of` would silently give nulls."""
+    problems = []
+    for domain in DOMAINS:
+        spec = specs.domain(domain)
+        assert spec is not None
+        forms = {zm001.forms[s.form].name: zm001.forms[s.form] for s in spec.sources if s.form}
+        for source in (*spec.variables, *spec.supplemental):
+            call = source.derivation
+            where = f"{domain}.{getattr(source, 'name', None) or getattr(source, 'qnam', '')}"
+            if call is None:
+                continue
+            if call.name == "by_source":
+                for form_name, entry in call.args.items():
+                    form = forms.get(form_name)
+                    items = [entry.get("item"), entry.get("specify"), *entry.get("when", {})]
+                    problems += [f"{where}: {form_name} is not a source form"] if form is None else [
+                        f"{where}: {form_name} has no item {item}"
+                        for item in items if item and find_item(form, item) is None
+                    ]  # fmt: skip
+            if call.name in ROW_ITEM_DERIVATIONS:
+                named = call.args[ROW_ITEM_DERIVATIONS[call.name]]
+                for item in [named] if isinstance(named, str) else named:
+                    if not any(find_item(form, item) for form in forms.values()):
+                        problems.append(f"{where}: no source form has item {item}")
+    assert problems == []
 
 
 # -- AE -------------------------------------------------------------------------------------------
