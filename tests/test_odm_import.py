@@ -23,7 +23,7 @@ from app.demo import DEMO_PASSWORD, load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_metadata import metadata_version_oid
 from app.importers.odm_import import ImportProblem, ImportReport, import_odm
-from app.models import AuditRecord, ItemData, Site, Subject, UserAccount
+from app.models import AuditRecord, FormData, ItemData, Site, Subject, UserAccount, utcnow
 from app.study.loader import Study
 from tests.conftest import REPO, LiveServer, csrf_token, logged_in_client
 
@@ -127,6 +127,50 @@ def test_an_export_imported_into_an_empty_database_exports_the_same_clinical_dat
             actor=audit.Actor(user),
         )  # fmt: skip
         assert new.subject_key == f"01-{len(imported) + 1:03d}"
+
+
+def test_forms_in_progress_and_not_done_keep_their_status_and_reason(
+    demo_engine: Engine, zm001: Study, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    upgrade(url)
+    source = make_engine(url)
+    load_demo(source, zm001, subjects=0)
+    with Session(source, expire_on_commit=False) as session:
+        user = session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).one()
+        access, actor, now = load_access(session, user), audit.Actor(user), utcnow()
+        subject = service.register_subject(session, zm001, access=access, site_id=1, actor=actor)
+        service.save_form(
+            session, zm001, access=access, subject=subject,
+            ref=service.FormRef("SE.SCR", 1, "F.DM", 1),
+            edit=service.FormEdit({"IG.DM": {1: {"SEX": "F"}}}, base_version=0),
+            actor=actor, now=now,
+        )  # fmt: skip
+        service.mark_not_done(
+            session, zm001, access=access, subject=subject,
+            ref=service.FormRef("SE.SCR", 1, "F.PGA", 1), base_version=0,
+            reason="patient too tired for the global assessment", actor=actor, now=now,
+        )  # fmt: skip
+        exported = tmp_path / "source.xml"
+        write_odm_snapshot(session, zm001, exported)
+    source.dispose()
+
+    report = run_import(demo_engine, zm001, exported)
+
+    assert report.stored, report.format()
+    again = tmp_path / "again.xml"
+    with Session(demo_engine) as session:
+        write_odm_snapshot(session, zm001, again)
+        statuses = session.exec(
+            select(FormData.form_oid, FormData.status, FormData.not_done_reason).order_by(
+                col(FormData.form_oid)
+            )
+        ).all()
+    assert statuses == [
+        ("F.DM", "in_progress", None),
+        ("F.PGA", "not_done", "patient too tired for the global assessment"),
+    ]
+    assert clinical_data(again) == clinical_data(exported)
 
 
 def broken_file(source: Path, target: Path) -> Path:
