@@ -61,15 +61,15 @@ def _form_key(row: RowValues) -> FormKey:
 def _form_headers(data: SubjectData) -> dict[FormKey, dict[str, str]]:
     """Values of the non-repeating item groups of each saved form (e.g. a lab panel's sample
     date, time and laboratory), which the rows of its repeating groups share."""
+    single = {
+        group.oid
+        for form in data.study.forms.values()
+        for group in form.item_groups
+        if not group.repeating
+    }
     headers: dict[FormKey, dict[str, str]] = {}
     for row in data.rows:
-        form = data.study.forms.get(row.form_oid)
-        group = (
-            next((g for g in form.item_groups if g.oid == row.item_group_oid), None)
-            if form
-            else None
-        )
-        if group is not None and not group.repeating:
+        if row.item_group_oid in single:
             headers.setdefault(_form_key(row), {}).update(row.values)
     return headers
 
@@ -286,7 +286,8 @@ def _lab_test(
 
 
 def _format_number(value: float) -> str:
-    """A converted result as plain decimal text (at most 6 significant decimals)."""
+    """A converted result as plain decimal text, rounded to 6 decimals (1.2 mg/dL x 88.4 is
+    "106.08", not the float's 106.08000000000001)."""
     text = f"{value:.6f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
 
@@ -303,8 +304,7 @@ def _lab_standard(
     context: RecordContext, part: str, conversions: Sequence[Mapping[str, Any]]
 ) -> Value:
     """Standard result of a lab record from its variables LBTESTCD, LBORRES, LBORRESU,
-    LBORNRLO and LBORNRHI: `part` is STRESC, STRESN, STRESU, STNRLO or
-    STNRHI. A numeric result in a unit listed in `conversions` (`{test, from, to, factor}` or
+    LBORNRLO and LBORNRHI: `part` is STRESC, STRESN, STRESU, STNRLO or STNRHI. A numeric result in a unit listed in `conversions` (`{test, from, to, factor}` or
     `divisor`: spec §6.9) is multiplied into the standard unit; other results keep their unit.
     Character results (titres, positive/negative) are copied to LBSTRESC only."""
     test, unit = context.variable("LBTESTCD"), context.variable("LBORRESU")
@@ -320,8 +320,8 @@ def _lab_standard(
         return original if part == "STRESC" else None
     if conversion is None:
         return original if part == "STRESC" else number
-    converted = number * conversion.factor
-    return _format_number(converted) if part == "STRESC" else converted
+    converted = _format_number(number * conversion.factor)
+    return converted if part == "STRESC" else float(converted)
 
 
 def _moment(row: RowValues, context: RecordContext, date: Sequence[str],
