@@ -4,8 +4,10 @@ export) loaded into the study through the checks, derivations and audit trail of
 What an import does, and the decisions behind it:
 
 - The file is validated against the ODM 1.3.2 schema first, streaming, so a file of any size
-  fits in memory; a schema error is reported with its line and nothing else is read. The data
-  is then read one SubjectData at a time (lxml iterparse), each freed once stored.
+  fits in memory; a schema error is reported with its line (a file over LINE_LOOKUP_BYTES
+  gives the first error without one) and nothing else is read. The data is then read one
+  SubjectData at a time (lxml iterparse), each freed once stored. Annotations follow the
+  convention of `app.exporters.odm_common`: coded FlagValues, a date or reason as Comment.
 - Every ClinicalData must carry this study's OID; another study's file is refused as a whole.
   A MetaDataVersionOID other than that of the definition this server runs (another system's,
   or an older build's) is a warning: every value is checked against the running definition
@@ -30,11 +32,14 @@ What an import does, and the decisions behind it:
 - Form status comes from the FormData's Annotation Flag coded in CL.FORMSTATUS: `complete`
   (needs every required answer, as on the page), `in_progress`, or `not_done` (the reason is the
   Annotation's Comment); a form without the flag is in progress.
-- Subject status, dose level and phase come from SubjectData's Annotation Flags (CL.SUBJECTSTATUS,
-  CL.DOSELEVEL, CL.PHASE) and are set directly with one audit record naming the import, not
-  through the subject path's transitions: the source system was the system of record when the
-  subject moved, and the transitions check today's date and the order of steps, which an
-  imported history has already been through.
+- Visit dates come from the StudyEventData's flag `occurred` in CL.VISITSTATUS (the date is
+  the Comment) and are stored by `service.write_visit_date`, audited; a future date is refused.
+- Subject status (its effective date is the Comment), dose level and phase come from
+  SubjectData's Annotation Flags (CL.SUBJECTSTATUS, CL.DOSELEVEL, CL.PHASE) and are set
+  directly with one audit record naming the import, not through the subject path's
+  transitions: the source system was the system of record when the subject moved, and the
+  transitions check today's date and the order of steps, which an imported history has
+  already been through.
 - The file's AuditRecords are not replayed: TrialDesk's trail records the import itself; the
   history before it stays with the source system and in the file.
 - All or nothing: one transaction, rolled back when anything is wrong. Each subject is written
