@@ -300,7 +300,8 @@ variables:
 
 
 def _set_item(engine: Engine, form_oid: str, item_oid: str, usubjid: str, value: str) -> None:
-    """Store `value` for an item of a log form of the subject (the test's own data change)."""
+    """Store `value` for an item of a log form of the subject. The test writes the value
+    directly (no audit record): it sets up data the demo lacks, it is not a data entry."""
     with Session(engine) as session:
         group_id = session.exec(
             select(ItemGroupData.id)
