@@ -23,6 +23,7 @@ from app.demo import DEMO_PASSWORD, load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_metadata import metadata_version_oid
 from app.importers.odm_import import ImportProblem, ImportReport, import_odm
+from app.main import MAX_BODY_BYTES
 from app.models import AuditRecord, FormData, ItemData, Site, Subject, UserAccount, utcnow
 from app.study.loader import Study
 from tests.conftest import REPO, LiveServer, csrf_token, logged_in_client
@@ -464,12 +465,12 @@ def test_the_import_page_uploads_a_file_and_shows_the_report(
     manager = logged_in_client(live_server, "datamanager")
     token = csrf_token(manager, "/admin/import")
 
-    def upload(**form: str) -> str:
+    def upload(file: Path = path, **form: str) -> str:
         response = manager.post(
             "/admin/import",
             headers={"x-csrftoken": token},  # as htmx sends it (see app.web.import_pages)
             data=form,
-            files={"file": ("site 01 export.xml", path.read_bytes(), "application/xml")},
+            files={"file": ("site 01 export.xml", file.read_bytes(), "application/xml")},
         )
         return f"{response.status_code} {response.text}"
 
@@ -489,6 +490,12 @@ def test_the_import_page_uploads_a_file_and_shows_the_report(
         )
     assert sources == {"import:site_01_export.xml"}
     assert logged_in_client(live_server, "monitor").get("/admin/import").status_code == 403
+
+    assert demo_export.stat().st_size > MAX_BODY_BYTES  # other routes refuse this size
+    rest = upload(demo_export, valid_subjects_only="true")
+    assert rest.startswith("200 ") and "Imported 19 subjects" in rest
+    assert "Left out 1 subject(s) with problems: 01-002" in rest
+    assert "a subject with this SubjectKey is already in TrialDesk" in rest
 
 
 @pytest.mark.browser
