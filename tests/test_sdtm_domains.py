@@ -295,6 +295,11 @@ def test_ae_seriousness_outcome_and_relationships(tables: dict[str, list[Record]
     neutropenia = [r for r in tables["AE"] if r["AETERM"] == "Neutrophil count decreased"]
     assert neutropenia
     assert {relld[(str(r["USUBJID"]), int(str(r["AESEQ"])))] for r in neutropenia} == {"RELATED"}
+    treatment = supp(tables, "AE", "AETRT")
+    for record in tables["AE"]:
+        given = treatment[(str(record["USUBJID"]), int(str(record["AESEQ"])))]
+        assert record["AECONTRT"] == ("N" if given == "NONE" else "Y"), record
+    assert "TOCILIZUMAB,OXYGEN" in treatment.values()
     assert {r["AEREL"] for r in tables["AE"]} <= {
         "RELATED", "POSSIBLY RELATED", "UNLIKELY RELATED", "NOT RELATED", "NOT APPLICABLE"
     }  # fmt: skip

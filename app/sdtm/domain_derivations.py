@@ -174,6 +174,17 @@ def _epoch_of_start(context: RecordContext, dtc: str) -> Value:
     return registered_derivations()["epoch"](context, dtc=dtc, by_date=True)
 
 
+@derivation("any_chosen")
+def _any_chosen(context: RecordContext, item: str, ignore: Sequence[str] = ()) -> Value:
+    """Y when the multichoice `item` (codes stored comma-separated) has a code other than the
+    `ignore` ones (e.g. NONE), N when it has only those, null when unanswered (AECONTRT from
+    the treatments given for an AE)."""
+    value = row_value(context, item)
+    if value is None:
+        return None
+    return "Y" if any(code not in ignore for code in value.split(",")) else "N"
+
+
 # -- AE: links from the CRS, ICANS and DLT forms ---------------------------------------------
 
 
