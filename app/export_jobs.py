@@ -292,7 +292,9 @@ def _audit_job(session: Session, job: ExportJob, action: str, outcome: str) -> N
         session,
         actor=audit.Actor(user, "export"),
         action=action,
-        details=f"job {job.id}: {ExportKind(job.kind).description}; {job.scope_text}; {outcome}"[:500],
+        details=f"job {job.id}: {ExportKind(job.kind).description}; {job.scope_text}; {outcome}"[
+            :500
+        ],
     )
 
 
