@@ -45,6 +45,7 @@ from app.exporters.odm_common import (
     ExportCounts,
     RepeatKeys,
     Sites,
+    as_utc,
     audit_rows,
     data_key,
     dose_annotation,
@@ -244,7 +245,9 @@ class _SubjectWriter:
         return self._after_since(record)
 
     def _after_since(self, record: AuditRow | None) -> bool:
-        return record is not None and self.since is not None and record.occurred_at > self.since
+        if record is None or self.since is None:
+            return False
+        return as_utc(record.occurred_at) > self.since
 
     def _not_done_items(self, form_el: etree._Element, form_oid: str, reason: str | None) -> int:
         items = 0
