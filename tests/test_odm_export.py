@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -251,6 +251,8 @@ def test_transactional_export_lists_each_change_in_order_with_who_and_why(
     update = race[-1].find("odm:AuditRecord", NS)
     assert update is not None
     assert update.findtext("odm:ReasonForChange", namespaces=NS) == CHANGE_REASON
+    stamp = datetime.fromisoformat(update.findtext("odm:DateTimeStamp", namespaces=NS) or "")
+    assert stamp.utcoffset() == timedelta(0) and stamp > demo.since - timedelta(seconds=1)
     user = update.find("odm:UserRef", NS).get("UserOID")  # type: ignore[union-attr]
     login = document.findtext(f".//odm:User[@OID='{user}']/odm:LoginName", namespaces=NS)
     assert login == "coordinator"
