@@ -37,6 +37,7 @@ from sqlmodel import Session, col
 
 from app.exporters.odm_common import (
     LOCATED_AUDIT_COLUMNS,
+    ODM_NSMAP,
     PATH_COLUMNS,
     WHOLE_STUDY,
     AuditRecords,
@@ -180,7 +181,7 @@ class _SubjectWriter:
         records = audit_rows(connection.execute(LATEST_AUDIT, params).all())
         latest = {data_key(record): record for record in records}
         self.audits.next_subject()
-        element = etree.Element(q("SubjectData"), SubjectKey=subject.subject_key)
+        element = etree.Element(q("SubjectData"), SubjectKey=subject.subject_key, nsmap=ODM_NSMAP)
         self._audit(element, latest.get(SUBJECT_LEVEL))
         etree.SubElement(element, q("SiteRef"), LocationOID=self.sites[subject.site_id])
         subject_status_annotation(element, subject.status, subject.status_date)

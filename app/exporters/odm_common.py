@@ -42,6 +42,9 @@ from app.models import AuditRecord, Site, UserAccount, utcnow
 from app.study.loader import LOG_EVENT_OID, Study
 
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
+ODM_NSMAP: dict[Any, str] = {None: ODM_NS}
+"""Give every element built on its own this map, so that ODM stays the default namespace
+(no `ns0:` prefixes) wherever the element is written or appended."""
 SYSTEM_USER_OID = "USR.SYSTEM"
 WHOLE_STUDY = ExportScope()
 """The default scope of the ODM writers."""
@@ -94,7 +97,7 @@ def odm_document(
 
 def admin_data(session: Session, study: Study) -> etree._Element:
     """Users (including the system user of automatic changes) and sites as Locations."""
-    admin = etree.Element(q("AdminData"), StudyOID=study.info.oid)
+    admin = etree.Element(q("AdminData"), StudyOID=study.info.oid, nsmap=ODM_NSMAP)
     system = etree.SubElement(admin, q("User"), OID=SYSTEM_USER_OID)
     etree.SubElement(system, q("FullName")).text = "TrialDesk (system)"
     for user in session.exec(select(UserAccount).order_by(col(UserAccount.id))):
@@ -226,7 +229,7 @@ def data_key(row: AuditRow) -> DataKey:
 
 def audit_element(row: AuditRow, sites: Sites) -> etree._Element:
     """An ODM AuditRecord: who (UserRef), where (LocationRef), when, why, through what."""
-    element = etree.Element(q("AuditRecord"))
+    element = etree.Element(q("AuditRecord"), nsmap=ODM_NSMAP)
     etree.SubElement(element, q("UserRef"), UserOID=user_oid(row.user_id))
     etree.SubElement(element, q("LocationRef"), LocationOID=sites[row.site_id])
     moment = as_utc(row.occurred_at)

@@ -32,6 +32,7 @@ from sqlmodel import Session, col
 
 from app.exporters.odm_common import (
     AUDIT_COLUMNS,
+    ODM_NSMAP,
     WHOLE_STUDY,
     AuditRecords,
     AuditRow,
@@ -148,7 +149,9 @@ class _SubjectHistory:
         self.event_key: tuple[str, int] | None = None
         self.form_key: tuple[str, int] | None = None
         self.group_key: tuple[str, int] | None = None
-        self.event_el = self.form_el = self.group_el = etree.Element(q("SubjectData"))
+        self.event_el = self.form_el = self.group_el = etree.Element(
+            q("SubjectData"), nsmap=ODM_NSMAP
+        )
 
     def add(self, row: AuditRow) -> None:
         self.changes += 1
@@ -171,7 +174,10 @@ class _SubjectHistory:
 
     def _subject_data(self, transaction: str) -> etree._Element:
         return etree.Element(
-            q("SubjectData"), SubjectKey=self.subject.subject_key, TransactionType=transaction
+            q("SubjectData"),
+            SubjectKey=self.subject.subject_key,
+            TransactionType=transaction,
+            nsmap=ODM_NSMAP,
         )
 
     def _subject(self, row: AuditRow) -> None:
