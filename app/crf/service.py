@@ -90,21 +90,10 @@ def register_subject(
     if number is None:
         raise NotFound(f"site {site_id}")
     next_number, site_number = number
-    subject = Subject(
-        site_id=site_id,
-        subject_key=f"{site_number}-{next_number - 1:03d}",
-        status=study.subject_path.initial,
-        created_by_id=access.user.id,
-    )
-    session.add(subject)
-    session.flush()
-    audit.record(
-        session,
+    subject = _new_subject(
+        session, study, site_id=site_id, subject_key=f"{site_number}-{next_number - 1:03d}",
         actor=actor,
-        action="subject_create",
-        path=audit.DataPath(subject),
-        new_value=subject.subject_key,
-    )
+    )  # fmt: skip
     session.commit()
     session.refresh(subject)
     return subject
@@ -132,8 +121,15 @@ def add_subject_with_key(
             .where(col(Site.id) == site.id, col(Site.next_subject_number) <= int(number))
             .values(next_subject_number=int(number) + 1)
         )
+    return _new_subject(session, study, site_id=pk(site), subject_key=subject_key, actor=actor)
+
+
+def _new_subject(
+    session: Session, study: Study, *, site_id: int, subject_key: str, actor: audit.Actor
+) -> Subject:
+    """Add a subject at the start of the study's path, with its audit record (no commit)."""
     subject = Subject(
-        site_id=pk(site),
+        site_id=site_id,
         subject_key=subject_key,
         status=study.subject_path.initial,
         created_by_id=actor.user.id if actor.user else None,
