@@ -16,8 +16,11 @@ from typing import Any
 from sqlmodel import Session, select
 
 from app.config import Settings
+from app.exporters.odm_clinical import write_odm_snapshot
+from app.exporters.odm_metadata import metadata_document
+from app.exporters.odm_transactional import write_odm_transactional
 from app.exporters.scope import ExportScope, Progress, ScopeKind, no_progress
-from app.models import Site, Subject
+from app.models import Site, Subject, utcnow
 from app.study.loader import Study
 
 
@@ -134,9 +137,6 @@ def produce(
     """Write the export's files into `out_dir` (which exists) and list them."""
     stem = study.info.oid.lower()
     if request.kind in (ExportKind.ODM_SNAPSHOT, ExportKind.ODM_TRANSACTIONAL):
-        from app.exporters.odm_clinical import write_odm_snapshot
-        from app.exporters.odm_transactional import write_odm_transactional
-
         transactional = request.kind is ExportKind.ODM_TRANSACTIONAL
         name = f"{stem}-odm-{'transactional' if transactional else 'snapshot'}.xml"
         writer = write_odm_transactional if transactional else write_odm_snapshot
@@ -153,6 +153,9 @@ def _sdtm(
     out_dir: Path,
     progress: Progress,
 ) -> list[ExportedFile]:
+    """SDTM datasets with define.xml, or define.xml alone; both ship the study's ODM metadata
+    as the eCRF that Define-XML's collected origins point to."""
+    # Imported here: the SDTM writers bring pandas, which serving pages does not need.
     from app.exporters.define import write_define
     from app.sdtm.build import write_sdtm
     from app.sdtm.spec import load_sdtm_specs
@@ -164,16 +167,23 @@ def _sdtm(
     data_dir.mkdir(exist_ok=True)
     formats = frozenset({"xpt"}) if define_only else request.formats
     datasets = write_sdtm(session, study, specs, data_dir, request.scope, formats, progress)
-    define_files = write_define(study, specs, datasets, out_dir)
+    crf = f"{study.info.oid.lower()}-odm-metadata.xml"
+    created = utcnow()
+    (out_dir / crf).write_bytes(
+        metadata_document(study, file_oid=f"TRIALDESK.{study.info.oid}.CRF", created=created)
+    )
+    define_files = write_define(study, specs, datasets, out_dir, crf=crf, created=created)
     files: list[ExportedFile] = []
-    if not define_only:
-        for dataset in datasets:
-            for path in dataset.files.values():
-                files.append(ExportedFile(path.relative_to(out_dir).as_posix(), dataset.rows))
-    else:
+    if define_only:
         shutil.rmtree(data_dir)
-    files.extend(ExportedFile(path.relative_to(out_dir).as_posix(), None) for path in define_files)
-    return files
+    else:
+        files = [
+            ExportedFile(path.relative_to(out_dir).as_posix(), dataset.rows)
+            for dataset in datasets
+            for path in dataset.files.values()
+        ]
+    names = [crf, *(path.relative_to(out_dir).as_posix() for path in define_files)]
+    return files + [ExportedFile(name, None) for name in names]
 
 
 def file_manifest(out_dir: Path, files: list[ExportedFile]) -> list[dict[str, Any]]:
