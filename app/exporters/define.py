@@ -24,7 +24,7 @@ import pyreadstat
 from lxml import etree
 
 from app.schemas import DEFINE_STYLESHEET, define_schema
-from app.sdtm.build import SUPP_COLUMNS, _json_type
+from app.sdtm.build import SUPP_COLUMNS, json_data_type
 from app.sdtm.dataset import (
     SdtmDataset,
     format_number,
@@ -730,7 +730,7 @@ def _data_type(study: Study, spec: DomainSpec, variable: Variable, stats: ValueS
     """Define-XML DataType: text; integer or float as Dataset-JSON types the variable; an
     ISO 8601 type (date, datetime, partialDate, partialDatetime) as the values require."""
     if variable.type == "Num":
-        return "integer" if _json_type(variable, study, spec) == "integer" else "float"
+        return "integer" if json_data_type(variable, study, spec) == "integer" else "float"
     if not _is_dtc(variable):
         return "text"
     if stats.count == 0:

@@ -261,7 +261,7 @@ class _DomainBuilder:
                     var.name,
                     var.label,
                     var.type,
-                    _json_type(var, study, spec),
+                    json_data_type(var, study, spec),
                     keys.get(var.name),
                 )
                 for var in spec.variables
@@ -435,7 +435,7 @@ def _typed(value: Value, variable_type: str) -> Value:
     return value
 
 
-def _json_type(variable: Variable, study: Study, spec: DomainSpec) -> JsonDataType:
+def json_data_type(variable: Variable, study: Study, spec: DomainSpec) -> JsonDataType:
     """Dataset-JSON dataType: string for Char; integer for --SEQ, --DY and integer items;
     double for other Num variables."""
     if variable.type == "Char":
