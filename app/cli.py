@@ -345,13 +345,14 @@ def import_odm(
             if user is None or not user.is_active:
                 errors.print(f"No active account {as_user}", markup=False)
                 raise typer.Exit(1)
+            access = load_access(session, user)
             try:
-                load_access(session, user).require(Permission.IMPORT)
+                access.require(Permission.IMPORT)
             except AccessDenied as denied:
                 errors.print(f"{as_user}: {denied}", markup=False)
                 raise typer.Exit(1) from denied
             report = import_file(
-                session, study, file, actor=audit.Actor(user, "cli"),
+                session, study, file, access=access, actor=audit.Actor(user, "cli"),
                 valid_subjects_only=valid_subjects_only,
             )  # fmt: skip
     finally:

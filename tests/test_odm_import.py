@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, expect
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 
-from app import audit
+from app import audit, auth
 from app.access import load_access
 from app.crf import service
 from app.db import make_engine, upgrade
@@ -24,7 +24,16 @@ from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_metadata import metadata_version_oid
 from app.importers.odm_import import ImportProblem, ImportReport, import_odm
 from app.main import MAX_BODY_BYTES
-from app.models import AuditRecord, FormData, ItemData, Site, Subject, UserAccount, utcnow
+from app.models import (
+    AuditRecord,
+    FormData,
+    ItemData,
+    Role,
+    Site,
+    Subject,
+    UserAccount,
+    utcnow,
+)
 from app.study.loader import Study
 from tests.conftest import REPO, LiveServer, csrf_token, logged_in_client
 
@@ -60,7 +69,9 @@ def run_import(
 ) -> ImportReport:
     with Session(engine) as session:
         user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
-        return import_odm(session, study, path, actor=audit.Actor(user, "test"), **options)
+        access = load_access(session, user)
+        actor = audit.Actor(user, "test")
+        return import_odm(session, study, path, access=access, actor=actor, **options)
 
 
 def clinical_data(path: Path, element_path: str = "odm:ClinicalData") -> bytes:
@@ -523,3 +534,24 @@ def test_a_data_manager_imports_a_file_in_the_browser(
         page.get_by_role("cell", name="a subject with this SubjectKey is already in TrialDesk")
     ).to_be_visible()
     context.close()
+
+
+def test_a_data_manager_of_one_site_imports_only_into_that_site(
+    demo_engine: Engine, zm001: Study, demo_export: Path, tmp_path: Path
+) -> None:
+    path = one_subject(demo_export, tmp_path / "site01.xml", {})
+    with Session(demo_engine) as session:
+        site2 = session.exec(select(Site).where(Site.oid == "SITE.02")).one()
+        auth.create_user(
+            session, username="dm02", full_name="Data Manager 02", password="Site02-data-2026",
+            roles=[(Role.DATA_MANAGER, site2.id)], actor=audit.Actor(None, "test"),
+        )  # fmt: skip
+    before = row_counts(demo_engine)
+
+    report = run_import(demo_engine, zm001, path, username="dm02")
+
+    assert not report.stored
+    assert [p.message for p in report.problems] == [
+        "site SITE.01 is not a TrialDesk site (an administrator adds sites first)"
+    ]
+    assert row_counts(demo_engine) == before

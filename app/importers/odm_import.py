@@ -59,6 +59,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from app import audit
+from app.access import Access, Permission
 from app.crf import service
 from app.crf.engine import FieldKey, FormEvaluation
 from app.exporters.odm_common import ODM_NS, q
@@ -72,7 +73,7 @@ from app.exporters.odm_metadata import (
     metadata_version_oid,
 )
 from app.models import FormStatus, Site, Subject, utcnow
-from app.schemas import SchemaInvalid, odm_schema, validate_streaming
+from app.schemas import SchemaInvalid, odm_schema, safe_parser, validate_streaming
 from app.study.loader import LOG_EVENT_OID, Study
 from app.study.model import FormDef, ItemDef, ItemGroupDef
 
@@ -145,6 +146,7 @@ def import_odm(
     study: Study,
     path: Path,
     *,
+    access: Access,
     actor: audit.Actor,
     valid_subjects_only: bool = False,
 ) -> ImportReport:
@@ -153,7 +155,8 @@ def import_odm(
     Commits when the file is accepted (with `valid_subjects_only`, when at least one subject is
     stored and the file itself has no problem); otherwise rolls back and stores nothing. Every
     change is audited as `actor.user` with the source `import:<file name>`. The caller checks
-    that the user may import (Permission.IMPORT).
+    that the user may import (Permission.IMPORT); subjects go only to sites where `access`
+    holds it (another site is reported like a site that does not exist).
     """
     report = ImportReport(path.name)
     try:
@@ -162,7 +165,7 @@ def import_odm(
         report.problems += _schema_problems(path, error)
         return report
     source = f"import:{path.name}"[:MAX_SOURCE_LENGTH]
-    reader = _Reader(session, study, replace(actor, source=source), report)
+    reader = _Reader(session, study, access, replace(actor, source=source), report)
     try:
         reader.read(path)
     except BaseException:
@@ -194,7 +197,7 @@ def _schema_problems(path: Path, error: SchemaInvalid) -> list[ImportProblem]:
     if cause.lineno or path.stat().st_size > LINE_LOOKUP_BYTES:
         return [_schema_problem(cause.lineno, cause.msg)]
     try:
-        document = etree.parse(str(path))
+        document = etree.parse(str(path), safe_parser())
     except etree.XMLSyntaxError as syntax:
         return [_schema_problem(syntax.lineno, syntax.msg)]
     schema = odm_schema()
@@ -231,14 +234,24 @@ class _Reader:
     """Reads an ODM file one SubjectData at a time and writes each subject in a savepoint."""
 
     def __init__(
-        self, session: Session, study: Study, actor: audit.Actor, report: ImportReport
+        self,
+        session: Session,
+        study: Study,
+        access: Access,
+        actor: audit.Actor,
+        report: ImportReport,
     ) -> None:
         self.session = session
         self.study = study
         self.actor = actor
         self.report = report
         self.now = utcnow()
-        self.sites = {site.oid: site for site in session.exec(select(Site))}
+        allowed = access.site_ids(Permission.IMPORT)
+        self.sites = {
+            site.oid: site
+            for site in session.exec(select(Site))
+            if allowed is None or site.id in allowed
+        }
         self.stored = _Counts()
         self.skipped: list[str] = []
         self.keys_seen: set[str] = set()
@@ -257,7 +270,9 @@ class _Reader:
 
     def read(self, path: Path) -> None:
         clinical_data = 0
-        for event, element in etree.iterparse(str(path), events=("start", "end")):
+        for event, element in etree.iterparse(
+            str(path), events=("start", "end"), resolve_entities=False, no_network=True
+        ):
             if event == "start":
                 if element.tag == q("ODM") and element.get("FileType") == "Transactional":
                     self.problem(

@@ -59,7 +59,7 @@ def import_upload(
         with path.open("wb") as copy:
             shutil.copyfileobj(file.file, copy, length=1024 * 1024)
         report = import_odm(
-            session, study, path, actor=audit.Actor(access.user, "web"),
+            session, study, path, access=access, actor=audit.Actor(access.user, "web"),
             valid_subjects_only=valid_subjects_only,
         )  # fmt: skip
     return _page(request, access, report, 200 if report.stored else 422)
