@@ -111,11 +111,16 @@ def create_job(
     """Record a queued job after checking the user may export that scope. Commits."""
     check_scope(session, study, access, request.scope)
     scope = request.scope
+    site_id = scope.site_id
+    if scope.kind is ScopeKind.SUBJECT:
+        # The subject's site, so that exporters of that site see the job.
+        subject = session.get(Subject, scope.subject_id)
+        site_id = subject.site_id if subject else None
     job = ExportJob(
         kind=request.kind,
         formats=",".join(sorted(request.formats)) if request.kind is ExportKind.SDTM else "",
         scope_kind=scope.kind,
-        site_id=scope.site_id,
+        site_id=site_id,
         dose_level=scope.dose_level,
         phase=scope.phase,
         subject_id=scope.subject_id,
@@ -162,7 +167,10 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(HEARTBEAT_SECONDS):
-            self.beat()
+            try:
+                self.beat()
+            except Exception:  # a missed beat is tried again; the thread must live on
+                logger.warning("export job %s: heartbeat not written", self.job_id, exc_info=True)
 
     def beat(self) -> None:
         with Session(self.engine) as session:
@@ -186,10 +194,13 @@ def run_job(engine: Engine, study: Study, settings: Settings, job_id: int) -> No
     nor holds up data entry."""
     if not _claim(engine, job_id):
         return
+    # The heartbeat runs until the result is stored: zipping and storing a large export
+    # takes a while, and a silent job would be taken for an interrupted one.
     heartbeat = _Heartbeat(engine, job_id)
     heartbeat.start()
-    reader = make_engine(settings.database_url, reader=True)
+    reader: Engine | None = None
     try:
+        reader = make_engine(settings.database_url, reader=True)
         with Session(engine) as session:
             job = session.get(ExportJob, job_id)
             assert job is not None
@@ -199,16 +210,16 @@ def run_job(engine: Engine, study: Study, settings: Settings, job_id: int) -> No
             out_dir.mkdir()
             with Session(reader) as read_session:
                 files = produce(read_session, study, settings, request, out_dir, heartbeat.progress)
-            heartbeat.stop()
             zip_path = Path(folder) / "export.zip"
             manifest = _package(out_dir, files, zip_path)
             _store_result(engine, job_id, zip_path, manifest, _file_name(study, job_id, request))
     except Exception as error:  # any failure must end the job, with its reason
         logger.exception("export job %s failed", job_id)
-        heartbeat.stop()
         _finish_failed(engine, job_id, f"{type(error).__name__}: {error}")
     finally:
-        reader.dispose()
+        heartbeat.stop()
+        if reader is not None:
+            reader.dispose()
 
 
 def _this_worker() -> str:
@@ -252,7 +263,8 @@ def _package(out_dir: Path, files: list[ExportedFile], zip_path: Path) -> list[d
 def _store_result(
     engine: Engine, job_id: int, zip_path: Path, manifest: list[dict[str, Any]], name: str
 ) -> None:
-    """Store the zip in chunks and mark the job done, in one transaction."""
+    """Store the zip in chunks and mark the job done, in one transaction; stores nothing if
+    the job is no longer this process's running job (it was failed as interrupted meanwhile)."""
     digest = hashlib.sha256()
     with Session(engine) as session, zip_path.open("rb") as handle:
         seq = 0
@@ -260,17 +272,31 @@ def _store_result(
             digest.update(block)
             session.execute(insert(ExportChunk), [{"job_id": job_id, "seq": seq, "data": block}])
             seq += 1
+        message = f"{len(manifest)} files, {sum(e['rows'] or 0 for e in manifest)} rows"
+        done = session.execute(
+            update(ExportJob)
+            .where(
+                col(ExportJob.id) == job_id,
+                col(ExportJob.state) == ExportState.RUNNING,
+                col(ExportJob.worker) == _this_worker(),
+            )
+            .values(
+                state=ExportState.DONE,
+                progress_done=ExportJob.progress_total,
+                finished_at=utcnow(),
+                file_name=name,
+                file_size=zip_path.stat().st_size,
+                sha256=digest.hexdigest(),
+                manifest=json.dumps(manifest),
+                message=message,
+            )
+        )
+        if not done.rowcount:  # type: ignore[attr-defined]
+            session.rollback()
+            return
         job = session.get(ExportJob, job_id)
         assert job is not None
-        job.state = ExportState.DONE
-        job.progress_done = job.progress_total = max(job.progress_total, job.progress_done)
-        job.finished_at = utcnow()
-        job.file_name = name
-        job.file_size = zip_path.stat().st_size
-        job.sha256 = digest.hexdigest()
-        job.manifest = json.dumps(manifest)
-        job.message = f"{len(manifest)} files, {sum(e['rows'] or 0 for e in manifest)} rows"
-        _audit_job(session, job, "export", job.message)
+        _audit_job(session, job, "export", message)
         session.commit()
 
 

@@ -476,12 +476,14 @@ def write_form(
         session, subject, ref, form, stored, edit.base_version, status, None, actor, now
     )
     target = stored or StoredForm(form_data, {})
-    _store_changes(session, form, target, changes, reasons, path, actor, now)
+    # The status change is recorded before the values, so that a transactional ODM export
+    # (audit-record order) inserts a new form before the values in it.
     if status != old_status:
         audit.record(
             session, actor=actor, action="form_status", path=path, old_value=old_status,
             new_value=status, reason=edit.reason, at=now,
         )  # fmt: skip
+    _store_changes(session, form, target, changes, reasons, path, actor, now)
     outcome.saved = True
     outcome.version = edit.base_version + 1
     outcome.status = status
