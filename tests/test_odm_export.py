@@ -156,6 +156,18 @@ def test_every_kind_of_export_validates_and_holds_the_subjects_in_scope(
     assert sorted(set(subject_keys(document))) == expected
     if scope_name == "site":
         assert all(key.startswith("02-") for key in expected)
+        # A site's export names only that site, and only users of its audit trail.
+        admin = document.find("odm:AdminData", NS)
+        assert admin is not None
+        assert [loc.get("OID") for loc in admin.iterfind("odm:Location", NS)] == ["SITE.02"]
+        users = {user.get("OID") for user in admin.iterfind("odm:User", NS)}
+        referenced = {ref.get("UserOID") for ref in document.iterfind(".//odm:UserRef", NS)}
+        assert referenced <= users and "USR.SYSTEM" in users
+        with Session(demo.engine) as session:
+            coordinator = session.exec(
+                select(UserAccount).where(UserAccount.username == "coordinator")
+            ).one()
+        assert f"USR.{coordinator.id}" not in users  # site 01's coordinator
 
 
 def test_items_of_a_form_not_done_are_null_with_the_reason(

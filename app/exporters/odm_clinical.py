@@ -91,7 +91,7 @@ def write_odm_snapshot(
     total = len(scoped_subject_ids(session, scope))
     since = scope.changed_since
     changed = _subjects_changed_since(session, since) if since is not None else None
-    with odm_document(str(path), session, study, "Snapshot") as (xf, sites):
+    with odm_document(str(path), session, study, "Snapshot", scope) as (xf, sites):
         writer = _SubjectWriter(study, sites, since)
         for done, subject in enumerate(scoped_subjects(session, scope), start=1):
             if changed is None or subject.id in changed:

@@ -37,8 +37,8 @@ from app.exporters.odm_metadata import (
     metadata_version_oid,
     study_element,
 )
-from app.exporters.scope import ExportScope
-from app.models import AuditRecord, Site, UserAccount, utcnow
+from app.exporters.scope import ExportScope, ScopeKind
+from app.models import AuditRecord, Site, Subject, UserAccount, utcnow
 from app.study.loader import LOG_EVENT_OID, Study
 
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
@@ -73,10 +73,11 @@ Sites = dict[int | None, str]
 
 @contextmanager
 def odm_document(
-    path: str, session: Session, study: Study, file_type: str
+    path: str, session: Session, study: Study, file_type: str, scope: ExportScope
 ) -> Iterator[tuple[etree._IncrementalFileWriter, Sites]]:
     """Open an ODM file of `file_type` (Snapshot or Transactional) with the study metadata and
-    AdminData written; yields the writer inside ClinicalData and the Location OIDs of sites."""
+    AdminData of `scope` written; yields the writer inside ClinicalData and the Location OIDs
+    of sites."""
     created = utcnow()
     with etree.xmlfile(path, encoding="UTF-8") as xf:
         xf.write_declaration()
@@ -89,23 +90,33 @@ def odm_document(
         }
         with xf.element(q("ODM"), attributes, nsmap={None: ODM_NS}):
             xf.write(study_element(study))
-            xf.write(admin_data(session, study))
+            xf.write(admin_data(session, study, scope))
             mdv = metadata_version_oid(study)
             with xf.element(q("ClinicalData"), StudyOID=study.info.oid, MetaDataVersionOID=mdv):
                 yield xf, {site.id: site.oid for site in session.exec(select(Site))}
 
 
-def admin_data(session: Session, study: Study) -> etree._Element:
-    """Users (including the system user of automatic changes) and sites as Locations."""
+def admin_data(session: Session, study: Study, scope: ExportScope) -> etree._Element:
+    """Users (including the system user of automatic changes) and sites as Locations: all of
+    them for the whole study; for a narrower scope only the sites of its subjects and the
+    users in their audit trail, so that a site's export names no one else."""
     admin = etree.Element(q("AdminData"), StudyOID=study.info.oid, nsmap=ODM_NSMAP)
     system = etree.SubElement(admin, q("User"), OID=SYSTEM_USER_OID)
     etree.SubElement(system, q("FullName")).text = "TrialDesk (system)"
-    for user in session.exec(select(UserAccount).order_by(col(UserAccount.id))):
+    users = select(UserAccount).order_by(col(UserAccount.id))
+    sites = select(Site).order_by(col(Site.number))
+    if scope.kind is not ScopeKind.STUDY:
+        in_scope = scope.subject_condition()
+        subjects = select(Subject.id).where(in_scope)
+        authors = select(AuditRecord.user_id).where(col(AuditRecord.subject_id).in_(subjects))
+        users = users.where(col(UserAccount.id).in_(authors))
+        sites = sites.where(col(Site.id).in_(select(Subject.site_id).where(in_scope)))
+    for user in session.exec(users):
         element = etree.SubElement(admin, q("User"), OID=user_oid(user.id))
         etree.SubElement(element, q("LoginName")).text = user.username
         etree.SubElement(element, q("FullName")).text = user.full_name
     mdv = metadata_version_oid(study)
-    for site in session.exec(select(Site).order_by(col(Site.number))):
+    for site in session.exec(sites):
         location = etree.SubElement(
             admin, q("Location"), OID=site.oid, Name=site.name, LocationType="Site"
         )

@@ -91,7 +91,7 @@ def write_odm_transactional(
     total = len(scoped_subject_ids(session, scope))
     repeats = RepeatKeys(study)
     statement = _history_statement(scope)
-    with odm_document(str(path), session, study, "Transactional") as (xf, sites):
+    with odm_document(str(path), session, study, "Transactional", scope) as (xf, sites):
         for done, subject in enumerate(scoped_subjects(session, scope), start=1):
             history = _SubjectHistory(xf, study, repeats, sites, subject)
             rows = session.connection().execute(
