@@ -63,7 +63,7 @@ def test_sponsor_exports_a_cohort_as_sdtm_and_opens_the_zip(
         page.screenshot(path=str(ARTIFACTS / "export-running.png"), full_page=True)
     download_link = job.get_by_role("link", name="Download")
     expect(download_link).to_be_visible(timeout=60_000)
-    job.locator("summary").click()
+    page.locator("tr.export-manifest").first.locator("summary").click()
     page.screenshot(path=str(ARTIFACTS / "export-done.png"), full_page=True)
 
     with page.expect_download() as info:
