@@ -272,7 +272,9 @@ def _store_result(
             digest.update(block)
             session.execute(insert(ExportChunk), [{"job_id": job_id, "seq": seq, "data": block}])
             seq += 1
-        message = f"{len(manifest)} files, {sum(e['rows'] or 0 for e in manifest)} rows"
+        count = len(manifest)
+        rows = sum(entry["rows"] or 0 for entry in manifest)
+        message = f"{count} file{'s' if count != 1 else ''}, {rows} rows"
         done = session.execute(
             update(ExportJob)
             .where(
