@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlmodel import Session, select
+from sqlalchemy import bindparam
+from sqlmodel import Session, col, select
 
 from app.models import Role, RoleAssignment, UserAccount
 
@@ -78,8 +79,14 @@ class Access:
         return self.study_roles.union(*self.site_roles.values())
 
 
+_ROLE_ASSIGNMENTS = select(RoleAssignment).where(
+    col(RoleAssignment.user_id) == bindparam("user_id")
+)
+"""Built once: every request runs it."""
+
+
 def load_access(session: Session, user: UserAccount) -> Access:
-    assignments = session.exec(select(RoleAssignment).where(RoleAssignment.user_id == user.id))
+    assignments = session.exec(_ROLE_ASSIGNMENTS, params={"user_id": user.id})
     site_roles: dict[int, set[Role]] = {}
     study_roles: set[Role] = set()
     for assignment in assignments:

@@ -82,7 +82,10 @@ def record(session: Session, **fields: Any) -> None:
     record_all(session, [entry(**fields)])
 
 
+_INSERT = insert(AuditRecord.__table__)  # type: ignore[attr-defined]
+
+
 def record_all(session: Session, entries: list[dict[str, Any]]) -> None:
     """Write many audit records in one statement (a form save changes dozens of values)."""
     if entries:
-        session.execute(insert(AuditRecord.__table__), entries)  # type: ignore[attr-defined]
+        session.execute(_INSERT, entries)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from app import audit
@@ -198,13 +199,17 @@ def revoke_api_token(session: Session, *, user: UserAccount, token_id: int, now:
         session.commit()
 
 
+_TOKEN_AND_USER = (
+    select(ApiToken, UserAccount)
+    .join(UserAccount, col(UserAccount.id) == ApiToken.user_id)
+    .where(col(ApiToken.token_hash) == bindparam("token_hash"))
+)
+"""Built once: every API request runs it, and building a statement costs more than running it."""
+
+
 def token_user(session: Session, *, secret: str, now: datetime) -> UserAccount | None:
     """The active user of a live (not revoked) API token, or None."""
-    found = session.exec(
-        select(ApiToken, UserAccount)
-        .join(UserAccount, col(UserAccount.id) == ApiToken.user_id)
-        .where(ApiToken.token_hash == _token_hash(secret))
-    ).first()
+    found = session.exec(_TOKEN_AND_USER, params={"token_hash": _token_hash(secret)}).first()
     if found is None:
         return None
     token, user = found

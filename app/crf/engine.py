@@ -204,15 +204,23 @@ class _Evaluator:
         for group in self.form.item_groups:
             if group.show_if and not self._condition(group.show_if, None, None):
                 evaluation.hidden_groups.add(group.oid)
+            group_shown = group.oid not in evaluation.hidden_groups
             for repeat, row in evaluation.values[group.oid].items():
+                # Items of a row often share a condition (a lab result, its unit and its range
+                # all hang on "not done"): each is evaluated once until a value is cleared.
+                decided: dict[str, bool] = {}
                 for item in group.items:
-                    key = (group.oid, repeat, item.name)
-                    shown = group.oid not in evaluation.hidden_groups and (
-                        item.show_if is None or self._condition(item.show_if, group, repeat)
-                    )
+                    shown = group_shown
+                    if shown and item.show_if is not None:
+                        if item.show_if not in decided:
+                            decided[item.show_if] = self._condition(item.show_if, group, repeat)
+                        shown = decided[item.show_if]
                     if not shown:
+                        key = (group.oid, repeat, item.name)
                         evaluation.hidden.add(key)
-                        row[item.name] = None
+                        if row[item.name] is not None:
+                            row[item.name] = None
+                            decided.clear()
                         evaluation.errors.pop(key, None)
                         evaluation.flags.pop(key, None)
 

@@ -154,9 +154,12 @@ def list_subjects(session: Session, access: Access) -> list[tuple[Subject, Site]
     return list(session.exec(statement.order_by(col(Subject.subject_key))).all())
 
 
+_SUBJECT = select(Subject).where(col(Subject.id) == bindparam("subject_id"))
+
+
 def get_subject(session: Session, access: Access, subject_id: int) -> Subject:
     """The subject if this user may see it; NotFound otherwise (never says which)."""
-    subject = session.get(Subject, subject_id)
+    subject = session.exec(_SUBJECT, params={"subject_id": subject_id}).first()
     if subject is None or not access.can(Permission.VIEW_SUBJECTS, subject.site_id):
         raise NotFound(f"subject {subject_id}")
     return subject
@@ -176,6 +179,33 @@ class StoredForm:
     """(item group row id, item OID) -> item row id"""
 
 
+_FORM_AT = (
+    select(FormData)
+    .join(StudyEventData, col(StudyEventData.id) == FormData.study_event_id)
+    .where(
+        col(StudyEventData.subject_id) == bindparam("subject_id"),
+        col(StudyEventData.event_oid) == bindparam("event_oid"),
+        col(StudyEventData.repeat_key) == bindparam("event_repeat"),
+        col(FormData.form_oid) == bindparam("form_oid"),
+        col(FormData.repeat_key) == bindparam("form_repeat"),
+    )
+)
+_FORM_VALUES = (
+    sa_select(
+        col(ItemGroupData.id),
+        col(ItemGroupData.item_group_oid),
+        col(ItemGroupData.repeat_key),
+        col(ItemData.id),
+        col(ItemData.item_oid),
+        col(ItemData.value),
+    )
+    .outerjoin(ItemData, col(ItemData.item_group_data_id) == ItemGroupData.id)
+    .where(col(ItemGroupData.form_data_id) == bindparam("form_data_id"))
+)
+"""Statements that every form page and save runs are built once (building one costs more
+than running it); `bindparam` names are filled at each call."""
+
+
 def load_form(
     session: Session,
     subject: Subject,
@@ -185,18 +215,13 @@ def load_form(
     event_repeat: int,
     form_repeat: int,
 ) -> StoredForm | None:
-    statement = (
-        select(FormData)
-        .join(StudyEventData, col(StudyEventData.id) == FormData.study_event_id)
-        .where(
-            StudyEventData.subject_id == subject.id,
-            StudyEventData.event_oid == event_oid,
-            StudyEventData.repeat_key == event_repeat,
-            FormData.form_oid == study_form.oid,
-            FormData.repeat_key == form_repeat,
-        )
-    )
-    form_data = session.exec(statement).first()
+    form_data = session.exec(
+        _FORM_AT,
+        params={
+            "subject_id": subject.id, "event_oid": event_oid, "event_repeat": event_repeat,
+            "form_oid": study_form.oid, "form_repeat": form_repeat,
+        },
+    ).first()  # fmt: skip
     if form_data is None:
         return None
     return _stored_form(session, form_data, study_form)
@@ -210,19 +235,8 @@ def _stored_form(session: Session, form_data: FormData, form: FormDef) -> Stored
     """Stored values of a form in one query; values of items no longer defined are left out."""
     names = _item_names(form)
     stored = StoredForm(form_data, {})
-    statement = (
-        sa_select(
-            col(ItemGroupData.id),
-            col(ItemGroupData.item_group_oid),
-            col(ItemGroupData.repeat_key),
-            col(ItemData.id),
-            col(ItemData.item_oid),
-            col(ItemData.value),
-        )
-        .outerjoin(ItemData, col(ItemData.item_group_data_id) == ItemGroupData.id)
-        .where(col(ItemGroupData.form_data_id) == form_data.id)
-    )
-    for group_id, group_oid, repeat_key, item_id, item_oid, value in session.execute(statement):
+    rows = session.execute(_FORM_VALUES, {"form_data_id": form_data.id})
+    for group_id, group_oid, repeat_key, item_id, item_oid, value in rows:
         stored.group_ids[(group_oid, repeat_key)] = group_id
         if item_id is None:
             continue
@@ -694,6 +708,22 @@ def _create_form_data(
     return form_data
 
 
+_FORM_DATA = FormData.__table__  # type: ignore[attr-defined]
+_BUMP_VERSION = (
+    update(_FORM_DATA)
+    .where(_FORM_DATA.c.id == bindparam("form_id"))
+    .where(_FORM_DATA.c.version == bindparam("base_version"))
+    .values(
+        version=bindparam("new_version"),
+        status=bindparam("new_status"),
+        not_done_reason=bindparam("new_not_done_reason"),
+        updated_at=bindparam("now"),
+        updated_by_id=bindparam("user_id"),
+    )
+)
+"""Built once (a Core statement on the table): every save runs it."""
+
+
 def _bump_version(
     session: Session,
     form_data: FormData,
@@ -705,17 +735,14 @@ def _bump_version(
 ) -> None:
     """Advance the optimistic lock; a concurrent save that got there first makes this fail."""
     result = session.execute(
-        update(FormData)
-        .where(col(FormData.id) == form_data.id, col(FormData.version) == base_version)
-        .values(
-            version=base_version + 1,
-            status=status,
-            not_done_reason=not_done_reason,
-            updated_at=now,
-            updated_by_id=actor.user.id if actor.user else None,
-        )
-        .execution_options(synchronize_session=False)
-    )
+        _BUMP_VERSION,
+        {
+            "form_id": form_data.id, "base_version": base_version,
+            "new_version": base_version + 1, "new_status": status,
+            "new_not_done_reason": not_done_reason, "now": now,
+            "user_id": actor.user.id if actor.user else None,
+        },
+    )  # fmt: skip
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
         raise SaveConflict(base_version + 1, [])
@@ -773,6 +800,16 @@ def _store_changes(
     audit.record_all(session, trail)
 
 
+_ITEM_DATA = ItemData.__table__  # type: ignore[attr-defined]
+_INSERT_ITEMS = insert(_ITEM_DATA)
+_UPDATE_ITEMS = (
+    update(_ITEM_DATA)
+    .where(_ITEM_DATA.c.id == bindparam("item_id"))
+    .values(value=bindparam("new_value"))
+)
+_DELETE_ITEMS = delete(_ITEM_DATA).where(_ITEM_DATA.c.id.in_(bindparam("item_ids", expanding=True)))
+
+
 def _write_items(
     session: Session,
     inserts: list[dict[str, Any]],
@@ -780,15 +817,9 @@ def _write_items(
     removals: list[int],
 ) -> None:
     """Apply item value changes as three bulk statements (a lab panel changes dozens)."""
-    table = ItemData.__table__  # type: ignore[attr-defined]
     if inserts:
-        session.execute(insert(table), inserts)
+        session.execute(_INSERT_ITEMS, inserts)
     if updates:
-        session.execute(
-            update(table)
-            .where(table.c.id == bindparam("item_id"))
-            .values(value=bindparam("new_value")),
-            updates,
-        )
+        session.execute(_UPDATE_ITEMS, updates)
     if removals:
-        session.execute(delete(table).where(table.c.id.in_(removals)))
+        session.execute(_DELETE_ITEMS, {"item_ids": removals})

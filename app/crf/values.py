@@ -19,6 +19,12 @@ MAX_TEXT_LENGTH = 4000
 """Longest text any item accepts when its definition sets no length (SDTM splits at 200)."""
 
 PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2}|UNK)(?:-(\d{2}|UNK))?)?$", re.IGNORECASE)
+INTEGER = re.compile(r"[+-]?\d{1,15}")
+DECIMAL = re.compile(r"[+-]?(\d{1,15}(\.\d*)?|\.\d+)")
+DATE_OR_PARTIAL = re.compile(r"\d{4}(-(\d{2}|UNK))?(-(\d{2}|UNK))?", re.IGNORECASE)
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?")
+TIME = re.compile(r"\d{2}:\d{2}(:\d{2})?")
 
 
 class InvalidValue(ValueError):
@@ -73,7 +79,7 @@ def _text(item: ItemDef, text: str, _codelist: CodeList | None) -> str:
 
 
 def _integer(item: ItemDef, text: str, _codelist: CodeList | None) -> str:
-    if not re.fullmatch(r"[+-]?\d{1,15}", text):
+    if not INTEGER.fullmatch(text):
         raise InvalidValue(f"{text!r} is not a whole number")
     value = str(int(text))
     check_range(item, value)
@@ -81,10 +87,11 @@ def _integer(item: ItemDef, text: str, _codelist: CodeList | None) -> str:
 
 
 def _float(item: ItemDef, text: str, _codelist: CodeList | None) -> str:
-    if not re.fullmatch(r"[+-]?(\d{1,15}(\.\d*)?|\.\d+)", text.replace(",", ".")):
+    decimal_text = text.replace(",", ".")
+    if not DECIMAL.fullmatch(decimal_text):
         raise InvalidValue(f"{text!r} is not a number")
     try:
-        number = Decimal(text.replace(",", "."))
+        number = Decimal(decimal_text)
     except InvalidOperation as error:
         raise InvalidValue(f"{text!r} is not a number") from error
     places = -int(number.as_tuple().exponent)
@@ -96,7 +103,7 @@ def _float(item: ItemDef, text: str, _codelist: CodeList | None) -> str:
 
 
 def _date(_item: ItemDef, text: str, _codelist: CodeList | None) -> str:
-    if re.fullmatch(r"\d{4}(-(\d{2}|UNK))?(-(\d{2}|UNK))?", text, re.IGNORECASE) and len(text) < 10:
+    if DATE_OR_PARTIAL.fullmatch(text) and len(text) < 10:
         raise InvalidValue("must be a complete date (YYYY-MM-DD); a partial date is not allowed")
     if "UNK" in text.upper():
         raise InvalidValue("must be a complete date (YYYY-MM-DD); a partial date is not allowed")
@@ -104,7 +111,7 @@ def _date(_item: ItemDef, text: str, _codelist: CodeList | None) -> str:
 
 
 def _calendar_date(text: str) -> date:
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+    if not DATE.fullmatch(text):
         raise InvalidValue(f"{text!r} is not a date in the form YYYY-MM-DD")
     try:
         return date.fromisoformat(text)
@@ -132,7 +139,7 @@ def _partial_date(_item: ItemDef, text: str, _codelist: CodeList | None) -> str:
 
 def _datetime(_item: ItemDef, text: str, _codelist: CodeList | None) -> str:
     normalised = text.replace(" ", "T")
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?", normalised):
+    if not DATETIME.fullmatch(normalised):
         raise InvalidValue(f"{text!r} is not a date and time (YYYY-MM-DD hh:mm)")
     try:
         moment = datetime.fromisoformat(normalised)
@@ -142,7 +149,7 @@ def _datetime(_item: ItemDef, text: str, _codelist: CodeList | None) -> str:
 
 
 def _time(_item: ItemDef, text: str, _codelist: CodeList | None) -> str:
-    if not re.fullmatch(r"\d{2}:\d{2}(:\d{2})?", text):
+    if not TIME.fullmatch(text):
         raise InvalidValue(f"{text!r} is not a time (hh:mm)")
     try:
         return time.fromisoformat(text).strftime("%H:%M:%S")

@@ -8,6 +8,7 @@ The YAML format is documented in `forms/README.md`.
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -143,7 +144,7 @@ class CodeList(Definition):
     nci_code: str | None = Field(default=None, description="NCI C-code of the CDISC codelist")
     items: tuple[CodeListItem, ...] = Field(min_length=1)
 
-    @property
+    @cached_property
     def codes(self) -> tuple[str, ...]:
         return tuple(item.code for item in self.items)
 
