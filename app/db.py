@@ -13,6 +13,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+POOL_SIZE = 10
+POOL_OVERFLOW = 10
+"""Connections per server process (PostgreSQL): kept open, and opened beyond those at peaks."""
 
 
 def make_engine(url: str, *, reader: bool = False) -> Engine:
@@ -30,8 +33,8 @@ def make_engine(url: str, *, reader: bool = False) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
-        kwargs["pool_size"] = 10
-        kwargs["max_overflow"] = 10
+        kwargs["pool_size"] = POOL_SIZE
+        kwargs["max_overflow"] = POOL_OVERFLOW
     # Pre-ping (a round trip per checkout) guards against server restarts; an embedded
     # SQLite file has none.
     kwargs["pool_pre_ping"] = parsed.get_backend_name() != "sqlite"
@@ -48,6 +51,12 @@ def make_engine(url: str, *, reader: bool = False) -> Engine:
         else:
             _serialise_sqlite_transactions(engine)
     return engine
+
+
+def transaction_capacity(engine: Engine) -> int:
+    """How many transactions of `engine` one process runs at once: one on SQLite (a single
+    writer; see `_serialise_sqlite_transactions`), else the connections its pool may open."""
+    return 1 if engine.dialect.name == "sqlite" else POOL_SIZE + POOL_OVERFLOW
 
 
 def _begin_deferred(connection: Any) -> None:

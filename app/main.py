@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 from asgi_csrf import asgi_csrf
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -21,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import export_jobs
 from app.config import Settings, get_settings
-from app.db import make_engine, pending_migrations
+from app.db import make_engine, pending_migrations, transaction_capacity
 from app.study.loader import Study, load_study
 from app.web import admin_pages, api, exports, import_pages, pages
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, study: Study | None = None) -> 
     app.state.settings = settings
     app.state.study = study
     app.state.engine = engine
+    app.state.transaction_gate = anyio.Semaphore(transaction_capacity(engine), fast_acquire=True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     pages.install(app)
     api.install(app)

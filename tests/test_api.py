@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 
 import httpx
 import pytest
@@ -217,3 +219,25 @@ def test_lab_results_are_flagged_against_the_normal_range_given(live_server: Liv
     assert read["values"]["IG.LBHEM.LB"]["9"]["LBNRIND"] == "NORMAL"
     assert "IG.LBHEM.LB:1:LBCLSIG" in read["missing"]  # a low value asks whether it matters
     assert "IG.LBHEM.LB:9:LBCLSIG" not in read["missing"]
+
+
+def test_more_concurrent_requests_than_worker_threads_all_succeed(live_server: LiveServer) -> None:
+    """Requests beyond the database's capacity wait in the event loop, not in worker threads:
+    100 at once (the thread pool has 40) must neither stall nor fail."""
+    client = api_client(live_server, "coordinator")
+    subject = new_subject(client)
+    headers = dict(client.headers)
+
+    async def read_all() -> list[int]:
+        async with httpx.AsyncClient(
+            base_url=live_server.url,
+            headers=headers,
+            timeout=20,
+            limits=httpx.Limits(max_connections=100),
+        ) as many:
+            responses = await asyncio.gather(*(many.get(DM.format(id=subject)) for _ in range(100)))
+        return [response.status_code for response in responses]
+
+    started = time.monotonic()
+    assert asyncio.run(read_all()) == [200] * 100
+    assert time.monotonic() - started < 20

@@ -190,18 +190,16 @@ _FORM_AT = (
         col(FormData.repeat_key) == bindparam("form_repeat"),
     )
 )
+_GROUPS = ItemGroupData.__table__  # type: ignore[attr-defined]
+_ITEM_DATA = ItemData.__table__  # type: ignore[attr-defined]
 _FORM_VALUES = (
     sa_select(
-        col(ItemGroupData.id),
-        col(ItemGroupData.item_group_oid),
-        col(ItemGroupData.repeat_key),
-        col(ItemData.id),
-        col(ItemData.item_oid),
-        col(ItemData.value),
+        _GROUPS.c.id, _GROUPS.c.item_group_oid, _GROUPS.c.repeat_key,
+        _ITEM_DATA.c.id, _ITEM_DATA.c.item_oid, _ITEM_DATA.c.value,
     )
-    .outerjoin(ItemData, col(ItemData.item_group_data_id) == ItemGroupData.id)
-    .where(col(ItemGroupData.form_data_id) == bindparam("form_data_id"))
-)
+    .outerjoin(_ITEM_DATA, _ITEM_DATA.c.item_group_data_id == _GROUPS.c.id)
+    .where(_GROUPS.c.form_data_id == bindparam("form_data_id"))
+)  # fmt: skip
 """Statements that every form page and save runs are built once (building one costs more
 than running it); `bindparam` names are filled at each call."""
 
@@ -800,7 +798,6 @@ def _store_changes(
     audit.record_all(session, trail)
 
 
-_ITEM_DATA = ItemData.__table__  # type: ignore[attr-defined]
 _INSERT_ITEMS = insert(_ITEM_DATA)
 _UPDATE_ITEMS = (
     update(_ITEM_DATA)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from sqlmodel import Session
 
@@ -23,10 +24,18 @@ class LoginRequired(Exception):
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
-    """A session per request. Async only to skip two worker-thread hops: opening a Session
-    does no I/O, and closing it just returns the connection to the pool."""
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
-        yield session
+    """A session per request, closed as soon as the route function returns (before a response
+    streams), and opened only when the database can take another transaction.
+
+    Requests beyond that capacity wait here, in the event loop. Were they to wait for a
+    connection in worker threads instead, enough of them would occupy every thread, and the
+    requests holding the connections could never get a thread to finish in. Async also skips
+    two worker-thread hops: opening a Session does no I/O, and closing it just returns the
+    connection to the pool."""
+    gate: anyio.Semaphore = request.app.state.transaction_gate
+    async with gate:
+        with Session(request.app.state.engine, expire_on_commit=False) as session:
+            yield session
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -39,7 +48,7 @@ async def get_study(request: Request) -> Study:
     return study
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StudyDep = Annotated[Study, Depends(get_study)]
 
