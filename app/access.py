@@ -4,6 +4,7 @@ every page and endpoint asks `require` (or `can`) before acting.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -79,22 +80,26 @@ class Access:
         return self.study_roles.union(*self.site_roles.values())
 
 
-_ROLE_ASSIGNMENTS = select(RoleAssignment).where(
+_ROLE_ASSIGNMENTS = select(RoleAssignment.role, RoleAssignment.site_id).where(
     col(RoleAssignment.user_id) == bindparam("user_id")
 )
 """Built once: every request runs it."""
 
 
 def load_access(session: Session, user: UserAccount) -> Access:
-    assignments = session.exec(_ROLE_ASSIGNMENTS, params={"user_id": user.id})
+    return access_of(user, session.exec(_ROLE_ASSIGNMENTS, params={"user_id": user.id}))
+
+
+def access_of(user: UserAccount, assignments: Iterable[tuple[str, int | None]]) -> Access:
+    """A user's Access from their role assignments, as (role, site id or None if study-wide)."""
     site_roles: dict[int, set[Role]] = {}
     study_roles: set[Role] = set()
-    for assignment in assignments:
-        role = Role(assignment.role)
-        if assignment.site_id is None:
+    for name, site_id in assignments:
+        role = Role(name)
+        if site_id is None:
             study_roles.add(role)
         else:
-            site_roles.setdefault(assignment.site_id, set()).add(role)
+            site_roles.setdefault(site_id, set()).add(role)
     return Access(
         user=user,
         site_roles={site: frozenset(roles) for site, roles in site_roles.items()},

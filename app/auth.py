@@ -16,6 +16,7 @@ from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from app import audit
+from app.access import Access, access_of
 from app.models import ApiToken, LoginSession, Role, RoleAssignment, UserAccount, pk, utcnow
 
 MAX_FAILED_LOGINS = 5
@@ -199,27 +200,28 @@ def revoke_api_token(session: Session, *, user: UserAccount, token_id: int, now:
         session.commit()
 
 
-_TOKEN_AND_USER = (
-    select(ApiToken, UserAccount)
+_TOKEN_USER_ROLES = (
+    select(ApiToken, UserAccount, RoleAssignment.role, RoleAssignment.site_id)
     .join(UserAccount, col(UserAccount.id) == ApiToken.user_id)
+    .outerjoin(RoleAssignment, col(RoleAssignment.user_id) == UserAccount.id)
     .where(col(ApiToken.token_hash) == bindparam("token_hash"))
 )
-"""Built once: every API request runs it, and building a statement costs more than running it."""
+"""One query, built once: every API request runs it (a row per role the user holds)."""
 
 
-def token_user(session: Session, *, secret: str, now: datetime) -> UserAccount | None:
-    """The active user of a live (not revoked) API token, or None."""
-    found = session.exec(_TOKEN_AND_USER, params={"token_hash": _token_hash(secret)}).first()
-    if found is None:
+def token_access(session: Session, *, secret: str, now: datetime) -> Access | None:
+    """The access of the active user of a live (not revoked) API token, or None."""
+    rows = session.exec(_TOKEN_USER_ROLES, params={"token_hash": _token_hash(secret)}).all()
+    if not rows:
         return None
-    token, user = found
+    token, user = rows[0][0], rows[0][1]
     if token.revoked_at is not None or not user.is_active:
         return None
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         token.last_used_at = now
         session.add(token)
         session.commit()
-    return user
+    return access_of(user, [(role, site) for _, _, role, site in rows if role is not None])
 
 
 __all__ = [

@@ -59,15 +59,16 @@ def get_access(request: Request, session: SessionDep, settings: SettingsDep) -> 
     now = utcnow()
     scheme, _, secret = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and secret:
-        user = auth.token_user(session, secret=secret.strip(), now=now)
+        access = auth.token_access(session, secret=secret.strip(), now=now)
     elif token := request.cookies.get(SESSION_COOKIE):
         idle = timedelta(minutes=settings.session_idle_minutes)
         user = auth.session_user(session, token=token, idle=idle, now=now)
+        access = None if user is None else load_access(session, user)
     else:
-        user = None
-    if user is None:
+        access = None
+    if access is None:
         raise LoginRequired
-    return load_access(session, user)
+    return access
 
 
 AccessDep = Annotated[Access, Depends(get_access)]
