@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 from sqlmodel import Session, select
 
-from app import audit, auth
+from app import audit, auth, serving
 from app.config import get_settings
 from app.db import make_engine, pending_migrations, upgrade
 from app.exporters.produce import (
@@ -116,9 +115,8 @@ def serve(
         workers = 1
     host, port = host or settings.host, port or settings.port
     console.print(f"TrialDesk serving on http://{host}:{port}/")
-    uvicorn.run(
+    serving.run(
         "app.main:create_app",
-        factory=True,
         host=host,
         port=port,
         workers=workers,

@@ -1,5 +1,5 @@
 """The baseline for bench/form_save.py: a bare FastAPI + SQLModel endpoint inserting one row,
-served by the same uvicorn, on the same database engine settings as TrialDesk."""
+served the same way as TrialDesk (app.serving), on the same database engine settings."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from sqlalchemy import Engine
 from sqlmodel import Field, Session, SQLModel
 
 from app.db import make_engine
@@ -22,7 +23,6 @@ class BareRow(SQLModel, table=True):
 
 def create() -> FastAPI:
     engine = make_engine(os.environ["TRIALDESK_DATABASE_URL"])
-    SQLModel.metadata.create_all(engine, tables=[BareRow.__table__])  # type: ignore[list-item]
     app = FastAPI()
 
     @app.post("/bare")
@@ -34,3 +34,7 @@ def create() -> FastAPI:
             return {"id": row.id}
 
     return app
+
+
+def create_table(engine: Engine) -> None:
+    SQLModel.metadata.create_all(engine, tables=[BareRow.__table__])  # type: ignore[list-item]

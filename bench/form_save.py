@@ -43,6 +43,7 @@ from app.db import make_engine, upgrade  # noqa: E402
 from app.demo import load_demo  # noqa: E402
 from app.models import UserAccount, utcnow  # noqa: E402
 from app.study.loader import load_study  # noqa: E402
+from bench import bare_app  # noqa: E402
 
 TESTS = ["WBC", "NEUT", "LYM", "MONO", "EOS", "BASO", "HGB", "HCT", "PLAT", "RETI"]
 POSTGRES_ADMIN = os.environ.get(
@@ -64,6 +65,13 @@ def panel(variant: int) -> dict[str, object]:
     }
     header = {"LBDAT": "2026-05-0" + str(1 + variant), "LBTIM": "08:30", "LBNAM": "Central lab"}
     return {"IG.LBHEM": {"1": header}, "IG.LBHEM.LB": rows}
+
+
+SERVE_BARE = (
+    "import sys; from app.serving import run; run('bench.bare_app:create', host='127.0.0.1', "
+    "port=int(sys.argv[1]), workers=int(sys.argv[2]), log_level='warning')"
+)
+"""The bare app is served like TrialDesk (`trialdesk serve`), so both sides get the same server."""
 
 
 def free_port() -> int:
@@ -99,6 +107,7 @@ def prepare(url: str, clients: int) -> tuple[str, list[int]]:
             for _ in range(clients)
         ]
         _, secret = auth.create_api_token(session, user=user, name="bench", now=utcnow())
+    bare_app.create_table(engine)
     engine.dispose()
     return secret, [i for i in ids if i is not None]
 
@@ -177,22 +186,7 @@ def run(database: str, clients: int, seconds: float, workers: int) -> None:
             [sys.executable, "-m", "app", "serve", "--port", str(port), "--workers", str(workers)],
             env,
         )
-        bare = serve(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.bare_app:create",
-                "--factory",
-                "--port",
-                str(bare_port),
-                "--workers",
-                str(workers),
-                "--log-level",
-                "warning",
-            ],
-            env,
-        )
+        bare = serve([sys.executable, "-c", SERVE_BARE, str(bare_port), str(workers)], env)
         try:
             wait_for(f"http://127.0.0.1:{port}/login")
             wait_for(f"http://127.0.0.1:{bare_port}/docs")

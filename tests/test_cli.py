@@ -1,11 +1,17 @@
-"""The command line as an operator uses it: demo, serve refusing an unmigrated database."""
+"""The command line as an operator uses it: demo, serve refusing an unmigrated database, serve
+with several worker processes."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 from tests.conftest import REPO
 
@@ -36,3 +42,86 @@ def test_demo_creates_accounts_and_subjects_once(tmp_path: Path) -> None:
     assert "Demo data loaded." in first.stdout and "coordinator" in first.stdout
     again = run("demo", env=env)
     assert again.returncode == 0 and "already there" in again.stdout
+
+
+def _worker_pids(parent: int) -> set[int]:
+    """The spawned worker processes of `parent` (from /proc: Linux, like SO_REUSEPORT)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if int(stat[1]) == parent and b"spawn_main" in command:
+            pids.add(int(entry.name))
+    return pids
+
+
+def _listening_sockets(port: int) -> int:
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(
+        1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A"
+    )
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _wait(condition: object, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_serve_spreads_connections_over_workers_and_replaces_a_dead_one(
+    database_url: str,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"TRIALDESK_DATABASE_URL": database_url, "TRIALDESK_LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(port), "--workers", "2"],
+        env={**os.environ, **env}, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/login"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        _wait(answers)
+        if database_url.startswith("sqlite"):
+            assert _worker_pids(server.pid) == set()  # one process: SQLite has one writer
+            return
+        workers = _worker_pids(server.pid)
+        assert len(workers) == 2
+        _wait(lambda: _listening_sockets(port) == 2)  # each worker binds its own
+        before = {pid: _cpu_ticks(pid) for pid in workers}
+        clients = [httpx.Client(timeout=10) for _ in range(64)]  # 64 keep-alive connections
+        for _ in range(12):
+            for client in clients:
+                assert client.get(url).status_code == 200
+        for client in clients:
+            client.close()
+        used = {pid: _cpu_ticks(pid) - before[pid] for pid in workers}
+        assert min(used.values()) > 0.2 * sum(used.values()), f"unbalanced: {used}"
+
+        os.kill(min(workers), signal.SIGKILL)
+        _wait(lambda: len(_worker_pids(server.pid) - {min(workers)}) == 2)
+        _wait(answers)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=30)
+    if not database_url.startswith("sqlite"):
+        assert "exited with code -9; starting another" in stderr.decode()
+        assert _worker_pids(server.pid) == set()
+    else:
+        assert "serving it from one process" in stderr.decode()
