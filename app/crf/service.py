@@ -5,7 +5,7 @@ commits on success and leaves the database untouched when it raises or returns e
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -774,6 +774,7 @@ def _store_changes(
     updates: list[dict[str, Any]] = []
     removals: list[int] = []
     trail: list[dict[str, Any]] = []
+    form_entry = audit.entry(actor=actor, action="", path=path, at=now)
     for group_oid, repeat, name, before, after in changes:
         group_id = groups[(group_oid, repeat)]
         item_oid = oids[name]
@@ -787,11 +788,10 @@ def _store_changes(
             updates.append({"item_id": item_id, "new_value": after})
         action = "Insert" if before is None else ("Remove" if after is None else "Update")
         trail.append(
-            audit.entry(
-                actor=actor, action=action,
-                path=replace(path, item_group_oid=group_oid, group_repeat=repeat, item_oid=item_oid),
-                old_value=before, new_value=after, reason=reasons.get((group_oid, repeat, name)),
-                at=now,
+            audit.item_entry(
+                form_entry, action=action, item_group_oid=group_oid, group_repeat=repeat,
+                item_oid=item_oid, old_value=before, new_value=after,
+                reason=reasons.get((group_oid, repeat, name)),
             )
         )  # fmt: skip
     _write_items(session, inserts, updates, removals)
