@@ -128,7 +128,11 @@ async def drive(
         nonlocal failures
         while time.monotonic() < stop:
             start = time.perf_counter()
-            ok = await request(client, index)
+            try:
+                ok = await request(client, index)
+            except httpx.TransportError as error:  # a dropped connection counts as a failure
+                print(f"  client {index}: {type(error).__name__}: {error}", file=sys.stderr)
+                ok = False
             latencies.append(time.perf_counter() - start)
             failures += 0 if ok else 1
 
