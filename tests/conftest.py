@@ -117,7 +117,7 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -135,7 +135,7 @@ class LiveServer:
             exports_dir=REPO / "exports",
             secret_key="t" * 32,
         )
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(self.settings, study)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")

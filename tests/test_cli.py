@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -81,9 +80,7 @@ def _wait(condition: Callable[[], bool], seconds: float = 30) -> None:
 def test_serve_spreads_connections_over_workers_and_replaces_a_dead_one(
     database_url: str,
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {"TRIALDESK_DATABASE_URL": database_url, "TRIALDESK_LOG_LEVEL": "WARNING"}
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--port", str(port), "--workers", "2"],
