@@ -1,4 +1,5 @@
-"""Administration: sites, accounts and role assignments. Each function commits and audits."""
+"""Administration: sites, accounts and role assignments. Each function audits; the caller
+commits (one administrative action is one unit of work)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from sqlmodel import Session, col, select
 
 from app import audit
 from app.access import STUDY_WIDE_ROLES, Access, Permission
+from app.audit import AuditAction
 from app.models import Role, RoleAssignment, Site, UserAccount
+from app.site_time import check_time_zone
 
 
 class AdminRefused(ValueError):
@@ -19,25 +22,31 @@ def list_sites(session: Session) -> list[Site]:
     return list(session.exec(select(Site).order_by(col(Site.number))))
 
 
-def create_site(session: Session, *, access: Access, number: str, name: str) -> Site:
+def create_site(
+    session: Session, *, access: Access, number: str, name: str, time_zone: str
+) -> Site:
+    """A new site; its IANA time zone decides the site's "today" (future dates, windows)."""
     access.require(Permission.ADMINISTER)
     number, name = number.strip(), name.strip()
+    try:
+        check_time_zone(time_zone)
+    except ValueError as error:
+        raise AdminRefused(str(error)) from error
     if not re.fullmatch(r"\d{2,4}", number):
         raise AdminRefused("a site number is 2 to 4 digits; it prefixes screening numbers")
     if not name:
         raise AdminRefused("give the site a name")
     if session.exec(select(Site).where(Site.number == number)).first():
         raise AdminRefused(f"site number {number} is taken")
-    site = Site(oid=f"SITE.{number}", number=number, name=name[:200])
+    site = Site(oid=f"SITE.{number}", number=number, name=name[:200], time_zone=time_zone)
     session.add(site)
     audit.record(
         session,
         actor=audit.Actor(access.user),
-        action="site_create",
-        details=f"{number} {name}"[:500],
+        action=AuditAction.SITE_CREATE,
+        details=f"{number} {name} ({time_zone})"[:500],
     )
-    session.commit()
-    session.refresh(site)
+    session.flush()
     return site
 
 
@@ -69,9 +78,8 @@ def grant_role(
     if exists:
         raise AdminRefused(f"{user.username} already holds {role.value} there")
     session.add(RoleAssignment(user_id=user_id, role=role, site_id=site_id))
-    audit.record(session, actor=audit.Actor(access.user), action="role_grant",
+    audit.record(session, actor=audit.Actor(access.user), action=AuditAction.ROLE_GRANT,
                  details=f"{user.username}: {role.value} {_scope(site_id)}")  # fmt: skip
-    session.commit()
 
 
 def revoke_role(session: Session, *, access: Access, assignment_id: int) -> None:
@@ -83,9 +91,8 @@ def revoke_role(session: Session, *, access: Access, assignment_id: int) -> None
     if user is not None and user.id == access.user.id and assignment.role == Role.ADMIN:
         raise AdminRefused("you cannot remove your own administrator role")
     session.delete(assignment)
-    audit.record(session, actor=audit.Actor(access.user), action="role_revoke",
+    audit.record(session, actor=audit.Actor(access.user), action=AuditAction.ROLE_REVOKE,
                  details=f"{user.username if user else '?'}: {assignment.role} {_scope(assignment.site_id)}")  # fmt: skip
-    session.commit()
 
 
 def set_active(session: Session, *, access: Access, user_id: int, active: bool) -> None:
@@ -98,9 +105,8 @@ def set_active(session: Session, *, access: Access, user_id: int, active: bool) 
         raise AdminRefused("you cannot deactivate your own account")
     user.is_active = active
     session.add(user)
-    audit.record(session, actor=audit.Actor(access.user),
-                 action="user_activate" if active else "user_deactivate", details=user.username)  # fmt: skip
-    session.commit()
+    action = AuditAction.USER_ACTIVATE if active else AuditAction.USER_DEACTIVATE
+    audit.record(session, actor=audit.Actor(access.user), action=action, details=user.username)
 
 
 def _scope(site_id: int | None) -> str:

@@ -1,17 +1,66 @@
 """The one home of the audit trail: every change to clinical data and every security event
 is recorded here, in the caller's transaction (so a change and its audit record commit together).
+
+What happened is one of `AuditAction`; what a reader needs to understand it (an effective
+date, a dose level, a phase) is a typed `context`, validated and stored as JSON, never prose
+to be parsed back. `details` is a human-readable note for events outside clinical data.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import insert
 from sqlmodel import Session
 
 from app.models import AuditRecord, Subject, UserAccount, utcnow
+
+
+class AuditAction(StrEnum):
+    """Every kind of audit record. Item changes carry ODM's TransactionType names."""
+
+    SUBJECT_CREATE = "subject_create"
+    SUBJECT_STATUS = "subject_status"
+    VISIT_DATE = "visit_date"
+    FORM_STATUS = "form_status"
+    ITEM_INSERT = "Insert"
+    ITEM_UPDATE = "Update"
+    ITEM_REMOVE = "Remove"
+    STATUS_ALERT_OPEN = "status_alert_open"
+    STATUS_ALERT_CLOSE = "status_alert_close"
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    USER_CREATE = "user_create"
+    USER_ACTIVATE = "user_activate"
+    USER_DEACTIVATE = "user_deactivate"
+    ROLE_GRANT = "role_grant"
+    ROLE_REVOKE = "role_revoke"
+    SITE_CREATE = "site_create"
+    API_TOKEN_CREATE = "api_token_create"  # noqa: S105 - an action name
+    API_TOKEN_REVOKE = "api_token_revoke"  # noqa: S105 - an action name
+    EXPORT_REQUESTED = "export_requested"
+    EXPORT = "export"
+    EXPORT_FAILED = "export_failed"
+    EXPORT_DOWNLOAD = "export_download"
+
+
+ITEM_ACTIONS = (AuditAction.ITEM_INSERT, AuditAction.ITEM_UPDATE, AuditAction.ITEM_REMOVE)
+
+
+class StatusContext(BaseModel):
+    """What a subject status change needs besides old and new status: the date it took
+    effect and, when assigned, the dose level and phase (codes of their lists)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    effective: date | None
+    dose_level: str | None = None
+    phase: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,12 +92,13 @@ class DataPath:
 def entry(
     *,
     actor: Actor,
-    action: str,
+    action: AuditAction,
     path: DataPath | None = None,
     old_value: str | None = None,
     new_value: str | None = None,
     reason: str | None = None,
     details: str | None = None,
+    context: StatusContext | None = None,
     at: datetime | None = None,
 ) -> dict[str, Any]:
     """The column values of one audit record."""
@@ -73,13 +123,14 @@ def entry(
         "new_value": new_value,
         "reason": reason,
         "details": details,
+        "context": None if context is None else context.model_dump(mode="json"),
     }
 
 
 def item_entry(
     form_entry: dict[str, Any],
     *,
-    action: str,
+    action: AuditAction,
     item_group_oid: str,
     group_repeat: int,
     item_oid: str,

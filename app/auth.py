@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from app import audit
 from app.access import Access, access_of
+from app.audit import AuditAction
 from app.models import ApiToken, LoginSession, Role, RoleAssignment, UserAccount, pk, utcnow
 
 MAX_FAILED_LOGINS = 5
@@ -55,7 +56,7 @@ def create_user(
     roles: list[tuple[Role, int | None]],
     actor: audit.Actor,
 ) -> UserAccount:
-    """Create an account with roles ((role, site id or None)); commits; audited."""
+    """Create an account with roles ((role, site id or None)); audited. The caller commits."""
     check_password_policy(password, username)
     if session.exec(select(UserAccount).where(UserAccount.username == username)).first():
         raise ValueError(f"user {username} already exists")
@@ -66,16 +67,17 @@ def create_user(
         session.add(RoleAssignment(user_id=pk(user), role=role, site_id=site_id))
         scope = f"site {site_id}" if site_id else "study-wide"
         audit.record(
-            session, actor=actor, action="role_grant", details=f"{username}: {role} {scope}"
-        )
-    audit.record(session, actor=actor, action="user_create", details=username)
-    session.commit()
-    session.refresh(user)
+            session, actor=actor, action=AuditAction.ROLE_GRANT,
+            details=f"{username}: {role} {scope}",
+        )  # fmt: skip
+    audit.record(session, actor=actor, action=AuditAction.USER_CREATE, details=username)
+    session.flush()
     return user
 
 
 def login(session: Session, *, username: str, password: str, source: str, now: datetime) -> str:
-    """Check credentials and open a session; returns the cookie token. Commits; audited.
+    """Check credentials and open a session; returns the cookie token. Audited; the caller
+    commits, a failed attempt too (its audit record and the failure counter).
 
     Raises LoginFailed with one message for unknown users and wrong passwords alike.
     """
@@ -83,14 +85,15 @@ def login(session: Session, *, username: str, password: str, source: str, now: d
     if user is None:
         _verify(_DUMMY_HASH, password)
         audit.record(
-            session, actor=audit.Actor(None, source), action="login_failed", details=username
-        )
-        session.commit()
+            session, actor=audit.Actor(None, source), action=AuditAction.LOGIN_FAILED,
+            details=username,
+        )  # fmt: skip
         raise LoginFailed("Unknown username or wrong password.")
     actor = audit.Actor(user, source)
     if user.locked_until is not None and user.locked_until > now:
-        audit.record(session, actor=actor, action="login_failed", details="account locked")
-        session.commit()
+        audit.record(
+            session, actor=actor, action=AuditAction.LOGIN_FAILED, details="account locked"
+        )
         raise LoginFailed("This account is locked after repeated failed logins; try later.")
     if not user.is_active or not _verify(user.password_hash, password):
         user.failed_logins += 1
@@ -99,9 +102,8 @@ def login(session: Session, *, username: str, password: str, source: str, now: d
             user.locked_until = now + LOCKOUT
             user.failed_logins = 0
             details = "wrong password; account locked"
-        audit.record(session, actor=actor, action="login_failed", details=details)
+        audit.record(session, actor=actor, action=AuditAction.LOGIN_FAILED, details=details)
         session.add(user)
-        session.commit()
         raise LoginFailed("Unknown username or wrong password.")
     user.failed_logins = 0
     user.locked_until = None
@@ -109,9 +111,8 @@ def login(session: Session, *, username: str, password: str, source: str, now: d
     session.add(
         LoginSession(id=_token_hash(token), user_id=pk(user), created_at=now, last_seen_at=now)
     )
-    audit.record(session, actor=actor, action="login")
+    audit.record(session, actor=actor, action=AuditAction.LOGIN)
     session.add(user)
-    session.commit()
     return token
 
 
@@ -129,14 +130,14 @@ def _token_hash(token: str) -> str:
 def session_user(
     session: Session, *, token: str, idle: timedelta, now: datetime
 ) -> UserAccount | None:
-    """The user of a live session, refreshing its idle timer; None when absent or expired."""
+    """The user of a live session, refreshing its idle timer (the caller commits); None when
+    absent or expired (an expired session is ended)."""
     login_session = session.get(LoginSession, _token_hash(token))
     if login_session is None or login_session.ended_at is not None:
         return None
     if now - login_session.last_seen_at > idle:
         login_session.ended_at = now
         session.add(login_session)
-        session.commit()
         return None
     user = session.get(UserAccount, login_session.user_id)
     if user is None or not user.is_active:
@@ -144,7 +145,6 @@ def session_user(
     if now - login_session.last_seen_at > timedelta(seconds=30):  # limit writes per request
         login_session.last_seen_at = now
         session.add(login_session)
-        session.commit()
     return user
 
 
@@ -153,9 +153,8 @@ def logout(session: Session, *, token: str, now: datetime) -> None:
     if login_session is not None and login_session.ended_at is None:
         login_session.ended_at = now
         user = session.get(UserAccount, login_session.user_id)
-        audit.record(session, actor=audit.Actor(user), action="logout")
+        audit.record(session, actor=audit.Actor(user), action=AuditAction.LOGOUT)
         session.add(login_session)
-        session.commit()
 
 
 API_TOKEN_PREFIX = "td_"  # noqa: S105 - a prefix, not a secret
@@ -164,7 +163,8 @@ API_TOKEN_PREFIX = "td_"  # noqa: S105 - a prefix, not a secret
 def create_api_token(
     session: Session, *, user: UserAccount, name: str, now: datetime
 ) -> tuple[ApiToken, str]:
-    """A new personal API token for `user`; returns it with its secret (shown once). Commits."""
+    """A new personal API token for `user`; returns it with its secret (shown once). The
+    caller commits."""
     name = name.strip()
     if not name:
         raise ValueError("give the token a name, e.g. the script that will use it")
@@ -174,10 +174,10 @@ def create_api_token(
     )
     session.add(token)
     audit.record(
-        session, actor=audit.Actor(user), action="api_token_create", details=name[:200], at=now
-    )
-    session.commit()
-    session.refresh(token)
+        session, actor=audit.Actor(user), action=AuditAction.API_TOKEN_CREATE,
+        details=name[:200], at=now,
+    )  # fmt: skip
+    session.flush()
     return token, secret
 
 
@@ -195,9 +195,9 @@ def revoke_api_token(session: Session, *, user: UserAccount, token_id: int, now:
         token.revoked_at = now
         session.add(token)
         audit.record(
-            session, actor=audit.Actor(user), action="api_token_revoke", details=token.name, at=now
-        )
-        session.commit()
+            session, actor=audit.Actor(user), action=AuditAction.API_TOKEN_REVOKE,
+            details=token.name, at=now,
+        )  # fmt: skip
 
 
 _TOKEN_USER_ROLES = (
@@ -210,7 +210,8 @@ _TOKEN_USER_ROLES = (
 
 
 def token_access(session: Session, *, secret: str, now: datetime) -> Access | None:
-    """The access of the active user of a live (not revoked) API token, or None."""
+    """The access of the active user of a live (not revoked) API token, or None; notes when
+    the token was last used (the caller commits)."""
     rows = session.exec(_TOKEN_USER_ROLES, params={"token_hash": _token_hash(secret)}).all()
     if not rows:
         return None
@@ -220,7 +221,6 @@ def token_access(session: Session, *, secret: str, now: datetime) -> Access | No
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         token.last_used_at = now
         session.add(token)
-        session.commit()
     return access_of(user, [(role, site) for _, _, role, site in rows if role is not None])
 
 

@@ -15,8 +15,9 @@ from rich.console import Console
 from sqlmodel import Session, select
 
 from app import audit, auth, serving
+from app.audit import AuditAction
 from app.config import get_settings
-from app.db import make_engine, pending_migrations, upgrade
+from app.db import make_engine, pending_migrations, unit_of_work, upgrade
 from app.exporters.produce import (
     SDTM_FORMATS,
     BadExportRequest,
@@ -154,14 +155,15 @@ def create_user(
                 errors.print(f"Unknown role {name}; roles: {', '.join(r.value for r in Role)}")
                 raise typer.Exit(1) from error
         try:
-            auth.create_user(
-                session,
-                username=username,
-                full_name=full_name,
-                password=password,
-                roles=roles,
-                actor=audit.Actor(None, "cli"),
-            )
+            with unit_of_work(session):
+                auth.create_user(
+                    session,
+                    username=username,
+                    full_name=full_name,
+                    password=password,
+                    roles=roles,
+                    actor=audit.Actor(None, "cli"),
+                )
         except (auth.WeakPassword, ValueError) as error:
             errors.print(f"Not created: {error}")
             raise typer.Exit(1) from error
@@ -240,7 +242,7 @@ def _run_export(
             files = produce(read_session, study, settings, request, out_dir, progress)
         with Session(engine) as session:
             audit.record(
-                session, actor=audit.Actor(None, "cli"), action="export",
+                session, actor=audit.Actor(None, "cli"), action=AuditAction.EXPORT,
                 details=f"{kind.description}; {scope_text}; to {out_dir}"[:500],
             )  # fmt: skip
             session.commit()
@@ -353,6 +355,10 @@ def import_odm(
                 session, study, file, access=access, actor=audit.Actor(user, "cli"),
                 valid_subjects_only=valid_subjects_only,
             )  # fmt: skip
+            if report.stored:
+                session.commit()
+            else:
+                session.rollback()
     finally:
         engine.dispose()
     if not report.stored:

@@ -28,9 +28,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from app import audit, auth
-from app.access import Access, load_access
-from app.crf import service, status
-from app.models import Role, Site, Subject, UserAccount
+from app.access import load_access
+from app.crf import write
+from app.crf.changes import FormEdit, FormRef, FormValues, NewSubject, SubjectStatus, VisitDate
+from app.db import unit_of_work
+from app.models import Role, Site, Subject, UserAccount, pk
 from app.study.loader import LOG_EVENT_OID, Study
 from app.study.model import Visit
 
@@ -40,6 +42,7 @@ DEMO_SITES = (
     ("SITE.02", "02", "Shanghai Renji Hospital (demo)"),
     ("SITE.03", "03", "West China Hospital (demo)"),
 )
+DEMO_TIME_ZONE = "Asia/Shanghai"
 DEMO_ACCOUNTS: tuple[tuple[str, str, str], ...] = (
     ("investigator", "Dr Li Wei", "investigator, site 01"),
     ("coordinator", "Zhang Min", "coordinator, site 01"),
@@ -152,22 +155,23 @@ def load_demo(engine: Engine, study: Study, *, subjects: int, seed: int = 1) -> 
         if session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).first():
             return False
         sites = {}
-        for oid, number, name in DEMO_SITES:
-            site = Site(oid=oid, number=number, name=name)
-            session.add(site)
-            sites[number] = site
-        session.commit()
         users = {}
-        for username, full_name, _ in DEMO_ACCOUNTS:
-            roles = [(role, sites[n].id if n else None) for role, n in _ROLES[username]]
-            users[username] = auth.create_user(
-                session,
-                username=username,
-                full_name=full_name,
-                password=DEMO_PASSWORD,
-                roles=roles,
-                actor=system,
-            )
+        with unit_of_work(session):
+            for oid, number, name in DEMO_SITES:
+                site = Site(oid=oid, number=number, name=name, time_zone=DEMO_TIME_ZONE)
+                session.add(site)
+                sites[number] = site
+            session.flush()
+            for username, full_name, _ in DEMO_ACCOUNTS:
+                roles = [(role, sites[n].id if n else None) for role, n in _ROLES[username]]
+                users[username] = auth.create_user(
+                    session,
+                    username=username,
+                    full_name=full_name,
+                    password=DEMO_PASSWORD,
+                    roles=roles,
+                    actor=system,
+                )
         staff = {
             number: tuple(_Staff.of(session, users[name]) for name in names)
             for number, names in _SITE_STAFF.items()
@@ -177,20 +181,21 @@ def load_demo(engine: Engine, study: Study, *, subjects: int, seed: int = 1) -> 
         for index in range(subjects):
             scenario = SCENARIOS[index % len(SCENARIOS)]
             coordinator, investigator = staff[scenario.site]
-            _build_subject(
-                session, study, scenario, sites[scenario.site], coordinator, investigator, rng, now
-            )
+            with unit_of_work(session):  # each subject whole, or not at all
+                _build_subject(
+                    session, study, scenario, sites[scenario.site], coordinator, investigator,
+                    rng, now,
+                )  # fmt: skip
     return True
 
 
 @dataclass(frozen=True)
 class _Staff:
-    access: Access
-    actor: audit.Actor
+    author: write.Author
 
     @classmethod
     def of(cls, session: Session, user: UserAccount) -> _Staff:
-        return cls(load_access(session, user), audit.Actor(user, "demo"))
+        return cls(write.Author(load_access(session, user), audit.Actor(user, "demo")))
 
 
 @dataclass(frozen=True)
@@ -262,15 +267,12 @@ class _Case:
     ) -> None:
         """Save a form complete, as entered on `day` (by the coordinator unless `by`)."""
         staff = by or self.coordinator
-        outcome = service.save_form(
-            self.session,
-            self.study,
-            access=staff.access,
-            subject=self.subject,
-            ref=service.FormRef(event_oid, 1, form_oid, repeat),
-            edit=service.FormEdit(rows, base_version=0, complete=True),
-            actor=staff.actor,
-            now=self.entered(day),
+        change = FormValues(
+            pk(self.subject), FormRef(event_oid, 1, form_oid, repeat),
+            FormEdit(rows, base_version=0, complete=True),
+        )  # fmt: skip
+        outcome = write.apply(
+            self.session, self.study, change, by=staff.author, now=self.entered(day)
         )
         if not outcome.saved:
             raise DemoDataRefused(
@@ -278,10 +280,9 @@ class _Case:
             )
 
     def date_visit(self, event_oid: str, day: date) -> None:
-        service.set_visit_date(
-            self.session, self.study, access=self.coordinator.access, subject=self.subject,
-            event_oid=event_oid, event_repeat=1, visit_date=day, reason=None,
-            actor=self.coordinator.actor, now=self.entered(day),
+        write.apply(
+            self.session, self.study, VisitDate(pk(self.subject), event_oid, 1, day),
+            by=self.coordinator.author, now=self.entered(day),
         )  # fmt: skip
 
     def move(
@@ -290,13 +291,12 @@ class _Case:
         """Change the subject's status, effective `day`; enrolment assigns the dose level."""
         staff = by or self.coordinator
         enrolling = to == "enrolled"
-        status.change_status(
-            self.session, self.study, access=staff.access, subject=self.subject, to=to,
-            effective=day, reason=reason,
+        change = SubjectStatus(
+            pk(self.subject), to, day, reason,
             dose_level=self.scenario.dose_level if enrolling else None,
             phase=self.scenario.phase if enrolling else None,
-            actor=staff.actor, now=self.entered(day),
         )  # fmt: skip
+        write.apply(self.session, self.study, change, by=staff.author, now=self.entered(day))
 
 
 def _build_subject(
@@ -309,11 +309,11 @@ def _build_subject(
     rng: random.Random,
     now: datetime,
 ) -> None:
-    assert site.id is not None
     plan = _plan(scenario, now.date(), rng)
-    subject = service.register_subject(
-        session, study, access=coordinator.access, site_id=site.id, actor=coordinator.actor
-    )
+    registered = datetime.combine(plan.consent, time(12, 0), UTC)
+    subject = write.apply(
+        session, study, NewSubject(pk(site)), by=coordinator.author, now=registered
+    ).subject
     case = _Case(
         session, study, scenario, subject, coordinator, investigator, plan,
         _profile(plan.consent, rng), rng, now,
@@ -822,8 +822,14 @@ def _log_adverse_events(case: _Case) -> None:
         return
     numbers = {key: str(n) for n, (key, _) in enumerate(events, start=1) if key}
     log = _rows("IG.AE", (_ae_row(case, str(n), e) for n, (_, e) in enumerate(events, start=1)))
-    last_onset = max(event.onset for _, event in events)
-    case.save(LOG_EVENT_OID, "F.AE", log, case.plan.day(last_onset + 1), by=case.investigator)
+    # Entered the day after the last onset or end it records (an end date is not known before).
+    last_day = max(
+        event.onset
+        + (event.days if case.plan.day(event.onset + event.days) <= case.plan.end else 0)
+        for _, event in events
+    )
+    entered = min(case.plan.day(last_day + 1), case.plan.end)
+    case.save(LOG_EVENT_OID, "F.AE", log, entered, by=case.investigator)
     for n, episode in enumerate(episodes, start=1):
         _crs_episode(case, n, episode, numbers[f"CRS{n}"])
     if "ICANS" in numbers:

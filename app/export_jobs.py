@@ -29,8 +29,9 @@ from sqlmodel import Session, col, select
 
 from app import audit
 from app.access import Access, Permission
+from app.audit import AuditAction
 from app.config import Settings
-from app.crf.service import NotFound
+from app.crf.changes import NotFound
 from app.db import make_engine
 from app.exporters.produce import ExportedFile, ExportKind, ExportRequest, file_manifest, produce
 from app.exporters.scope import ExportScope, ScopeKind
@@ -133,7 +134,7 @@ def create_job(
     audit.record(
         session,
         actor=actor,
-        action="export_requested",
+        action=AuditAction.EXPORT_REQUESTED,
         details=f"job {job.id}: {request.kind.description}; {job.scope_text}",
     )
     session.commit()
@@ -298,7 +299,7 @@ def _store_result(
             return
         job = session.get(ExportJob, job_id)
         assert job is not None
-        _audit_job(session, job, "export", message)
+        _audit_job(session, job, AuditAction.EXPORT, message)
         session.commit()
 
 
@@ -310,11 +311,11 @@ def _finish_failed(engine: Engine, job_id: int, message: str) -> None:
         job.state = ExportState.FAILED
         job.finished_at = utcnow()
         job.message = message[:2000]
-        _audit_job(session, job, "export_failed", job.message)
+        _audit_job(session, job, AuditAction.EXPORT_FAILED, job.message)
         session.commit()
 
 
-def _audit_job(session: Session, job: ExportJob, action: str, outcome: str) -> None:
+def _audit_job(session: Session, job: ExportJob, action: AuditAction, outcome: str) -> None:
     user = session.get(UserAccount, job.requested_by_id)
     audit.record(
         session,
@@ -417,7 +418,7 @@ def record_download(session: Session, job: ExportJob, actor: audit.Actor) -> Non
     audit.record(
         session,
         actor=actor,
-        action="export_download",
+        action=AuditAction.EXPORT_DOWNLOAD,
         details=f"job {job.id}: {job.file_name} ({job.sha256})",
     )
     session.commit()

@@ -19,6 +19,8 @@ from typing import Any
 
 import cel
 
+from app.numbers import round_half_up
+
 MACRO_VARIABLE = re.compile(r"\.(?:all|exists|exists_one|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
 """The loop variable of a comprehension such as `rows.all(r, r.X == 'Y')`."""
 
@@ -52,7 +54,8 @@ def _sqrt(value: float) -> float:
 
 
 def _round_to(value: float, places: int) -> float:
-    return round(float(value), int(places))
+    """`value` rounded half up to `places` decimals (`app.numbers`: 22.45 -> 22.5)."""
+    return float(round_half_up(value, int(places)))
 
 
 def _complete_date(text: Any) -> date | None:

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     Dialect,
@@ -81,6 +82,11 @@ class Site(SQLModel, table=True):
     oid: str = Field(unique=True, max_length=40)
     number: str = Field(unique=True, max_length=4, description="prefix of screening numbers")
     name: str = Field(max_length=200)
+    time_zone: str = Field(
+        default="UTC",
+        max_length=64,
+        description="IANA time zone: the site's local date decides what is today, future, due",
+    )
     next_subject_number: int = Field(default=1, description="counter for screening numbers")
     created_at: datetime = timestamp_field(default_factory=utcnow)
 
@@ -202,6 +208,23 @@ class ItemData(SQLModel, table=True):
     value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
+class StatusAlert(SQLModel, table=True):
+    """A requirement of a status the subject has reached that the casebook no longer meets
+    (eligibility corrected to "not eligible" after enrolment): open, for the investigator,
+    until the data meet it again."""
+
+    __tablename__ = "status_alert"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject_id: int = Field(foreign_key="subject.id", index=True)
+    status: str = Field(max_length=30, description="the status the requirement belongs to")
+    requirement: str = Field(max_length=500, description="the requirement's message")
+    opened_at: datetime = timestamp_field(default_factory=utcnow)
+    opened_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    closed_at: datetime | None = timestamp_field(default=None, nullable=True)
+    closed_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+
+
 class AuditRecord(SQLModel, table=True):
     """Append-only audit trail (database triggers refuse UPDATE and DELETE).
 
@@ -233,6 +256,11 @@ class AuditRecord(SQLModel, table=True):
     new_value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     details: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    context: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="typed context of the action (app.audit), e.g. a status change's dates",
+    )
 
 
 class ExportState(StrEnum):

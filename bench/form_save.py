@@ -38,8 +38,9 @@ sys.path.insert(0, str(REPO))
 
 from app import audit, auth  # noqa: E402
 from app.access import load_access  # noqa: E402
-from app.crf import service  # noqa: E402
-from app.db import make_engine, upgrade  # noqa: E402
+from app.crf import write  # noqa: E402
+from app.crf.changes import NewSubject  # noqa: E402
+from app.db import make_engine, unit_of_work, upgrade  # noqa: E402
 from app.demo import load_demo  # noqa: E402
 from app.models import UserAccount, utcnow  # noqa: E402
 from app.study.loader import load_study  # noqa: E402
@@ -99,14 +100,13 @@ def prepare(url: str, clients: int) -> tuple[str, list[int]]:
     load_demo(engine, study, subjects=0)
     with Session(engine, expire_on_commit=False) as session:
         user = session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).one()
-        access = load_access(session, user)
-        ids = [
-            service.register_subject(
-                session, study, access=access, site_id=1, actor=audit.Actor(user)
-            ).id
-            for _ in range(clients)
-        ]
-        _, secret = auth.create_api_token(session, user=user, name="bench", now=utcnow())
+        author = write.Author(load_access(session, user), audit.Actor(user))
+        with unit_of_work(session):
+            ids = [
+                write.apply(session, study, NewSubject(1), by=author, now=utcnow()).subject.id
+                for _ in range(clients)
+            ]
+            _, secret = auth.create_api_token(session, user=user, name="bench", now=utcnow())
     bare_app.create_table(engine)
     engine.dispose()
     return secret, [i for i in ids if i is not None]

@@ -13,13 +13,12 @@ import httpx
 import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from app import audit, auth
-from app.access import PERMISSIONS, Permission, load_access
-from app.crf import service
-from app.models import Role, UserAccount, utcnow
+from app.access import PERMISSIONS, Permission
+from app.models import Role, pk
 from app.web.deps import PermissionCheck
+from tests import factories
 from tests.conftest import LiveServer, csrf_token, logged_in_client
 
 PUBLIC = {("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout")}
@@ -102,8 +101,7 @@ def clients(server: LiveServer, username: str) -> tuple[httpx.Client, httpx.Clie
     browser = logged_in_client(server, username)
     engine = server.app.fastapi.state.engine
     with Session(engine) as session:
-        user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
-        _, secret = auth.create_api_token(session, user=user, name="walk", now=utcnow())
+        secret = factories.api_token(session, username, "walk")
     api = httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {secret}"}, timeout=30
     )
@@ -117,15 +115,9 @@ def subject_ids(live_server: LiveServer) -> dict[str, int]:
     ids = {}
     with Session(engine, expire_on_commit=False) as session:
         for username, site in (("coordinator", 1), ("coordinator2", 2)):
-            user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
-            subject = service.register_subject(
-                session,
-                live_server.app.fastapi.state.study,
-                access=load_access(session, user),
-                site_id=site,
-                actor=audit.Actor(user),
-            )
-            ids[f"site{site}"] = subject.id  # type: ignore[assignment]
+            study = live_server.app.fastapi.state.study
+            subject = factories.register(session, study, site_id=site, by=username)
+            ids[f"site{site}"] = pk(subject)
     return ids
 
 

@@ -15,7 +15,13 @@ def test_admin_creates_a_site_and_an_account_that_can_log_in(live_server: LiveSe
     token = csrf_token(admin, "/admin")
     assert (
         admin.post(
-            "/admin/sites", data={"number": "04", "name": "Wuhan Union (demo)", "csrftoken": token}
+            "/admin/sites",
+            data={
+                "number": "04",
+                "name": "Wuhan Union (demo)",
+                "time_zone": "Asia/Shanghai",
+                "csrftoken": token,
+            },
         ).status_code
         == 303
     )
@@ -53,7 +59,7 @@ def test_admin_creates_a_site_and_an_account_that_can_log_in(live_server: LiveSe
                 col(AuditRecord.username) == "admin"
             )
         ).all()
-    assert ("site_create", "04 Wuhan Union (demo)") in actions
+    assert ("site_create", "04 Wuhan Union (demo) (Asia/Shanghai)") in actions
     assert ("role_grant", "nurse: coordinator at site 4") in actions
 
 

@@ -117,7 +117,7 @@ def test_numeric_text_and_hard_ranges_are_refused(live_server: LiveServer) -> No
     )
     assert response.status_code == 422
     messages = {e["field"]: e["message"] for e in response.json()["errors"]}
-    assert "'tall' is not a number" in messages["IG.HTWT:1:HEIGHT"]
+    assert "'tall' is not a plain number" in messages["IG.HTWT:1:HEIGHT"]
     assert "outside the allowed range" in messages["IG.HTWT:1:WEIGHT"]
 
 

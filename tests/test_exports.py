@@ -20,12 +20,12 @@ from lxml import etree
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from app import auth
 from app.demo import load_demo
 from app.exporters.odm_common import q
 from app.models import AuditRecord, ExportJob, ExportState, Subject, UserAccount, utcnow
 from app.schemas import odm_schema, validate_streaming
 from app.study.loader import Study
+from tests import factories
 from tests.conftest import LiveServer, csrf_token, logged_in_client
 
 
@@ -47,8 +47,7 @@ def exporting_server(
 def api_client(server: LiveServer, username: str = "sponsor") -> httpx.Client:
     engine = server.app.fastapi.state.engine
     with Session(engine) as session:
-        user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
-        _, secret = auth.create_api_token(session, user=user, name="exports", now=utcnow())
+        secret = factories.api_token(session, username, "exports")
     return httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {secret}"}, timeout=60
     )

@@ -18,9 +18,8 @@ from lxml import etree
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from app import audit
-from app.access import load_access
-from app.crf import service
+from app.crf import reads
+from app.crf.changes import FormRef
 from app.db import make_engine
 from app.demo import load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
@@ -29,6 +28,7 @@ from app.exporters.scope import ExportScope, ScopeKind
 from app.models import StudyEventData, Subject, UserAccount, utcnow
 from app.schemas import odm_schema, validate_streaming
 from app.study.loader import Study
+from tests import factories
 from tests.conftest import ODM_SCHEMA, REPO, LiveServer, logged_in_client
 from tests.test_web import complete_consent, register, save
 
@@ -59,48 +59,39 @@ def demo(module_database_url: str, zm001: Study) -> Iterator[Demo]:
     engine = make_engine(module_database_url)
     load_demo(engine, zm001, subjects=20)
     with Session(engine, expire_on_commit=False) as session:
-        user = session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).one()
-        access = load_access(session, user)
-        actor = audit.Actor(user)
 
         def new_subject() -> Subject:
-            return service.register_subject(session, zm001, access=access, site_id=1, actor=actor)
+            return factories.register(session, zm001)
 
         def change_race(subject: Subject, race: str | None, *, complete: bool) -> str:
             """Save the subject's demographics with another race; returns the former one."""
-            ref = service.FormRef("SE.SCR", 1, "F.DM", 1)
-            stored = service.load_form(
-                session, subject, zm001.form("F.DM"), event_oid="SE.SCR", event_repeat=1,
-                form_repeat=1,
-            )  # fmt: skip
+            ref = FormRef("SE.SCR", 1, "F.DM", 1)
+            stored = reads.load_form(session, subject, zm001.form("F.DM"), ref)
             assert stored is not None
             old = stored.rows["IG.DM"][1]["RACE"]
             assert old is not None
             rows = {"IG.DM": {1: {**stored.rows["IG.DM"][1], "RACE": race}}}
-            edit = service.FormEdit(
-                rows, base_version=stored.form_data.version, complete=complete,
-                reason=CHANGE_REASON,
-            )  # fmt: skip
-            outcome = service.save_form(
-                session, zm001, access=access, subject=subject, ref=ref, edit=edit, actor=actor,
-                now=utcnow(),
-            )  # fmt: skip
+            outcome = factories.save(
+                session, zm001, subject, "F.DM", rows, complete=complete, reason=CHANGE_REASON
+            )
             assert outcome.saved and outcome.changed, outcome.evaluation.errors
             return old
 
         not_done, empty = new_subject(), new_subject()
-        service.mark_not_done(
-            session, zm001, access=access, subject=not_done,
-            ref=service.FormRef("SE.SCR", 1, "F.ECHO", 1), base_version=0,
-            reason=NOT_DONE_REASON, actor=actor, now=utcnow(),
-        )  # fmt: skip
+        factories.not_done(session, zm001, not_done, "F.ECHO", NOT_DONE_REASON)
         enrolled = session.exec(
             select(Subject)
             .where(Subject.site_id == 1, col(Subject.dose_level).is_not(None))
             .order_by(col(Subject.subject_key))
         ).all()
         changed, cleared = enrolled[0], enrolled[1]
-        change_race(cleared, None, complete=False)
+        ic = reads.load_form(session, cleared, zm001.form("F.IC"), FormRef("SE.SCR", 1, "F.IC", 1))
+        assert ic is not None and ic.rows["IG.IC"][1]["ICOPT"] is not None
+        outcome = factories.save(
+            session, zm001, cleared, "F.IC", {"IG.IC": {1: {**ic.rows["IG.IC"][1], "ICOPT": None}}},
+            reason=CHANGE_REASON,
+        )  # fmt: skip
+        assert outcome.saved, outcome.evaluation.errors
         since = utcnow()
         old_race = change_race(changed, "WHITE", complete=True)
     yield Demo(engine, not_done, empty, changed, cleared, old_race, since)
@@ -294,22 +285,21 @@ def test_a_cleared_value_is_removed_in_the_history_and_absent_from_the_snapshot(
 ) -> None:
     scope = ExportScope(ScopeKind.SUBJECT, subject_id=demo.cleared_subject.id)
     history = export(demo, zm001, tmp_path / "transactional.xml", scope, "transactional")
-    race = history.findall(".//odm:ItemData[@ItemOID='IT.DM.RACE']", NS)
-    assert [(i.get("TransactionType"), i.get("Value")) for i in race] == [
-        ("Insert", "ASIAN"),
-        ("Remove", None),
+    optional = history.findall(".//odm:ItemData[@ItemOID='IT.IC.ICOPT']", NS)
+    assert [(i.get("TransactionType"), i.get("Value") is None) for i in optional] == [
+        ("Insert", False),
+        ("Remove", True),
     ]
-    assert race[-1].findtext("odm:AuditRecord/odm:ReasonForChange", namespaces=NS) == (
+    assert optional[-1].findtext("odm:AuditRecord/odm:ReasonForChange", namespaces=NS) == (
         CHANGE_REASON
     )
-    reopened = history.findall(".//odm:FormData[@FormOID='F.DM'][@TransactionType='Update']", NS)
-    assert reopened[-1].findtext(".//odm:FlagValue", namespaces=NS) == "in_progress"
     snapshot = export(demo, zm001, tmp_path / "snapshot.xml", scope, "snapshot")
-    form = snapshot.find(".//odm:FormData[@FormOID='F.DM']", NS)
+    form = snapshot.find(".//odm:FormData[@FormOID='F.IC']", NS)
     assert form is not None
-    assert form.findtext("odm:Annotation/odm:Flag/odm:FlagValue", namespaces=NS) == "in_progress"
-    assert form.find(".//odm:ItemData[@ItemOID='IT.DM.RACE']", NS) is None
-    assert form.find(".//odm:ItemData[@ItemOID='IT.DM.SEX']", NS) is not None
+    # A complete form stays complete when an optional answer is cleared.
+    assert form.findtext("odm:Annotation/odm:Flag/odm:FlagValue", namespaces=NS) == "complete"
+    assert form.find(".//odm:ItemData[@ItemOID='IT.IC.ICOPT']", NS) is None
+    assert form.find(".//odm:ItemData[@ItemOID='IT.IC.ICDAT']", NS) is not None
 
 
 def test_incremental_exports_hold_only_what_changed_since_the_moment(

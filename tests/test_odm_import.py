@@ -17,7 +17,6 @@ from sqlmodel import Session, col, select
 
 from app import audit, auth
 from app.access import load_access
-from app.crf import service
 from app.db import make_engine, upgrade
 from app.demo import DEMO_PASSWORD, load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
@@ -32,9 +31,10 @@ from app.models import (
     Site,
     Subject,
     UserAccount,
-    utcnow,
+    pk,
 )
 from app.study.loader import Study
+from tests import factories
 from tests.conftest import REPO, LiveServer, csrf_token, logged_in_client
 
 ODM = "{http://www.cdisc.org/ns/odm/v1.3}"
@@ -71,7 +71,10 @@ def run_import(
         user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
         access = load_access(session, user)
         actor = audit.Actor(user, "test")
-        return import_odm(session, study, path, access=access, actor=actor, **options)
+        report = import_odm(session, study, path, access=access, actor=actor, **options)
+        if report.stored:
+            session.commit()
+        return report
 
 
 def clinical_data(path: Path, element_path: str = "odm:ClinicalData") -> bytes:
@@ -126,18 +129,14 @@ def test_an_export_imported_into_an_empty_database_exports_the_same_clinical_dat
         ).one()
         subject = session.exec(select(Subject).where(Subject.subject_key == "01-001")).one()
         assert (status_change.old_value, status_change.new_value) == ("screening", subject.status)
-        assert status_change.details == (
-            f"effective {subject.status_date}; dose level {subject.dose_level}, "
-            f"phase {subject.phase}"
-        )
+        assert status_change.context == {
+            "effective": str(subject.status_date), "dose_level": subject.dose_level,
+            "phase": subject.phase,
+        }  # fmt: skip
         # The site's screening numbers continue after the imported keys.
-        user = session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).one()
         site = session.exec(select(Site).where(Site.oid == "SITE.01")).one()
         imported = session.exec(select(Subject.id).where(Subject.site_id == site.id)).all()
-        new = service.register_subject(
-            session, zm001, access=load_access(session, user), site_id=site.id or 0,
-            actor=audit.Actor(user),
-        )  # fmt: skip
+        new = factories.register(session, zm001, site_id=pk(site))
         assert new.subject_key == f"01-{len(imported) + 1:03d}"
 
 
@@ -149,20 +148,11 @@ def test_forms_in_progress_and_not_done_keep_their_status_and_reason(
     source = make_engine(url)
     load_demo(source, zm001, subjects=0)
     with Session(source, expire_on_commit=False) as session:
-        user = session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).one()
-        access, actor, now = load_access(session, user), audit.Actor(user), utcnow()
-        subject = service.register_subject(session, zm001, access=access, site_id=1, actor=actor)
-        service.save_form(
-            session, zm001, access=access, subject=subject,
-            ref=service.FormRef("SE.SCR", 1, "F.DM", 1),
-            edit=service.FormEdit({"IG.DM": {1: {"SEX": "F"}}}, base_version=0),
-            actor=actor, now=now,
-        )  # fmt: skip
-        service.mark_not_done(
-            session, zm001, access=access, subject=subject,
-            ref=service.FormRef("SE.SCR", 1, "F.PGA", 1), base_version=0,
-            reason="patient too tired for the global assessment", actor=actor, now=now,
-        )  # fmt: skip
+        subject = factories.register(session, zm001)
+        factories.save(session, zm001, subject, "F.DM", {"IG.DM": {1: {"SEX": "F"}}})
+        factories.not_done(
+            session, zm001, subject, "F.PGA", "patient too tired for the global assessment"
+        )
         exported = tmp_path / "source.xml"
         write_odm_snapshot(session, zm001, exported)
     source.dispose()
@@ -249,7 +239,8 @@ def test_a_file_with_broken_values_is_refused_item_by_item_and_changes_nothing(
             ImportProblem(line_of(path, "IT.DM.SHOESIZE"), f"{scr}/F.DM/IG.DM/IT.DM.SHOESIZE",
                           "unknown ItemOID IT.DM.SHOESIZE in IG.DM", "01-001"),
             ImportProblem(line_of(path, '"IT.VS.SYSBP" Value="high"'),
-                          f"{scr}/F.VS/IG.VS.VSMEAS[1]/IT.VS.SYSBP", "'high' is not a whole number",
+                          f"{scr}/F.VS/IG.VS.VSMEAS[1]/IT.VS.SYSBP", "'high' is not a whole number: type digits only, e.g. 42 (a minus "
+                              "sign for a negative number)",
                           "01-001"),
             ImportProblem(line_of(path, 'FormOID="F.SHOES"'), f"{scr}/F.SHOES",
                           "unknown FormOID F.SHOES", "01-001"),
@@ -546,6 +537,7 @@ def test_a_data_manager_of_one_site_imports_only_into_that_site(
             session, username="dm02", full_name="Data Manager 02", password="Site02-data-2026",
             roles=[(Role.DATA_MANAGER, site2.id)], actor=audit.Actor(None, "test"),
         )  # fmt: skip
+        session.commit()
     before = row_counts(demo_engine)
 
     report = run_import(demo_engine, zm001, path, username="dm02")

@@ -12,12 +12,13 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel, col, select
 
-from app import audit
-from app.access import Access, load_access
-from app.crf import service
+from app.crf import reads, write
+from app.crf.changes import FormEdit, FormRef, FormRefused, FormValues, SaveConflict
+from app.crf.form_changes import REASON_NEEDED, REASON_NOT_APPLICABLE
 from app.db import pending_migrations
-from app.models import AuditRecord, Subject, UserAccount, utcnow
+from app.models import AuditRecord, pk, utcnow
 from app.study.loader import Study
+from tests import factories
 
 
 def test_migrations_create_exactly_the_models(engine: Engine) -> None:
@@ -25,20 +26,6 @@ def test_migrations_create_exactly_the_models(engine: Engine) -> None:
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, SQLModel.metadata) == []
-
-
-def coordinator(session: Session, name: str = "coordinator") -> UserAccount:
-    return session.exec(select(UserAccount).where(UserAccount.username == name)).one()
-
-
-def registered(session: Session, study: Study) -> tuple[UserAccount, Access, Subject]:
-    """The site 01 coordinator, their access, and a subject they just registered."""
-    user = coordinator(session)
-    access = load_access(session, user)
-    subject = service.register_subject(
-        session, study, access=access, site_id=1, actor=audit.Actor(user)
-    )
-    return user, access, subject
 
 
 def test_audit_records_cannot_be_changed_or_deleted(demo_engine: Engine) -> None:
@@ -58,15 +45,9 @@ def test_audit_records_cannot_be_changed_or_deleted(demo_engine: Engine) -> None
 def test_concurrent_registrations_get_distinct_screening_numbers(
     demo_engine: Engine, zm001: Study
 ) -> None:
-    with Session(demo_engine) as session:
-        user = coordinator(session)
-
     def register(_: int) -> str:
         with Session(demo_engine) as session:
-            access = load_access(session, user)
-            return service.register_subject(
-                session, zm001, access=access, site_id=1, actor=audit.Actor(user)
-            ).subject_key
+            return factories.register(session, zm001).subject_key
 
     with ThreadPoolExecutor(4) as pool:
         keys = list(pool.map(register, range(12)))
@@ -75,19 +56,15 @@ def test_concurrent_registrations_get_distinct_screening_numbers(
 
 def test_second_save_on_the_same_version_is_a_conflict(demo_engine: Engine, zm001: Study) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
-        user, access, subject = registered(session, zm001)
+        subject = factories.register(session, zm001)
 
-    def save(sex: str) -> service.SaveOutcome:
+    def save(sex: str) -> write.Outcome:
         with Session(demo_engine, expire_on_commit=False) as session:
-            return service.save_form(
-                session, zm001, access=access, subject=subject,
-                ref=service.FormRef("SE.SCR", 1, "F.DM", 1),
-                edit=service.FormEdit({"IG.DM": {1: {"SEX": sex}}}, base_version=0),
-                actor=audit.Actor(user), now=utcnow(),
-            )  # fmt: skip
+            return factories.save(session, zm001, subject, "F.DM", {"IG.DM": {1: {"SEX": sex}}},
+                                  version=0)  # fmt: skip
 
     assert save("F").saved
-    with pytest.raises(service.SaveConflict) as conflict:
+    with pytest.raises(SaveConflict) as conflict:
         save("M")
     assert conflict.value.changes == [("Sex", "F", "M")]
     with Session(demo_engine) as session:
@@ -99,27 +76,24 @@ def test_changing_a_complete_form_needs_a_reason_per_value(
     demo_engine: Engine, zm001: Study
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
-        user, access, subject = registered(session, zm001)
+        subject = factories.register(session, zm001)
+        ref = FormRef("SE.SCR", 1, "F.IC", 1)
 
-        def save(edit: service.FormEdit) -> service.SaveOutcome:
-            return service.save_form(
-                session, zm001, access=access, subject=subject,
-                ref=service.FormRef("SE.SCR", 1, "F.IC", 1), edit=edit,
-                actor=audit.Actor(user), now=utcnow(),
-            )  # fmt: skip
+        def save(edit: FormEdit) -> write.Outcome:
+            return factories.apply(session, zm001, FormValues(pk(subject), ref, edit))
 
         values = {"ICVER": "2.0", "ICDAT": "2026-01-05", "ICLTFU": "Y"}
-        first = save(service.FormEdit({"IG.IC": {1: values}}, base_version=0, complete=True))
-        assert first.saved and first.status == "complete"
+        first = save(FormEdit({"IG.IC": {1: values}}, base_version=0, complete=True))
+        assert first.saved and first.form.status == "complete"
         changed = {**values, "ICDAT": "2026-01-06", "ICVER": "2.1"}
-        refused = save(service.FormEdit({"IG.IC": {1: changed}}, base_version=1, complete=True))
+        refused = save(FormEdit({"IG.IC": {1: changed}}, base_version=1, complete=True))
         assert not refused.saved
         assert refused.evaluation.errors == {
-            ("IG.IC", 1, "ICDAT"): service.REASON_NEEDED,
-            ("IG.IC", 1, "ICVER"): service.REASON_NEEDED,
+            ("IG.IC", 1, "ICDAT"): REASON_NEEDED,
+            ("IG.IC", 1, "ICVER"): REASON_NEEDED,
         }
         accepted = save(
-            service.FormEdit(
+            FormEdit(
                 {"IG.IC": {1: changed}}, base_version=1, complete=True,
                 reason="site re-consented on a new version",
                 reasons={("IG.IC", 1, "ICDAT"): "transcription error"},
@@ -139,29 +113,12 @@ def test_changing_a_complete_form_needs_a_reason_per_value(
 
 def test_a_form_not_done_needs_a_reason_and_no_values(demo_engine: Engine, zm001: Study) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
-        user, access, subject = registered(session, zm001)
-        ref = service.FormRef("SE.SCR", 1, "F.ECHO", 1)
-        common = {"access": access, "subject": subject, "ref": ref, "actor": audit.Actor(user)}
-        with pytest.raises(service.FormRefused, match="reason"):
-            service.mark_not_done(
-                session, zm001, base_version=0, reason=" ", now=utcnow(), **common
-            )
-        service.mark_not_done(
-            session,
-            zm001,
-            base_version=0,
-            reason="echo machine unavailable",
-            now=utcnow(),
-            **common,
-        )
-        stored = service.load_form(
-            session,
-            subject,
-            zm001.form("F.ECHO"),
-            event_oid="SE.SCR",
-            event_repeat=1,
-            form_repeat=1,
-        )
+        subject = factories.register(session, zm001)
+        with pytest.raises(FormRefused, match="reason"):
+            factories.not_done(session, zm001, subject, "F.ECHO", " ")
+        factories.not_done(session, zm001, subject, "F.ECHO", "echo machine unavailable")
+        ref = FormRef("SE.SCR", 1, "F.ECHO", 1)
+        stored = reads.load_form(session, subject, zm001.form("F.ECHO"), ref)
         assert stored is not None
         assert (stored.form_data.status, stored.form_data.not_done_reason) == (
             "not_done",
@@ -198,24 +155,19 @@ def test_an_answer_hidden_by_a_changed_condition_is_cleared_and_audited(
     demo_engine: Engine, zm001: Study
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
-        user, access, subject = registered(session, zm001)
+        subject = factories.register(session, zm001)
 
-        def save(values: dict[str, str], version: int) -> service.SaveOutcome:
-            return service.save_form(
-                session, zm001, access=access, subject=subject,
-                ref=service.FormRef("SE.SCR", 1, "F.DM", 1),
-                edit=service.FormEdit({"IG.DM": {1: values}}, base_version=version),
-                actor=audit.Actor(user), now=utcnow(),
-            )  # fmt: skip
+        def save(values: dict[str, str]) -> write.Outcome:
+            return factories.save(session, zm001, subject, "F.DM", {"IG.DM": {1: values}})
 
-        assert save({"SEX": "F", "CHILDPOT": "N", "NCBPRSN": "HYSTERECTOMY"}, 0).saved
-        assert save({"SEX": "M", "CHILDPOT": "N", "NCBPRSN": "HYSTERECTOMY"}, 1).saved
+        assert save({"SEX": "F", "CHILDPOT": "N", "NCBPRSN": "HYSTERECTOMY"}).saved
+        assert save({"SEX": "M", "CHILDPOT": "N", "NCBPRSN": "HYSTERECTOMY"}).saved
         removed = session.exec(
             select(AuditRecord)
             .where(AuditRecord.action == "Remove")
             .order_by(col(AuditRecord.item_oid))
         ).all()
         assert [(r.item_oid, r.old_value, r.reason) for r in removed] == [
-            ("IT.DM.CHILDPOT", "N", service.REASON_NOT_APPLICABLE),
-            ("IT.DM.NCBPRSN", "HYSTERECTOMY", service.REASON_NOT_APPLICABLE),
+            ("IT.DM.CHILDPOT", "N", REASON_NOT_APPLICABLE),
+            ("IT.DM.NCBPRSN", "HYSTERECTOMY", REASON_NOT_APPLICABLE),
         ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pyreadstat
@@ -18,19 +18,17 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from app import audit
-from app.access import load_access
-from app.crf import service
 from app.crf.engine import RawRows
 from app.db import make_engine
 from app.demo import load_demo
-from app.models import FormData, ItemData, ItemGroupData, StudyEventData, Subject, UserAccount
+from app.models import FormData, ItemData, ItemGroupData, StudyEventData, Subject
 from app.sdtm.build import write_sdtm
 from app.sdtm.dataset import SdtmDataset
 from app.sdtm.derive import Value
 from app.sdtm.rules import check_dataset, read_written
 from app.sdtm.spec import SdtmSpecs, load_sdtm_specs
 from app.study.loader import LOG_EVENT_OID, Study, find_item
+from tests import factories
 from tests.conftest import REPO, migrated_database
 
 DOMAINS = ("AE", "EX", "LB", "VS", "CM", "MH")
@@ -83,6 +81,7 @@ def _demo_with_history(url: str, study: Study) -> Engine:
                           "CMONGO": "N", "CMENDAT": (d0 + timedelta(days=10)).isoformat()}},
         })  # fmt: skip
         panel = d0 + timedelta(days=40)
+        factories.date_visit(session, study, subject, "SE.UNS", panel, by="investigator2")
         save("SE.UNS", "F.LBCHEM", {
             "IG.LBCHEM": {1: {"LBDAT": panel.isoformat(), "LBTIM": "08:10"}},
             "IG.LBCHEM.LB": {
@@ -142,16 +141,11 @@ def _saver(
     session: Session, study: Study, subject: Subject, username: str
 ) -> Callable[[str, str, RawRows], None]:
     """Saves complete forms for `subject` as `username` (its site's investigator)."""
-    user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
-    access, actor = load_access(session, user), audit.Actor(user, "test")
 
     def save(event_oid: str, form_oid: str, rows: RawRows) -> None:
-        outcome = service.save_form(
-            session, study, access=access, subject=subject,
-            ref=service.FormRef(event_oid, 1, form_oid, 1),
-            edit=service.FormEdit(rows, base_version=0, complete=True),
-            actor=actor, now=datetime.now(UTC),
-        )  # fmt: skip
+        outcome = factories.save(
+            session, study, subject, form_oid, rows, event=event_oid, complete=True, by=username
+        )
         assert outcome.saved, outcome.evaluation.errors
 
     return save

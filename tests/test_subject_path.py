@@ -105,7 +105,9 @@ def test_enrolment_needs_consent_and_eligibility_and_an_investigator(
         "enrolled",
         "investigator",
     )
-    assert record.details == "effective 2026-04-02; dose level DL2, phase ESCALATION"
+    assert record.context == {
+        "effective": "2026-04-02", "dose_level": "DL2", "phase": "ESCALATION"
+    }  # fmt: skip
 
 
 def test_a_future_date_and_a_final_status_are_refused(live_server: LiveServer) -> None:

@@ -3,7 +3,8 @@
 Visit timing: once an anchor date is known (consent, leukapheresis, infusion), each visit
 timed from it gets a target date and window; a visit is *due* while today is in its window,
 *overdue* after it without a visit date, and *out of window* when its date falls outside.
-The study day counts from the infusion day (D0 = day 0, negative before; spec §4.1).
+The study day counts from the anchor the schedule names (`study_day_anchor`; ZM001: the
+infusion day, D0 = day 0, negative before; spec §4.1).
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from app.crf.service import subject_form_values
+from app.crf.reads import SubjectValues
 from app.models import FormData, FormStatus, StudyEventData, Subject
 from app.study.loader import LOG_EVENT_OID, Study
 from app.study.model import Visit
-
-STUDY_DAY_ANCHOR = "infusion"
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class Casebook:
 def anchor_dates(session: Session, study: Study, subject: Subject) -> dict[str, date]:
     """Known anchor dates by anchor id, from the forms they are declared on."""
     sources = {anchor.id: anchor.source.split(".") for anchor in study.schedule.anchors}
-    values = subject_form_values(session, study, subject, {form for form, _ in sources.values()})
+    values = SubjectValues(session, study, subject).values({form for form, _ in sources.values()})
     dates = {}
     for anchor_id, (form, item) in sources.items():
         text = values.get(form, {}).get(item)
@@ -69,11 +68,13 @@ def anchor_dates(session: Session, study: Study, subject: Subject) -> dict[str, 
     return dates
 
 
-def study_day(anchors: dict[str, date], day: date | None) -> int | None:
-    """Days from the infusion day (D0 = 0), or None before the infusion date is known."""
-    if day is None or STUDY_DAY_ANCHOR not in anchors:
+def study_day(study: Study, anchors: dict[str, date], day: date | None) -> int | None:
+    """Days from the study-day anchor (its day = 0), or None before its date is known or when
+    the study counts no study days."""
+    anchor = study.schedule.study_day_anchor
+    if day is None or anchor is None or anchor not in anchors:
         return None
-    return (day - anchors[STUDY_DAY_ANCHOR]).days
+    return (day - anchors[anchor]).days
 
 
 def build_casebook(session: Session, study: Study, subject: Subject, today: date) -> Casebook:
@@ -152,7 +153,7 @@ def _timed(
 ) -> VisitEntry:
     entry = VisitEntry(
         visit.oid, visit.name, repeat, visit.visitnum, _timing(study, visit), forms,
-        visit_date=visit_date, study_day=study_day(anchors, visit_date),
+        visit_date=visit_date, study_day=study_day(study, anchors, visit_date),
         repeating=visit.repeating,
     )  # fmt: skip
     base = anchors.get(visit.anchor or "")

@@ -15,7 +15,15 @@ from app.study.derivations import derivation_order
 from app.study.loader import Study
 from app.study.model import FormDef, ItemDef, ItemGroupDef
 
-from .values import InvalidValue, Parsed, derived_value, expression_value, parse_value
+from .values import (
+    NO_DATE_LIMITS,
+    DateLimits,
+    InvalidValue,
+    Parsed,
+    derived_value,
+    expression_value,
+    parse_value,
+)
 
 FieldKey = tuple[str, int, str]
 """(item group OID, repeat key, item name): one field of a form."""
@@ -52,19 +60,23 @@ def evaluate_form(
     form: FormDef,
     submitted: RawRows,
     other_forms: Mapping[str, Mapping[str, str | None]],
+    limits: DateLimits = NO_DATE_LIMITS,
 ) -> FormEvaluation:
     """Parse `submitted`, compute derived items and visibility, and find missing answers.
 
     `other_forms` holds the subject's saved values of other forms by form name, then item
     name, for expressions such as `IC.ICDAT`. Derived values in `submitted` are ignored;
-    hidden items come out empty; preset row values always come from the definition.
+    hidden items come out empty; preset row values always come from the definition. Dates
+    are checked against `limits` (the study's earliest date, the site's today).
     """
     evaluation = FormEvaluation(values={})
     for group in form.item_groups:
         rows = _group_rows(group, submitted.get(group.oid, {}))
         evaluation.values[group.oid] = {}
         for repeat, row in rows.items():
-            evaluation.values[group.oid][repeat] = _parse_row(study, group, repeat, row, evaluation)
+            evaluation.values[group.oid][repeat] = _parse_row(
+                study, group, repeat, row, evaluation, limits
+            )
     _Evaluator(study, form, evaluation, other_forms).run()
     return evaluation
 
@@ -89,6 +101,7 @@ def _parse_row(
     repeat: int,
     row: Mapping[str, str | list[str] | None],
     evaluation: FormEvaluation,
+    limits: DateLimits,
 ) -> dict[str, str | None]:
     values: dict[str, str | None] = {}
     for item in group.items:
@@ -96,7 +109,7 @@ def _parse_row(
             values[item.name] = None
             continue
         try:
-            parsed = parse_value(item, row.get(item.name), _codelist(study, item))
+            parsed = parse_value(item, row.get(item.name), _codelist(study, item), limits)
         except InvalidValue as error:
             evaluation.errors[(group.oid, repeat, item.name)] = str(error)
             raw = row.get(item.name)
@@ -297,21 +310,7 @@ def other_form_scope(
 
 def referenced_forms(study: Study, form: FormDef) -> set[str]:
     """Names of other forms whose items the expressions of `form` read."""
-    local = {item.name for group in form.item_groups for item in group.items}
-    local |= {group.name for group in form.item_groups}
-    names: set[str] = set()
-    for group in form.item_groups:
-        sources = (
-            [group.show_if] + [i.show_if for i in group.items] + [i.derivation for i in group.items]
-        )
-        for source in sources:
-            if source:
-                names |= {
-                    name
-                    for name in compile_expression(source).variables - local
-                    if study.form_by_name(name) is not None
-                }
-    return names
+    return {name for name, _ in study.dependencies.reads[form.oid]}
 
 
 __all__ = ["FieldKey", "FormEvaluation", "Parsed", "Rows", "evaluate_form", "referenced_forms"]

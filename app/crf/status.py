@@ -1,32 +1,28 @@
 """The subject's path through the study: which status changes are open, what blocks them, and
-making one (dated, audited, allowed only in order and only when the casebook supports it).
+whether what a reached status rests on still holds.
 
 The statuses and their requirements are study data (`subject_path.yaml`); the dose level
 offered at enrolment comes from `open_dose_levels`, the one place the 3+3 engine will decide.
+Status changes themselves are made through `app.crf.write.apply`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
 
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from app import audit
 from app.access import Access, Permission
+from app.audit import AuditAction
 from app.crf.engine import other_form_scope
-from app.crf.service import subject_form_values
+from app.crf.reads import SubjectValues
 from app.expressions import ExpressionError, compile_expression
-from app.models import FormData, FormStatus, StudyEventData, Subject
+from app.models import AuditRecord, FormData, FormStatus, StatusAlert, StudyEventData, Subject
 from app.study.loader import Study
 from app.study.model import DoseLevel, Requirement, Transition
 
 PERMISSION_OF = {"change_status": Permission.CHANGE_STATUS, "enrol": Permission.ENROL}
-
-
-class StatusRefused(Exception):
-    """A status change that cannot be made now; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -48,43 +44,66 @@ def open_dose_levels(study: Study) -> tuple[DoseLevel, ...]:
     return study.info.dose_levels
 
 
+def transition_to(study: Study, subject: Subject, to: str) -> Transition | None:
+    """The transition of the path from the subject's current status to `to`, if there is one."""
+    return next(
+        (t for t in study.subject_path.transitions if t.to == to and subject.status in t.sources),
+        None,
+    )
+
+
 def transition_options(
     session: Session, study: Study, access: Access, subject: Subject
 ) -> list[TransitionOption]:
     """Every status change that leaves the subject's current status."""
-    options = []
-    for transition in study.subject_path.transitions:
-        if subject.status not in transition.sources:
-            continue
-        permission = PERMISSION_OF[transition.permission]
-        options.append(
-            TransitionOption(
-                transition,
-                tuple(unmet_requirements(session, study, subject, transition)),
-                access.can(permission, subject.site_id),
-            )
+    values = SubjectValues(session, study, subject)
+    return [
+        TransitionOption(
+            transition,
+            tuple(unmet_requirements(session, study, subject, transition.requires, values)),
+            access.can(PERMISSION_OF[transition.permission], subject.site_id),
         )
-    return options
+        for transition in study.subject_path.transitions
+        if subject.status in transition.sources
+    ]
 
 
 def unmet_requirements(
-    session: Session, study: Study, subject: Subject, transition: Transition
+    session: Session,
+    study: Study,
+    subject: Subject,
+    requirements: Collection[Requirement],
+    values: SubjectValues,
+    completed: Collection[str] = (),
 ) -> list[str]:
-    """Messages of the requirements the casebook does not meet yet."""
+    """Messages of the `requirements` the casebook does not meet. `values` gives the forms'
+    values (as a change will leave them); forms in `completed` count as complete."""
     names = {
         name
-        for requirement in transition.requires
+        for requirement in requirements
         if requirement.condition
         for name in compile_expression(requirement.condition).variables
         if study.form_by_name(name) is not None
     }
-    scope = other_form_scope(study, names, subject_form_values(session, study, subject, names))
+    scope = other_form_scope(study, names, values.values(names))
     scope["subject"] = {"dose_level": subject.dose_level, "phase": subject.phase}
-    return [r.message for r in transition.requires if not _met(session, subject, r, scope)]
+    return [
+        requirement.message
+        for requirement in requirements
+        if not _met(session, subject, requirement, scope, completed)
+    ]
 
 
-def _met(session: Session, subject: Subject, requirement: Requirement, scope: dict) -> bool:  # type: ignore[type-arg]
+def _met(
+    session: Session,
+    subject: Subject,
+    requirement: Requirement,
+    scope: Mapping[str, object],
+    completed: Collection[str],
+) -> bool:
     if requirement.form is not None:
+        if requirement.form in completed:
+            return True
         statuses = session.exec(
             select(FormData.status)
             .join(StudyEventData, col(StudyEventData.id) == FormData.study_event_id)
@@ -98,65 +117,23 @@ def _met(session: Session, subject: Subject, requirement: Requirement, scope: di
         return False  # a missing value: the requirement is not met yet
 
 
-def change_status(
-    session: Session,
-    study: Study,
-    *,
-    access: Access,
-    subject: Subject,
-    to: str,
-    effective: date,
-    reason: str | None,
-    dose_level: str | None,
-    phase: str | None,
-    actor: audit.Actor,
-    now: datetime,
-) -> Subject:
-    """Move the subject along a transition of the study's path. Commits; audited.
-
-    Raises StatusRefused (naming every unmet requirement) when the transition does not leave
-    the current status, the casebook does not support it, or the dose level is not open;
-    AccessDenied without the transition's permission.
-    """
-    option = next(
-        (o for o in transition_options(session, study, access, subject) if o.transition.to == to),
-        None,
-    )
-    current = study.subject_path.status(subject.status)
-    if option is None:
-        label = current.label if current else subject.status
-        raise StatusRefused(
-            f"A subject who is {label.lower()} cannot move to {to.replace('_', ' ')}."
+def reached_statuses(session: Session, subject: Subject) -> set[str]:
+    """Every status the subject has held: its current one and those its history records."""
+    history = session.exec(
+        select(AuditRecord.new_value).where(
+            AuditRecord.subject_id == subject.id,
+            AuditRecord.action == AuditAction.SUBJECT_STATUS,
         )
-    access.require(PERMISSION_OF[option.transition.permission], subject.site_id)
-    if option.blockers:
-        raise StatusRefused(" ".join(option.blockers))
-    if effective > now.date():
-        raise StatusRefused("The date of the change cannot be in the future.")
-    assignment = {}
-    if option.transition.assign_dose_level:
-        if dose_level not in {level.code for level in open_dose_levels(study)}:
-            raise StatusRefused(f"Choose a dose level open for enrolment, not {dose_level!r}.")
-        if phase not in {p.code for p in study.info.phases}:
-            raise StatusRefused(f"Choose the study phase, not {phase!r}.")
-        assignment = {"dose_level": dose_level, "phase": phase}
-    old_status = subject.status
-    result = session.execute(
-        update(Subject)
-        .where(col(Subject.id) == subject.id, col(Subject.status) == old_status)
-        .values(status=to, status_date=effective, **assignment)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        session.rollback()
-        raise StatusRefused("Someone else changed this subject's status meanwhile; reload.")
-    path = audit.DataPath(subject)
-    details = f"effective {effective.isoformat()}"
-    if assignment:
-        details += f"; dose level {dose_level}, phase {phase}"
-    audit.record(
-        session, actor=actor, action="subject_status", path=path, old_value=old_status,
-        new_value=to, reason=reason, details=details, at=now,
-    )  # fmt: skip
-    session.commit()
-    session.refresh(subject)
-    return subject
+    return {subject.status, *(status for status in history if status)}
+
+
+def open_alerts(session: Session, subject: Subject) -> list[StatusAlert]:
+    """The subject's status alerts still open, oldest first."""
+    return list(
+        session.exec(
+            select(StatusAlert)
+            .where(StatusAlert.subject_id == subject.id, col(StatusAlert.closed_at).is_(None))
+            .order_by(col(StatusAlert.id))
+        )
+    )

@@ -1,8 +1,15 @@
-"""Parsing what a user typed into an item's canonical stored text, and back for expressions.
+"""Checking what a user typed for an item and turning it into the stored text, and back into
+a value for expressions.
 
-Canonical text is what ODM 1.3.2 carries for the item's DataType: integers without sign noise,
-decimals without exponent, ISO 8601 dates, `hh:mm:ss` times, `YYYY-MM-DDThh:mm:ss` datetimes,
-`true`/`false`, codes; a multiple choice is its codes joined by commas.
+A number is stored exactly as typed once it is a plain number in the study's notation (digits,
+a point before any decimals, a leading minus; "7.10" stays "7.10", as SDTM --ORRES wants it);
+anything else (a thousands separator, a decimal comma, an exponent) is refused with a message
+saying how to type it, never reinterpreted. Other types are stored as ODM 1.3.2 carries them:
+ISO 8601 dates, `hh:mm:ss` times, `YYYY-MM-DDThh:mm:ss` datetimes, `true`/`false`, codes; a
+multiple choice is its codes joined by commas, in code list order.
+
+Dates are checked against the calendar, the study's earliest plausible date, and (unless the
+item allows it) today's date at the site.
 """
 
 from __future__ import annotations
@@ -10,17 +17,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from decimal import Decimal, InvalidOperation
+from math import isfinite
 from typing import Any
 
-from app.study.model import CodeList, DataType, ItemDef
+from app.numbers import plain_text, round_half_up
+from app.study.model import CodeList, DataType, FutureDates, ItemDef
 
+DERIVED_DECIMALS = 4
+"""Decimals of a derived number whose item sets none."""
 MAX_TEXT_LENGTH = 4000
 """Longest text any item accepts when its definition sets no length (SDTM splits at 200)."""
 
 PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2}|UNK)(?:-(\d{2}|UNK))?)?$", re.IGNORECASE)
-INTEGER = re.compile(r"[+-]?\d{1,15}")
-DECIMAL = re.compile(r"[+-]?(\d{1,15}(\.\d*)?|\.\d+)")
+INTEGER = re.compile(r"-?(0|[1-9]\d{0,14})")
+DECIMAL = re.compile(r"-?(0|[1-9]\d{0,14})(\.\d{1,15})?")
+THOUSANDS = re.compile(r"-?\d{1,3}([, ]\d{3})+(\.\d+)?")
 DATE_OR_PARTIAL = re.compile(r"\d{4}(-(\d{2}|UNK))?(-(\d{2}|UNK))?", re.IGNORECASE)
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?")
@@ -33,16 +44,34 @@ class InvalidValue(ValueError):
 
 @dataclass(frozen=True)
 class Parsed:
-    """A parsed value: canonical text (None when empty) and a soft-range flag message."""
+    """A parsed value: stored text (None when empty) and a message flagging it for review."""
 
     value: str | None
     flag: str | None = None
 
 
-def parse_value(item: ItemDef, raw: str | list[str] | None, codelist: CodeList | None) -> Parsed:
-    """Canonical text of `raw` for `item`; raises InvalidValue saying what is wrong.
+@dataclass(frozen=True)
+class DateLimits:
+    """What a plausible date is: not before `earliest` (the study's), not after `today` (the
+    site's local date) unless the item allows it. `today` None skips the future check."""
 
-    Hard ranges reject; soft ranges accept and return a flag.
+    earliest: date
+    today: date | None
+
+
+NO_DATE_LIMITS = DateLimits(date.min, None)
+
+
+def parse_value(
+    item: ItemDef,
+    raw: str | list[str] | None,
+    codelist: CodeList | None,
+    limits: DateLimits = NO_DATE_LIMITS,
+) -> Parsed:
+    """Stored text of `raw` for `item`; raises InvalidValue saying what is wrong.
+
+    Hard ranges reject; soft ranges accept and return a flag; a date after today is refused
+    or flagged as the item says.
     """
     if isinstance(raw, list):
         raw = ",".join(part.strip() for part in raw if part.strip())
@@ -51,6 +80,8 @@ def parse_value(item: ItemDef, raw: str | list[str] | None, codelist: CodeList |
         return Parsed(None)
     parser = _PARSERS[item.type]
     value = parser(item, text, codelist)
+    if item.type in _DATED:
+        return Parsed(value, _date_flag(item, value, limits))
     return Parsed(value, _soft_range_flag(item, value))
 
 
@@ -80,26 +111,39 @@ def _text(item: ItemDef, text: str, _codelist: CodeList | None) -> str:
 
 def _integer(item: ItemDef, text: str, _codelist: CodeList | None) -> str:
     if not INTEGER.fullmatch(text):
-        raise InvalidValue(f"{text!r} is not a whole number")
-    value = str(int(text))
-    check_range(item, value)
-    return value
+        raise InvalidValue(f"{text!r} is not a whole number: {_how_to_type(text, whole=True)}")
+    check_range(item, text)
+    return text
 
 
 def _float(item: ItemDef, text: str, _codelist: CodeList | None) -> str:
-    decimal_text = text.replace(",", ".")
-    if not DECIMAL.fullmatch(decimal_text):
-        raise InvalidValue(f"{text!r} is not a number")
-    try:
-        number = Decimal(decimal_text)
-    except InvalidOperation as error:
-        raise InvalidValue(f"{text!r} is not a number") from error
-    places = -int(number.as_tuple().exponent)
+    if not DECIMAL.fullmatch(text):
+        raise InvalidValue(f"{text!r} is not a plain number: {_how_to_type(text, whole=False)}")
+    places = len(text.partition(".")[2])
     if item.decimals is not None and places > item.decimals:
         raise InvalidValue(f"{text} has {places} decimal places; at most {item.decimals} allowed")
-    value = format(number.normalize(), "f") if number != 0 else "0"
-    check_range(item, value)
-    return value
+    check_range(item, text)
+    return text
+
+
+def _how_to_type(text: str, *, whole: bool) -> str:
+    """What to type instead of `text`, naming what was wrong with it when that is clear."""
+    if THOUSANDS.fullmatch(text):
+        return "leave out the thousands separators (e.g. 150000)"
+    if not whole and re.fullmatch(r"-?\d+,\d+", text):
+        return "use a point, not a comma, before the decimals (e.g. 36.6)"
+    if re.fullmatch(r"-?0\d+(\.\d+)?", text):
+        return "leave out the leading zeros"
+    if whole and re.fullmatch(r"-?\d+\.\d*", text):
+        return "give a whole number, without decimals"
+    if text[:1] == "+":
+        return "leave out the plus sign (a minus sign for a negative number)"
+    if whole:
+        return "type digits only, e.g. 42 (a minus sign for a negative number)"
+    return (
+        "type digits with a point before any decimals, e.g. 7.10 (a minus sign for a negative "
+        "number; no spaces, separators or exponents)"
+    )
 
 
 def _date(_item: ItemDef, text: str, _codelist: CodeList | None) -> str:
@@ -182,6 +226,31 @@ def _multichoice(item: ItemDef, text: str, codelist: CodeList | None) -> str:
     return ",".join(ordered)
 
 
+_DATED = (DataType.DATE, DataType.PARTIAL_DATE, DataType.DATETIME)
+
+
+def _date_flag(item: ItemDef, value: str, limits: DateLimits) -> str | None:
+    """Refuse a date before the study's earliest plausible one; refuse or flag one after
+    today as the item says. A partial date counts from its earliest possible day."""
+    first = _earliest_day(value)
+    if first < limits.earliest:
+        raise InvalidValue(
+            f"{value} is before {limits.earliest.isoformat()}, the earliest date this study accepts"
+        )
+    if limits.today is None or first <= limits.today or item.future == FutureDates.ALLOW:
+        return None
+    message = f"{value} is after today ({limits.today.isoformat()} at the site)"
+    if item.future == FutureDates.REFUSE:
+        raise InvalidValue(f"{message}: a date that has not happened yet cannot be recorded")
+    return f"{message}; please confirm"
+
+
+def _earliest_day(value: str) -> date:
+    year, _, rest = value[:10].partition("-")
+    month, _, day = rest.partition("-")
+    return date(int(year), int(month or 1), int(day or 1))
+
+
 _PARSERS = {
     DataType.TEXT: _text,
     DataType.INTEGER: _integer,
@@ -213,12 +282,13 @@ def derived_value(item: ItemDef, result: Any) -> str | None:
     """Canonical text of a derivation's result for `item`; None when it gave no usable value."""
     if result is None:
         return None
-    if item.type == DataType.INTEGER and isinstance(result, int | float):
-        return str(round(result))
-    if item.type == DataType.FLOAT and isinstance(result, int | float):
-        places = item.decimals if item.decimals is not None else 4
-        number = Decimal(str(round(float(result), places)))
-        return format(number.normalize(), "f") if number != 0 else "0"
+    if isinstance(result, int | float) and not isinstance(result, bool):
+        if not isfinite(result) or item.type not in (DataType.INTEGER, DataType.FLOAT):
+            return None
+        places = 0 if item.type == DataType.INTEGER else DERIVED_DECIMALS
+        if item.decimals is not None:
+            places = item.decimals
+        return plain_text(round_half_up(result, places))
     if item.type == DataType.BOOLEAN and isinstance(result, bool):
         return "true" if result else "false"
     if item.type == DataType.MULTICHOICE and isinstance(result, list):

@@ -165,7 +165,7 @@ AUDIT_COLUMNS: tuple[Mapped[Any] | ColumnElement[Any], ...] = (
     col(AuditRecord.action),
     col(AuditRecord.old_value),
     col(AuditRecord.new_value),
-    col(AuditRecord.details),
+    col(AuditRecord.context),
 )
 """The audit columns exports read, as plain rows (no ORM object per record)."""
 PATH_COLUMNS = AUDIT_COLUMNS[6:13]
@@ -195,7 +195,8 @@ class AuditRow(NamedTuple):
     action: str = ""
     old_value: str | None = None
     new_value: str | None = None
-    details: str | None = None
+    context: dict[str, Any] | None = None
+    """The typed context of the action (`app.audit`), as stored."""
 
     # The parts of the path a change at that level (or below) always has.
     @property

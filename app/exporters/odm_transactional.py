@@ -21,7 +21,6 @@ changes, so memory stays bounded whatever the length of a subject's history.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from sqlalchemy import Select, bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
+from app.audit import ITEM_ACTIONS, AuditAction, StatusContext
 from app.exporters.odm_common import (
     AUDIT_COLUMNS,
     ODM_NSMAP,
@@ -57,24 +57,19 @@ from app.exporters.scope import (
 from app.models import AuditRecord, FormStatus, Subject
 from app.study.loader import Study
 
-ITEM_ACTIONS = ("Insert", "Update", "Remove")
-"""Audit actions of item values (app.crf.service), which are also their TransactionTypes."""
-SUBJECT_CREATE = "subject_create"
-SUBJECT_STATUS = "subject_status"
-VISIT_DATE = "visit_date"
-FORM_STATUS = "form_status"
-HISTORY_ACTIONS = (*ITEM_ACTIONS, SUBJECT_CREATE, SUBJECT_STATUS, VISIT_DATE, FORM_STATUS)
+HISTORY_ACTIONS = (
+    *ITEM_ACTIONS,
+    AuditAction.SUBJECT_CREATE,
+    AuditAction.SUBJECT_STATUS,
+    AuditAction.VISIT_DATE,
+    AuditAction.FORM_STATUS,
+)
+"""The audit actions a transactional export replays; item actions are TransactionTypes."""
 
 CHANGES_PER_ELEMENT = 500
 """Item changes in one SubjectData element before it is written out and another begins."""
 BATCH_ROWS = 1000
 """Audit records fetched from the database at a time."""
-
-_STATUS_DETAILS = re.compile(
-    r"effective (?P<effective>\d{4}-\d{2}-\d{2})"
-    r"(?:; dose level (?P<dose_level>[^,;]+), phase (?P<phase>[^,;]+))?"
-)
-"""The details app.crf.status records with a subject status change."""
 
 
 def write_odm_transactional(
@@ -157,9 +152,9 @@ class _SubjectHistory:
         self.changes += 1
         if row.action in ITEM_ACTIONS:
             self._item(row)
-        elif row.action == FORM_STATUS:
+        elif row.action == AuditAction.FORM_STATUS:
             self._form_status(row)
-        elif row.action == VISIT_DATE:
+        elif row.action == AuditAction.VISIT_DATE:
             self._visit_date(row)
         else:
             self._subject(row)
@@ -182,18 +177,16 @@ class _SubjectHistory:
 
     def _subject(self, row: AuditRow) -> None:
         self.flush()
-        created = row.action == SUBJECT_CREATE
+        created = row.action == AuditAction.SUBJECT_CREATE
         element = self._subject_data("Insert" if created else "Update")
         element.append(self.audits.element(row))
         if created:
             etree.SubElement(element, q("SiteRef"), LocationOID=self.sites[self.subject.site_id])
             subject_status_annotation(element, self.initial_status, None)
         else:
-            details = _STATUS_DETAILS.match(row.details or "")
-            effective = details["effective"] if details else None
-            subject_status_annotation(element, row.value, effective)
-            if details:
-                dose_annotation(element, details["dose_level"], details["phase"])
+            context = StatusContext.model_validate(row.context or {"effective": None})
+            subject_status_annotation(element, row.value, context.effective)
+            dose_annotation(element, context.dose_level, context.phase)
         self.xf.write(element)
 
     def _open_event(self, row: AuditRow) -> etree._Element:

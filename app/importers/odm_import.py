@@ -17,11 +17,12 @@ What an import does, and the decisions behind it:
 - Subjects are added, never updated: a SubjectKey already in the database (or twice in the
   file) is a problem. Updating a casebook from a file would need a reason for every changed
   value of a complete form and a Transactional file to say what was removed; an import does
-  not guess them. The file's SubjectKey is kept (`service.add_subject_with_key`).
+  not guess them. The file's SubjectKey is kept (`NewSubject` with a key).
 - Sites are not created: SiteRef names a Location whose OID must be a site the administrator
   set up (sites carry the numbers screening numbers are made from). An unknown site is a
   problem of that subject.
-- Values are stored by `service.write_form`, the code path of the pages: the same parsing,
+- Every change goes through `app.crf.write.apply`, the write path of the pages, authorised by
+  the import permission at the subject's site: the same parsing,
   hard ranges, code lists, partial-date rules, show-if conditions and derivations, and an
   audit record per value with the source `import:<file name>` and the importing user.
   Soft-range flags are warnings (the source system had them confirmed). A value for a question
@@ -33,18 +34,19 @@ What an import does, and the decisions behind it:
   (needs every required answer, as on the page), `in_progress`, or `not_done` (the reason is the
   Annotation's Comment); a form without the flag is in progress.
 - Visit dates come from the StudyEventData's flag `occurred` in CL.VISITSTATUS (the date is
-  the Comment) and are stored by `service.write_visit_date`, audited; a future date is refused.
+  the Comment), audited; a future date is refused.
 - Subject status (its effective date is the Comment), dose level and phase come from
   SubjectData's Annotation Flags (CL.SUBJECTSTATUS, CL.DOSELEVEL, CL.PHASE) and are set
-  directly with one audit record naming the import, not through the subject path's
-  transitions: the source system was the system of record when the subject moved, and the
-  transitions check today's date and the order of steps, which an imported history has
-  already been through.
+  directly (`ImportedStatus`) with one audit record naming the import, not through the
+  subject path's transitions: the source system was the system of record when the subject
+  moved, and the transitions check today's date and the order of steps, which an imported
+  history has already been through.
 - The file's AuditRecords are not replayed: TrialDesk's trail records the import itself; the
   history before it stays with the source system and in the file.
-- All or nothing: one transaction, rolled back when anything is wrong. Each subject is written
-  in a savepoint, so with `valid_subjects_only` a subject with problems is left out (and
-  reported) while the others are stored; problems of the file itself still refuse it all.
+- All or nothing: one transaction, which the caller commits when the report says the file was
+  accepted and rolls back otherwise. Each subject is written in a savepoint, so with
+  `valid_subjects_only` a subject with problems is left out (and reported) while the others
+  are stored; problems of the file itself still refuse it all.
 """
 
 from __future__ import annotations
@@ -55,12 +57,24 @@ from datetime import date
 from pathlib import Path
 
 from lxml import etree
-from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from app import audit
 from app.access import Access, Permission
-from app.crf import service
+from app.crf import write
+from app.crf.changes import (
+    Change,
+    FormEdit,
+    FormNotDone,
+    FormRef,
+    FormValues,
+    ImportedStatus,
+    NewSubject,
+    NotFound,
+    Refused,
+    SubjectKeyTaken,
+    VisitDate,
+)
 from app.crf.engine import FieldKey, FormEvaluation
 from app.exporters.odm_common import ODM_NS, q
 from app.exporters.odm_metadata import (
@@ -72,7 +86,7 @@ from app.exporters.odm_metadata import (
     VISIT_STATUS_CODELIST,
     metadata_version_oid,
 )
-from app.models import FormStatus, Site, Subject, utcnow
+from app.models import FormStatus, Site, Subject, pk, utcnow
 from app.schemas import SchemaInvalid, odm_schema, safe_parser, validate_streaming
 from app.study.loader import LOG_EVENT_OID, Study
 from app.study.model import FormDef, ItemDef, ItemGroupDef
@@ -150,13 +164,15 @@ def import_odm(
     actor: audit.Actor,
     valid_subjects_only: bool = False,
 ) -> ImportReport:
-    """Load the ClinicalData of an ODM 1.3.2 file into `study` (see the module docstring).
+    """Load the ClinicalData of an ODM 1.3.2 file into `study` (see the module docstring), in
+    the session's transaction.
 
-    Commits when the file is accepted (with `valid_subjects_only`, when at least one subject is
-    stored and the file itself has no problem); otherwise rolls back and stores nothing. Every
-    change is audited as `actor.user` with the source `import:<file name>`. The caller checks
-    that the user may import (Permission.IMPORT); subjects go only to sites where `access`
-    holds it (another site is reported like a site that does not exist).
+    `report.stored` says whether the file is accepted (with `valid_subjects_only`, when at
+    least one subject is stored and the file itself has no problem): the caller then commits,
+    and otherwise rolls back, storing nothing. Every change is audited as `actor.user` with
+    the source `import:<file name>`. The caller checks that the user may import
+    (Permission.IMPORT); subjects go only to sites where `access` holds it (another site is
+    reported like a site that does not exist).
     """
     report = ImportReport(path.name)
     try:
@@ -165,25 +181,18 @@ def import_odm(
         report.problems += _schema_problems(path, error)
         return report
     source = f"import:{path.name}"[:MAX_SOURCE_LENGTH]
-    reader = _Reader(session, study, access, replace(actor, source=source), report)
-    try:
-        reader.read(path)
-    except BaseException:
-        session.rollback()
-        raise
+    author = write.Author(access, replace(actor, source=source), importing=True)
+    reader = _Reader(session, study, author, report)
+    reader.read(path)
     file_problems = any(problem.subject_key is None for problem in report.problems)
-    accepted = not file_problems and (
+    if not file_problems and (
         not report.problems or (valid_subjects_only and reader.stored.subjects > 0)
-    )
-    if accepted:
-        session.commit()
+    ):
         report.stored = True
         report.subjects = reader.stored.subjects
         report.forms = reader.stored.forms
         report.items = reader.stored.items
         report.skipped_subjects = reader.skipped
-    else:
-        session.rollback()
     return report
 
 
@@ -234,19 +243,14 @@ class _Reader:
     """Reads an ODM file one SubjectData at a time and writes each subject in a savepoint."""
 
     def __init__(
-        self,
-        session: Session,
-        study: Study,
-        access: Access,
-        actor: audit.Actor,
-        report: ImportReport,
+        self, session: Session, study: Study, author: write.Author, report: ImportReport
     ) -> None:
         self.session = session
         self.study = study
-        self.actor = actor
+        self.author = author
         self.report = report
         self.now = utcnow()
-        allowed = access.site_ids(Permission.IMPORT)
+        allowed = author.access.site_ids(Permission.IMPORT)
         self.sites = {
             site.oid: site
             for site in session.exec(select(Site))
@@ -259,6 +263,9 @@ class _Reader:
         """Whether the ClinicalData being read is this study's."""
         self.subject_key: str | None = None
         self.warnings_before = 0
+
+    def _apply(self, change: Change) -> write.Outcome:
+        return write.apply(self.session, self.study, change, by=self.author, now=self.now)
 
     def problem(self, line: int | None, path: str, message: str) -> None:
         self.report.problems.append(ImportProblem(line, path, message, self.subject_key))
@@ -338,17 +345,15 @@ class _Reader:
         savepoint = self.session.begin_nested()
         counts = _Counts(subjects=1)
         try:
-            subject = service.add_subject_with_key(
-                self.session, self.study, site=site, subject_key=key, actor=self.actor
-            )
-        except service.SubjectKeyTaken:
+            subject = self._apply(NewSubject(pk(site), key)).subject
+        except SubjectKeyTaken:
             savepoint.rollback()
             self.problem(
                 _line(element), key, "a subject with this SubjectKey is already in TrialDesk"
             )
             self._skip(key)
             return
-        seen: set[service.FormRef] = set()
+        seen: set[FormRef] = set()
         for event_el in element.iterchildren(q("StudyEventData")):
             self._event(subject, event_el, key, seen, counts)
         self._subject_status(element, subject, key)
@@ -403,22 +408,14 @@ class _Reader:
         effective = self._date(status_flag, key) if status_flag else None
         if not values:
             return
-        old_status = subject.status
-        status = values.get(SUBJECT_STATUS_CODELIST, old_status)
-        dose_level = values.get(DOSE_LEVEL_CODELIST)
-        phase = values.get(PHASE_CODELIST)
-        self.session.execute(
-            update(Subject)
-            .where(col(Subject.id) == subject.id)
-            .values(status=status, status_date=effective, dose_level=dose_level, phase=phase)
-        )
-        details = f"effective {effective.isoformat() if effective else '-'}; "
-        details += f"dose level {dose_level or '-'}, phase {phase or '-'}"
-        audit.record(
-            self.session, actor=self.actor, action="subject_status",
-            path=audit.DataPath(subject), old_value=old_status, new_value=status,
-            reason="status in the source system (imported)", details=details, at=self.now,
+        change = ImportedStatus(
+            pk(subject), values.get(SUBJECT_STATUS_CODELIST, subject.status), effective,
+            values.get(DOSE_LEVEL_CODELIST), values.get(PHASE_CODELIST),
         )  # fmt: skip
+        try:
+            self._apply(change)
+        except Refused as refusal:
+            self.problem(status_flag.line if status_flag else None, key, str(refusal))
 
     def _date(self, flag: _Flag, path: str) -> date | None:
         """The date in a flag's Comment (a status's effective date, a visit's date)."""
@@ -437,7 +434,7 @@ class _Reader:
         subject: Subject,
         element: etree._Element,
         key: str,
-        seen: set[service.FormRef],
+        seen: set[FormRef],
         counts: _Counts,
     ) -> None:
         oid = element.get("StudyEventOID", "")
@@ -455,12 +452,8 @@ class _Reader:
             visit_date = self._date(occurred, path)
             if visit_date is not None:
                 try:
-                    service.write_visit_date(
-                        self.session, self.study, subject=subject, event_oid=oid,
-                        event_repeat=repeat, visit_date=visit_date, reason=None,
-                        actor=self.actor, now=self.now,
-                    )  # fmt: skip
-                except (service.FormRefused, service.NotFound) as refusal:
+                    self._apply(VisitDate(pk(subject), oid, repeat, visit_date))
+                except (Refused, NotFound) as refusal:
                     self.problem(occurred.line, path, f"visit date: {refusal}")
         for form_el in element.iterchildren(q("FormData")):
             self._form(subject, oid, repeat, form_el, path, seen, counts)
@@ -486,7 +479,7 @@ class _Reader:
         event_repeat: int,
         element: etree._Element,
         event_path: str,
-        seen: set[service.FormRef],
+        seen: set[FormRef],
         counts: _Counts,
     ) -> None:
         oid = element.get("FormOID", "")
@@ -502,7 +495,7 @@ class _Reader:
         repeat = self._repeat(element, path, repeat_text, repeating)
         if repeat is None:
             return
-        ref = service.FormRef(event_oid, event_repeat, oid, repeat)
+        ref = FormRef(event_oid, event_repeat, oid, repeat)
         if ref in seen:
             self.problem(line, path, "this FormData appears twice for the subject")
             return
@@ -513,11 +506,12 @@ class _Reader:
         if status == FormStatus.NOT_DONE:
             self._not_done(subject, ref, values, reason, line, path)
             return
-        edit = service.FormEdit(values.rows, base_version=0, complete=status == FormStatus.COMPLETE)
-        outcome = service.write_form(
-            self.session, self.study, subject=subject, ref=ref, edit=edit, actor=self.actor,
-            now=self.now,
-        )  # fmt: skip
+        edit = FormEdit(values.rows, base_version=0, complete=status == FormStatus.COMPLETE)
+        try:
+            outcome = self._apply(FormValues(pk(subject), ref, edit))
+        except (Refused, NotFound) as refusal:
+            self.problem(line, path, str(refusal))
+            return
         self._check(form, outcome.evaluation, values, line, path)
         if outcome.saved:
             counts.forms += 1
@@ -537,7 +531,7 @@ class _Reader:
     def _not_done(
         self,
         subject: Subject,
-        ref: service.FormRef,
+        ref: FormRef,
         values: _FormValues,
         reason: str | None,
         line: int | None,
@@ -552,11 +546,8 @@ class _Reader:
             self.problem(line, path, "a form that was not done cannot hold values")
             return
         try:
-            service.write_not_done(
-                self.session, self.study, subject=subject, ref=ref, base_version=0,
-                reason=reason, actor=self.actor, now=self.now,
-            )  # fmt: skip
-        except service.FormRefused as refusal:
+            self._apply(FormNotDone(pk(subject), ref, 0, reason))
+        except (Refused, NotFound) as refusal:
             self.problem(line, path, f"not done: {refusal}")
 
     # -- items --------------------------------------------------------------------------------

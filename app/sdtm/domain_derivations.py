@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from app.numbers import plain_text, round_half_up
 from app.sdtm.derive import (
     RecordContext,
     RowValues,
@@ -297,10 +298,9 @@ def _lab_test(
 
 
 def _format_number(value: float) -> str:
-    """A converted result as plain decimal text, rounded to 6 decimals (1.2 mg/dL x 88.4 is
-    "106.08", not the float's 106.08000000000001)."""
-    text = f"{value:.6f}".rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
+    """A converted result as plain decimal text, rounded half up to 6 decimals (1.2 mg/dL x
+    88.4 is "106.08", not the float's 106.08000000000001)."""
+    return plain_text(round_half_up(value, 6))
 
 
 def _to_number(text: str | None) -> float | None:

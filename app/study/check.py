@@ -111,6 +111,8 @@ class _Checker:
         periods = {period.oid for period in schedule.periods}
         for i, anchor in enumerate(schedule.anchors):
             self._check_anchor_source(("anchors", i, "source"), anchor.source)
+        if schedule.study_day_anchor is not None and schedule.study_day_anchor not in anchors:
+            self.add(source, ("study_day_anchor",), f"unknown anchor {schedule.study_day_anchor}")
         visitnums: dict[float, str] = {}
         for i, visit in enumerate(schedule.visits):
             loc: Loc = ("visits", i)

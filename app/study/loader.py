@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from app.study.dependencies import DependencyIndex, build_dependencies
 from app.study.model import (
     CodeList,
     CodeListFile,
@@ -58,8 +60,17 @@ class Study:
     def form(self, oid: str) -> FormDef:
         return self.forms[oid]
 
+    @cached_property
+    def dependencies(self) -> DependencyIndex:
+        """Which expressions read which items of other forms (built once, at load)."""
+        return build_dependencies(self)
+
     def form_by_name(self, name: str) -> FormDef | None:
-        return next((form for form in self.forms.values() if form.name == name), None)
+        return self._forms_by_name.get(name)
+
+    @cached_property
+    def _forms_by_name(self) -> dict[str, FormDef]:
+        return {form.name: form for form in self.forms.values()}
 
     def visit(self, oid: str) -> Visit | None:
         return next((visit for visit in self.schedule.visits if visit.oid == oid), None)
@@ -97,6 +108,7 @@ def load_study(directory: Path) -> Study:
     if problems:
         raise StudyDefinitionError(problems)
     assert study is not None
+    study.dependencies  # noqa: B018 - built now, not on the first save
     return study
 
 

@@ -7,6 +7,7 @@ The YAML format is documented in `forms/README.md`.
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal
@@ -36,6 +37,14 @@ class DataType(StrEnum):
     BOOLEAN = "boolean"
     CHOICE = "choice"
     MULTICHOICE = "multichoice"
+
+
+class FutureDates(StrEnum):
+    """What a date (or datetime) item does with a date after today at the site."""
+
+    REFUSE = "refuse"
+    FLAG = "flag"
+    ALLOW = "allow"
 
 
 class Range(Definition):
@@ -78,6 +87,11 @@ class ItemDef(Definition):
     show_if: str | None = None
     derivation: str | None = None
     help: str | None = None
+    future: FutureDates = Field(
+        default=FutureDates.REFUSE,
+        description="a date after today: refuse (the default: it has not happened), flag "
+        "for review, or allow (a planned date)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ItemDef:
@@ -93,6 +107,9 @@ class ItemDef(Definition):
             )
         if self.derivation is not None and self.required:
             raise ValueError(f"item {self.name} is derived, so it cannot also be required")
+        dated = self.type in (DataType.DATE, DataType.PARTIAL_DATE, DataType.DATETIME)
+        if "future" in self.model_fields_set and not dated:
+            raise ValueError(f"item {self.name} sets future but its type {self.type} is no date")
         return self
 
     @property
@@ -187,6 +204,9 @@ class StudyInfo(Definition):
     sponsor: str
     registry_id: str | None = None
     ct_version: str = Field(description="CDISC controlled terminology package the study pins")
+    earliest_date: date = Field(
+        default=date(1900, 1, 1), description="dates before it are refused as implausible"
+    )
     dose_levels: tuple[DoseLevel, ...] = Field(min_length=1)
     phases: tuple[Phase, ...] = Field(min_length=1)
 
@@ -265,6 +285,9 @@ class Schedule(Definition):
     """Periods, anchors, visits and log forms (`schedule.yaml`)."""
 
     anchors: tuple[Anchor, ...]
+    study_day_anchor: str | None = Field(
+        default=None, description="the anchor whose date is study day 0 on the casebook"
+    )
     periods: tuple[Period, ...] = Field(min_length=1)
     visits: tuple[Visit, ...] = Field(min_length=1)
     log_forms: tuple[LogForm, ...] = ()
@@ -276,6 +299,14 @@ class SubjectStatusDef(Definition):
     final: bool = Field(default=False, description="no transition leaves it")
 
 
+class Undone(StrEnum):
+    """What a later change that breaks a requirement of a status the subject has reached
+    does: it is refused, or saved and flagged for the investigator (a status alert)."""
+
+    REFUSE = "refuse"
+    FLAG = "flag"
+
+
 class Requirement(Definition):
     """What must hold before a transition: a complete form, or a CEL condition over
     FORM.ITEM values and `subject.dose_level` / `subject.phase`."""
@@ -283,6 +314,10 @@ class Requirement(Definition):
     form: str | None = None
     condition: str | None = None
     message: str = Field(description="shown to the user while the requirement is not met")
+    when_undone: Undone = Field(
+        default=Undone.FLAG,
+        description="a later change that breaks it, once the subject has made the transition",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Requirement:

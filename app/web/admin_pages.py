@@ -10,7 +10,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app import admin, audit, auth
 from app.access import Access, Permission
-from app.models import Role
+from app.db import unit_of_work
+from app.models import Role, pk
+from app.site_time import time_zone_names
 from app.web.deps import SessionDep, requires
 from app.web.pages import render
 
@@ -24,7 +26,8 @@ def _page(
 ) -> Response:
     context = {
         "access": access, "sites": admin.list_sites(session), "users": admin.list_users(session),
-        "roles": list(Role), "error": None, "created": None, **extra,
+        "roles": list(Role), "time_zones": time_zone_names(), "error": None, "created": None,
+        **extra,
     }  # fmt: skip
     return render(request, "admin.html", context, status)
 
@@ -41,9 +44,11 @@ def site_create(
     access: AdminDep,
     number: Annotated[str, Form(max_length=4)] = "",
     name: Annotated[str, Form(max_length=200)] = "",
+    time_zone: Annotated[str, Form(max_length=64)] = "UTC",
 ) -> Response:
     try:
-        admin.create_site(session, access=access, number=number, name=name)
+        with unit_of_work(session):
+            admin.create_site(session, access=access, number=number, name=name, time_zone=time_zone)
     except admin.AdminRefused as refusal:
         return _page(request, session, access, 422, error=f"Site not created: {refusal}")
     return RedirectResponse("/admin", status_code=303)
@@ -63,14 +68,13 @@ def user_create(
     try:
         if not username or not full_name.strip():
             raise ValueError("give a username and a full name")
-        user = auth.create_user(
-            session, username=username, full_name=full_name.strip(), password=password,
-            roles=[], actor=audit.Actor(access.user),
-        )  # fmt: skip
-        assert user.id is not None
-        admin.grant_role(session, access=access, user_id=user.id, role=role, site_id=site_id)
+        with unit_of_work(session):  # the account and its role, or neither
+            user = auth.create_user(
+                session, username=username, full_name=full_name.strip(), password=password,
+                roles=[], actor=audit.Actor(access.user),
+            )  # fmt: skip
+            admin.grant_role(session, access=access, user_id=pk(user), role=role, site_id=site_id)
     except (ValueError, auth.WeakPassword) as refusal:
-        session.rollback()
         return _page(request, session, access, 422, error=f"Account not created: {refusal}")
     return _page(request, session, access, created=username)
 
@@ -85,7 +89,8 @@ def role_grant(
     site_id: Annotated[int | None, Form(ge=1, le=2**31)] = None,
 ) -> Response:
     try:
-        admin.grant_role(session, access=access, user_id=user_id, role=role, site_id=site_id)
+        with unit_of_work(session):
+            admin.grant_role(session, access=access, user_id=user_id, role=role, site_id=site_id)
     except admin.AdminRefused as refusal:
         return _page(request, session, access, 422, error=f"Role not granted: {refusal}")
     return RedirectResponse("/admin", status_code=303)
@@ -96,7 +101,8 @@ def role_revoke(
     request: Request, session: SessionDep, access: AdminDep, assignment_id: Id
 ) -> Response:
     try:
-        admin.revoke_role(session, access=access, assignment_id=assignment_id)
+        with unit_of_work(session):
+            admin.revoke_role(session, access=access, assignment_id=assignment_id)
     except admin.AdminRefused as refusal:
         return _page(request, session, access, 422, error=f"Role not removed: {refusal}")
     return RedirectResponse("/admin", status_code=303)
@@ -111,7 +117,8 @@ def user_active(
     active: Annotated[bool, Form()] = False,
 ) -> Response:
     try:
-        admin.set_active(session, access=access, user_id=user_id, active=active)
+        with unit_of_work(session):
+            admin.set_active(session, access=access, user_id=user_id, active=active)
     except admin.AdminRefused as refusal:
         return _page(request, session, access, 422, error=str(refusal))
     return RedirectResponse("/admin", status_code=303)

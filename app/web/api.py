@@ -20,12 +20,26 @@ from sqlmodel import Session
 
 from app import audit
 from app.access import Access, Permission
-from app.crf import service
-from app.crf import status as subject_status
+from app.crf import form_changes, reads, write
 from app.crf.casebook import build_casebook
+from app.crf.changes import (
+    MAX_REASON_LENGTH,
+    Change,
+    FormEdit,
+    FormRef,
+    FormValues,
+    NewSubject,
+    NotFound,
+    Refused,
+    SaveConflict,
+    SubjectStatus,
+    VisitDate,
+)
 from app.crf.engine import FieldKey, FormEvaluation, RawRows, Rows
+from app.db import unit_of_work
 from app.models import Site, Subject, utcnow
 from app.study.loader import Study, find_item
+from app.study.model import FormDef
 from app.web.deps import SessionDep, StudyDep, requires
 from app.web.formview import FIELD_NAME, field_name
 
@@ -85,13 +99,15 @@ class VisitOut(BaseModel):
     latest: date | None
     visit_date: date | None
     state: str = Field(description="upcoming, due, overdue, done, out_of_window, or empty")
-    study_day: int | None = Field(description="days from the infusion day (D0 = 0)")
+    study_day: int | None = Field(
+        description="days from the study's study-day anchor (ZM001: the infusion day, D0 = 0)"
+    )
     forms: list[FormStatusOut]
 
 
-class VisitDate(Strict):
+class VisitDateIn(Strict):
     visit_date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
 
 
 class CasebookOut(SubjectOut):
@@ -116,15 +132,23 @@ class FormOut(BaseModel):
 
 class FieldReason(Strict):
     field: str = Field(pattern=FIELD_NAME.pattern, max_length=120)
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=MAX_REASON_LENGTH)
 
 
 class FormSave(Strict):
     version: int = Field(ge=0, le=2**31, description="the version the values were based on")
-    values: Values
+    values: Values = Field(
+        description="rows to save: each row given replaces the stored row (items left out of "
+        "it are cleared); rows not given keep their values"
+    )
     complete: bool = False
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
     reasons: list[FieldReason] = Field(default=[], max_length=2000)
+    remove_rows: list[str] = Field(
+        default=[],
+        max_length=2000,
+        description="rows of repeating groups to delete, as `<item group OID>:<repeat>`",
+    )
 
 
 class SaveOut(BaseModel):
@@ -187,7 +211,7 @@ def list_subjects(session: SessionDep, access: ViewerDep) -> list[dict[str, Any]
     """Subjects at the caller's sites (all sites for study-wide roles)."""
     return [
         {**subject.model_dump(), "site_oid": site.oid}
-        for subject, site in service.list_subjects(session, access)
+        for subject, site in reads.list_subjects(session, access)
     ]
 
 
@@ -199,10 +223,8 @@ def create_subject(
     body: SubjectCreate,
 ) -> dict[str, Any]:
     """Register a subject at a site; the screening number is assigned by the system."""
-    subject = service.register_subject(
-        session, study, access=access, site_id=body.site_id, actor=audit.Actor(access.user, "api")
-    )
-    return _subject_out(session, subject)
+    outcome = _apply(session, study, access, NewSubject(body.site_id))
+    return _subject_out(session, outcome.subject)
 
 
 @router.get("/subjects/{subject_id}", response_model=CasebookOut)
@@ -210,8 +232,8 @@ def read_subject(
     session: SessionDep, study: StudyDep, access: ViewerDep, subject_id: SubjectId
 ) -> dict[str, Any]:
     """A subject with its casebook: visits and the status of each form."""
-    subject = service.get_subject(session, access, subject_id)
-    casebook = build_casebook(session, study, subject, utcnow().date())
+    subject = reads.get_subject(session, access, subject_id)
+    casebook = build_casebook(session, study, subject, reads.site_today(session, subject, utcnow()))
     visits = [
         {**visit.__dict__, "forms": [form.__dict__ for form in visit.forms]}
         for visit in casebook.visits
@@ -222,7 +244,7 @@ def read_subject(
 class StatusChange(Strict):
     to: str = Field(max_length=30, description="a status code of the study's subject path")
     effective: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="ISO date of the change")
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
     dose_level: str | None = Field(default=None, max_length=10)
     phase: str | None = Field(default=None, max_length=20)
 
@@ -237,24 +259,11 @@ def change_status(
 ) -> dict[str, Any]:
     """Move a subject along the study's path (enrolment assigns dose level and phase); refused
     with every unmet requirement named when the casebook does not support the change."""
-    subject = service.get_subject(session, access, subject_id)
-    try:
-        effective = date.fromisoformat(body.effective)
-    except ValueError as error:
-        raise ApiError(
-            422,
-            "The request is not valid.",
-            [FieldMessage(field="body.effective", message=str(error))],
-        ) from error
-    try:
-        subject_status.change_status(
-            session, study, access=access, subject=subject, to=body.to, effective=effective,
-            reason=body.reason, dose_level=body.dose_level, phase=body.phase,
-            actor=audit.Actor(access.user, "api"), now=utcnow(),
-        )  # fmt: skip
-    except subject_status.StatusRefused as refusal:
-        raise ApiError(422, str(refusal)) from refusal
-    return _subject_out(session, subject)
+    change = SubjectStatus(
+        subject_id, body.to, _iso_date(body.effective, "body.effective"), body.reason,
+        body.dose_level, body.phase,
+    )  # fmt: skip
+    return _subject_out(session, _apply(session, study, access, change).subject)
 
 
 @router.put(
@@ -269,38 +278,48 @@ def date_visit(
     subject_id: SubjectId,
     event_oid: str,
     event_repeat: Repeat,
-    body: VisitDate,
+    body: VisitDateIn,
 ) -> dict[str, Any]:
     """Record or correct a visit's date (a correction needs a reason); dating the next repeat
     of an unscheduled or long-term follow-up visit adds it."""
-    subject = service.get_subject(session, access, subject_id)
-    try:
-        visit_date = date.fromisoformat(body.visit_date)
-        service.set_visit_date(
-            session, study, access=access, subject=subject, event_oid=event_oid,
-            event_repeat=event_repeat, visit_date=visit_date, reason=body.reason,
-            actor=audit.Actor(access.user, "api"), now=utcnow(),
-        )  # fmt: skip
-    except ValueError as error:
-        raise ApiError(
-            422,
-            "The request is not valid.",
-            [FieldMessage(field="body.visit_date", message=str(error))],
-        ) from error
-    except service.FormRefused as refusal:
-        raise ApiError(422, str(refusal)) from refusal
-    casebook = build_casebook(session, study, subject, utcnow().date())
+    visit_date = _iso_date(body.visit_date, "body.visit_date")
+    change = VisitDate(subject_id, event_oid, event_repeat, visit_date, body.reason)
+    subject = _apply(session, study, access, change).subject
+    casebook = build_casebook(session, study, subject, reads.site_today(session, subject, utcnow()))
     visit = next(v for v in casebook.visits if (v.event_oid, v.repeat) == (event_oid, event_repeat))
     return {**visit.__dict__, "forms": [form.__dict__ for form in visit.forms]}
 
 
+def _iso_date(text: str, field: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise ApiError(
+            422, "The request is not valid.", [FieldMessage(field=field, message=str(error))]
+        ) from error
+
+
+def _apply(session: Session, study: Study, access: Access, change: Change) -> write.Outcome:
+    """Make a change through the write path as one unit of work; a refusal is a 422."""
+    author = write.Author(access, audit.Actor(access.user, "api"))
+    try:
+        with unit_of_work(session):
+            return write.apply(session, study, change, by=author, now=utcnow())
+    except SaveConflict as conflict:
+        changes = [FieldMessage(field=label, message=f"saved: {saved!r}, yours: {yours!r}")
+                   for label, saved, yours in conflict.changes]  # fmt: skip
+        raise ApiError(409, str(conflict), changes) from conflict
+    except Refused as refusal:
+        raise ApiError(422, str(refusal)) from refusal
+
+
 async def form_ref(
     event_oid: str, event_repeat: Repeat, form_oid: str, form_repeat: Repeat
-) -> service.FormRef:
-    return service.FormRef(event_oid, event_repeat, form_oid, form_repeat)
+) -> FormRef:
+    return FormRef(event_oid, event_repeat, form_oid, form_repeat)
 
 
-FormRefDep = Annotated[service.FormRef, Depends(form_ref)]
+FormRefDep = Annotated[FormRef, Depends(form_ref)]
 
 
 def _field_messages(messages: dict[FieldKey, str]) -> list[FieldMessage]:
@@ -325,9 +344,10 @@ def read_form(
     ref: FormRefDep,
 ) -> dict[str, Any]:
     """A form's stored values (derived ones included), status, version, flags and gaps."""
-    subject, form, stored = service.open_subject_form(session, study, access, subject_id, ref)
+    subject, form, stored = reads.open_subject_form(session, study, access, subject_id, ref)
     rows = stored.rows if stored else {}
-    evaluation = service.evaluate_for_subject(session, study, subject, form, rows)
+    unchanged = FormEdit(rows={}, base_version=stored.form_data.version if stored else 0)
+    evaluation = form_changes.preview(session, study, subject, form, stored, unchanged, utcnow())
     return {
         **ref.__dict__,
         "status": stored.form_data.status if stored else "not_started",
@@ -365,6 +385,26 @@ def _reasons_in(reasons: list[FieldReason]) -> dict[FieldKey, str]:
     return parsed
 
 
+def _removals_in(form: FormDef, names: list[str]) -> frozenset[tuple[str, int]]:
+    groups = {group.oid for group in form.item_groups if group.repeating}
+    removed = set()
+    errors = []
+    for name in names:
+        group_oid, _, repeat = name.rpartition(":")
+        if group_oid in groups and re.fullmatch(r"[1-9]\d{0,3}", repeat):
+            removed.add((group_oid, int(repeat)))
+        else:
+            errors.append(
+                FieldMessage(
+                    field=f"remove_rows.{name}",
+                    message=f"not a row of a repeating group of {form.oid} (<group OID>:<repeat>)",
+                )
+            )
+    if errors:
+        raise ApiError(422, "The request is not valid.", errors)
+    return frozenset(removed)
+
+
 def _unknown_fields(study: Study, form_oid: str, values: Values) -> list[FieldMessage]:
     form = study.form(form_oid)
     groups = {group.oid: {item.name for item in group.items} for group in form.item_groups}
@@ -391,31 +431,24 @@ def save_form(
     body: FormSave,
 ) -> dict[str, Any]:
     """Save a form: type, range and required checks, derivations, audit, reasons for change on
-    complete forms, and 409 when `version` is not the stored version. Items left out of
-    `values` are saved empty: send the whole form."""
-    subject = service.get_subject(session, access, subject_id)
-    service.check_form_scheduled(study, ref.event_oid, ref.form_oid)
+    complete forms, and 409 when `version` is not the stored version. Each row given in
+    `values` replaces the stored row; rows not given keep their values; `remove_rows` deletes
+    rows. A complete form stays complete."""
+    _, form, _ = reads.open_subject_form(session, study, access, subject_id, ref)
     unknown = _unknown_fields(study, ref.form_oid, body.values)
     if unknown:
         raise ApiError(422, "The form has no such items.", unknown)
-    edit = service.FormEdit(
+    edit = FormEdit(
         rows=_rows_in(body.values), base_version=body.version, complete=body.complete,
         reason=body.reason, reasons=_reasons_in(body.reasons),
+        removed=_removals_in(form, body.remove_rows),
     )  # fmt: skip
-    try:
-        outcome = service.save_form(
-            session, study, access=access, subject=subject, ref=ref, edit=edit,
-            actor=audit.Actor(access.user, "api"), now=utcnow(),
-        )  # fmt: skip
-    except service.SaveConflict as conflict:
-        changes = [FieldMessage(field=label, message=f"saved: {saved!r}, yours: {yours!r}")
-                   for label, saved, yours in conflict.changes]  # fmt: skip
-        raise ApiError(409, str(conflict), changes) from conflict
+    outcome = _apply(session, study, access, FormValues(subject_id, ref, edit))
     if not outcome.saved:
         raise ApiError(
             422, "Nothing was saved: some values need correcting.", _errors(outcome.evaluation)
         )
-    return {"version": outcome.version, "status": outcome.status, "changed": outcome.changed}
+    return {"version": outcome.version, "status": outcome.form.status, "changed": outcome.changed}
 
 
 def _errors(evaluation: FormEvaluation) -> list[FieldMessage]:
@@ -438,10 +471,10 @@ def read_item_audit(
     item_name: str,
 ) -> list[Any]:
     """An item's audit trail, oldest first: who, when, old value, new value, reason, source."""
-    subject, form, _stored = service.open_subject_form(session, study, access, subject_id, ref)
+    subject, form, _stored = reads.open_subject_form(session, study, access, subject_id, ref)
     found = find_item(form, item_name)
     if found is None or found[0].oid != group_oid:
-        raise service.NotFound(item_name)
+        raise NotFound(item_name)
     return list(
-        service.item_audit_trail(session, subject, ref, group_oid, group_repeat, found[1].oid)
+        reads.item_audit_trail(session, subject, ref, group_oid, group_repeat, found[1].oid)
     )

@@ -66,6 +66,8 @@ def get_access(request: Request, session: SessionDep, settings: SettingsDep) -> 
         access = None if user is None else load_access(session, user)
     else:
         access = None
+    if session.new or session.dirty:  # a refreshed idle timer, an ended session, a token's use
+        session.commit()
     if access is None:
         raise LoginRequired
     return access

@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from app import audit, export_jobs
 from app.access import Access, Permission
-from app.crf.service import NotFound
+from app.crf.changes import NotFound
 from app.export_jobs import JobView
 from app.exporters.produce import (
     SDTM_FORMATS,

@@ -16,6 +16,8 @@ CHOICE_RADIO_LIMIT = 6
 FIELD_NAME = re.compile(r"^(?P<group>[^:]+):(?P<repeat>\d{1,4}):(?P<item>[A-Z][A-Z0-9_]*|_row)$")
 """`<group OID>:<repeat>:<item name>`; `_row` marks a row that exists even with no answers."""
 REASON_PREFIX = "_reason:"
+REMOVED_FIELD = "_removed"
+"""Carries `<group OID>:<repeat>` of each row the user removed, from preview to save."""
 
 
 def field_name(group_oid: str, repeat: int, item_name: str) -> str:
@@ -51,6 +53,51 @@ def field_reasons(data: RequestForm) -> dict[FieldKey, str]:
         if name.startswith(REASON_PREFIX) and match and isinstance(value, str) and value.strip():
             reasons[(match["group"], int(match["repeat"]), match["item"])] = value.strip()
     return reasons
+
+
+def removed_rows(form: FormDef, data: RequestForm) -> frozenset[tuple[str, int]]:
+    """Rows of the form's repeating groups that the user removed before saving."""
+    groups = {group.oid for group in form.item_groups if group.repeating}
+    removed = set()
+    for value in data.getlist(REMOVED_FIELD):
+        group_oid, _, repeat = str(value).rpartition(":")
+        if group_oid in groups and repeat.isdigit() and 0 < int(repeat) < 10_000:
+            removed.add((group_oid, int(repeat)))
+    return frozenset(removed)
+
+
+@dataclass(frozen=True)
+class SummaryLine:
+    """One entry of the list of problems at the top of a refused form: the field it links to
+    (None when the field is not on the page, e.g. in a removed row), where and what."""
+
+    field_id: str | None
+    where: str
+    message: str
+
+
+def error_summary(
+    form: FormDef, evaluation: FormEvaluation, show_missing: bool
+) -> list[SummaryLine]:
+    """Every error of the evaluation (and every missing answer when `show_missing`), in the
+    order of the form."""
+    problems = dict(evaluation.errors)
+    if show_missing:
+        problems.update(dict.fromkeys(evaluation.missing - problems.keys(), "is required"))
+    lines = []
+    for group in form.item_groups:
+        shown = evaluation.values.get(group.oid, {})
+        keys = [key for key in problems if key[0] == group.oid]
+        order = {item.name: index for index, item in enumerate(group.items)}
+        for key in sorted(keys, key=lambda k: (k[1], order.get(k[2], 0))):
+            _, repeat, name = key
+            item = next((i for i in group.items if i.name == name), None)
+            label = item.label if item else name
+            where = f"{group.label}, row {repeat}: {label}" if group.repeating else label
+            on_page = repeat in shown and key not in evaluation.hidden
+            field = field_id(*key) if on_page else None
+            lines.append(SummaryLine(field, where, problems[key]))
+    return lines
 
 
 @dataclass(frozen=True)

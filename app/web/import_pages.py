@@ -62,6 +62,10 @@ def import_upload(
             session, study, path, access=access, actor=audit.Actor(access.user, "web"),
             valid_subjects_only=valid_subjects_only,
         )  # fmt: skip
+    if report.stored:
+        session.commit()
+    else:
+        session.rollback()
     return _page(request, access, report, 200 if report.stored else 422)
 
 

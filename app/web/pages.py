@@ -3,7 +3,7 @@ request, call a service, and render a template."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,11 +16,24 @@ from sqlmodel import Session, col, select
 
 from app import audit, auth
 from app.access import Access, AccessDenied, Permission
-from app.crf import service
+from app.crf import form_changes, reads, write
 from app.crf import status as subject_status
 from app.crf.casebook import build_casebook
+from app.crf.changes import (
+    FormEdit,
+    FormNotDone,
+    FormRef,
+    FormValues,
+    NewSubject,
+    NotFound,
+    Refused,
+    SaveConflict,
+    SubjectStatus,
+    VisitDate,
+)
 from app.crf.engine import FormEvaluation, RawRows
-from app.models import Site, Subject, utcnow
+from app.db import unit_of_work
+from app.models import Site, Subject, pk, utcnow
 from app.study.loader import Study, find_item
 from app.study.model import FormDef
 from app.web.deps import (
@@ -32,7 +45,7 @@ from app.web.deps import (
     get_access,
     requires,
 )
-from app.web.formview import field_reasons, form_view, submitted_rows
+from app.web.formview import error_summary, field_reasons, form_view, removed_rows, submitted_rows
 
 SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
 Repeat = Annotated[int, PathParam(ge=1, le=9999)]
@@ -57,8 +70,8 @@ def install(app: FastAPI) -> None:
             return JSONResponse({"detail": message}, status_code=401)
         return RedirectResponse("/login", status_code=303)
 
-    @app.exception_handler(service.NotFound)
-    async def _not_found(request: Request, _exc: service.NotFound) -> Response:
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, _exc: NotFound) -> Response:
         message = "There is no such page, or you do not have access to it."
         return _error(request, 404, "Not found", message)
 
@@ -115,7 +128,9 @@ def login_submit(
             session, username=username, password=password, source="web", now=utcnow()
         )
     except auth.LoginFailed as failure:
+        session.commit()  # a failed attempt is stored too: its audit record and the counter
         return render(request, "login.html", {"error": str(failure), "username": username}, 401)
+    session.commit()
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies
@@ -127,7 +142,8 @@ def login_submit(
 def logout_submit(request: Request, session: SessionDep) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        auth.logout(session, token=token, now=utcnow())
+        with unit_of_work(session):
+            auth.logout(session, token=token, now=utcnow())
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -138,7 +154,7 @@ def logout_submit(request: Request, session: SessionDep) -> Response:
 
 @router.get("/subjects")
 def subjects_page(request: Request, session: SessionDep, access: ViewerDep) -> Response:
-    subjects = service.list_subjects(session, access)
+    subjects = reads.list_subjects(session, access)
     register_sites = access.site_ids(Permission.REGISTER_SUBJECT)
     sites = []
     if access.can(Permission.REGISTER_SUBJECT):
@@ -158,17 +174,19 @@ def register_submit(
     access: Annotated[Access, requires(Permission.REGISTER_SUBJECT)],
     site_id: Annotated[int, Form(ge=1, le=2**31)],
 ) -> Response:
-    subject = service.register_subject(
-        session, study, access=access, site_id=site_id, actor=audit.Actor(access.user)
-    )
-    return RedirectResponse(f"/subjects/{subject.id}", status_code=303)
+    with unit_of_work(session):
+        outcome = write.apply(
+            session, study, NewSubject(site_id), by=write.Author(access, audit.Actor(access.user)),
+            now=utcnow(),
+        )  # fmt: skip
+    return RedirectResponse(f"/subjects/{outcome.subject.id}", status_code=303)
 
 
 @router.get("/subjects/{subject_id}")
 def casebook_page(
     request: Request, session: SessionDep, study: StudyDep, access: ViewerDep, subject_id: SubjectId
 ) -> Response:
-    subject = service.get_subject(session, access, subject_id)
+    subject = reads.get_subject(session, access, subject_id)
     return _casebook(request, session, study, access, subject)
 
 
@@ -181,18 +199,38 @@ def _casebook(
     status_error: str | None = None,
     status: int = 200,
 ) -> Response:
+    today = reads.site_today(session, subject, utcnow())
     context = {
         "subject": subject,
         "subject_status": study.subject_path.status(subject.status),
-        "casebook": build_casebook(session, study, subject, utcnow().date()),
+        "casebook": build_casebook(session, study, subject, today),
         "options": subject_status.transition_options(session, study, access, subject),
+        "alerts": subject_status.open_alerts(session, subject),
         "dose_levels": subject_status.open_dose_levels(study),
         "phases": study.info.phases,
-        "today": utcnow().date().isoformat(),
+        "today": today.isoformat(),
         "status_error": status_error,
         "access": access,
     }
     return render(request, "casebook.html", context, status)
+
+
+def _apply_from_casebook(
+    request: Request,
+    session: Session,
+    study: Study,
+    access: Access,
+    subject: Subject,
+    change: VisitDate | SubjectStatus,
+) -> Response | None:
+    """Make a change asked for on the casebook; the casebook with the reason when refused."""
+    try:
+        with unit_of_work(session):
+            author = write.Author(access, audit.Actor(access.user))
+            write.apply(session, study, change, by=author, now=utcnow())
+    except Refused as refusal:
+        return _casebook(request, session, study, access, subject, str(refusal), 422)
+    return None
 
 
 @router.post(
@@ -208,18 +246,14 @@ def visit_date_submit(
     event_oid: str,
     event_repeat: Repeat,
     visit_date: Annotated[date, Form()],
-    reason: Annotated[str, Form(max_length=500)] = "",
+    reason: Annotated[str, Form()] = "",
 ) -> Response:
     """Date a visit; dating the next repeat of a repeating visit adds it (unscheduled, LTFU)."""
-    subject = service.get_subject(session, access, subject_id)
-    try:
-        service.set_visit_date(
-            session, study, access=access, subject=subject, event_oid=event_oid,
-            event_repeat=event_repeat, visit_date=visit_date, reason=reason.strip() or None,
-            actor=audit.Actor(access.user), now=utcnow(),
-        )  # fmt: skip
-    except service.FormRefused as refusal:
-        return _casebook(request, session, study, access, subject, str(refusal), 422)
+    subject = reads.get_subject(session, access, subject_id)
+    change = VisitDate(subject_id, event_oid, event_repeat, visit_date, reason.strip() or None)
+    refused = _apply_from_casebook(request, session, study, access, subject, change)
+    if refused is not None:
+        return refused
     anchor = f"visit-{event_oid.replace('.', '_')}" + (
         f"-{event_repeat}" if event_repeat > 1 else ""
     )
@@ -235,19 +269,17 @@ def status_submit(
     subject_id: SubjectId,
     to: Annotated[str, Form(max_length=30)],
     effective: Annotated[date, Form()],
-    reason: Annotated[str, Form(max_length=500)] = "",
+    reason: Annotated[str, Form()] = "",
     dose_level: Annotated[str | None, Form(max_length=10)] = None,
     phase: Annotated[str | None, Form(max_length=20)] = None,
 ) -> Response:
-    subject = service.get_subject(session, access, subject_id)
-    try:
-        subject_status.change_status(
-            session, study, access=access, subject=subject, to=to, effective=effective,
-            reason=reason.strip() or None, dose_level=dose_level, phase=phase,
-            actor=audit.Actor(access.user), now=utcnow(),
-        )  # fmt: skip
-    except subject_status.StatusRefused as refusal:
-        return _casebook(request, session, study, access, subject, str(refusal), 422)
+    subject = reads.get_subject(session, access, subject_id)
+    change = SubjectStatus(
+        subject_id, to, effective, reason.strip() or None, dose_level or None, phase or None
+    )
+    refused = _apply_from_casebook(request, session, study, access, subject, change)
+    if refused is not None:
+        return refused
     return RedirectResponse(f"/subjects/{subject.id}", status_code=303)
 
 
@@ -256,14 +288,15 @@ def status_submit(
 
 @dataclass(frozen=True)
 class OpenForm:
-    """A subject's form at a visit, resolved for the current user (NotFound when not theirs)."""
+    """A subject's form at a visit, resolved for the current user (NotFound when not theirs,
+    or not in the casebook)."""
 
     study: Study
     access: Access
     subject: Subject
     form: FormDef
-    stored: service.StoredForm | None
-    ref: service.FormRef
+    stored: reads.StoredForm | None
+    ref: FormRef
 
 
 def open_form(
@@ -276,8 +309,8 @@ def open_form(
     form_oid: str,
     form_repeat: Repeat,
 ) -> OpenForm:
-    ref = service.FormRef(event_oid, event_repeat, form_oid, form_repeat)
-    subject, form, stored = service.open_subject_form(session, study, access, subject_id, ref)
+    ref = FormRef(event_oid, event_repeat, form_oid, form_repeat)
+    subject, form, stored = reads.open_subject_form(session, study, access, subject_id, ref)
     return OpenForm(study, access, subject, form, stored, ref)
 
 
@@ -288,7 +321,7 @@ OpenFormDep = Annotated[OpenForm, Depends(open_form)]
 class Submission:
     """What the browser posted for a form: the edit, which button, and row additions/removals."""
 
-    edit: service.FormEdit
+    edit: FormEdit
     action: str
     not_done_reason: str | None
     add_row: str | None
@@ -302,12 +335,13 @@ async def read_submission(request: Request, page: OpenFormDep) -> Submission:
     except ValueError:
         base_version = -1  # never a stored version: the save becomes a conflict
     action = str(data.get("_action") or "save")
-    edit = service.FormEdit(
+    edit = FormEdit(
         rows=submitted_rows(page.form, data),
         base_version=base_version,
         complete=action == "complete",
         reason=_text(data.get("_reason")),
         reasons=field_reasons(data),
+        removed=removed_rows(page.form, data),
     )
     return Submission(
         edit, action, _text(data.get("_not_done_reason")),
@@ -322,48 +356,62 @@ def _text(value: object) -> str | None:
 SubmissionDep = Annotated[Submission, Depends(read_submission)]
 
 
-def with_row_edits(page: OpenForm, submission: Submission) -> RawRows:
-    """The submitted rows with a row added to, or removed from, a repeating group.
+def with_row_edits(page: OpenForm, edit: FormEdit, submission: Submission) -> FormEdit:
+    """The edit with a row added to, or removed from, a repeating group (a preview).
 
-    A new row takes a repeat key never used in this form, so audit trails never mix rows.
+    A new row takes a repeat key never used in this form, so audit trails never mix rows; a
+    removed row is named in `removed`, so that the save that follows deletes it.
     """
-    rows = {group: dict(repeats) for group, repeats in submission.edit.rows.items()}
+    rows = {group: dict(repeats) for group, repeats in edit.rows.items()}
+    removed = set(edit.removed)
     if submission.remove_row:
         group_oid, _, repeat = submission.remove_row.rpartition(":")
         if repeat.isdigit():
             rows.get(group_oid, {}).pop(int(repeat), None)
+            removed.add((group_oid, int(repeat)))
     group = next(
         (g for g in page.form.item_groups if g.repeating and g.oid == submission.add_row), None
     )
     if group is not None:
         stored = page.stored.rows.get(group.oid, {}) if page.stored else {}
         used = set(rows.get(group.oid, {})) | set(stored) | {len(group.rows)}
+        used |= {repeat for oid, repeat in removed if oid == group.oid}
         rows.setdefault(group.oid, {})[max(used) + 1] = {}
-    return rows
+    return replace(edit, rows=rows, removed=frozenset(removed))
+
+
+def _shown_rows(page: OpenForm, edit: FormEdit) -> RawRows:
+    """What the page shows: the stored rows, each submitted row as typed, removed rows gone."""
+    return form_changes.merged_rows(page.stored.rows if page.stored else {}, edit)
 
 
 def render_form(
     request: Request,
     page: OpenForm,
-    values: RawRows,
+    edit: FormEdit,
     evaluation: FormEvaluation,
     *,
-    version: int | None = None,
     status: int = 200,
-    conflict: service.SaveConflict | None = None,
+    conflict: SaveConflict | None = None,
     form_errors: list[str] | None = None,
     show_missing: bool = False,
 ) -> Response:
     """The form page (or only its body, for htmx) with values as given and their evaluation."""
     stored = page.stored
     visit = page.study.visit(page.ref.event_oid)
+    saved_status = stored.form_data.status if stored else "not_started"
     context = {
         "subject": page.subject,
         "form": page.form,
         "event_name": visit.name if visit else "Logs",
-        "groups": form_view(page.study, page.form, values, evaluation, show_missing),
-        "version": version if version is not None else (stored.form_data.version if stored else 0),
-        "status": stored.form_data.status if stored else "not_started",
+        "groups": form_view(
+            page.study, page.form, _shown_rows(page, edit), evaluation, show_missing
+        ),
+        "summary": error_summary(page.form, evaluation, show_missing),
+        "removed": sorted(edit.removed),
+        "retired": stored.retired if stored else {},
+        "version": edit.base_version,
+        "status": saved_status,
         "not_done_reason": stored.form_data.not_done_reason if stored else None,
         "has_history": stored is not None,
         "saved": request.query_params.get("saved") == "1",
@@ -377,11 +425,21 @@ def render_form(
     return render(request, template, context, status)
 
 
+def _stored_edit(page: OpenForm) -> FormEdit:
+    """An edit that changes nothing: the form as stored, at its stored version."""
+    return FormEdit(rows={}, base_version=page.stored.form_data.version if page.stored else 0)
+
+
+def _preview(session: Session, page: OpenForm, edit: FormEdit) -> FormEvaluation:
+    return form_changes.preview(
+        session, page.study, page.subject, page.form, page.stored, edit, utcnow()
+    )
+
+
 @router.get(FORM_PATH)
 def form_page(request: Request, session: SessionDep, page: OpenFormDep) -> Response:
-    values = page.stored.rows if page.stored else {}
-    evaluation = service.evaluate_for_subject(session, page.study, page.subject, page.form, values)
-    return render_form(request, page, values, evaluation)
+    edit = _stored_edit(page)
+    return render_form(request, page, edit, _preview(session, page, edit))
 
 
 @router.post(FORM_PATH, dependencies=[requires(Permission.ENTER_DATA)])
@@ -389,33 +447,26 @@ def form_submit(
     request: Request, session: SessionDep, page: OpenFormDep, submission: SubmissionDep
 ) -> Response:
     edit = submission.edit
-    actor = audit.Actor(page.access.user)
-    try:
-        if submission.action == "not_done":
-            service.mark_not_done(
-                session, page.study, access=page.access, subject=page.subject, ref=page.ref,
-                base_version=edit.base_version, reason=submission.not_done_reason, actor=actor,
-                now=utcnow(),
-            )  # fmt: skip
-            return _saved(request)
-        outcome = service.save_form(
-            session, page.study, access=page.access, subject=page.subject, ref=page.ref,
-            edit=edit, actor=actor, now=utcnow(),
-        )  # fmt: skip
-    except (service.SaveConflict, service.FormRefused) as refusal:
-        evaluation = service.evaluate_for_subject(
-            session, page.study, page.subject, page.form, edit.rows
+    author = write.Author(page.access, audit.Actor(page.access.user))
+    change: FormValues | FormNotDone = FormValues(pk(page.subject), page.ref, edit)
+    if submission.action == "not_done":
+        change = FormNotDone(
+            pk(page.subject), page.ref, edit.base_version, submission.not_done_reason
         )
-        conflict = refusal if isinstance(refusal, service.SaveConflict) else None
+    try:
+        with unit_of_work(session):
+            outcome = write.apply(session, page.study, change, by=author, now=utcnow())
+    except (SaveConflict, Refused) as refusal:
+        conflict = refusal if isinstance(refusal, SaveConflict) else None
         return render_form(
-            request, page, edit.rows, evaluation, version=edit.base_version,
+            request, page, edit, _preview(session, page, edit),
             status=409 if conflict else 422, conflict=conflict,
             form_errors=None if conflict else [str(refusal)],
         )  # fmt: skip
     if not outcome.saved:
         return render_form(
-            request, page, edit.rows, outcome.evaluation,
-            version=edit.base_version, status=422, show_missing=True,
+            request, page, edit, outcome.evaluation, status=422,
+            show_missing=edit.complete or outcome.form.old_status == "complete",
         )  # fmt: skip
     return _saved(request)
 
@@ -433,9 +484,8 @@ def form_preview(
 ) -> Response:
     """Re-render the form body as typed (htmx): derived values, show-if, field errors, and
     rows added or removed."""
-    rows = with_row_edits(page, submission)
-    evaluation = service.evaluate_for_subject(session, page.study, page.subject, page.form, rows)
-    return render_form(request, page, rows, evaluation, version=submission.edit.base_version)
+    edit = with_row_edits(page, submission.edit, submission)
+    return render_form(request, page, edit, _preview(session, page, edit))
 
 
 @router.get(
@@ -453,8 +503,8 @@ def item_audit_page(
     """Every recorded change of one item: old and new value, who, when, why."""
     found = find_item(page.form, item_name)
     if found is None or found[0].oid != group_oid:
-        raise service.NotFound(item_name)
-    trail = service.item_audit_trail(
+        raise NotFound(item_name)
+    trail = reads.item_audit_trail(
         session, page.subject, page.ref, group_oid, group_repeat, found[1].oid
     )
     context = {
@@ -485,7 +535,10 @@ def token_create(
     name: Annotated[str, Form(max_length=80)] = "",
 ) -> Response:
     try:
-        token, secret = auth.create_api_token(session, user=access.user, name=name, now=utcnow())
+        with unit_of_work(session):
+            token, secret = auth.create_api_token(
+                session, user=access.user, name=name, now=utcnow()
+            )
     except ValueError as error:
         tokens = auth.list_api_tokens(session, access.user)
         context = {"tokens": tokens, "access": access, "secret": None, "error": str(error)}
@@ -500,7 +553,8 @@ def token_revoke(
     session: SessionDep, access: TokenOwnerDep, token_id: Annotated[int, PathParam(ge=1, le=2**62)]
 ) -> Response:
     try:
-        auth.revoke_api_token(session, user=access.user, token_id=token_id, now=utcnow())
+        with unit_of_work(session):
+            auth.revoke_api_token(session, user=access.user, token_id=token_id, now=utcnow())
     except LookupError as error:
-        raise service.NotFound(str(error)) from error
+        raise NotFound(str(error)) from error
     return RedirectResponse("/account/tokens", status_code=303)

@@ -1,0 +1,157 @@
+"""What a user can ask to change in a casebook, and how a change is refused.
+
+Each change is a frozen dataclass handed to `app.crf.write.apply`, the one entry point
+through which every change to clinical data passes (pages, API, import, demo, command line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+from app.crf.engine import FieldKey, RawRows
+
+MAX_REASON_LENGTH = 500
+"""Longest reason for change, not-done reason or status reason, on every channel."""
+
+
+@dataclass(frozen=True)
+class FormRef:
+    """Where a form lives in a subject's casebook (ODM StudyEvent and Form OIDs and repeats)."""
+
+    event_oid: str
+    event_repeat: int
+    form_oid: str
+    form_repeat: int
+
+
+@dataclass(frozen=True)
+class FormEdit:
+    """What a user submits for a form: values, the version they opened, their reasons.
+
+    `rows` may name only part of the form: a group row it does not name keeps its stored
+    values; rows in `removed` are deleted (their values cleared, audited)."""
+
+    rows: RawRows
+    base_version: int
+    complete: bool = False
+    reason: str | None = None
+    """Reason for every changed value that has none of its own."""
+    reasons: Mapping[FieldKey, str] = field(default_factory=dict)
+    removed: frozenset[tuple[str, int]] = frozenset()
+    """(item group OID, repeat key) of rows the user removed."""
+
+
+@dataclass(frozen=True)
+class NewSubject:
+    """Register a subject at a site: the next screening number, or `subject_key` as another
+    system gave it (an ODM import keeps the source's SubjectKey)."""
+
+    site_id: int
+    subject_key: str | None = None
+
+
+@dataclass(frozen=True)
+class FormValues:
+    """Save values of a form (in progress, or complete when `edit.complete`)."""
+
+    subject_id: int
+    ref: FormRef
+    edit: FormEdit
+
+
+@dataclass(frozen=True)
+class FormNotDone:
+    """Record that a form was not done, with the reason."""
+
+    subject_id: int
+    ref: FormRef
+    base_version: int
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class VisitDate:
+    """Record or correct the date a visit took place (dating the next repeat of a repeating
+    visit adds it)."""
+
+    subject_id: int
+    event_oid: str
+    event_repeat: int
+    visit_date: date
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SubjectStatus:
+    """Move a subject along a transition of the study's path; enrolment assigns the dose
+    level and phase."""
+
+    subject_id: int
+    to: str
+    effective: date
+    reason: str | None = None
+    dose_level: str | None = None
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class ImportedStatus:
+    """Set a subject's status, dose level and phase as another system recorded them (an ODM
+    import): the source was the system of record when the subject moved, so the path's
+    transitions, which check today's date and the order of steps, do not apply."""
+
+    subject_id: int
+    status: str
+    effective: date | None
+    dose_level: str | None
+    phase: str | None
+
+
+Change = NewSubject | FormValues | FormNotDone | VisitDate | SubjectStatus | ImportedStatus
+
+
+class NotFound(Exception):
+    """Absent, or not visible to this user: both get the same answer."""
+
+
+class Refused(Exception):
+    """A change that cannot be made as asked; the message says why, to the user."""
+
+
+class FormRefused(Refused):
+    """A form or visit action refused (no reason given, values present, a future date)."""
+
+
+class StatusRefused(Refused):
+    """A status change that cannot be made now."""
+
+
+class SubjectKeyTaken(Refused):
+    """A subject with this SubjectKey already exists in the study."""
+
+
+def check_reasons(*reasons: str | None) -> None:
+    """Refuse a reason longer than MAX_REASON_LENGTH, whichever channel it came through."""
+    for reason in reasons:
+        if reason is not None and len(reason) > MAX_REASON_LENGTH:
+            raise FormRefused(
+                f"A reason is at most {MAX_REASON_LENGTH} characters; this one has "
+                f"{len(reason)}. Shorten it and try again."
+            )
+
+
+@dataclass
+class SaveConflict(Exception):
+    """The form changed since the user opened it; `changes` lists (label, saved, submitted)."""
+
+    current_version: int
+    changes: list[tuple[str, str | None, str | None]]
+
+    def __str__(self) -> str:
+        return (
+            "Someone else saved this form after you opened it (now version "
+            f"{self.current_version}). Nothing of yours was saved; review their changes and "
+            "enter yours again."
+        )

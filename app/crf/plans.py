@@ -1,0 +1,110 @@
+"""What a change will write, worked out before anything is written.
+
+The evaluate step of `app.crf.write` turns a change into a `Plan`; `app.crf.persist` writes
+it and `app.crf.write` audits it. A plan holds every row the change touches: the form the
+user saved and the forms of the subject re-derived from it, a visit date, a status, a new
+subject, status alerts opened or closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from app.crf.changes import FormRef
+from app.crf.engine import FormEvaluation
+from app.crf.reads import StoredForm
+from app.models import StatusAlert, StudyEventData, Subject
+from app.study.model import FormDef
+
+
+@dataclass(frozen=True)
+class ItemChange:
+    """One value that changes: (group, repeat, item), before and after, and why."""
+
+    group_oid: str
+    repeat: int
+    item_oid: str
+    old: str | None
+    new: str | None
+    reason: str | None
+
+
+@dataclass
+class FormPlan:
+    """A form to create or update: its row (status, optimistic lock) and its changed values."""
+
+    ref: FormRef
+    form: FormDef
+    stored: StoredForm | None
+    base_version: int
+    old_status: str
+    status: str
+    changes: list[ItemChange]
+    not_done_reason: str | None = None
+    status_reason: str | None = None
+    """Recorded with a status change (the user's reason, or why it was not done)."""
+
+    @property
+    def status_changed(self) -> bool:
+        return self.status != self.old_status
+
+    @property
+    def new_version(self) -> int:
+        return self.base_version + 1
+
+
+@dataclass(frozen=True)
+class VisitPlan:
+    event_oid: str
+    event_repeat: int
+    event: StudyEventData | None
+    old: date | None
+    new: date
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class StatusPlan:
+    old: str
+    new: str
+    effective: date | None
+    dose_level: str | None
+    phase: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class SubjectPlan:
+    """A subject to add at a site: the next screening number when `subject_key` is None."""
+
+    site_id: int
+    subject_key: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class AlertPlan:
+    """A status alert to open (`alert` None) or to close."""
+
+    status: str
+    requirement: str
+    alert: StatusAlert | None = None
+
+
+@dataclass
+class Plan:
+    """Everything one change writes. `subject` is None until a new subject is stored."""
+
+    subject: Subject | None
+    new_subject: SubjectPlan | None = None
+    forms: list[FormPlan] = field(default_factory=list)
+    visit: VisitPlan | None = None
+    status: StatusPlan | None = None
+    alerts: list[AlertPlan] = field(default_factory=list)
+    evaluation: FormEvaluation | None = None
+    """The evaluation of the form the user saved; its errors refuse the change."""
+
+    @property
+    def refused(self) -> bool:
+        return self.evaluation is not None and not self.evaluation.is_valid

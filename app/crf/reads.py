@@ -1,0 +1,280 @@
+"""Reading casebooks: subjects a user may see, stored forms, the values other forms'
+expressions read, item audit trails. Nothing here writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from app.access import Access, Permission
+from app.crf.changes import FormRef, NotFound
+from app.crf.engine import Rows
+from app.models import AuditRecord, FormData, ItemData, ItemGroupData, Site, StudyEventData, Subject
+from app.site_time import local_date
+from app.study.loader import LOG_EVENT_OID, Study
+from app.study.model import FormDef
+
+
+def list_subjects(session: Session, access: Access) -> list[tuple[Subject, Site]]:
+    sites = access.site_ids(Permission.VIEW_SUBJECTS)
+    statement = select(Subject, Site).join(Site, col(Site.id) == Subject.site_id)
+    if sites is not None:
+        statement = statement.where(col(Subject.site_id).in_(sites))
+    return list(session.exec(statement.order_by(col(Subject.subject_key))).all())
+
+
+_SUBJECT = select(Subject).where(col(Subject.id) == bindparam("subject_id"))
+
+
+def get_subject(
+    session: Session,
+    access: Access,
+    subject_id: int,
+    permission: Permission = Permission.VIEW_SUBJECTS,
+) -> Subject:
+    """The subject if this user holds `permission` at its site; NotFound otherwise (never
+    says which)."""
+    subject = session.exec(_SUBJECT, params={"subject_id": subject_id}).first()
+    if subject is None or not access.can(permission, subject.site_id):
+        raise NotFound(f"subject {subject_id}")
+    return subject
+
+
+def site_today(session: Session, subject: Subject, now: datetime) -> date:
+    """Today's date at the subject's site (its time zone decides future dates and windows)."""
+    site = session.get(Site, subject.site_id)
+    assert site is not None
+    return local_date(site.time_zone, now)
+
+
+@dataclass(frozen=True)
+class StoredForm:
+    """A saved form's values, with the row ids a save needs to change them in place.
+
+    `rows` holds the items of the current definition; `retired` the values of items that a
+    later definition removed (kept, shown and exported, never silently dropped)."""
+
+    form_data: FormData
+    rows: Rows
+    group_ids: dict[tuple[str, int], int] = field(default_factory=dict)
+    item_ids: dict[tuple[int, str], int] = field(default_factory=dict)
+    """(item group row id, item OID) -> item row id"""
+    retired: dict[tuple[str, int, str], str | None] = field(default_factory=dict)
+    """(item group OID, repeat key, item OID) -> value, for items not in the definition"""
+
+
+_FORM_AT = (
+    select(FormData)
+    .join(StudyEventData, col(StudyEventData.id) == FormData.study_event_id)
+    .where(
+        col(StudyEventData.subject_id) == bindparam("subject_id"),
+        col(StudyEventData.event_oid) == bindparam("event_oid"),
+        col(StudyEventData.repeat_key) == bindparam("event_repeat"),
+        col(FormData.form_oid) == bindparam("form_oid"),
+        col(FormData.repeat_key) == bindparam("form_repeat"),
+    )
+)
+_GROUPS = ItemGroupData.__table__  # type: ignore[attr-defined]
+_ITEM_DATA = ItemData.__table__  # type: ignore[attr-defined]
+_FORM_VALUES = (
+    sa_select(
+        _GROUPS.c.id, _GROUPS.c.item_group_oid, _GROUPS.c.repeat_key,
+        _ITEM_DATA.c.id, _ITEM_DATA.c.item_oid, _ITEM_DATA.c.value,
+    )
+    .outerjoin(_ITEM_DATA, _ITEM_DATA.c.item_group_data_id == _GROUPS.c.id)
+    .where(_GROUPS.c.form_data_id == bindparam("form_data_id"))
+)  # fmt: skip
+"""Statements that every form page and save runs are built once (building one costs more
+than running it); `bindparam` names are filled at each call."""
+
+
+def load_form(session: Session, subject: Subject, form: FormDef, ref: FormRef) -> StoredForm | None:
+    """The stored form at `ref`, or None when nothing was saved there."""
+    form_data = session.exec(
+        _FORM_AT,
+        params={
+            "subject_id": subject.id, "event_oid": ref.event_oid,
+            "event_repeat": ref.event_repeat, "form_oid": form.oid,
+            "form_repeat": ref.form_repeat,
+        },
+    ).first()  # fmt: skip
+    if form_data is None:
+        return None
+    return stored_form(session, form_data, form)
+
+
+def item_names(form: FormDef) -> dict[str, str]:
+    """Item OID -> item name, for every item of the form."""
+    return {item.oid: item.name for group in form.item_groups for item in group.items}
+
+
+def stored_form(session: Session, form_data: FormData, form: FormDef) -> StoredForm:
+    """A form's stored values in one query."""
+    names = item_names(form)
+    stored = StoredForm(form_data, {})
+    rows = session.execute(_FORM_VALUES, {"form_data_id": form_data.id})
+    for group_id, group_oid, repeat_key, item_id, item_oid, value in rows:
+        stored.group_ids[(group_oid, repeat_key)] = group_id
+        if item_id is None:
+            continue
+        stored.item_ids[(group_id, item_oid)] = item_id
+        name = names.get(item_oid)
+        if name is None:
+            stored.retired[(group_oid, repeat_key, item_oid)] = value
+        else:
+            stored.rows.setdefault(group_oid, {}).setdefault(repeat_key, {})[name] = value
+    return stored
+
+
+def open_subject_form(
+    session: Session, study: Study, access: Access, subject_id: int, ref: FormRef
+) -> tuple[Subject, FormDef, StoredForm | None]:
+    """A subject's form as this user may see it; NotFound for another site, or a form or
+    repeat the casebook does not have (the same answer as for something that does not
+    exist)."""
+    subject = get_subject(session, access, subject_id)
+    form = scheduled_form(session, study, subject, ref)
+    return subject, form, load_form(session, subject, form, ref)
+
+
+def scheduled_form(session: Session, study: Study, subject: Subject, ref: FormRef) -> FormDef:
+    """The definition of the form at `ref` if the schedule has it there and the casebook
+    shows it; NotFound otherwise.
+
+    A visit that does not repeat has only repeat 1; a repeating visit (unscheduled, long-term
+    follow-up) has the repeats that were dated; a form repeats only in the logs, where an
+    episode form has the repeats saved so far and the next one."""
+    if ref.form_oid not in study.forms_of_event(ref.event_oid):
+        raise NotFound(f"form {ref.form_oid} at {ref.event_oid}")
+    visit = study.visit(ref.event_oid)
+    if visit is not None and visit.repeating:
+        if ref.event_repeat not in event_repeats(session, subject, ref.event_oid):
+            raise NotFound(f"visit {ref.event_oid} #{ref.event_repeat}")
+    elif ref.event_repeat != 1:
+        raise NotFound(f"visit {ref.event_oid} #{ref.event_repeat}")
+    if study.is_repeating_form(ref.event_oid, ref.form_oid):
+        if ref.form_repeat > next_form_repeat(session, subject, ref.form_oid):
+            raise NotFound(f"form {ref.form_oid} #{ref.form_repeat}")
+    elif ref.form_repeat != 1:
+        raise NotFound(f"form {ref.form_oid} #{ref.form_repeat}")
+    return study.form(ref.form_oid)
+
+
+def event_repeats(session: Session, subject: Subject, event_oid: str) -> set[int]:
+    """Repeat keys of a visit that the subject has (dated or holding forms)."""
+    statement = select(StudyEventData.repeat_key).where(
+        StudyEventData.subject_id == subject.id, StudyEventData.event_oid == event_oid
+    )
+    return set(session.exec(statement))
+
+
+def next_form_repeat(session: Session, subject: Subject, form_oid: str) -> int:
+    """The repeat key a new episode of a repeating log form gets."""
+    statement = (
+        select(FormData.repeat_key)
+        .join(StudyEventData, col(StudyEventData.id) == FormData.study_event_id)
+        .where(
+            StudyEventData.subject_id == subject.id,
+            StudyEventData.event_oid == LOG_EVENT_OID,
+            FormData.form_oid == form_oid,
+        )
+    )
+    return max(session.exec(statement), default=0) + 1
+
+
+class SubjectValues:
+    """The values that expressions read from other forms of one subject (`FORM.ITEM`, items
+    outside repeating groups), read from the database once and updated with the values a
+    change is about to store, so that every step of a change sees the casebook as it will be.
+
+    When a form is stored at several visits, the first in schedule order is read (e.g. the
+    screening consent date); a log form at SE.LOG comes after every visit.
+    """
+
+    def __init__(self, session: Session, study: Study, subject: Subject) -> None:
+        self.session = session
+        self.study = study
+        self.subject = subject
+        self._read: dict[str, tuple[FormRef | None, dict[str, str | None]]] = {}
+        self._order = {visit.oid: index for index, visit in enumerate(study.schedule.visits)}
+
+    def values(self, form_names: set[str]) -> dict[str, dict[str, str | None]]:
+        """By form name then item name; a form not stored yet is left out."""
+        result = {}
+        for name in form_names:
+            ref, values = self._form(name)
+            if ref is not None:
+                result[name] = values
+        return result
+
+    def update(self, ref: FormRef, form: FormDef, rows: Rows) -> None:
+        """Take the values `rows` are about to store at `ref` into account."""
+        first, _ = self._form(form.name)
+        if first is None or self._position(ref) <= self._position(first):
+            self._read[form.name] = (ref, _plain_values(form, rows))
+
+    def _position(self, ref: FormRef) -> tuple[int, int, int]:
+        event = self._order.get(ref.event_oid, len(self._order))
+        return event, ref.event_repeat, ref.form_repeat
+
+    def _form(self, name: str) -> tuple[FormRef | None, dict[str, str | None]]:
+        if name not in self._read:
+            self._read[name] = self._first_stored(name)
+        return self._read[name]
+
+    def _first_stored(self, name: str) -> tuple[FormRef | None, dict[str, str | None]]:
+        form = self.study.form_by_name(name)
+        if form is None:
+            return None, {}
+        instances = self.session.exec(
+            select(FormData, StudyEventData.event_oid, StudyEventData.repeat_key)
+            .join(StudyEventData, col(StudyEventData.id) == FormData.study_event_id)
+            .where(StudyEventData.subject_id == self.subject.id, FormData.form_oid == form.oid)
+        ).all()
+        if not instances:
+            return None, {}
+        refs = [
+            (FormRef(event_oid, event_repeat, form.oid, form_data.repeat_key), form_data)
+            for form_data, event_oid, event_repeat in instances
+        ]
+        ref, form_data = min(refs, key=lambda pair: self._position(pair[0]))
+        return ref, _plain_values(form, stored_form(self.session, form_data, form).rows)
+
+
+def _plain_values(form: FormDef, rows: Rows) -> dict[str, str | None]:
+    """The values of a form's items outside repeating groups, by item name."""
+    values: dict[str, str | None] = {}
+    for group in form.item_groups:
+        if not group.repeating:
+            values.update(rows.get(group.oid, {}).get(1, {}))
+    return values
+
+
+def item_audit_trail(
+    session: Session,
+    subject: Subject,
+    ref: FormRef,
+    group_oid: str,
+    group_repeat: int,
+    item_oid: str,
+) -> list[AuditRecord]:
+    """Every audit record of one item of a subject's form, oldest first."""
+    statement = (
+        select(AuditRecord)
+        .where(
+            AuditRecord.subject_id == subject.id,
+            AuditRecord.event_oid == ref.event_oid,
+            AuditRecord.event_repeat == ref.event_repeat,
+            AuditRecord.form_oid == ref.form_oid,
+            AuditRecord.form_repeat == ref.form_repeat,
+            AuditRecord.item_group_oid == group_oid,
+            AuditRecord.group_repeat == group_repeat,
+            AuditRecord.item_oid == item_oid,
+        )
+        .order_by(col(AuditRecord.id))
+    )
+    return list(session.exec(statement))

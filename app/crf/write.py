@@ -1,0 +1,387 @@
+"""The one write path: every change to a casebook passes through `apply`, whichever channel it
+comes from (pages, API, ODM import, demo, command line).
+
+`apply` runs, in the caller's transaction and in this order:
+1. authorise: the user's permission for the change at the subject's site;
+2. load and version-check: the stored state, refused when someone saved since;
+3. guard: refuses a target the casebook does not offer (a repeat the schedule lacks); locks
+   and signatures will refuse here;
+4. evaluate: types, ranges, show-if, derivations, and the dependants of what changed (other
+   forms re-derived, requirements of reached statuses checked again); errors refuse;
+5. persist (`app.crf.persist`, the only code that writes clinical tables);
+6. audit: a record per change, old and new value, who, when and why;
+7. consequences: status alerts opened or closed; queries, verification and signatures will
+   react here.
+
+Plain functions, no ORM events. Nothing here commits or rolls back: the caller's unit of work
+(`app.db.unit_of_work`) does, so one user action, however many changes it makes, is stored
+whole or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from app import audit
+from app.access import Access, Permission
+from app.audit import AuditAction
+from app.crf import persist, reads
+from app.crf.changes import (
+    Change,
+    FormNotDone,
+    FormValues,
+    ImportedStatus,
+    NewSubject,
+    NotFound,
+    StatusRefused,
+    SubjectStatus,
+    VisitDate,
+)
+from app.crf.dependants import rederive
+from app.crf.engine import FormEvaluation
+from app.crf.form_changes import check_version, conflict_with, plan_not_done, plan_values
+from app.crf.plans import FormPlan, Plan
+from app.crf.reads import StoredForm, SubjectValues
+from app.crf.status import PERMISSION_OF, transition_to
+from app.crf.status_alerts import check_requirements
+from app.crf.subject_changes import (
+    plan_imported_status,
+    plan_new_subject,
+    plan_status,
+    plan_visit_date,
+    visit_event,
+)
+from app.crf.values import DateLimits
+from app.models import Site, StudyEventData, Subject
+from app.study.loader import Study
+from app.study.model import FormDef, Transition
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who asks for a change: their roles, who the audit trail names, and whether the change
+    comes from an ODM import (authorised by the import permission at the subject's site)."""
+
+    access: Access
+    actor: audit.Actor
+    importing: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `apply` did. `saved` is False when the evaluation refused the change (its errors
+    say why; nothing was written)."""
+
+    plan: Plan
+    saved: bool
+
+    @property
+    def subject(self) -> Subject:
+        assert self.plan.subject is not None
+        return self.plan.subject
+
+    @property
+    def evaluation(self) -> FormEvaluation:
+        assert self.plan.evaluation is not None
+        return self.plan.evaluation
+
+    @property
+    def form(self) -> FormPlan:
+        """The form the change was made to (form changes only)."""
+        return self.plan.forms[0]
+
+    @property
+    def version(self) -> int:
+        return self.form.new_version if self.saved else self.form.base_version
+
+    @property
+    def changed(self) -> int:
+        """Values the change stored in the form it was made to, derived ones included."""
+        return len(self.form.changes) if self.saved else 0
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What the load step found: the site of a new subject, a form and its stored state, a
+    visit's stored row, the transition a status change makes."""
+
+    site: Site | None = None
+    form: FormDef | None = None
+    stored: StoredForm | None = None
+    event: StudyEventData | None = None
+    transition: Transition | None = None
+
+
+def apply(session: Session, study: Study, change: Change, *, by: Author, now: datetime) -> Outcome:
+    """Make `change` in the session's transaction (the caller commits).
+
+    Raises NotFound (not visible to the user, or not in the casebook), AccessDenied,
+    SaveConflict, or a Refused naming what is wrong; returns an unsaved Outcome when a form's
+    values need correcting (its evaluation's errors).
+    """
+    subject = _authorise(session, study, change, by)
+    loaded = _load(session, study, subject, change)
+    _guard(session, study, subject, change)
+    plan = _evaluate(session, study, subject, change, loaded, now)
+    if plan.refused:
+        return Outcome(plan, saved=False)
+    user_id = by.actor.user.id if by.actor.user else None
+    persist.persist(session, plan, user_id=user_id, now=now)
+    audit.record_all(session, audit_entries(plan, by.actor, now))
+    _consequences(session, plan, by.actor, now)
+    return Outcome(plan, saved=True)
+
+
+# -- 1. authorise -----------------------------------------------------------------------------
+
+
+def _authorise(session: Session, study: Study, change: Change, by: Author) -> Subject | None:
+    """The subject the change is for (None for a new subject), once the user may make it."""
+    if isinstance(change, NewSubject):
+        site = session.get(Site, change.site_id)
+        if site is None:
+            raise NotFound(f"site {change.site_id}")
+        by.access.require(_permission(by, Permission.REGISTER_SUBJECT), site.id)
+        return None
+    seeing = Permission.IMPORT if by.importing else Permission.VIEW_SUBJECTS
+    subject = reads.get_subject(session, by.access, change.subject_id, seeing)
+    match change:
+        case SubjectStatus():
+            transition = transition_to(study, subject, change.to)
+            if transition is None:
+                current = study.subject_path.status(subject.status)
+                label = current.label if current else subject.status
+                raise StatusRefused(
+                    f"A subject who is {label.lower()} cannot move to "
+                    f"{change.to.replace('_', ' ')}."
+                )
+            permission = PERMISSION_OF[transition.permission]
+        case ImportedStatus():
+            if not by.importing:
+                raise StatusRefused("A status is set directly only by an ODM import.")
+            permission = Permission.IMPORT
+        case _:
+            permission = Permission.ENTER_DATA
+    by.access.require(_permission(by, permission), subject.site_id)
+    return subject
+
+
+def _permission(by: Author, permission: Permission) -> Permission:
+    return Permission.IMPORT if by.importing else permission
+
+
+# -- 2. load and version-check ----------------------------------------------------------------
+
+
+def _load(session: Session, study: Study, subject: Subject | None, change: Change) -> Loaded:
+    match change:
+        case NewSubject():
+            return Loaded(site=session.get(Site, change.site_id))
+        case FormValues() | FormNotDone():
+            assert subject is not None
+            form = study.forms.get(change.ref.form_oid)
+            if form is None:
+                raise NotFound(f"form {change.ref.form_oid}")
+            stored = reads.load_form(session, subject, form, change.ref)
+            if isinstance(change, FormValues):
+                if change.edit.base_version != (stored.form_data.version if stored else 0):
+                    raise conflict_with(study, form, stored, change.edit)
+            else:
+                check_version(form, stored, change.base_version)
+            return Loaded(form=form, stored=stored)
+        case VisitDate():
+            assert subject is not None
+            return Loaded(event=visit_event(session, study, subject, change))
+        case SubjectStatus():
+            assert subject is not None
+            return Loaded(transition=transition_to(study, subject, change.to))
+        case ImportedStatus():
+            return Loaded()
+
+
+# -- 3. guard ---------------------------------------------------------------------------------
+
+
+def _guard(session: Session, study: Study, subject: Subject | None, change: Change) -> None:
+    """Refuse a target the casebook does not offer: a form only where the schedule has it
+    and in a repeat the casebook shows (`reads.scheduled_form`). Locks and signatures will
+    refuse here (issue 9)."""
+    if isinstance(change, FormValues | FormNotDone):
+        assert subject is not None
+        reads.scheduled_form(session, study, subject, change.ref)
+
+
+# -- 4. evaluate ------------------------------------------------------------------------------
+
+
+def _evaluate(
+    session: Session,
+    study: Study,
+    subject: Subject | None,
+    change: Change,
+    loaded: Loaded,
+    now: datetime,
+) -> Plan:
+    if isinstance(change, NewSubject):
+        assert loaded.site is not None
+        return Plan(None, new_subject=plan_new_subject(session, study, loaded.site, change))
+    assert subject is not None
+    match change:
+        case VisitDate():
+            today = reads.site_today(session, subject, now)
+            return Plan(subject, visit=plan_visit_date(loaded.event, change, today))
+        case SubjectStatus():
+            assert loaded.transition is not None
+            today = reads.site_today(session, subject, now)
+            status = plan_status(session, study, subject, loaded.transition, change, today)
+            return Plan(subject, status=status)
+        case ImportedStatus():
+            return Plan(subject, status=plan_imported_status(study, subject, change))
+        case FormValues() | FormNotDone():
+            assert loaded.form is not None
+            return _evaluate_form(session, study, subject, change, loaded.form, loaded.stored, now)
+
+
+def _evaluate_form(
+    session: Session,
+    study: Study,
+    subject: Subject,
+    change: FormValues | FormNotDone,
+    form: FormDef,
+    stored: StoredForm | None,
+    now: datetime,
+) -> Plan:
+    """The form's plan, then the subject's other forms it feeds and the requirements of its
+    reached statuses that read it; a requirement that must not be undone refuses."""
+    values = SubjectValues(session, study, subject)
+    if isinstance(change, FormValues):
+        limits = DateLimits(study.info.earliest_date, reads.site_today(session, subject, now))
+        plan, evaluation = plan_values(study, change.ref, form, stored, change.edit, values, limits)
+        if not evaluation.is_valid:
+            return Plan(subject, forms=[plan], evaluation=evaluation)
+        values.update(change.ref, form, evaluation.values)
+    else:
+        plan, evaluation = plan_not_done(change.ref, form, stored, change), None
+    plans = [plan, *rederive(session, study, subject, values, [plan])]
+    check = check_requirements(session, study, subject, values, plans)
+    if check.refusals:
+        raise StatusRefused(" ".join(check.refusals))
+    return Plan(subject, forms=plans, alerts=check.alerts, evaluation=evaluation)
+
+
+# -- 6. audit ---------------------------------------------------------------------------------
+
+
+def audit_entries(plan: Plan, actor: audit.Actor, now: datetime) -> list[dict[str, Any]]:
+    """One audit record per change in the plan, in the order a reader replays them (a new
+    form's status before its values, so that a transactional ODM export inserts the form
+    before the values in it)."""
+    subject = plan.subject
+    assert subject is not None
+    entries: list[dict[str, Any]] = []
+    if plan.new_subject is not None:
+        entries.append(
+            audit.entry(
+                actor=actor,
+                action=AuditAction.SUBJECT_CREATE,
+                path=audit.DataPath(subject),
+                new_value=subject.subject_key,
+                at=now,
+            )
+        )
+    if plan.visit is not None:
+        visit = plan.visit
+        entries.append(
+            audit.entry(
+                actor=actor,
+                action=AuditAction.VISIT_DATE,
+                path=audit.DataPath(subject, visit.event_oid, visit.event_repeat),
+                old_value=visit.old.isoformat() if visit.old else None,
+                new_value=visit.new.isoformat(),
+                reason=visit.reason,
+                at=now,
+            )
+        )
+    for form in plan.forms:
+        entries += _form_entries(subject, form, actor, now)
+    if plan.status is not None:
+        status = plan.status
+        entries.append(
+            audit.entry(
+                actor=actor,
+                action=AuditAction.SUBJECT_STATUS,
+                path=audit.DataPath(subject),
+                old_value=status.old,
+                new_value=status.new,
+                reason=status.reason,
+                at=now,
+                context=audit.StatusContext(
+                    effective=status.effective, dose_level=status.dose_level, phase=status.phase
+                ),
+            )
+        )
+    return entries
+
+
+def _form_entries(
+    subject: Subject, plan: FormPlan, actor: audit.Actor, now: datetime
+) -> list[dict[str, Any]]:
+    ref = plan.ref
+    path = audit.DataPath(subject, ref.event_oid, ref.event_repeat, ref.form_oid, ref.form_repeat)
+    form_entry = audit.entry(actor=actor, action=AuditAction.FORM_STATUS, path=path, at=now)
+    entries = []
+    if plan.status_changed:
+        entries.append(
+            {**form_entry, "old_value": plan.old_status, "new_value": plan.status,
+             "reason": plan.status_reason}
+        )  # fmt: skip
+    for change in plan.changes:
+        if change.old is None:
+            action = AuditAction.ITEM_INSERT
+        elif change.new is None:
+            action = AuditAction.ITEM_REMOVE
+        else:
+            action = AuditAction.ITEM_UPDATE
+        entries.append(
+            audit.item_entry(
+                form_entry, action=action, item_group_oid=change.group_oid,
+                group_repeat=change.repeat, item_oid=change.item_oid, old_value=change.old,
+                new_value=change.new, reason=change.reason,
+            )
+        )  # fmt: skip
+    return entries
+
+
+# -- 7. consequences --------------------------------------------------------------------------
+
+
+def _consequences(session: Session, plan: Plan, actor: audit.Actor, now: datetime) -> None:
+    """React to what was stored: status alerts opened or closed (decided with the plan, which
+    holds the values before and after the change), each audited. Queries, verification and
+    signatures will react here."""
+    if not plan.alerts:
+        return
+    subject = plan.subject
+    assert subject is not None
+    user_id = actor.user.id if actor.user else None
+    persist.write_alerts(session, subject, plan.alerts, user_id=user_id, now=now)
+    audit.record_all(
+        session,
+        [
+            audit.entry(
+                actor=actor,
+                action=AuditAction.STATUS_ALERT_OPEN
+                if alert.alert is None
+                else AuditAction.STATUS_ALERT_CLOSE,
+                path=audit.DataPath(subject),
+                new_value=alert.requirement,
+                reason=f"status {alert.status}",
+                at=now,
+            )
+            for alert in plan.alerts
+        ],
+    )
