@@ -508,16 +508,12 @@ def _eligibility(case: _Case, *, eligible: bool) -> Rows:
     }
     decision: Row = {"ELIGYN": _yn(eligible)}
     if eligible:
-        decision |= {
-            "ENRLDAT": case.plan.enrolment.isoformat(),
-            "DOSELVL": case.scenario.dose_level,
-            "PHASE": case.scenario.phase,
-        }
+        decision["ENRLDAT"] = case.plan.enrolment.isoformat()
     return {"IG.IE.IECRIT": answers, "IG.IE": {1: decision}}
 
 
 def _enrol(case: _Case) -> None:
-    """Eligibility with the assigned dose level, then enrolment by the site's investigator."""
+    """Eligibility, then enrolment by the site's investigator, who assigns the dose level."""
     day = case.plan.enrolment
     case.save("SE.SCR", "F.IE", _eligibility(case, eligible=True), day, by=case.investigator)
     case.move("enrolled", day, by=case.investigator)

@@ -24,12 +24,21 @@ from app.db import make_engine, upgrade
 from app.demo import DEMO_PASSWORD, load_demo
 from app.main import create_app
 from app.study.loader import Study, load_study
+from tests import write_path_guard
 
 REPO = Path(__file__).resolve().parents[1]
 FORMS = REPO / "forms"
 ODM_SCHEMA = REPO / "app" / "schemas" / "odm-1.3.2" / "ODM1-3-2.xsd"
 ARTIFACTS = REPO / "test-artifacts"
 BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def only_the_write_path_writes_clinical_data() -> Iterator[None]:
+    """Every test runs with the guard of `tests.write_path_guard` in place."""
+    write_path_guard.install()
+    yield
+    write_path_guard.uninstall()
 
 
 @pytest.fixture(scope="session")

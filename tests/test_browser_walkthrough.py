@@ -84,8 +84,7 @@ def test_a_coordinator_takes_a_subject_from_consent_to_follow_up(
             if item.name == "IEORRES":
                 met = repeat != failed
                 return ("Y" if met else "N") if repeat <= 11 else ("N" if met else "Y")
-            return {"ELIGYN": investigator, "ENRLDAT": "2026-03-05", "DOSELVL": "DL1",
-                    "PHASE": "ESCALATION"}.get(item.name)  # fmt: skip
+            return {"ELIGYN": investigator, "ENRLDAT": "2026-03-05"}.get(item.name)
 
         return choose
 

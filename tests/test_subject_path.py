@@ -37,7 +37,7 @@ def eligibility(failed: str | None = None, investigator_says: str = "Y") -> dict
         rows[failed] = {"IEORRES": "N" if int(failed) <= 11 else "Y"}
     header = {"ELIGYN": investigator_says}
     if investigator_says == "Y":
-        header |= {"ENRLDAT": "2026-04-02", "DOSELVL": "DL2", "PHASE": "ESCALATION"}
+        header["ENRLDAT"] = "2026-04-02"
     return {"IG.IE.IECRIT": rows, "IG.IE": {"1": header}}
 
 
