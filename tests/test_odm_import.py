@@ -21,6 +21,7 @@ from app.db import make_engine, upgrade
 from app.demo import DEMO_PASSWORD, load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_metadata import metadata_version_oid
+from app.exporters.odm_transactional import write_odm_transactional
 from app.importers.odm_import import ImportProblem, ImportReport, import_odm
 from app.main import MAX_BODY_BYTES
 from app.models import (
@@ -33,6 +34,7 @@ from app.models import (
     UserAccount,
     pk,
 )
+from app.schemas import odm_schema, validate_streaming
 from app.study.loader import Study
 from tests import factories
 from tests.conftest import REPO, LiveServer, csrf_token, logged_in_client
@@ -547,3 +549,63 @@ def test_a_data_manager_of_one_site_imports_only_into_that_site(
         "site SITE.01 is not a TrialDesk site (an administrator adds sites first)"
     ]
     assert row_counts(demo_engine) == before
+
+
+def _flags_outside_their_code_lists(path: Path) -> list[tuple[str, str]]:
+    """(code list, value) of every FlagValue of the file not among its code list's codes."""
+    document = etree.parse(str(path))
+    codes = {
+        str(codelist.get("OID")): {str(item.get("CodedValue")) for item in codelist}
+        for codelist in document.iter(f"{ODM}CodeList")
+    }
+    return [
+        (str(flag.get("CodeListOID")), flag.text or "")
+        for flag in document.iter(f"{ODM}FlagValue")
+        if (flag.text or "") not in codes.get(str(flag.get("CodeListOID")), set())
+    ]
+
+
+def test_a_transactional_export_of_imported_data_flags_only_codes_of_their_lists(
+    demo_engine: Engine, zm001: Study, demo_export: Path, tmp_path: Path
+) -> None:
+    """Screen failures have no dose level or phase: their history says nothing of them (not
+    "-"); a status imported without its effective date keeps its dose level and phase."""
+    undated = tmp_path / "undated.xml"
+    document = etree.parse(str(demo_export), etree.XMLParser(remove_blank_text=True))
+    for annotation in document.iter(f"{ODM}Annotation"):
+        flag = annotation.find(f"{ODM}Flag/{ODM}FlagValue")
+        comment = annotation.find(f"{ODM}Comment")
+        if (
+            flag is not None
+            and flag.get("CodeListOID") == "CL.SUBJECTSTATUS"
+            and comment is not None
+        ):
+            annotation.remove(comment)
+    document.write(str(undated), xml_declaration=True, encoding="UTF-8")
+    report = run_import(demo_engine, zm001, undated)
+    assert report.stored, report.format()
+
+    history = tmp_path / "history.xml"
+    with Session(demo_engine) as session:
+        write_odm_transactional(session, zm001, history)
+        enrolled = session.exec(select(Subject).where(col(Subject.dose_level).is_not(None))).first()
+        failed = session.exec(select(Subject).where(Subject.status == "screen_failed")).first()
+    assert enrolled is not None and failed is not None
+    assert validate_streaming(history, odm_schema()) > 0
+    assert _flags_outside_their_code_lists(history) == []
+    root = etree.parse(str(history)).getroot()
+
+    def status_flags(subject: Subject) -> list[dict[str, str | None]]:
+        updates = root.iterfind(
+            f".//{ODM}SubjectData[@SubjectKey='{subject.subject_key}'][@TransactionType='Update']"
+        )
+        return [
+            {str(f.get("CodeListOID")): f.text for f in update.iter(f"{ODM}FlagValue")}
+            for update in updates
+        ]
+
+    assert status_flags(enrolled) == [{
+        "CL.SUBJECTSTATUS": enrolled.status, "CL.DOSELEVEL": enrolled.dose_level,
+        "CL.PHASE": enrolled.phase,
+    }]  # fmt: skip
+    assert status_flags(failed) == [{"CL.SUBJECTSTATUS": "screen_failed"}]
