@@ -557,7 +557,7 @@ def _collect(case: _Case) -> None:
     case.lot = f"ZM001-{day:%y%m}-{case.subject.subject_key}"
     if case.scenario.reached("lymphodepleted"):
         released = case.plan.day(-5) - timedelta(days=rng.randint(1, 4))
-        target = _target_cells(case) / 1e6
+        target = _target_dose(case)
         product: Row = {
             "MFGRES": "RELEASED", "LOTNUM": case.lot, "RELDAT": released.isoformat(),
             "PRODCAR": _num(target * rng.uniform(1.5, 4), 1),
@@ -570,9 +570,9 @@ def _collect(case: _Case) -> None:
         case.save("SE.APH", "F.PROD", pending, day + timedelta(days=1))
 
 
-def _target_cells(case: _Case) -> int:
+def _target_dose(case: _Case) -> float:
     levels = {level.code: level for level in case.study.info.dose_levels}
-    return levels[case.scenario.dose_level or ""].target_cells
+    return levels[case.scenario.dose_level or ""].dose
 
 
 _LD_REGIMEN = (("FLUDARABINE", 25, 9, 30), ("CYCLOPHOSPHAMIDE", 250, 10, 60))
@@ -611,7 +611,7 @@ def _infuse(case: _Case) -> None:
     case.date_visit("SE.D0", d0)
     infusion: Row = {
         "PRECHK": "Y", "DOSELVL": case.scenario.dose_level,
-        "EXDOSE": _num(_target_cells(case) / 1e6 * rng.uniform(0.9, 1.1), 1),
+        "EXDOSE": _num(_target_dose(case) * rng.uniform(0.9, 1.1), 1),
         "EXLOT": case.lot, "EXBAGN": "1", "EXVOL": _num(rng.uniform(40, 80), 1),
         "THAWDTM": _dtm(start - timedelta(minutes=25)), "EXSTDTM": _dtm(start),
         "EXENDTM": _dtm(start + timedelta(minutes=rng.randint(10, 20))),

@@ -55,11 +55,8 @@ def test_zm001_has_every_visit_and_form_of_the_spec(zm001: Study) -> None:
     assert SPEC_FORMS <= set(zm001.forms)
     scheduled = {entry.form for visit in zm001.schedule.visits for entry in visit.forms}
     assert scheduled | set(zm001.log_form_oids()) == set(zm001.forms)
-    assert [level.target_cells for level in zm001.info.dose_levels] == [
-        25_000_000,
-        50_000_000,
-        100_000_000,
-        200_000_000,
+    assert [(level.dose, level.unit) for level in zm001.info.dose_levels] == [
+        (dose, "10^6 CAR-T cells") for dose in (25, 50, 100, 200)
     ]
     assert {"AE", "CM", "MH", "CRS", "ICANS", "DD"} <= {
         zm001.form(oid).name for oid in zm001.log_form_oids()

@@ -47,9 +47,7 @@ def _arm(
 
 
 @derivation("arm_null_reason")
-def _arm_null_reason(
-    context: RecordContext, screen_failed: str, treated: str, level: str
-) -> Value:
+def _arm_null_reason(context: RecordContext, screen_failed: str, treated: str, level: str) -> Value:
     """ARMNRS per SDTMIG 3.4 (one variable for the planned and the actual arm): SCREEN
     FAILURE, NOT ASSIGNED, or NOT TREATED for an assigned subject never treated."""
     if context.subject.status == screen_failed:

@@ -166,7 +166,13 @@ class _Checker:
         if path.initial not in codes:
             self.add(source, ("initial",), f"initial status {path.initial} is not a status")
         finals = {status.code for status in path.statuses if status.final}
-        subject = {"subject": {"dose_level": "DL1", "phase": "ESCALATION"}}
+        levels, phases = self.study.info.dose_levels, self.study.info.phases
+        subject = {
+            "subject": {
+                "dose_level": levels[0].code if levels else None,
+                "phase": phases[0].code if phases else None,
+            }
+        }
         for t, transition in enumerate(path.transitions):
             for s_index, status in enumerate(transition.sources):
                 if status not in codes:
@@ -177,6 +183,11 @@ class _Checker:
                     self.add(source, ("transitions", t, "from", s_index), f"{status} is final")
             if transition.to not in codes:
                 self.add(source, ("transitions", t, "to"), f"unknown status {transition.to}")
+            if transition.assign_dose_level and not (levels and phases):
+                self.add(
+                    source, ("transitions", t, "assign_dose_level"),
+                    "assigns a dose level, but study.yaml has no dose levels and phases",
+                )  # fmt: skip
             for r, requirement in enumerate(transition.requires):
                 loc: Loc = ("transitions", t, "requires", r)
                 if requirement.form is not None and requirement.form not in self.study.forms:

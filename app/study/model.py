@@ -184,9 +184,12 @@ class UnitFile(Definition):
 
 
 class DoseLevel(Definition):
+    """A dose level (a cohort of a dose-finding design): its code, label and planned dose."""
+
     code: str = Field(pattern=r"^DL-?\d+$")
     label: str
-    target_cells: int = Field(gt=0, description="target total CAR-T cells")
+    dose: float = Field(gt=0, description="planned dose of the level, in `unit`")
+    unit: str = Field(description="unit of the dose, e.g. 10^6 CAR-T cells, mg/kg")
 
 
 class Phase(Definition):
@@ -207,8 +210,14 @@ class StudyInfo(Definition):
     earliest_date: date = Field(
         default=date(1900, 1, 1), description="dates before it are refused as implausible"
     )
-    dose_levels: tuple[DoseLevel, ...] = Field(min_length=1)
-    phases: tuple[Phase, ...] = Field(min_length=1)
+    dose_levels: tuple[DoseLevel, ...] = Field(
+        default=(),
+        description="dose levels a subject is assigned at enrolment; none in a study "
+        "without dose finding",
+    )
+    phases: tuple[Phase, ...] = Field(
+        default=(), description="study phases (escalation, expansion) assigned with a dose level"
+    )
 
 
 class Anchor(Definition):
