@@ -162,3 +162,58 @@ def test_each_kind_of_problem_is_named(tmp_path: Path, old: str, new: str, messa
         path.write_text(path.read_text().replace(old, new, 1))
     messages = [str(p) for p in study_problems(copy)]
     assert any(message in m for m in messages), messages
+
+
+def test_a_mistyped_key_is_one_line_and_a_second_error_in_its_file_comes_with_it(
+    tmp_path: Path,
+) -> None:
+    copy = tmp_path / "forms"
+    shutil.copytree(FORMS, copy)
+    dm = copy / "ecrf" / "DM.yaml"
+    text = dm.read_text()
+    text = text.replace("        label: Sex\n", "        lable: Sex\n", 1)
+    text = text.replace("codelist: CL.RACE\n", "codelist: CL.RACES\n", 1)
+    dm.write_text(text)
+    lines = dm.read_text().splitlines()
+    messages = [str(problem) for problem in study_problems(copy)]
+    lable = lines.index("        lable: Sex") + 1
+    races = lines.index("        codelist: CL.RACES") + 1
+    assert messages == [
+        f"forms/ecrf/DM.yaml:{lable}: item_groups[0].items[2].lable: "
+        "unknown key 'lable' (did you mean 'label'?)",
+        f"forms/ecrf/DM.yaml:{races}: item_groups[0].items[5].codelist: unknown codelist CL.RACES",
+    ]
+
+
+def test_every_problem_of_every_file_is_reported_at_once_each_once(tmp_path: Path) -> None:
+    """An item that cannot be read is left out of the whole-study checks, which still run on
+    the rest (of its file and of the others), without repeating what follows from it."""
+    copy = tmp_path / "forms"
+    shutil.copytree(FORMS, copy)
+    dm = copy / "ecrf" / "DM.yaml"
+    text = dm.read_text()
+    for old, new in [
+        ("type: choice\n        codelist: CL.SEX\n", "type: choise\n        codelist: CL.SEX\n"),
+        ("codelist: CL.ETHNIC\n        required:", "codelist: CL.ETHNIC\n        requird:"),
+        ("codelist: CL.RACE\n", "codelist: CL.RACES\n"),
+    ]:
+        assert old in text
+        text = text.replace(old, new, 1)
+    dm.write_text(text)
+    schedule = copy / "schedule.yaml"
+    schedule.write_text(schedule.read_text().replace("      - F.IC\n", "      - F.NOPE\n", 1))
+    problems = study_problems(copy)
+    messages = [f"{p.file}: {p.where}: {p.message}" for p in problems]
+    assert len(messages) == 4, messages
+    assert messages[0].startswith("forms/ecrf/DM.yaml: item_groups[0].items[2].type: Input ")
+    assert messages[1:] == [
+        "forms/ecrf/DM.yaml: item_groups[0].items[3].requird: "
+        "unknown key 'requird' (did you mean 'required'?)",
+        "forms/schedule.yaml: visits[0].forms[0]: "
+        "form F.NOPE is scheduled at SE.SCR but not defined in ecrf/",
+        "forms/ecrf/DM.yaml: item_groups[0].items[5].codelist: unknown codelist CL.RACES",
+    ]
+    lines = dm.read_text().splitlines()
+    assert problems[-1].line == lines.index("        codelist: CL.RACES") + 1
+    # SEX, left out, is read by expressions in DM and other forms: nothing follows from it
+    assert not any("SEX" in message for message in messages[1:])
