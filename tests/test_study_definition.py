@@ -217,3 +217,16 @@ def test_every_problem_of_every_file_is_reported_at_once_each_once(tmp_path: Pat
     assert problems[-1].line == lines.index("        codelist: CL.RACES") + 1
     # SEX, left out, is read by expressions in DM and other forms: nothing follows from it
     assert not any("SEX" in message for message in messages[1:])
+
+
+def test_a_file_that_is_not_yaml_is_one_problem_and_nothing_follows_from_it(
+    tmp_path: Path,
+) -> None:
+    copy = tmp_path / "forms"
+    shutil.copytree(FORMS, copy)
+    dm = copy / "ecrf" / "DM.yaml"
+    dm.write_text(dm.read_text().replace("        label: Sex\n", "        label: Sex: [\n", 1))
+    problems = study_problems(copy)
+    assert [(p.file, p.message.split(":")[0]) for p in problems] == [
+        ("forms/ecrf/DM.yaml", "is not valid YAML")
+    ], problems

@@ -133,9 +133,11 @@ def study_problems(directory: Path) -> list[Problem]:
 def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
     """The study as far as its files can be read, their problems, and the names and OIDs of
     what had to be left out of it (see `app.study.validation.salvage`). No study when a
-    file it cannot do without is unusable."""
+    file it cannot do without is unusable, or when a file is not YAML at all (what it holds,
+    and so what follows from its absence, is not known)."""
     problems: list[Problem] = []
     left_out: set[str] = set()
+    unreadable: list[Path] = []
     if not directory.is_dir():
         return None, [Problem(str(directory), None, "", "is not a folder")], left_out
     sources: dict[str, SourceFile] = {}
@@ -146,6 +148,7 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
         source, data, problem = _read_yaml(path, directory)
         if problem is not None:
             problems.append(problem)
+            unreadable.append(path)
             return None
         sources[source.display] = source
         try:
@@ -178,7 +181,7 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
     if not forms and not problems:
         problems.append(Problem(f"{directory.name}/ecrf", None, "", "holds no form definitions"))
 
-    if info is None or schedule is None or subject_path is None or not forms:
+    if unreadable or info is None or schedule is None or subject_path is None or not forms:
         return None, problems, left_out
     study = Study(
         info=info,
