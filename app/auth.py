@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -25,8 +26,13 @@ LOCKOUT = timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 10
 
 _hasher = PasswordHasher()
-# Verified against when the username is unknown, so that both cases take the same time.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so that both cases take the same time.
+    Computed at the first such login, not at import: every command imports this module."""
+    return _hasher.hash("not-a-real-password")
 
 
 class LoginFailed(Exception):
@@ -83,7 +89,7 @@ def login(session: Session, *, username: str, password: str, source: str, now: d
     """
     user = session.exec(select(UserAccount).where(UserAccount.username == username)).first()
     if user is None:
-        _verify(_DUMMY_HASH, password)
+        _verify(_dummy_hash(), password)
         audit.record(
             session, actor=audit.Actor(None, source), action=AuditAction.LOGIN_FAILED,
             details=username,

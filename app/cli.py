@@ -6,30 +6,26 @@ from __future__ import annotations
 import getpass
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from sqlmodel import Session, select
 
-from app import audit, auth, serving
-from app.audit import AuditAction
-from app.config import get_settings
-from app.db import make_engine, pending_migrations, unit_of_work, upgrade
-from app.exporters.produce import (
-    SDTM_FORMATS,
-    BadExportRequest,
-    ExportedFile,
-    ExportKind,
-    export_request,
-    file_manifest,
-    produce,
-)
-from app.models import Role, Site
-from app.study.loader import load_study, study_problems
-from app.study.problems import StudyDefinitionError, format_problems
+# Everything else is imported by the commands that use it: `trialdesk --help` and the light
+# commands should not pay for the database layer, the exporters, pandas or lxml.
+if TYPE_CHECKING:
+    from rich.progress import Progress as Bar
+    from rich.progress import TaskID
+    from sqlalchemy import Engine
+
+    from app.config import Settings
+    from app.exporters.produce import ExportedFile, ExportKind
+    from app.exporters.scope import Progress
+    from app.study.loader import Study
 
 cli = typer.Typer(
     help="TrialDesk: electronic data capture for clinical trials.", no_args_is_help=True
@@ -46,6 +42,89 @@ console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
 
+class _Display:
+    """The phases of a command's work on stderr, one row each, from its first moment: a
+    phase's row appears when it begins, and its bar is full only once its work is done."""
+
+    def __init__(self, bar: Bar) -> None:
+        self.bar = bar
+        self.rows: dict[str, TaskID] = {}
+
+    def advance(self, name: str, done: int, total: int | None) -> None:
+        """`done` of the `total` units of phase `name` (None: not known yet) are done."""
+        if name not in self.rows:
+            self.rows[name] = self.bar.add_task(name, total=total)
+        self.bar.update(self.rows[name], completed=done, total=total)
+
+    def phase(self, name: str) -> Progress:
+        """The progress callback of phase `name` (an `app.exporters.scope.Phases`)."""
+        return lambda done, total: self.advance(name, done, total)
+
+    def step(self, name: str) -> _Step:
+        """A phase of one step: `with display.step(name): ...` (left at 0/1 if it fails)."""
+        return _Step(self, name)
+
+
+class _Step:
+    def __init__(self, display: _Display, name: str) -> None:
+        self.display, self.name = display, name
+
+    def __enter__(self) -> None:
+        self.display.advance(self.name, 0, 1)
+
+    def __exit__(self, kind: object, *_rest: object) -> None:
+        if kind is None:
+            self.display.advance(self.name, 1, 1)
+
+
+@contextmanager
+def _display() -> Iterator[_Display]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.progress import Progress as Bar
+
+    columns = (
+        TextColumn("{task.description:<17}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Bar(*columns, console=errors) as bar:
+        yield _Display(bar)
+
+
+def _load_study(display: _Display, directory: Path) -> Study:
+    from app.study.loader import load_study
+
+    with display.step("study definition"):
+        return load_study(directory)
+
+
+def _ready(display: _Display, settings: Settings) -> tuple[Study, Engine]:
+    """The study and an engine of the database, once both are usable; else exits 1 saying
+    what is wrong (every problem of the study, or the migration to run)."""
+    from app.db import make_engine, pending_migrations
+    from app.study.problems import StudyDefinitionError
+
+    try:
+        study = _load_study(display, settings.study_dir)
+    except StudyDefinitionError as error:
+        errors.print(str(error), markup=False, highlight=False)
+        raise typer.Exit(1) from error
+    engine = make_engine(settings.database_url)
+    with display.step("database"):
+        problem = pending_migrations(engine)
+    if problem:
+        engine.dispose()
+        errors.print(problem, markup=False, highlight=False)
+        raise typer.Exit(1)
+    return study, engine
+
+
 def main() -> None:
     cli()
 
@@ -53,8 +132,12 @@ def main() -> None:
 @db_cli.command("upgrade")
 def db_upgrade() -> None:
     """Apply every database migration (creates the SQLite file if needed)."""
+    from app.config import get_settings
+    from app.db import make_engine, upgrade
+
     settings = get_settings()
-    upgrade(settings.database_url)
+    with _display() as display, display.step("database"):
+        upgrade(settings.database_url)
     console.print(f"Database is up to date: {make_engine(settings.database_url).url!r}")
 
 
@@ -68,19 +151,28 @@ def study_check(
 ) -> None:
     """Load a study definition and its SDTM mappings; report every problem (file:line: where:
     what)."""
-    from app.sdtm.spec import load_sdtm_specs, sdtm_problems
+    from app.config import get_settings
+    from app.study.problems import StudyDefinitionError, format_problems
 
     mappings = exports or get_settings().exports_dir
     check_mappings = exports is not None or mappings.is_dir()
-    problems = study_problems(directory)
-    if not problems and check_mappings:
-        problems = sdtm_problems(mappings, load_study(directory))
+    domains = 0
+    with _display() as display:
+        try:
+            study = _load_study(display, directory)
+            if check_mappings:
+                from app.sdtm.spec import load_sdtm_specs
+
+                with display.step("SDTM mappings"):
+                    domains = len(load_sdtm_specs(mappings, study).domains)
+        except StudyDefinitionError as error:
+            problems = error.problems
+        else:
+            problems = []
     if problems:
         errors.print(format_problems(problems), markup=False, highlight=False)
         raise typer.Exit(1)
-    study = load_study(directory)
     items = sum(len(g.items) for f in study.forms.values() for g in f.item_groups)
-    domains = len(load_sdtm_specs(mappings, study).domains) if check_mappings else 0
     console.print(
         f"{study.info.oid}: OK — {len(study.schedule.visits)} visits, {len(study.forms)} forms, "
         f"{items} items, {len(study.codelists)} code lists, {len(study.units)} units, "
@@ -95,18 +187,13 @@ def serve(
     workers: Annotated[int, typer.Option(help="server processes")] = 1,
 ) -> None:
     """Serve the web application (refuses a broken study or an unmigrated database)."""
+    from app import serving
+    from app.config import get_settings
+
     settings = get_settings()
-    try:
-        load_study(settings.study_dir)
-    except StudyDefinitionError as error:
-        errors.print(str(error), markup=False, highlight=False)
-        raise typer.Exit(1) from error
-    engine = make_engine(settings.database_url)
-    problem = pending_migrations(engine)
+    with _display() as display:
+        _study, engine = _ready(display, settings)
     engine.dispose()
-    if problem:
-        errors.print(problem, markup=False, highlight=False)
-        raise typer.Exit(1)
     if workers > 1 and settings.database_url.startswith("sqlite"):
         errors.print(
             "SQLite has a single writer: serving it from one process (use PostgreSQL, "
@@ -135,6 +222,13 @@ def create_user(
 ) -> None:
     """Create an account; the password is asked for (or read from TRIALDESK_NEW_PASSWORD)."""
     import os
+
+    from sqlmodel import Session, select
+
+    from app import audit, auth
+    from app.config import get_settings
+    from app.db import make_engine, unit_of_work
+    from app.models import Role, Site
 
     password = os.environ.get("TRIALDESK_NEW_PASSWORD") or getpass.getpass("Password: ")
     engine = make_engine(get_settings().database_url)
@@ -175,14 +269,25 @@ def demo(
     subjects: Annotated[int, typer.Option(help="subjects to create")] = 20,
 ) -> None:
     """Migrate the database and load demo sites, one account per role and a few subjects."""
+    from app.config import get_settings
+    from app.db import make_engine, upgrade
     from app.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, load_demo
 
     settings = get_settings()
-    upgrade(settings.database_url)
-    study = load_study(settings.study_dir)
-    engine = make_engine(settings.database_url)
-    created = load_demo(engine, study, subjects=subjects)
-    engine.dispose()
+    with _display() as display:
+        with display.step("database"):
+            upgrade(settings.database_url)
+        study = _load_study(display, settings.study_dir)
+        engine = make_engine(settings.database_url)
+        display.advance("sites, accounts", 0, 1)
+
+        def subject_done(done: int, total: int) -> None:
+            display.advance("sites, accounts", 1, 1)  # done before the first subject
+            display.advance("subjects", done, total)
+
+        created = load_demo(engine, study, subjects=subjects, progress=subject_done)
+        display.advance("sites, accounts", 1, 1)
+        engine.dispose()
     console.print("Demo data loaded." if created else "Demo data was already there.")
     console.print(f"Accounts (password for all: {DEMO_PASSWORD}):", markup=False)
     for username, _full_name, description in DEMO_ACCOUNTS:
@@ -210,52 +315,52 @@ def _run_export(
     changed_since: datetime | None = None,
     formats: list[str] | None = None,
 ) -> list[ExportedFile]:
-    """Run one export into `out_dir` with a progress bar, audited as a command-line export."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    """Run one export into `out_dir` with the progress of each phase, audited as a
+    command-line export."""
+    from sqlmodel import Session
+
+    from app import audit
+    from app.audit import AuditAction
+    from app.config import get_settings
+    from app.db import make_engine
+    from app.exporters.produce import SDTM_FORMATS, BadExportRequest, export_request, produce
 
     settings = get_settings()
-    study = load_study(settings.study_dir)
-    engine = make_engine(settings.database_url)
-    problem = pending_migrations(engine)
-    if problem:
-        errors.print(problem, markup=False, highlight=False)
-        raise typer.Exit(1)
     scope = next((name for name, given in (("site", site), ("cohort", cohort),
                   ("subject", subject)) if given), "study")  # fmt: skip
     since = changed_since.replace(tzinfo=UTC) if changed_since else None
-    reader = make_engine(settings.database_url, reader=True)
-    try:
-        with Session(engine) as session:
-            request = export_request(
-                session, study, kind=kind, formats=formats or list(SDTM_FORMATS), scope=scope,
-                site_number=site, cohort=cohort, subject_key=subject, changed_since=since,
-            )  # fmt: skip
-            scope_text = request.scope.describe(session)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=errors) as bar, Session(reader) as read_session:
-            task = bar.add_task("subjects", total=None)
-
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
-            files = produce(read_session, study, settings, request, out_dir, progress)
-        with Session(engine) as session:
-            audit.record(
-                session, actor=audit.Actor(None, "cli"), action=AuditAction.EXPORT,
-                details=f"{kind.description}; {scope_text}; to {out_dir}"[:500],
-            )  # fmt: skip
-            session.commit()
-    except BadExportRequest as error:
-        errors.print(f"Not exported: {error.field}: {error}", markup=False)
-        raise typer.Exit(1) from error
-    finally:
-        reader.dispose()
-        engine.dispose()
+    with _display() as display:
+        study, engine = _ready(display, settings)
+        reader = make_engine(settings.database_url, reader=True)
+        try:
+            with Session(engine) as session:
+                request = export_request(
+                    session, study, kind=kind, formats=formats or list(SDTM_FORMATS),
+                    scope=scope, site_number=site, cohort=cohort, subject_key=subject,
+                    changed_since=since,
+                )  # fmt: skip
+                scope_text = request.scope.describe(session)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with Session(reader) as read_session:
+                files = produce(read_session, study, settings, request, out_dir, display.phase)
+            with Session(engine) as session:
+                audit.record(
+                    session, actor=audit.Actor(None, "cli"), action=AuditAction.EXPORT,
+                    details=f"{kind.description}; {scope_text}; to {out_dir}"[:500],
+                )  # fmt: skip
+                session.commit()
+        except BadExportRequest as error:
+            errors.print(f"Not exported: {error.field}: {error}", markup=False)
+            raise typer.Exit(1) from error
+        finally:
+            reader.dispose()
+            engine.dispose()
     return files
 
 
 def _report(out_dir: Path, files: list[ExportedFile]) -> None:
+    from app.exporters.produce import file_manifest
+
     for entry in file_manifest(out_dir, files):
         rows = "" if entry["rows"] is None else f"{entry['rows']:>9} rows  "
         console.print(f"  {out_dir / entry['name']}  {rows}{entry['bytes']} bytes", markup=False)
@@ -273,6 +378,8 @@ def export_odm(
     changed_since: SinceOption = None,
 ) -> None:
     """Write ODM 1.3.2: study metadata, AdminData and ClinicalData with audit records."""
+    from app.exporters.produce import ExportKind
+
     kind = ExportKind.ODM_TRANSACTIONAL if transactional else ExportKind.ODM_SNAPSHOT
     with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as tmp:
         files = _run_export(
@@ -294,6 +401,8 @@ def export_sdtm(
     subject: SubjectOption = None,
 ) -> None:
     """Write the SDTM datasets (XPT v5, Dataset-JSON 1.1, CSV) with define.xml."""
+    from app.exporters.produce import ExportKind
+
     files = _run_export(
         ExportKind.SDTM, output, site=site, cohort=cohort, subject=subject, formats=format
     )
@@ -307,7 +416,10 @@ def export_define(
     cohort: CohortOption = None,
     subject: SubjectOption = None,
 ) -> None:
-    """Write Define-XML 2.1 (define.xml, define.html) for the SDTM datasets of the scope."""
+    """Write Define-XML 2.1 (define.xml, define.html) for the SDTM datasets of the scope,
+    described from the study definition and mappings (no subject's data is read)."""
+    from app.exporters.produce import ExportKind
+
     files = _run_export(ExportKind.DEFINE, output, site=site, cohort=cohort, subject=subject)
     _report(output, files)
 
@@ -328,39 +440,43 @@ def import_odm(
     The account is required, not a system actor: imported values enter the audit trail under
     a person who answers for them.
     """
+    from sqlmodel import Session, select
+
+    from app import audit
     from app.access import AccessDenied, Permission, load_access
+    from app.config import get_settings
     from app.importers.odm_import import import_odm as import_file
     from app.models import UserAccount
 
     settings = get_settings()
-    study = load_study(settings.study_dir)
-    engine = make_engine(settings.database_url)
-    try:
-        problem = pending_migrations(engine)
-        if problem:
-            errors.print(problem, markup=False, highlight=False)
-            raise typer.Exit(1)
-        with Session(engine) as session:
-            user = session.exec(select(UserAccount).where(UserAccount.username == as_user)).first()
-            if user is None or not user.is_active:
-                errors.print(f"No active account {as_user}", markup=False)
-                raise typer.Exit(1)
-            access = load_access(session, user)
-            try:
-                access.require(Permission.IMPORT)
-            except AccessDenied as denied:
-                errors.print(f"{as_user}: {denied}", markup=False)
-                raise typer.Exit(1) from denied
-            report = import_file(
-                session, study, file, access=access, actor=audit.Actor(user, "cli"),
-                valid_subjects_only=valid_subjects_only,
-            )  # fmt: skip
-            if report.stored:
-                session.commit()
-            else:
-                session.rollback()
-    finally:
-        engine.dispose()
+    with _display() as display:
+        study, engine = _ready(display, settings)
+        try:
+            with Session(engine) as session:
+                user = session.exec(
+                    select(UserAccount).where(UserAccount.username == as_user)
+                ).first()
+                if user is None or not user.is_active:
+                    errors.print(f"No active account {as_user}", markup=False)
+                    raise typer.Exit(1)
+                access = load_access(session, user)
+                try:
+                    access.require(Permission.IMPORT)
+                except AccessDenied as denied:
+                    errors.print(f"{as_user}: {denied}", markup=False)
+                    raise typer.Exit(1) from denied
+                display.advance("import", 0, None)
+                report = import_file(
+                    session, study, file, access=access, actor=audit.Actor(user, "cli"),
+                    valid_subjects_only=valid_subjects_only,
+                )  # fmt: skip
+                if report.stored:
+                    session.commit()
+                else:
+                    session.rollback()
+                display.advance("import", 1, 1)
+        finally:
+            engine.dispose()
     if not report.stored:
         errors.print(report.format(), markup=False, highlight=False)
         raise typer.Exit(1)

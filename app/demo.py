@@ -148,8 +148,17 @@ SCENARIOS: tuple[Scenario, ...] = (
 # -- loading ----------------------------------------------------------------------------------
 
 
-def load_demo(engine: Engine, study: Study, *, subjects: int, seed: int = 1) -> bool:
-    """Create the demo sites, accounts and `subjects` subjects; False if already present."""
+def load_demo(
+    engine: Engine,
+    study: Study,
+    *,
+    subjects: int,
+    seed: int = 1,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> bool:
+    """Create the demo sites, accounts and `subjects` subjects; False if already present.
+    `progress(subjects created, subjects)` is called once the accounts exist and after each
+    subject."""
     system = audit.Actor(None, "demo")
     with Session(engine, expire_on_commit=False) as session:
         if session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).first():
@@ -178,6 +187,7 @@ def load_demo(engine: Engine, study: Study, *, subjects: int, seed: int = 1) -> 
         }
         rng = random.Random(seed)  # noqa: S311 - demo data, not security
         now = datetime.now(UTC)
+        progress(0, subjects)
         for index in range(subjects):
             scenario = SCENARIOS[index % len(SCENARIOS)]
             coordinator, investigator = staff[scenario.site]
@@ -186,6 +196,7 @@ def load_demo(engine: Engine, study: Study, *, subjects: int, seed: int = 1) -> 
                     session, study, scenario, sites[scenario.site], coordinator, investigator,
                     rng, now,
                 )  # fmt: skip
+            progress(index + 1, subjects)
     return True
 
 

@@ -34,7 +34,7 @@ from app.config import Settings
 from app.crf.changes import NotFound
 from app.db import make_engine
 from app.exporters.produce import ExportedFile, ExportKind, ExportRequest, file_manifest, produce
-from app.exporters.scope import ExportScope, ScopeKind
+from app.exporters.scope import ExportScope, ScopeKind, subjects_only
 from app.models import ExportChunk, ExportJob, ExportState, Subject, UserAccount, pk, utcnow
 from app.study.loader import Study
 
@@ -58,7 +58,8 @@ class JobView:
         if self.job.state == ExportState.DONE:
             return 100
         total = self.job.progress_total
-        return int(100 * self.job.progress_done / total) if total else 0
+        # Writing and storing the files follows the last subject: not done until stored.
+        return min(99, int(100 * self.job.progress_done / total)) if total else 0
 
     @property
     def files(self) -> list[dict[str, Any]]:
@@ -210,7 +211,10 @@ def run_job(engine: Engine, study: Study, settings: Settings, job_id: int) -> No
             out_dir = Path(folder) / "export"
             out_dir.mkdir()
             with Session(reader) as read_session:
-                files = produce(read_session, study, settings, request, out_dir, heartbeat.progress)
+                files = produce(
+                    read_session, study, settings, request, out_dir,
+                    subjects_only(heartbeat.progress),
+                )  # fmt: skip
             zip_path = Path(folder) / "export.zip"
             manifest = _package(out_dir, files, zip_path)
             _store_result(engine, job_id, zip_path, manifest, _file_name(study, job_id, request))

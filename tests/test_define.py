@@ -21,9 +21,11 @@ from lxml import etree
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from app.config import Settings
 from app.db import make_engine
 from app.demo import load_demo
 from app.exporters.define import DefineError, define_document, write_define
+from app.exporters.produce import ExportKind, ExportRequest, produce
 from app.exporters.scope import ExportScope, ScopeKind
 from app.models import Subject
 from app.schemas import define_schema
@@ -34,6 +36,7 @@ from app.study.loader import Study
 from tests.conftest import REPO, migrated_database
 
 EXPORTS = REPO / "exports"
+SETTINGS = Settings(exports_dir=EXPORTS)
 CDISC_EXAMPLE = REPO / "app" / "schemas" / "define-2.1" / "examples" / "defineV21-SDTM.xml"
 NS = {
     "odm": "http://www.cdisc.org/ns/odm/v1.3",
@@ -438,3 +441,36 @@ def test_define_of_one_subjects_json_export_names_the_json_files(
         assert leaf is not None and leaf.get(XLINK + "href") == f"{dataset.name.lower()}.json"
     dm = next(dataset for dataset in result.datasets if dataset.name == "DM")
     assert dm.rows == 1
+
+
+def test_define_xml_alone_is_described_from_the_definition_whatever_the_data(
+    demo: Engine, zm001: Study, define: Define, tmp_path: Path
+) -> None:
+    """Define-XML alone reads no subject's data: the same document for the demo study and for
+    an empty database, with the datasets an SDTM export writes and lengths that hold the
+    values of the demo export."""
+    documents = []
+    with migrated_database("sqlite", tmp_path / "db") as empty_url:
+        empty = make_engine(empty_url)
+        for name, engine in (("demo", demo), ("empty", empty)):
+            out = tmp_path / name
+            out.mkdir()
+            with Session(engine) as session:
+                files = produce(session, zm001, SETTINGS, ExportRequest(ExportKind.DEFINE), out)
+            assert [f.name for f in files] == [
+                "zm001-odm-metadata.xml", "define.xml", "define2-1.xsl", "define.html"
+            ]  # fmt: skip
+            text = (out / "define.xml").read_text()
+            documents.append(re.sub(r'CreationDateTime="[^"]+"', "", text))
+        empty.dispose()
+    assert documents[0] == documents[1]
+    alone = etree.parse(str(tmp_path / "empty" / "define.xml")).getroot()
+    assert define_schema().validate(alone), define_schema().error_log
+    groups = alone.findall(".//odm:ItemGroupDef", NS)
+    assert [group.get("Name") for group in groups] == [d.name for d in define.datasets]
+    assert all(group.get(DEF + "HasNoData") is None for group in groups)
+    for item in define.all("//odm:ItemDef[@Length]"):
+        if item.get("DataType") == "text" and str(item.get("OID")).count(".") == 2:
+            declared = alone.find(f".//odm:ItemDef[@OID='{item.get('OID')}']", NS)
+            assert declared is not None, item.get("OID")
+            assert int(str(declared.get("Length"))) >= int(str(item.get("Length"))), item.get("OID")

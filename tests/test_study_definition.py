@@ -159,3 +159,77 @@ def test_each_kind_of_problem_is_named(tmp_path: Path, old: str, new: str, messa
         path.write_text(path.read_text().replace(old, new, 1))
     messages = [str(p) for p in study_problems(copy)]
     assert any(message in m for m in messages), messages
+
+
+def copy_with_dm_edits(tmp_path: Path, edits: list[tuple[str, str]]) -> Path:
+    """A copy of ZM001 whose DM.yaml has each (old, new) text replaced once."""
+    copy = tmp_path / "forms"
+    shutil.copytree(FORMS, copy)
+    dm = copy / "ecrf" / "DM.yaml"
+    text = dm.read_text()
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new, 1)
+    dm.write_text(text)
+    return copy
+
+
+def dm_line(copy: Path, line: str) -> int:
+    return (copy / "ecrf" / "DM.yaml").read_text().splitlines().index(line) + 1
+
+
+def test_a_mistyped_key_is_one_line_and_a_second_error_in_its_file_comes_with_it(
+    tmp_path: Path,
+) -> None:
+    copy = copy_with_dm_edits(
+        tmp_path,
+        [("        label: Sex\n", "        lable: Sex\n"), ("CL.RACE\n", "CL.RACES\n")],
+    )
+    assert [str(problem) for problem in study_problems(copy)] == [
+        f"forms/ecrf/DM.yaml:{dm_line(copy, '        lable: Sex')}: item_groups[0].items[2].lable: "
+        "unknown key 'lable' (did you mean 'label'?)",
+        f"forms/ecrf/DM.yaml:{dm_line(copy, '        codelist: CL.RACES')}: "
+        "item_groups[0].items[5].codelist: unknown codelist CL.RACES",
+    ]
+
+
+def test_every_problem_of_every_file_is_reported_at_once_each_once(tmp_path: Path) -> None:
+    """An item that cannot be read is left out of the whole-study checks, which still run on
+    the rest (of its file and of the others), without repeating what follows from it."""
+    copy = copy_with_dm_edits(
+        tmp_path,
+        [
+            (
+                "type: choice\n        codelist: CL.SEX\n",
+                "type: choise\n        codelist: CL.SEX\n",
+            ),
+            ("codelist: CL.ETHNIC\n        required:", "codelist: CL.ETHNIC\n        requird:"),
+            ("codelist: CL.RACE\n", "codelist: CL.RACES\n"),
+        ],
+    )
+    schedule = copy / "schedule.yaml"
+    schedule.write_text(schedule.read_text().replace("      - F.IC\n", "      - F.NOPE\n", 1))
+    problems = study_problems(copy)
+    messages = [f"{p.file}: {p.where}: {p.message}" for p in problems]
+    assert len(messages) == 4, messages
+    assert messages[0].startswith("forms/ecrf/DM.yaml: item_groups[0].items[2].type: Input ")
+    assert messages[1:] == [
+        "forms/ecrf/DM.yaml: item_groups[0].items[3].requird: "
+        "unknown key 'requird' (did you mean 'required'?)",
+        "forms/schedule.yaml: visits[0].forms[0]: "
+        "form F.NOPE is scheduled at SE.SCR but not defined in ecrf/",
+        "forms/ecrf/DM.yaml: item_groups[0].items[5].codelist: unknown codelist CL.RACES",
+    ]
+    assert problems[-1].line == dm_line(copy, "        codelist: CL.RACES")
+    # SEX, left out, is read by expressions in DM and other forms: nothing follows from it
+    assert not any("SEX" in message for message in messages[1:])
+
+
+def test_a_file_that_is_not_yaml_is_one_problem_and_nothing_follows_from_it(
+    tmp_path: Path,
+) -> None:
+    copy = copy_with_dm_edits(tmp_path, [("        label: Sex\n", "        label: Sex: [\n")])
+    problems = study_problems(copy)
+    assert [(p.file, p.message.split(":")[0]) for p in problems] == [
+        ("forms/ecrf/DM.yaml", "is not valid YAML")
+    ], problems

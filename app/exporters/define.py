@@ -6,6 +6,14 @@ mapping in `exports/`, code lists, one MethodDef per derived variable, comments 
 and value-level metadata: the results of findings domains by --TESTCD and QVAL of SUPP--
 datasets by QNAM. What only the data can tell is read from the written files: numeric lengths
 and decimals, the ISO 8601 data type of each --DTC variable, and which tests and QNAMs occur.
+
+Define-XML alone describes the datasets from the definition instead (`planned_datasets`), so
+that it reads no subject's data and takes the same time for any number of subjects: each
+text variable's length is the longest value the definition allows (its declared length, code
+list, constant, recode, or the eCRF item it copies; 200, the SAS XPORT v5 limit, for derived
+text), numbers are 8 long with no SignificantDigits, --DTC types are those of the items they
+copy, only the tests and QNAMs the mappings name are listed, and no dataset says it has no
+data.
 OIDs are those the Dataset-JSON files carry (`app.sdtm.dataset`). The document is checked
 against the vendored Define-XML 2.1 schema before it is written.
 """
@@ -14,19 +22,19 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyreadstat
 from lxml import etree
 
 from app.schemas import DEFINE_STYLESHEET, define_schema
 from app.sdtm.build import SUPP_COLUMNS, json_data_type
 from app.sdtm.dataset import (
     SdtmDataset,
+    Table,
     format_number,
     item_group_oid,
     item_oid,
@@ -38,13 +46,14 @@ from app.sdtm.spec import (
     DomainSpec,
     Origin,
     SdtmSpecs,
+    Supplemental,
     Variable,
     codelist_values,
     resolve_item,
 )
-from app.sdtm.writers import supp_qnam
+from app.sdtm.writers import MAX_VALUE_BYTES, supp_qnam
 from app.study.loader import Study
-from app.study.model import DataType
+from app.study.model import DataType, ItemDef
 
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
 DEF_NS = "http://www.cdisc.org/ns/def/v2.1"
@@ -136,7 +145,8 @@ class ValueStats:
     max_length: int = 0
     numeric: bool = True
     integral: bool = True
-    max_decimals: int = 0
+    max_decimals: int | None = 0
+    """None: not known (a dataset described from the definition)."""
     iso_types: set[str] = field(default_factory=set)
     distinct: list[str] = field(default_factory=list)
 
@@ -150,7 +160,7 @@ class ValueStats:
         _whole, point, decimals = text.partition(".")
         if point:
             self.integral = False
-            self.max_decimals = max(self.max_decimals, len(decimals))
+            self.max_decimals = max(self.max_decimals or 0, len(decimals))
         if len(self.distinct) < DISTINCT_LIMIT and text not in self.distinct:
             self.distinct.append(text)
         if self.number:
@@ -166,8 +176,12 @@ class Observed:
 
     columns: dict[str, ValueStats]
     by_key: dict[str, dict[str, ValueStats]] = field(default_factory=dict)
+    declared: bool = False
+    """Described from the definition: every key's columns are as `columns` says."""
 
     def key_stats(self, key: str, column: str) -> ValueStats:
+        if self.declared:
+            return self.columns[column]
         return self.by_key.get(key, {}).get(column) or ValueStats()
 
 
@@ -188,11 +202,17 @@ def observe(
     columns: dict[str, ValueStats],
     key: str | None = None,
     keyed: dict[str, ValueStats] | None = None,
+    table: Table | None = None,
 ) -> Observed:
     """Statistics of `columns` over the dataset's rows and, when `key` is a column, of the
     `keyed` columns per value of `key`; the ValueStats given are empty and say what to track
-    (copied per key). Read from the written Dataset-JSON, CSV or XPT file."""
-    names, rows = _read_table(dataset)
+    (copied per key). Read from the written Dataset-JSON, CSV or XPT file; for a dataset
+    described from the definition (no rows counted), the lengths it declares."""
+    if dataset.rows is None:
+        names = [*columns, *(keyed or {})]
+        declared = {name: _known_stats(dataset, name) for name in names}
+        return Observed(declared, declared=True)
+    names, rows = _read_table(dataset, table)
     position = {name: i for i, name in enumerate(names)}
     measured = [(position[name], stats) for name, stats in columns.items() if name in position]
     keyed_at = [
@@ -219,11 +239,18 @@ def observe(
     return observed
 
 
-def _read_table(dataset: SdtmDataset) -> tuple[list[str], Iterable[Sequence[object]]]:
-    """Column names and rows of a written dataset, from whichever file was written."""
+def _read_table(
+    dataset: SdtmDataset, table: Table | None
+) -> tuple[list[str], Iterable[Sequence[object]]]:
+    """Column names and rows of a written dataset: those of its `table` in memory if given,
+    else from whichever file was written."""
+    if table is not None:
+        return [column.name for column in table.columns], table.rows
     if "json" in dataset.files or "csv" in dataset.files:
         return read_written(dataset)
     if "xpt" in dataset.files:
+        import pyreadstat  # here: it imports pandas, half a second, and only XPT needs it
+
         frame, _meta = pyreadstat.read_xport(str(dataset.files["xpt"]))
         return [str(name) for name in frame.columns], frame.itertuples(index=False)
     raise DefineError(f"{dataset.name}: no data file was written")
@@ -236,6 +263,74 @@ def _text(value: object) -> str | None:
     if isinstance(value, float | int):
         return format_number(float(value))
     return str(value)
+
+
+# -- described from the definition ------------------------------------------------------------
+
+NUMBER_LENGTH = 8
+"""Length of a Num variable described from the definition: SAS stores numbers in 8 bytes."""
+
+
+def planned_datasets(study: Study, specs: SdtmSpecs, folder: Path) -> list[SdtmDataset]:
+    """The datasets an SDTM export of the mappings writes (each domain, and its SUPP-- when it
+    declares qualifiers), described from the definition: no rows counted (`rows` None), each
+    named by the XPT file it would be in `folder`, with the lengths the definition allows."""
+    datasets = []
+    for spec in specs.domains:
+        lengths = {
+            var.name: NUMBER_LENGTH if var.type == "Num" else _declared_length(study, spec, var)
+            for var in spec.variables
+        }
+        datasets.append(_planned(spec.domain, spec.label, folder, lengths))
+        if not spec.supplemental:
+            continue
+        qualifiers = spec.supplemental
+        supp = {
+            "RDOMAIN": len(spec.domain),
+            "IDVAR": len(spec.seq_name),
+            "IDVARVAL": NUMBER_LENGTH,
+            "QNAM": max(len(qual.qnam) for qual in qualifiers),
+            "QLABEL": max(len(qual.qlabel.encode()) for qual in qualifiers),
+            "QVAL": max(_declared_length(study, spec, qual) for qual in qualifiers),
+            "QORIG": max(len(qual.origin.type) for qual in qualifiers),
+            "QEVAL": max(
+                (len(qual.qeval.encode()) for qual in qualifiers if qual.qeval), default=1
+            ),
+        }
+        supp |= {name: lengths[name] for name in ("STUDYID", "USUBJID") if name in lengths}
+        label = f"Supplemental Qualifiers for {spec.domain}"
+        datasets.append(_planned(spec.supp_name, label, folder, supp))
+    return datasets
+
+
+def _planned(name: str, label: str, folder: Path, lengths: dict[str, int]) -> SdtmDataset:
+    return SdtmDataset(name, label, None, {"xpt": folder / f"{name.lower()}.xpt"}, lengths)
+
+
+def _declared_length(study: Study, spec: DomainSpec, source: Variable | Supplemental) -> int:
+    """The longest text the definition allows a Char variable or qualifier: its declared
+    length, else the longest value of its code list, constant or recode, else the length or
+    codes of the eCRF item it copies (one code: not a multiple choice), else 200 bytes (the
+    SAS XPORT v5 limit)."""
+    if isinstance(source, Variable) and source.length is not None:
+        return source.length
+    values: tuple[str, ...] = ()
+    if source.codelist is not None:
+        values = codelist_values(study, source.codelist)
+    elif isinstance(source.constant, str):
+        values = (source.constant,)
+    elif source.recode is not None:
+        values = tuple(value for value in source.recode.map.values() if value is not None)
+    elif source.item is not None:
+        items = _copied_items(study, spec, source.item)
+        study_list = study.codelists.get(items[0].codelist or "") if items else None
+        if study_list is not None and items[0].type == DataType.MULTICHOICE:
+            return MAX_VALUE_BYTES  # several codes in one value
+        if study_list is not None:
+            values = study_list.codes
+        elif items and items[0].length is not None:
+            return min(items[0].length, MAX_VALUE_BYTES)
+    return max((len(value.encode()) for value in values), default=MAX_VALUE_BYTES)
 
 
 # -- the document -----------------------------------------------------------------------------
@@ -299,6 +394,8 @@ class _Document:
 
     study: Study
     crf: str | None
+    tables: Mapping[str, Table]
+    """Rows already in memory, by dataset name, read instead of the written files."""
     item_groups: list[etree._Element] = field(default_factory=list)
     items: list[etree._Element] = field(default_factory=list)
     value_lists: list[etree._Element] = field(default_factory=list)
@@ -459,6 +556,7 @@ def write_define(
     *,
     crf: str | None = None,
     created: datetime | None = None,
+    tables: Mapping[str, Table] | None = None,
 ) -> list[Path]:
     """Write `define.xml` describing `datasets` (as `write_sdtm` returned them, files in
     `out_dir`), the stylesheet `define2-1.xsl` next to it (so a browser renders the XML), and
@@ -469,7 +567,7 @@ def write_define(
     Collected origins name their eCRF form in words. Reads the datasets' data files; raises
     DefineError when a dataset has no mapping in `specs` or the document fails the schema."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tree = define_document(study, specs, datasets, crf=crf, created=created)
+    tree = define_document(study, specs, datasets, crf=crf, created=created, tables=tables)
     xml_path = out_dir / DEFINE_XML
     stylesheet_path = out_dir / STYLESHEET
     html_path = out_dir / DEFINE_HTML
@@ -494,10 +592,13 @@ def define_document(
     *,
     crf: str | None = None,
     created: datetime | None = None,
+    tables: Mapping[str, Table] | None = None,
 ) -> etree._ElementTree:
     """The Define-XML 2.1 document of `datasets`, valid against the Define-XML 2.1 schema
-    (checked here: DefineError names the line and rule otherwise)."""
-    document = _Document(study, crf)
+    (checked here: DefineError names the line and rule otherwise). `tables` (by dataset
+    name) hold the rows of the datasets, read instead of their files: a Dataset-JSON or CSV
+    file holds exactly the values of its table (XPT alone drops trailing blanks)."""
+    document = _Document(study, crf, tables or {})
     for dataset in datasets:
         spec = specs.domain(
             dataset.name.removeprefix("SUPP") if _is_supp(dataset) else dataset.name
@@ -619,7 +720,7 @@ def _item_group(
             "Purpose": "Tabulation",
             _def("Structure"): structure,
             _def("StandardOID"): SDTMIG_OID,
-            _def("HasNoData"): "Yes" if dataset.rows == 0 else None,
+            _def("HasNoData"): "Yes" if dataset.rows == 0 else None,  # None: not counted
             _def("ArchiveLocationID"): f"LF.{name}",
         },
         _description(dataset.label),
@@ -671,13 +772,14 @@ def _describe_domain(document: _Document, spec: DomainSpec, dataset: SdtmDataset
         measured,
         testcd if keyed else None,
         {result: ValueStats(number=True) for result in keyed},
+        document.tables.get(name),
     )
     tests = _tests(document.study, spec, observed) if keyed else []
     keys = {key: order for order, key in enumerate(spec.keys, start=1)}
     item_refs = []
     for order, variable in enumerate(spec.variables, start=1):
         oid = item_oid(name, variable.name)
-        stats = observed.columns.get(variable.name) or _char_stats(dataset, variable.name)
+        stats = observed.columns.get(variable.name) or _known_stats(dataset, variable.name)
         method = document.method_oid(oid, variable.origin, _expression(variable))
         value_list = None
         if variable.name in keyed and tests:
@@ -715,9 +817,10 @@ def _describe_domain(document: _Document, spec: DomainSpec, dataset: SdtmDataset
     )
 
 
-def _char_stats(dataset: SdtmDataset, name: str) -> ValueStats:
-    """Char variables' lengths come with the dataset; no need to read them again."""
-    return ValueStats(max_length=dataset.lengths.get(name, 1))
+def _known_stats(dataset: SdtmDataset, name: str) -> ValueStats:
+    """The length that comes with the dataset (observed for Char variables when written, or
+    declared by the definition); no need to read the values again."""
+    return ValueStats(max_length=dataset.lengths.get(name, 1), max_decimals=None)
 
 
 def _is_dtc(variable: Variable) -> bool:
@@ -745,13 +848,18 @@ def _iso_data_type(types: set[str]) -> str:
 
 def _empty_dtc_type(study: Study, spec: DomainSpec, variable: Variable) -> str:
     """An always-empty --DTC: the type of the item it copies, else a partial datetime."""
-    if variable.item is not None:
-        forms = [study.forms.get(source.form or "") for source in spec.sources] or [None]
-        for form in forms:
-            item = resolve_item(study, variable.item, form)
-            if item is not None and item.type in _ITEM_ISO_TYPES:
-                return _ITEM_ISO_TYPES[item.type]
-    return "partialDatetime"
+    items = [] if variable.item is None else _copied_items(study, spec, variable.item)
+    return next(
+        (_ITEM_ISO_TYPES[item.type] for item in items if item.type in _ITEM_ISO_TYPES),
+        "partialDatetime",
+    )
+
+
+def _copied_items(study: Study, spec: DomainSpec, reference: str) -> list[ItemDef]:
+    """The eCRF items `reference` names in the domain's source forms, in their order."""
+    forms = [study.forms.get(source.form or "") for source in spec.sources] or [None]
+    found = (resolve_item(study, reference, form) for form in forms)
+    return [item for item in found if item is not None]
 
 
 def _constant_comment(variable: Variable) -> str | None:
@@ -885,7 +993,8 @@ def _result_type(variable: Variable, test: _Test, stats: ValueStats) -> str:
 
 def _describe_supp(document: _Document, spec: DomainSpec, dataset: SdtmDataset) -> None:
     name = dataset.name
-    observed = observe(dataset, {}, "QNAM", {"QVAL": ValueStats(iso=True), "QLABEL": ValueStats()})
+    keyed = {"QVAL": ValueStats(iso=True), "QLABEL": ValueStats()}
+    observed = observe(dataset, {}, "QNAM", keyed, document.tables.get(name))
     qnams = _qnams(spec, observed)
     item_refs = []
     for order, column in enumerate(SUPP_COLUMNS, start=1):
@@ -901,7 +1010,7 @@ def _describe_supp(document: _Document, spec: DomainSpec, dataset: SdtmDataset) 
                 column.name,
                 column.label,
                 "text",
-                _char_stats(dataset, column.name),
+                _known_stats(dataset, column.name),
                 origin,
                 _qnam_codelist(qnams) if column.name == "QNAM" and qnams else None,
                 f"Always {spec.domain}" if column.name == "RDOMAIN" else None,

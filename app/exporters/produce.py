@@ -6,7 +6,7 @@ call it, so an export is the same whoever asks for it.
 from __future__ import annotations
 
 import hashlib
-import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -19,7 +19,15 @@ from app.config import Settings
 from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_metadata import metadata_document
 from app.exporters.odm_transactional import write_odm_transactional
-from app.exporters.scope import ExportScope, Progress, ScopeKind, no_progress
+from app.exporters.scope import (
+    DATASETS,
+    DEFINE_XML,
+    SUBJECTS,
+    ExportScope,
+    Phases,
+    ScopeKind,
+    no_phases,
+)
 from app.models import Site, Subject, utcnow
 from app.study.loader import Study
 
@@ -132,17 +140,18 @@ def produce(
     settings: Settings,
     request: ExportRequest,
     out_dir: Path,
-    progress: Progress = no_progress,
+    phases: Phases = no_phases,
 ) -> list[ExportedFile]:
-    """Write the export's files into `out_dir` (which exists) and list them."""
+    """Write the export's files into `out_dir` (which exists) and list them, telling `phases`
+    how the work advances: SUBJECTS read, SDTM DATASETS written, DEFINE_XML steps done."""
     stem = study.info.oid.lower()
     if request.kind in (ExportKind.ODM_SNAPSHOT, ExportKind.ODM_TRANSACTIONAL):
         transactional = request.kind is ExportKind.ODM_TRANSACTIONAL
         name = f"{stem}-odm-{'transactional' if transactional else 'snapshot'}.xml"
         writer = write_odm_transactional if transactional else write_odm_snapshot
-        counts = writer(session, study, out_dir / name, request.scope, progress)
+        counts = writer(session, study, out_dir / name, request.scope, phases(SUBJECTS))
         return [ExportedFile(name, counts.items)]
-    return _sdtm(session, study, settings, request, out_dir, progress)
+    return _sdtm(session, study, settings, request, out_dir, phases)
 
 
 def _sdtm(
@@ -151,37 +160,62 @@ def _sdtm(
     settings: Settings,
     request: ExportRequest,
     out_dir: Path,
-    progress: Progress,
+    phases: Phases,
 ) -> list[ExportedFile]:
     """SDTM datasets with define.xml, or define.xml alone; both ship the study's ODM metadata
-    as the eCRF that Define-XML's collected origins point to."""
+    as the eCRF that Define-XML's collected origins point to. Define-XML alone describes the
+    datasets from the definition (`planned_datasets`): it reads no subject's data.
+
+    Rendering define.html (CDISC's XSLT, over a second) runs in a thread beside the rest:
+    lxml runs XSLT without the GIL. Define-XML is described from the tables in memory while
+    their files are written, except when only XPT is written (its values read back can
+    differ: XPT drops trailing blanks), when it waits for the files."""
     # Imported here: the SDTM writers bring pandas, which serving pages does not need.
-    from app.exporters.define import write_define
-    from app.sdtm.build import write_sdtm
+    from app.exporters.define import planned_datasets, write_define
+    from app.sdtm.build import build_tables, last_modified
     from app.sdtm.spec import load_sdtm_specs
+    from app.sdtm.writers import check_xport, to_be_written, write_tables
 
     specs = load_sdtm_specs(settings.exports_dir, study)
-    define_only = request.kind is ExportKind.DEFINE
-    # Define-XML states observed lengths, so it needs the datasets even when only it is kept.
-    data_dir = out_dir / ".datasets" if define_only else out_dir
-    data_dir.mkdir(exist_ok=True)
-    formats = frozenset({"xpt"}) if define_only else request.formats
-    datasets = write_sdtm(session, study, specs, data_dir, request.scope, formats, progress)
+    sdtm = request.kind is ExportKind.SDTM
+    if sdtm:
+        tables = build_tables(session, study, specs, request.scope, phases(SUBJECTS))
+        check_xport(tables, request.formats)  # before any file, define.xml included
+        datasets = [to_be_written(table, out_dir, request.formats) for table in tables]
+    else:
+        tables, datasets = [], planned_datasets(study, specs, out_dir)
     crf = f"{study.info.oid.lower()}-odm-metadata.xml"
     created = utcnow()
-    (out_dir / crf).write_bytes(
-        metadata_document(study, file_oid=f"TRIALDESK.{study.info.oid}.CRF", created=created)
-    )
-    define_files = write_define(study, specs, datasets, out_dir, crf=crf, created=created)
-    files: list[ExportedFile] = []
-    if define_only:
-        shutil.rmtree(data_dir)
-    else:
-        files = [
-            ExportedFile(path.relative_to(out_dir).as_posix(), dataset.rows)
-            for dataset in datasets
-            for path in dataset.files.values()
-        ]
+    steps = phases(DEFINE_XML)
+    in_memory = {table.name: table for table in tables} if request.formats - {"xpt"} else None
+
+    def define() -> list[Path]:
+        steps(0, 2)
+        paths = write_define(
+            study, specs, datasets, out_dir, crf=crf, created=created, tables=in_memory
+        )
+        steps(1, 2)
+        return paths
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ecrf = pool.submit(
+            metadata_document, study, file_oid=f"TRIALDESK.{study.info.oid}.CRF", created=created
+        )
+        described = pool.submit(define) if in_memory is not None or not sdtm else None
+        if sdtm:
+            modified = last_modified(session)
+            write_tables(
+                tables, study, out_dir, request.formats, modified, phases(DATASETS), checked=True
+            )
+        define_files = (described or pool.submit(define)).result()
+        (out_dir / crf).write_bytes(ecrf.result())
+    steps(2, 2)
+    files = [
+        ExportedFile(path.relative_to(out_dir).as_posix(), dataset.rows)
+        for dataset in datasets
+        if sdtm
+        for path in dataset.files.values()
+    ]
     names = [crf, *(path.relative_to(out_dir).as_posix() for path in define_files)]
     return files + [ExportedFile(name, None) for name in names]
 

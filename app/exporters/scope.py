@@ -17,11 +17,31 @@ from sqlmodel import Session, col, select
 from app.models import Site, Subject
 
 Progress = Callable[[int, int], None]
-"""Called by exporters as work advances: (subjects done, subjects in scope)."""
+"""Called by exporters as work advances: (subjects done, subjects in scope), or of another
+unit where a phase says so."""
+
+Phases = Callable[[str], Progress]
+"""The progress callback of each named phase of an export (SUBJECTS, DATASETS, DEFINE_XML);
+a phase begins when its callback is first called, and ends when the next one begins or the
+export returns."""
+
+SUBJECTS = "subjects"
+DATASETS = "datasets"
+DEFINE_XML = "Define-XML"
 
 
 def no_progress(done: int, total: int) -> None:
     """The progress callback of callers that do not show progress."""
+
+
+def no_phases(name: str) -> Progress:
+    """The phases of callers that do not show progress."""
+    return no_progress
+
+
+def subjects_only(progress: Progress) -> Phases:
+    """Phases telling `progress` how the subjects advance, and nothing of the other phases."""
+    return lambda name: progress if name == SUBJECTS else no_progress
 
 
 class ScopeKind(StrEnum):

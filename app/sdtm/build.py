@@ -95,9 +95,11 @@ def write_sdtm(
     scope: ExportScope = ExportScope(),  # noqa: B008 - frozen, never mutated
     formats: frozenset[str] = ALL_FORMATS,
     progress: Progress = no_progress,
+    written: Progress = no_progress,
 ) -> list[SdtmDataset]:
     """Build every domain of `specs` (and its SUPP--) for the subjects in `scope` and write
     each to `out_dir` as `<name>.xpt`, `<name>.json`, `<name>.csv` (the `formats` asked for).
+    `progress` is told the subjects read, `written` the datasets written.
 
     Datasets without records are written too, with their columns, so an export always has the
     same files. SDTM is always complete for its scope: `scope.changed_since` is ignored.
@@ -106,7 +108,7 @@ def write_sdtm(
     if unknown:
         raise ValueError(f"unknown SDTM formats: {', '.join(sorted(unknown))}")
     tables = build_tables(session, study, specs, scope, progress)
-    return write_tables(tables, study, out_dir, formats, _last_modified(session))
+    return write_tables(tables, study, out_dir, formats, last_modified(session), written)
 
 
 def build_tables(
@@ -233,7 +235,7 @@ class _SubjectReader:
         return SubjectData(subject=info, rows=tuple(rows), anchors=anchors, study=self.study)
 
 
-def _last_modified(session: Session) -> datetime:
+def last_modified(session: Session) -> datetime:
     """When the clinical data last changed: the latest audit record (now if there is none)."""
     latest = session.exec(select(func.max(AuditRecord.occurred_at))).one()
     if latest is None:

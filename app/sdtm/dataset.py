@@ -62,10 +62,12 @@ class Table:
 class SdtmDataset:
     """A written dataset: `name` (DM, SUPPAE), `label`, number of `rows`, `files` by format
     (xpt, json, csv) and the observed maximum length of each Char variable (`lengths`, for
-    Define-XML; 1 for a variable that is always empty)."""
+    Define-XML; 1 for a variable that is always empty). A dataset described from the
+    definition alone (`app.exporters.define.planned_datasets`) has `rows` None, files that
+    were not written, and the lengths the definition allows each variable."""
 
     name: str
     label: str
-    rows: int
+    rows: int | None
     files: dict[str, Path]
     lengths: dict[str, int]

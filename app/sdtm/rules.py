@@ -15,8 +15,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyreadstat
-
 from app.sdtm.dataset import SdtmDataset
 from app.sdtm.derive import Value
 from app.sdtm.spec import DomainSpec, SdtmSpecs, codelist_values
@@ -49,6 +47,8 @@ def read_written(dataset: SdtmDataset) -> tuple[list[str], list[list[Value]]]:
         return [column["name"] for column in content["columns"]], content["rows"]
     if "csv" in dataset.files:
         return _read_csv(dataset.files["csv"])
+    import pyreadstat  # here: it imports pandas, half a second, and only XPT needs it
+
     frame, _meta = pyreadstat.read_xport(str(dataset.files["xpt"]))
     rows = [
         [None if value == "" or (isinstance(value, float) and math.isnan(value)) else value

@@ -22,9 +22,10 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from app.sdtm.derive import registered_derivations
-from app.study.loader import Study, _read_yaml, _validation_problems, find_item
+from app.study.loader import Study, _read_yaml, find_item
 from app.study.model import Definition, FormDef, ItemDef
 from app.study.problems import Loc, Problem, SourceFile, StudyDefinitionError
+from app.study.validation import follows_from, salvage, validation_problems
 
 VARIABLE_NAME_PATTERN = r"^[A-Z][A-Z0-9]{0,7}$"
 """SAS XPORT v5 and SDTM: upper case, at most 8 characters."""
@@ -256,11 +257,12 @@ class SdtmSpecs:
 
 def load_sdtm_specs(directory: Path, study: Study) -> SdtmSpecs:
     """Load every `<DOMAIN>.yaml` of `directory` and check it against the study; raises
-    StudyDefinitionError listing every problem (file, line, location, what)."""
-    specs, problems = _parse(directory)
-    problems += check_specs(specs, study)
+    StudyDefinitionError listing every problem (file, line, location, what), each once. A
+    mapping with schema errors is checked against the study as far as it could be read."""
+    specs, problems, left_out = _parse(directory)
+    problems += [p for p in check_specs(specs, study) if not follows_from(p, left_out)]
     if problems:
-        raise StudyDefinitionError(problems)
+        raise StudyDefinitionError(list(dict.fromkeys(problems)))
     return specs
 
 
@@ -273,10 +275,11 @@ def sdtm_problems(directory: Path, study: Study) -> list[Problem]:
     return []
 
 
-def _parse(directory: Path) -> tuple[SdtmSpecs, list[Problem]]:
+def _parse(directory: Path) -> tuple[SdtmSpecs, list[Problem], set[str]]:
     problems: list[Problem] = []
+    left_out: set[str] = set()
     if not directory.is_dir():
-        return SdtmSpecs(()), [Problem(str(directory), None, "", "is not a folder")]
+        return SdtmSpecs(()), [Problem(str(directory), None, "", "is not a folder")], left_out
     domains: list[DomainSpec] = []
     sources: dict[str, SourceFile] = {}
     for path in sorted(directory.glob("*.yaml")):
@@ -287,8 +290,12 @@ def _parse(directory: Path) -> tuple[SdtmSpecs, list[Problem]]:
         try:
             spec = DomainSpec.model_validate(data)
         except ValidationError as error:
-            problems.extend(_validation_problems(source, error))
-            continue
+            problems.extend(validation_problems(source, DomainSpec, data, error))
+            salvaged = salvage(DomainSpec, data, error)
+            left_out.update(salvaged.left_out)
+            if salvaged.model is None:
+                continue
+            spec, source = salvaged.model, source.without(salvaged.removed)
         if spec.domain in sources:
             problems.append(
                 source.problem(
@@ -305,7 +312,7 @@ def _parse(directory: Path) -> tuple[SdtmSpecs, list[Problem]]:
             )
         domains.append(spec)
         sources[spec.domain] = source
-    return SdtmSpecs(tuple(domains), sources), problems
+    return SdtmSpecs(tuple(domains), sources), problems, left_out
 
 
 def check_specs(specs: SdtmSpecs, study: Study) -> list[Problem]:

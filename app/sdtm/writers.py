@@ -13,10 +13,9 @@ import csv
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import pyreadstat
-
+from app.exporters.scope import Progress, no_progress
 from app.sdtm.dataset import (
     Column,
     SdtmDataset,
@@ -28,6 +27,9 @@ from app.sdtm.dataset import (
 )
 from app.sdtm.derive import Value
 from app.study.loader import Study
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_NAME_LENGTH = 8
 MAX_LABEL_LENGTH = 40
@@ -78,32 +80,59 @@ def supp_qlabel(label: str, index: int) -> str:
 
 
 def write_tables(
-    tables: list[Table], study: Study, out_dir: Path, formats: frozenset[str], modified: datetime
+    tables: list[Table],
+    study: Study,
+    out_dir: Path,
+    formats: frozenset[str],
+    modified: datetime,
+    progress: Progress = no_progress,
+    *,
+    checked: bool = False,
 ) -> list[SdtmDataset]:
-    """Write every table in each of `formats` (xpt, json, csv) as lower-case `<name>.<format>`.
-    With xpt, every table is checked against the XPORT v5 limits before any file is written;
-    raises SdtmWriteError listing what breaks them. `modified` is when the data last changed."""
+    """Write every table in each of `formats` (xpt, json, csv) as lower-case `<name>.<format>`,
+    calling `progress(tables written, tables)` as it goes. Unless the caller has `checked`
+    them (`check_xport`), the tables are checked first. `modified` is when the data last
+    changed."""
+    if not checked:
+        check_xport(tables, formats)
+    datasets = []
+    progress(0, len(tables))
+    for done, table in enumerate(tables, start=1):
+        datasets.append(write_table(table, study, out_dir, formats, modified))
+        progress(done, len(tables))
+    return datasets
+
+
+def check_xport(tables: list[Table], formats: frozenset[str]) -> None:
+    """With xpt among `formats`, check every table against the XPORT v5 limits before any
+    file is written; raises SdtmWriteError listing what breaks them."""
     if "xpt" in formats:
         problems = [problem for table in tables for problem in xport_problems(table)]
         if problems:
             raise SdtmWriteError(problems)
-    return [write_table(table, study, out_dir, formats, modified) for table in tables]
 
 
 def write_table(
     table: Table, study: Study, out_dir: Path, formats: frozenset[str], modified: datetime
 ) -> SdtmDataset:
     """Write one table (already checked by the caller for XPORT, see `write_tables`)."""
+    dataset = to_be_written(table, out_dir, formats)
+    files = dataset.files
+    if "xpt" in files:
+        _write_xpt(table, files["xpt"])
+    if "json" in files:
+        _write_json(table, study, files["json"], dataset.lengths, modified)
+    if "csv" in files:
+        _write_csv(table, files["csv"])
+    return dataset
+
+
+def to_be_written(table: Table, out_dir: Path, formats: frozenset[str]) -> SdtmDataset:
+    """The dataset `write_table` writes of `table`, known before it is written."""
     stem = out_dir / table.name.lower()
-    files: dict[str, Path] = {}
-    if "xpt" in formats:
-        files["xpt"] = _write_xpt(table, stem.with_suffix(".xpt"))
-    lengths = observed_lengths(table)
-    if "json" in formats:
-        files["json"] = _write_json(table, study, stem.with_suffix(".json"), lengths, modified)
-    if "csv" in formats:
-        files["csv"] = _write_csv(table, stem.with_suffix(".csv"))
-    return SdtmDataset(table.name, table.label, len(table.rows), files, lengths)
+    kinds: tuple[str, ...] = ("xpt", "json", "csv")
+    files = {kind: stem.with_suffix(f".{kind}") for kind in kinds if kind in formats}
+    return SdtmDataset(table.name, table.label, len(table.rows), files, observed_lengths(table))
 
 
 def observed_lengths(table: Table) -> dict[str, int]:
@@ -152,6 +181,8 @@ def _column_index(table: Table, name: str) -> int | None:
 
 def _frame(table: Table) -> pd.DataFrame:
     """The table as a data frame: Char columns as text ("" for null), Num as float (NaN)."""
+    import pandas as pd  # here: half a second to import, and only XPT needs it
+
     data: dict[str, list[Value]] = {}
     for i, column in enumerate(table.columns):
         values = [row[i] for row in table.rows]
@@ -166,6 +197,8 @@ def _frame(table: Table) -> pd.DataFrame:
 
 
 def _write_xpt(table: Table, path: Path) -> Path:
+    import pyreadstat  # here, as pandas (which it imports) in `_frame`
+
     pyreadstat.write_xport(
         _frame(table),
         str(path),

@@ -92,7 +92,9 @@ class _Checker:
     def check_codelists(self) -> None:
         for source in self._files_under("codelists"):
             for index, oid in _declared_oids(source, "codelists"):
-                self._check_codelist(source, index, self.study.codelists[oid])
+                codelist = self.study.codelists.get(oid)
+                if codelist is not None:  # None: left out for its schema errors
+                    self._check_codelist(source, index, codelist)
 
     def _check_codelist(self, source: SourceFile, index: int, codelist: CodeList) -> None:
         codes = codelist.codes

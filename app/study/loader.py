@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from yaml.constructor import SafeConstructor
 
 from app.study.dependencies import DependencyIndex, build_dependencies
 from app.study.model import (
@@ -35,6 +36,12 @@ from app.study.model import (
     Visit,
 )
 from app.study.problems import Problem, SourceFile, StudyDefinitionError
+from app.study.validation import follows_from, salvage, validation_problems
+
+try:  # libyaml's parser, in PyYAML's wheels: about ten times faster than the pure-Python one
+    from yaml import CSafeLoader as YamlLoader
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeLoader as YamlLoader  # type: ignore[assignment]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -99,14 +106,16 @@ def find_item(form: FormDef, name: str) -> tuple[ItemGroupDef, ItemDef] | None:
 
 
 def load_study(directory: Path) -> Study:
-    """Load and check a definition folder; raises StudyDefinitionError listing every problem."""
+    """Load and check a definition folder; raises StudyDefinitionError listing every problem,
+    each once. The whole-study checks run even when some files have schema errors: on what
+    of those files could still be read, leaving out the problems that follow from the rest."""
     from app.study.check import check_study  # check needs Study; imported here to avoid a cycle
 
-    study, problems = _parse(directory)
+    study, problems, left_out = _parse(directory)
     if study is not None:
-        problems += check_study(study)
+        problems += [p for p in check_study(study) if not follows_from(p, left_out)]
     if problems:
-        raise StudyDefinitionError(problems)
+        raise StudyDefinitionError(list(dict.fromkeys(problems)))
     assert study is not None
     study.dependencies  # noqa: B018 - built now, not on the first save
     return study
@@ -121,10 +130,16 @@ def study_problems(directory: Path) -> list[Problem]:
     return []
 
 
-def _parse(directory: Path) -> tuple[Study | None, list[Problem]]:
+def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
+    """The study as far as its files can be read, their problems, and the names and OIDs of
+    what had to be left out of it (see `app.study.validation.salvage`). No study when a
+    file it cannot do without is unusable, or when a file is not YAML at all (what it holds,
+    and so what follows from its absence, is not known)."""
     problems: list[Problem] = []
+    left_out: set[str] = set()
+    unreadable: list[Path] = []
     if not directory.is_dir():
-        return None, [Problem(str(directory), None, "", "is not a folder")]
+        return None, [Problem(str(directory), None, "", "is not a folder")], left_out
     sources: dict[str, SourceFile] = {}
 
     form_files: dict[str, str] = {}
@@ -133,13 +148,17 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem]]:
         source, data, problem = _read_yaml(path, directory)
         if problem is not None:
             problems.append(problem)
+            unreadable.append(path)
             return None
         sources[source.display] = source
         try:
             return model.model_validate(data)
         except ValidationError as error:
-            problems.extend(_validation_problems(source, error))
-            return None
+            problems.extend(validation_problems(source, model, data, error))
+            salvaged = salvage(model, data, error)
+        left_out.update(salvaged.left_out)
+        sources[source.display] = source.without(salvaged.removed)
+        return salvaged.model
 
     info = read(directory / "study.yaml", StudyInfo)
     schedule = read(directory / "schedule.yaml", Schedule)
@@ -162,8 +181,8 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem]]:
     if not forms and not problems:
         problems.append(Problem(f"{directory.name}/ecrf", None, "", "holds no form definitions"))
 
-    if problems or info is None or schedule is None or subject_path is None:
-        return None, problems
+    if unreadable or info is None or schedule is None or subject_path is None or not forms:
+        return None, problems, left_out
     study = Study(
         info=info,
         schedule=schedule,
@@ -175,7 +194,7 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem]]:
         sources=sources,
         form_files=form_files,
     )
-    return study, problems
+    return study, problems, left_out
 
 
 def _yaml_files(folder: Path) -> list[Path]:
@@ -188,27 +207,21 @@ def _display(path: Path, root: Path) -> str:
 
 
 def _read_yaml(path: Path, root: Path) -> tuple[SourceFile, Any, Problem | None]:
+    """The file's node tree (for line numbers) and its values, built from that one parse."""
     display = _display(path, root)
     empty = SourceFile(path, display, None)
     if not path.is_file():
         return empty, None, Problem(display, None, "", "file is missing")
     try:
         text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=YamlLoader)
+        data = None if node is None else SafeConstructor().construct_document(node)
     except UnicodeDecodeError as error:
         return empty, None, Problem(display, None, "", f"is not UTF-8 text: {error}")
     except yaml.MarkedYAMLError as error:
         line = error.problem_mark.line + 1 if error.problem_mark else None
         return empty, None, Problem(display, line, "", f"is not valid YAML: {error.problem}")
     return SourceFile(path, display, node), data, None
-
-
-def _validation_problems(source: SourceFile, error: ValidationError) -> list[Problem]:
-    return [
-        source.problem(tuple(detail["loc"]), detail["msg"])
-        for detail in error.errors(include_url=False)
-    ]
 
 
 def _digest(directory: Path) -> str:

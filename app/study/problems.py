@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -47,6 +48,8 @@ class SourceFile:
     path: Path
     display: str
     root: yaml.Node | None
+    removed: tuple[Loc, ...] = ()
+    """List entries taken out of `root` (see `without`), in the order they were."""
 
     def line_of(self, loc: Loc) -> int | None:
         """1-based line of the deepest node along `loc` (a pydantic-style location)."""
@@ -61,7 +64,33 @@ class SourceFile:
         return line
 
     def problem(self, loc: Loc, message: str, where: str = "") -> Problem:
-        return Problem(self.display, self.line_of(loc), where or describe_loc(loc), message)
+        """A problem at `loc` of the values (as left after `without`), named by its place in
+        the file as written."""
+        where = where or describe_loc(self.as_written(loc))
+        return Problem(self.display, self.line_of(loc), where, message)
+
+    def without(self, removed: list[Loc]) -> SourceFile:
+        """This file with the list entries at `removed` taken out of its node tree, one after
+        the other, so that locations in what remains of the values still find their lines."""
+        root = copy.deepcopy(self.root)
+        for loc in removed:
+            parent = root
+            for key in loc[:-1]:
+                parent = _child(parent, key)
+            if isinstance(parent, yaml.SequenceNode) and isinstance(loc[-1], int):
+                del parent.value[loc[-1]]
+        return replace(self, root=root, removed=(*self.removed, *removed))
+
+    def as_written(self, loc: Loc) -> Loc:
+        """`loc` in what is left after `without`, as the location in the file as written."""
+        for entry in reversed(self.removed):
+            depth = len(entry) - 1
+            index, removed = loc[depth] if len(loc) > depth else None, entry[depth]
+            if not (isinstance(index, int) and isinstance(removed, int)):
+                continue
+            if loc[:depth] == entry[:depth] and index >= removed:
+                loc = (*loc[:depth], index + 1, *loc[depth + 1 :])
+        return loc
 
 
 def _child(node: yaml.Node | None, key: str | int) -> yaml.Node | None:
