@@ -50,11 +50,14 @@ class AccessDenied(Exception):
 
 @dataclass(frozen=True)
 class Access:
-    """A user's roles: per site, and study-wide."""
+    """A user's roles in one study: per site of the study, and study-wide (the
+    administrator's role, which belongs to no study, counts as study-wide in every study).
+    `study_id` is None outside any study (choosing one, one's own API tokens)."""
 
     user: UserAccount
     site_roles: dict[int, frozenset[Role]]
     study_roles: frozenset[Role]
+    study_id: int | None = None
 
     def can(self, permission: Permission, site_id: int | None = None) -> bool:
         allowed = PERMISSIONS[permission]
@@ -80,21 +83,28 @@ class Access:
         return self.study_roles.union(*self.site_roles.values())
 
 
-_ROLE_ASSIGNMENTS = select(RoleAssignment.role, RoleAssignment.site_id).where(
-    col(RoleAssignment.user_id) == bindparam("user_id")
-)
+_ROLE_ASSIGNMENTS = select(
+    RoleAssignment.role, RoleAssignment.study_id, RoleAssignment.site_id
+).where(col(RoleAssignment.user_id) == bindparam("user_id"))
 """Built once: every request runs it."""
 
+Assignment = tuple[str, int | None, int | None]
+"""(role, study id or None for the whole instance, site id or None for study-wide)."""
 
-def load_access(session: Session, user: UserAccount) -> Access:
-    return access_of(user, session.exec(_ROLE_ASSIGNMENTS, params={"user_id": user.id}))
+
+def load_access(session: Session, user: UserAccount, study_id: int | None) -> Access:
+    """The user's access in the study `study_id` (None: outside any study)."""
+    assignments = session.exec(_ROLE_ASSIGNMENTS, params={"user_id": user.id})
+    return access_of(user, assignments, study_id)
 
 
-def access_of(user: UserAccount, assignments: Iterable[tuple[str, int | None]]) -> Access:
-    """A user's Access from their role assignments, as (role, site id or None if study-wide)."""
+def access_of(user: UserAccount, assignments: Iterable[Assignment], study_id: int | None) -> Access:
+    """A user's Access in one study from all their role assignments."""
     site_roles: dict[int, set[Role]] = {}
     study_roles: set[Role] = set()
-    for name, site_id in assignments:
+    for name, assigned_study, site_id in assignments:
+        if assigned_study is not None and assigned_study != study_id:
+            continue
         role = Role(name)
         if site_id is None:
             study_roles.add(role)
@@ -104,4 +114,16 @@ def access_of(user: UserAccount, assignments: Iterable[tuple[str, int | None]]) 
         user=user,
         site_roles={site: frozenset(roles) for site, roles in site_roles.items()},
         study_roles=frozenset(study_roles),
+        study_id=study_id,
     )
+
+
+def studies_of(assignments: Iterable[Assignment], all_studies: Iterable[int]) -> list[int]:
+    """The studies a user works in: those their roles name, or every study for a role of
+    the whole instance (the administrator)."""
+    named = {study for _, study, _ in assignments}
+    return sorted(all_studies) if None in named else sorted(s for s in named if s is not None)
+
+
+def assignments_of(session: Session, user: UserAccount) -> list[Assignment]:
+    return list(session.exec(_ROLE_ASSIGNMENTS, params={"user_id": user.id}))

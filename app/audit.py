@@ -32,6 +32,8 @@ class AuditAction(StrEnum):
     ITEM_REMOVE = "Remove"
     STATUS_ALERT_OPEN = "status_alert_open"
     STATUS_ALERT_CLOSE = "status_alert_close"
+    STUDY_RELEASE = "study_release"
+    STUDY_CHOSEN = "study_chosen"
     LOGIN = "login"
     LOGIN_FAILED = "login_failed"
     LOGOUT = "logout"
@@ -99,11 +101,14 @@ def entry(
     reason: str | None = None,
     details: str | None = None,
     context: StatusContext | None = None,
+    study_id: int | None = None,
     at: datetime | None = None,
 ) -> dict[str, Any]:
-    """The column values of one audit record."""
+    """The column values of one audit record; the study is the subject's when `path` is
+    given, else `study_id` (None for events of the whole instance)."""
     subject = path.subject if path else None
     return {
+        "study_id": subject.study_id if subject else study_id,
         "occurred_at": at or utcnow(),
         "user_id": actor.user.id if actor.user else None,
         "username": actor.username,

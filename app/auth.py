@@ -14,10 +14,11 @@ from functools import cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from app import audit
-from app.access import Access, access_of
+from app.access import Assignment
 from app.audit import AuditAction
 from app.models import ApiToken, LoginSession, Role, RoleAssignment, UserAccount, pk, utcnow
 
@@ -26,6 +27,13 @@ LOCKOUT = timedelta(minutes=15)
 MIN_PASSWORD_LENGTH = 10
 
 _hasher = PasswordHasher()
+
+
+def use_cheap_password_hashing() -> None:
+    """Hash new passwords with argon2's cheapest parameters: for tests only, which create
+    hundreds of accounts. Verifying reads the parameters from each stored hash."""
+    global _hasher
+    _hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 @cache
@@ -59,21 +67,22 @@ def create_user(
     username: str,
     full_name: str,
     password: str,
-    roles: list[tuple[Role, int | None]],
+    roles: list[tuple[Role, int | None, int | None]],
     actor: audit.Actor,
 ) -> UserAccount:
-    """Create an account with roles ((role, site id or None)); audited. The caller commits."""
+    """Create an account with roles ((role, study id, site id): a study of None is the whole
+    instance, a site of None study-wide); audited. The caller commits."""
     check_password_policy(password, username)
     if session.exec(select(UserAccount).where(UserAccount.username == username)).first():
         raise ValueError(f"user {username} already exists")
     user = UserAccount(username=username, full_name=full_name, password_hash=_hasher.hash(password))
     session.add(user)
     session.flush()
-    for role, site_id in roles:
-        session.add(RoleAssignment(user_id=pk(user), role=role, site_id=site_id))
-        scope = f"site {site_id}" if site_id else "study-wide"
+    for role, study_id, site_id in roles:
+        session.add(RoleAssignment(user_id=pk(user), role=role, study_id=study_id, site_id=site_id))
+        scope = f"site {site_id}" if site_id else "study-wide" if study_id else "every study"
         audit.record(
-            session, actor=actor, action=AuditAction.ROLE_GRANT,
+            session, actor=actor, action=AuditAction.ROLE_GRANT, study_id=study_id,
             details=f"{username}: {role} {scope}",
         )  # fmt: skip
     audit.record(session, actor=actor, action=AuditAction.USER_CREATE, details=username)
@@ -135,9 +144,10 @@ def _token_hash(token: str) -> str:
 
 def session_user(
     session: Session, *, token: str, idle: timedelta, now: datetime
-) -> UserAccount | None:
-    """The user of a live session, refreshing its idle timer (the caller commits); None when
-    absent or expired (an expired session is ended)."""
+) -> tuple[UserAccount, LoginSession] | None:
+    """The user of a live session and the session (with the study chosen in it), refreshing
+    its idle timer (the caller commits); None when absent or expired (an expired session is
+    ended)."""
     login_session = session.get(LoginSession, _token_hash(token))
     if login_session is None or login_session.ended_at is not None:
         return None
@@ -151,7 +161,21 @@ def session_user(
     if now - login_session.last_seen_at > timedelta(seconds=30):  # limit writes per request
         login_session.last_seen_at = now
         session.add(login_session)
-    return user
+    return user, login_session
+
+
+def choose_study(
+    session: Session, *, login_session: LoginSession, study_id: int, now: datetime
+) -> None:
+    """Make `study_id` the study the session works in (audited); the caller has checked the
+    user works in it, and commits."""
+    login_session.study_id = study_id
+    session.add(login_session)
+    user = session.get(UserAccount, login_session.user_id)
+    audit.record(
+        session, actor=audit.Actor(user), action=AuditAction.STUDY_CHOSEN, study_id=study_id,
+        at=now,
+    )  # fmt: skip
 
 
 def logout(session: Session, *, token: str, now: datetime) -> None:
@@ -207,7 +231,13 @@ def revoke_api_token(session: Session, *, user: UserAccount, token_id: int, now:
 
 
 _TOKEN_USER_ROLES = (
-    select(ApiToken, UserAccount, RoleAssignment.role, RoleAssignment.site_id)
+    sa_select(
+        ApiToken,
+        UserAccount,
+        col(RoleAssignment.role),
+        col(RoleAssignment.study_id),
+        col(RoleAssignment.site_id),
+    )
     .join(UserAccount, col(UserAccount.id) == ApiToken.user_id)
     .outerjoin(RoleAssignment, col(RoleAssignment.user_id) == UserAccount.id)
     .where(col(ApiToken.token_hash) == bindparam("token_hash"))
@@ -215,10 +245,12 @@ _TOKEN_USER_ROLES = (
 """One query, built once: every API request runs it (a row per role the user holds)."""
 
 
-def token_access(session: Session, *, secret: str, now: datetime) -> Access | None:
-    """The access of the active user of a live (not revoked) API token, or None; notes when
-    the token was last used (the caller commits)."""
-    rows = session.exec(_TOKEN_USER_ROLES, params={"token_hash": _token_hash(secret)}).all()
+def token_user(
+    session: Session, *, secret: str, now: datetime
+) -> tuple[UserAccount, list[Assignment]] | None:
+    """The active user of a live (not revoked) API token, with their role assignments, or
+    None; notes when the token was last used (the caller commits)."""
+    rows = session.execute(_TOKEN_USER_ROLES, {"token_hash": _token_hash(secret)}).all()
     if not rows:
         return None
     token, user = rows[0][0], rows[0][1]
@@ -227,7 +259,7 @@ def token_access(session: Session, *, secret: str, now: datetime) -> Access | No
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         token.last_used_at = now
         session.add(token)
-    return access_of(user, [(role, site) for _, _, role, site in rows if role is not None])
+    return user, [(role, study, site) for _, _, role, study, site in rows if role is not None]
 
 
 __all__ = [

@@ -104,25 +104,56 @@ def _load_study(display: _Display, directory: Path) -> Study:
         return load_study(directory)
 
 
-def _ready(display: _Display, settings: Settings) -> tuple[Study, Engine]:
-    """The study and an engine of the database, once both are usable; else exits 1 saying
-    what is wrong (every problem of the study, or the migration to run)."""
+StudyOption = Annotated[
+    str | None,
+    typer.Option("--study", help="OID of the study (needed when the instance serves several)"),
+]
+
+
+def _ready(
+    display: _Display, settings: Settings, study_oid: str | None = None, *, first: bool = False
+) -> tuple[Study, Engine]:
+    """The study asked for (or the only one served; with `first`, the first the settings
+    name), bound to the database, and an engine of
+    the database, once both are usable; else exits 1 saying what is wrong (every problem of
+    a definition, the migration to run, a changed definition to upgrade, an unknown study)."""
     from app.db import make_engine, pending_migrations
+    from app.models import utcnow
+    from app.studies import DefinitionChanged, bind_studies, load_studies
     from app.study.problems import StudyDefinitionError
 
     try:
-        study = _load_study(display, settings.study_dir)
+        with display.step("study definitions"):
+            studies = load_studies(settings)
     except StudyDefinitionError as error:
         errors.print(str(error), markup=False, highlight=False)
         raise typer.Exit(1) from error
     engine = make_engine(settings.database_url)
     with display.step("database"):
         problem = pending_migrations(engine)
+        if problem is None:
+            try:
+                registry = bind_studies(engine, studies, now=utcnow())
+            except DefinitionChanged as changed:
+                problem = str(changed)
     if problem:
         engine.dispose()
         errors.print(problem, markup=False, highlight=False)
         raise typer.Exit(1)
-    return study, engine
+    served = list(registry.by_id.values())
+    return _chosen(served[:1] if first and study_oid is None else served, study_oid, engine), engine
+
+
+def _chosen(studies: list[Study], study_oid: str | None, engine: Engine) -> Study:
+    """The study named `study_oid`, or the only one; exits 1 naming the choices otherwise."""
+    found = [s for s in studies if study_oid is None or s.info.oid == study_oid]
+    if len(found) == 1:
+        return found[0]
+    engine.dispose()
+    names = ", ".join(s.info.oid for s in studies)
+    asked = f"no study {study_oid}" if study_oid else "several studies are served"
+    errors.print(f"{asked}: give --study, one of {names}", markup=False)
+    raise typer.Exit(1)
 
 
 def main() -> None:
@@ -146,7 +177,7 @@ def study_check(
     directory: Annotated[Path, typer.Argument()] = Path("forms"),
     exports: Annotated[
         Path | None,
-        typer.Option(help="SDTM mappings to check too (default: the exports_dir setting, if any)"),
+        typer.Option(help="SDTM mappings to check too (default: those the settings give it)"),
     ] = None,
 ) -> None:
     """Load a study definition and its SDTM mappings; report every problem (file:line: where:
@@ -154,8 +185,9 @@ def study_check(
     from app.config import get_settings
     from app.study.problems import StudyDefinitionError, format_problems
 
-    mappings = exports or get_settings().exports_dir
-    check_mappings = exports is not None or mappings.is_dir()
+    configured = (f.exports for f in get_settings().studies if f.forms == directory)
+    mappings = exports or next(configured, None)
+    check_mappings = mappings is not None and (exports is not None or mappings.is_dir())
     domains = 0
     with _display() as display:
         try:
@@ -163,6 +195,7 @@ def study_check(
             if check_mappings:
                 from app.sdtm.spec import load_sdtm_specs
 
+                assert mappings is not None
                 with display.step("SDTM mappings"):
                     domains = len(load_sdtm_specs(mappings, study).domains)
         except StudyDefinitionError as error:
@@ -178,6 +211,52 @@ def study_check(
         f"{items} items, {len(study.codelists)} code lists, {len(study.units)} units, "
         f"{domains} SDTM domains"
     )
+
+
+@study_cli.command("upgrade")
+def study_upgrade(
+    preview: Annotated[bool, typer.Option("--preview", help="say what would change")] = False,
+    apply: Annotated[bool, typer.Option("--apply", help="release the new version")] = False,
+    study: StudyOption = None,
+) -> None:
+    """Release a changed study definition over a database that holds its data: --preview says
+    which forms change and what happens to their values; --apply releases it (audited)."""
+    from sqlmodel import Session
+
+    from app import audit
+    from app.config import get_settings
+    from app.db import make_engine, pending_migrations, unit_of_work
+    from app.models import utcnow
+    from app.studies import apply_upgrade, load_studies, upgrade_preview
+    from app.study.problems import StudyDefinitionError
+
+    if preview == apply:
+        errors.print("Give either --preview or --apply.", markup=False)
+        raise typer.Exit(2)
+    settings = get_settings()
+    try:
+        studies = load_studies(settings)
+    except StudyDefinitionError as error:
+        errors.print(str(error), markup=False, highlight=False)
+        raise typer.Exit(1) from error
+    engine = make_engine(settings.database_url)
+    try:
+        problem = pending_migrations(engine)
+        if problem:
+            errors.print(problem, markup=False, highlight=False)
+            raise typer.Exit(1)
+        chosen = _chosen(studies, study, engine)
+        with Session(engine) as session:
+            if preview:
+                console.print(upgrade_preview(session, chosen).format(), markup=False)
+                return
+            with unit_of_work(session):
+                released = apply_upgrade(
+                    session, chosen, actor=audit.Actor(None, "cli"), now=utcnow()
+                )
+        console.print(f"{chosen.info.oid} runs as {released.mdv_oid}.", markup=False)
+    finally:
+        engine.dispose()
 
 
 @cli.command()
@@ -219,35 +298,41 @@ def create_user(
     role: Annotated[
         list[str], typer.Option(help="ROLE or ROLE:SITE_NUMBER, repeatable (e.g. coordinator:01)")
     ],
+    study: StudyOption = None,
 ) -> None:
-    """Create an account; the password is asked for (or read from TRIALDESK_NEW_PASSWORD)."""
+    """Create an account with roles in a study (an administrator's role covers every study);
+    the password is asked for (or read from TRIALDESK_NEW_PASSWORD)."""
     import os
 
     from sqlmodel import Session, select
 
     from app import audit, auth
     from app.config import get_settings
-    from app.db import make_engine, unit_of_work
+    from app.db import unit_of_work
     from app.models import Role, Site
 
     password = os.environ.get("TRIALDESK_NEW_PASSWORD") or getpass.getpass("Password: ")
-    engine = make_engine(get_settings().database_url)
+    with _display() as display:
+        bound, engine = _ready(display, get_settings(), study)
     with Session(engine) as session:
-        roles: list[tuple[Role, int | None]] = []
+        roles: list[tuple[Role, int | None, int | None]] = []
         for spec in role:
             name, _, site_number = spec.partition(":")
             site_id = None
             if site_number:
-                site = session.exec(select(Site).where(Site.number == site_number)).first()
+                site = session.exec(
+                    select(Site).where(Site.study_id == bound.id, Site.number == site_number)
+                ).first()
                 if site is None:
-                    errors.print(f"No site numbered {site_number}")
+                    errors.print(f"No site numbered {site_number} in {bound.info.oid}")
                     raise typer.Exit(1)
                 site_id = site.id
             try:
-                roles.append((Role(name), site_id))
+                granted = Role(name)
             except ValueError as error:
                 errors.print(f"Unknown role {name}; roles: {', '.join(r.value for r in Role)}")
                 raise typer.Exit(1) from error
+            roles.append((granted, None if granted == Role.ADMIN else bound.id, site_id))
         try:
             with unit_of_work(session):
                 auth.create_user(
@@ -267,25 +352,26 @@ def create_user(
 @cli.command()
 def demo(
     subjects: Annotated[int, typer.Option(help="subjects to create")] = 20,
+    study: StudyOption = None,
 ) -> None:
-    """Migrate the database and load demo sites, one account per role and a few subjects."""
+    """Migrate the database and load demo sites, one account per role and a few subjects
+    into a study (the first served, unless --study names another)."""
     from app.config import get_settings
-    from app.db import make_engine, upgrade
+    from app.db import upgrade
     from app.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, load_demo
 
     settings = get_settings()
     with _display() as display:
-        with display.step("database"):
+        with display.step("migrations"):
             upgrade(settings.database_url)
-        study = _load_study(display, settings.study_dir)
-        engine = make_engine(settings.database_url)
+        bound, engine = _ready(display, settings, study, first=True)
         display.advance("sites, accounts", 0, 1)
 
         def subject_done(done: int, total: int) -> None:
             display.advance("sites, accounts", 1, 1)  # done before the first subject
             display.advance("subjects", done, total)
 
-        created = load_demo(engine, study, subjects=subjects, progress=subject_done)
+        created = load_demo(engine, bound, subjects=subjects, progress=subject_done)
         display.advance("sites, accounts", 1, 1)
         engine.dispose()
     console.print("Demo data loaded." if created else "Demo data was already there.")
@@ -314,6 +400,7 @@ def _run_export(
     subject: str | None,
     changed_since: datetime | None = None,
     formats: list[str] | None = None,
+    study_oid: str | None = None,
 ) -> list[ExportedFile]:
     """Run one export into `out_dir` with the progress of each phase, audited as a
     command-line export."""
@@ -330,7 +417,7 @@ def _run_export(
                   ("subject", subject)) if given), "study")  # fmt: skip
     since = changed_since.replace(tzinfo=UTC) if changed_since else None
     with _display() as display:
-        study, engine = _ready(display, settings)
+        study, engine = _ready(display, settings, study_oid)
         reader = make_engine(settings.database_url, reader=True)
         try:
             with Session(engine) as session:
@@ -342,10 +429,11 @@ def _run_export(
                 scope_text = request.scope.describe(session)
             out_dir.mkdir(parents=True, exist_ok=True)
             with Session(reader) as read_session:
-                files = produce(read_session, study, settings, request, out_dir, display.phase)
+                files = produce(read_session, study, request, out_dir, display.phase)
             with Session(engine) as session:
                 audit.record(
                     session, actor=audit.Actor(None, "cli"), action=AuditAction.EXPORT,
+                    study_id=study.id,
                     details=f"{kind.description}; {scope_text}; to {out_dir}"[:500],
                 )  # fmt: skip
                 session.commit()
@@ -376,6 +464,7 @@ def export_odm(
     cohort: CohortOption = None,
     subject: SubjectOption = None,
     changed_since: SinceOption = None,
+    study: StudyOption = None,
 ) -> None:
     """Write ODM 1.3.2: study metadata, AdminData and ClinicalData with audit records."""
     from app.exporters.produce import ExportKind
@@ -384,7 +473,7 @@ def export_odm(
     with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as tmp:
         files = _run_export(
             kind, Path(tmp), site=site, cohort=cohort, subject=subject,
-            changed_since=changed_since,
+            changed_since=changed_since, study_oid=study,
         )  # fmt: skip
         shutil.move(Path(tmp) / files[0].name, output)
     console.print(f"Wrote {output}: {files[0].rows} item values")
@@ -399,13 +488,15 @@ def export_sdtm(
     site: SiteOption = None,
     cohort: CohortOption = None,
     subject: SubjectOption = None,
+    study: StudyOption = None,
 ) -> None:
     """Write the SDTM datasets (XPT v5, Dataset-JSON 1.1, CSV) with define.xml."""
     from app.exporters.produce import ExportKind
 
     files = _run_export(
-        ExportKind.SDTM, output, site=site, cohort=cohort, subject=subject, formats=format
-    )
+        ExportKind.SDTM, output, site=site, cohort=cohort, subject=subject, formats=format,
+        study_oid=study,
+    )  # fmt: skip
     _report(output, files)
 
 
@@ -415,12 +506,15 @@ def export_define(
     site: SiteOption = None,
     cohort: CohortOption = None,
     subject: SubjectOption = None,
+    study: StudyOption = None,
 ) -> None:
     """Write Define-XML 2.1 (define.xml, define.html) for the SDTM datasets of the scope,
     described from the study definition and mappings (no subject's data is read)."""
     from app.exporters.produce import ExportKind
 
-    files = _run_export(ExportKind.DEFINE, output, site=site, cohort=cohort, subject=subject)
+    files = _run_export(
+        ExportKind.DEFINE, output, site=site, cohort=cohort, subject=subject, study_oid=study
+    )
     _report(output, files)
 
 
@@ -433,6 +527,7 @@ def import_odm(
     valid_subjects_only: Annotated[
         bool, typer.Option(help="store the subjects without problems, skip the others")
     ] = False,
+    study: StudyOption = None,
 ) -> None:
     """Load the ClinicalData of an ODM 1.3.2 file through the data-entry checks and audit trail;
     nothing is stored unless the whole file is accepted. Exits 1 with the report when refused.
@@ -450,7 +545,7 @@ def import_odm(
 
     settings = get_settings()
     with _display() as display:
-        study, engine = _ready(display, settings)
+        bound, engine = _ready(display, settings, study)
         try:
             with Session(engine) as session:
                 user = session.exec(
@@ -459,7 +554,7 @@ def import_odm(
                 if user is None or not user.is_active:
                     errors.print(f"No active account {as_user}", markup=False)
                     raise typer.Exit(1)
-                access = load_access(session, user)
+                access = load_access(session, user, bound.id)
                 try:
                     access.require(Permission.IMPORT)
                 except AccessDenied as denied:
@@ -467,7 +562,7 @@ def import_odm(
                     raise typer.Exit(1) from denied
                 display.advance("import", 0, None)
                 report = import_file(
-                    session, study, file, access=access, actor=audit.Actor(user, "cli"),
+                    session, bound, file, access=access, actor=audit.Actor(user, "cli"),
                     valid_subjects_only=valid_subjects_only,
                 )  # fmt: skip
                 if report.stored:

@@ -6,10 +6,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "dev-only-secret-change-me"  # noqa: S105 - refused in production below
+
+
+class StudyFolders(BaseModel):
+    """Where one study's definition (`forms`) and SDTM mappings (`exports`, optional) live."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    forms: Path
+    exports: Path | None = None
 
 
 class Settings(BaseSettings):
@@ -19,8 +28,11 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite:///data/trialdesk.db"
-    study_dir: Path = Path("forms")
-    exports_dir: Path = Path("exports")
+    studies: tuple[StudyFolders, ...] = Field(
+        default=(StudyFolders(forms=Path("forms"), exports=Path("exports")),),
+        min_length=1,
+        description='the studies served, as JSON: [{"forms": "forms", "exports": "exports"}, ...]',
+    )
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     session_idle_minutes: int = 30
     secure_cookies: bool = False

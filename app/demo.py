@@ -167,12 +167,18 @@ def load_demo(
         users = {}
         with unit_of_work(session):
             for oid, number, name in DEMO_SITES:
-                site = Site(oid=oid, number=number, name=name, time_zone=DEMO_TIME_ZONE)
+                site = Site(
+                    study_id=study.id, oid=oid, number=number, name=name,
+                    time_zone=DEMO_TIME_ZONE,
+                )  # fmt: skip
                 session.add(site)
                 sites[number] = site
             session.flush()
             for username, full_name, _ in DEMO_ACCOUNTS:
-                roles = [(role, sites[n].id if n else None) for role, n in _ROLES[username]]
+                roles = [
+                    (role, None if role == Role.ADMIN else study.id, sites[n].id if n else None)
+                    for role, n in _ROLES[username]
+                ]
                 users[username] = auth.create_user(
                     session,
                     username=username,
@@ -182,7 +188,7 @@ def load_demo(
                     actor=system,
                 )
         staff = {
-            number: tuple(_Staff.of(session, users[name]) for name in names)
+            number: tuple(_Staff.of(session, users[name], study) for name in names)
             for number, names in _SITE_STAFF.items()
         }
         rng = random.Random(seed)  # noqa: S311 - demo data, not security
@@ -205,8 +211,9 @@ class _Staff:
     author: write.Author
 
     @classmethod
-    def of(cls, session: Session, user: UserAccount) -> _Staff:
-        return cls(write.Author(load_access(session, user), audit.Actor(user, "demo")))
+    def of(cls, session: Session, user: UserAccount, study: Study) -> _Staff:
+        access = load_access(session, user, study.id)
+        return cls(write.Author(access, audit.Actor(user, "demo")))
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,16 @@ from app.crf.changes import NotFound
 from app.db import make_engine
 from app.exporters.produce import ExportedFile, ExportKind, ExportRequest, file_manifest, produce
 from app.exporters.scope import ExportScope, ScopeKind, subjects_only
-from app.models import ExportChunk, ExportJob, ExportState, Subject, UserAccount, pk, utcnow
+from app.models import (
+    ExportChunk,
+    ExportJob,
+    ExportState,
+    Site,
+    Subject,
+    UserAccount,
+    pk,
+    utcnow,
+)
 from app.study.loader import Study
 
 logger = logging.getLogger(__name__)
@@ -72,6 +81,7 @@ class JobView:
 def job_request(job: ExportJob) -> ExportRequest:
     """The request a job was created for."""
     scope = ExportScope(
+        study_id=job.study_id,
         kind=ScopeKind(job.scope_kind),
         site_id=job.site_id,
         dose_level=job.dose_level,
@@ -87,11 +97,21 @@ def check_scope(session: Session, study: Study, access: Access, scope: ExportSco
     """Refuse a scope the user may not export, or one that names nothing: a subject or site
     out of the user's reach is NotFound, as everywhere."""
     access.require(Permission.EXPORT)
-    if scope.kind is ScopeKind.SITE and not access.can(Permission.EXPORT, scope.site_id):
-        raise NotFound(f"site {scope.site_id}")
+    if scope.study_id != access.study_id:
+        raise NotFound(f"study {scope.study_id}")
+    if scope.kind is ScopeKind.SITE:
+        site = session.get(Site, scope.site_id)
+        if site is None or site.study_id != scope.study_id:
+            raise NotFound(f"site {scope.site_id}")
+        if not access.can(Permission.EXPORT, scope.site_id):
+            raise NotFound(f"site {scope.site_id}")
     if scope.kind is ScopeKind.SUBJECT:
         subject = session.get(Subject, scope.subject_id)
-        if subject is None or not access.can(Permission.EXPORT, subject.site_id):
+        if (
+            subject is None
+            or subject.study_id != scope.study_id
+            or not access.can(Permission.EXPORT, subject.site_id)
+        ):
             raise NotFound(f"subject {scope.subject_id}")
     if scope.kind is ScopeKind.COHORT:
         levels = {level.code for level in study.info.dose_levels}
@@ -110,7 +130,8 @@ def check_scope(session: Session, study: Study, access: Access, scope: ExportSco
 def create_job(
     session: Session, study: Study, access: Access, request: ExportRequest, actor: audit.Actor
 ) -> ExportJob:
-    """Record a queued job after checking the user may export that scope. Commits."""
+    """Record a queued job after checking the user may export that scope, audited; the
+    caller commits before launching it."""
     check_scope(session, study, access, request.scope)
     scope = request.scope
     site_id = scope.site_id
@@ -119,6 +140,7 @@ def create_job(
         subject = session.get(Subject, scope.subject_id)
         site_id = subject.site_id if subject else None
     job = ExportJob(
+        study_id=scope.study_id,
         kind=request.kind,
         formats=",".join(sorted(request.formats)) if request.kind is ExportKind.SDTM else "",
         scope_kind=scope.kind,
@@ -136,10 +158,9 @@ def create_job(
         session,
         actor=actor,
         action=AuditAction.EXPORT_REQUESTED,
+        study_id=scope.study_id,
         details=f"job {job.id}: {request.kind.description}; {job.scope_text}",
     )
-    session.commit()
-    session.refresh(job)
     return job
 
 
@@ -212,7 +233,7 @@ def run_job(engine: Engine, study: Study, settings: Settings, job_id: int) -> No
             out_dir.mkdir()
             with Session(reader) as read_session:
                 files = produce(
-                    read_session, study, settings, request, out_dir,
+                    read_session, study, request, out_dir,
                     subjects_only(heartbeat.progress),
                 )  # fmt: skip
             zip_path = Path(folder) / "export.zip"
@@ -325,6 +346,7 @@ def _audit_job(session: Session, job: ExportJob, action: AuditAction, outcome: s
         session,
         actor=audit.Actor(user, "export"),
         action=action,
+        study_id=job.study_id,
         details=f"job {job.id}: {ExportKind(job.kind).description}; {job.scope_text}; {outcome}"[
             :500
         ],
@@ -381,6 +403,7 @@ def list_jobs(session: Session, access: Access, limit: int = 50) -> list[JobView
     rows = session.exec(
         select(ExportJob, UserAccount)
         .join(UserAccount, col(UserAccount.id) == ExportJob.requested_by_id)
+        .where(ExportJob.study_id == access.study_id)
         .order_by(col(ExportJob.id).desc())
         .limit(limit)
     )
@@ -400,9 +423,10 @@ def get_job(session: Session, access: Access, job_id: int) -> JobView:
 
 
 def _visible(access: Access, job: ExportJob) -> bool:
-    """Study-wide exporters see every job; others only jobs of a site they export."""
+    """Study-wide exporters see every job of their study; others only jobs of a site they
+    export."""
     sites = access.site_ids(Permission.EXPORT)
-    return sites is None or job.site_id in sites
+    return job.study_id == access.study_id and (sites is None or job.site_id in sites)
 
 
 def result_chunks(engine: Engine, job_id: int) -> Iterator[bytes]:
@@ -418,11 +442,11 @@ def result_chunks(engine: Engine, job_id: int) -> Iterator[bytes]:
 
 
 def record_download(session: Session, job: ExportJob, actor: audit.Actor) -> None:
-    """Audit that a user took an export's result away. Commits."""
+    """Audit that a user took an export's result away; the caller commits."""
     audit.record(
         session,
         actor=actor,
         action=AuditAction.EXPORT_DOWNLOAD,
+        study_id=job.study_id,
         details=f"job {job.id}: {job.file_name} ({job.sha256})",
     )
-    session.commit()

@@ -24,7 +24,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import export_jobs
 from app.config import Settings, get_settings
 from app.db import make_engine, pending_migrations, transaction_capacity
-from app.study.loader import Study, load_study
+from app.models import utcnow
+from app.studies import DefinitionChanged, bind_studies, load_studies
+from app.study.loader import Study
 from app.web import admin_pages, api, exports, import_pages, pages
 
 logger = logging.getLogger(__name__)
@@ -47,16 +49,23 @@ class ServedApp:
         await self.asgi(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, study: Study | None = None) -> ServedApp:
+def create_app(settings: Settings | None = None, studies: list[Study] | None = None) -> ServedApp:
     """Build the app: FastAPI wrapped in CSRF protection. Raises before serving anything
-    when the study definition has problems or the database is not migrated."""
+    when a study definition has problems (StudyDefinitionError), the database is not migrated
+    (UnmigratedDatabase), or a definition changed over a study holding data
+    (DefinitionChanged). `studies` are the loaded definitions (default: the settings')."""
     settings = settings or get_settings()
-    study = study or load_study(settings.study_dir)
+    studies = studies or load_studies(settings)
     engine = make_engine(settings.database_url)
     problem = pending_migrations(engine)
     if problem:
         engine.dispose()
         raise UnmigratedDatabase(problem)
+    try:
+        registry = bind_studies(engine, studies, now=utcnow())
+    except DefinitionChanged:
+        engine.dispose()
+        raise
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -74,7 +83,7 @@ def create_app(settings: Settings | None = None, study: Study | None = None) -> 
 
     app = FastAPI(title="TrialDesk", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    app.state.study = study
+    app.state.studies = registry
     app.state.engine = engine
     app.state.transaction_gate = anyio.Semaphore(transaction_capacity(engine), fast_acquire=True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

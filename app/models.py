@@ -75,12 +75,47 @@ class FormStatus(StrEnum):
     NOT_DONE = "not_done"
 
 
-class Site(SQLModel, table=True):
-    __tablename__ = "site"
+class StudyRecord(SQLModel, table=True):
+    """A study this instance runs (its definition is loaded from a folder of `forms/` files);
+    sites, subjects, role assignments and export jobs belong to one study."""
+
+    __tablename__ = "study"
 
     id: int | None = Field(default=None, primary_key=True)
-    oid: str = Field(unique=True, max_length=40)
-    number: str = Field(unique=True, max_length=4, description="prefix of screening numbers")
+    oid: str = Field(unique=True, max_length=40, description="the study's OID, e.g. ZM001")
+    name: str = Field(max_length=200)
+    created_at: datetime = timestamp_field(default_factory=utcnow)
+
+
+class StudyVersion(SQLModel, table=True):
+    """A released version of a study's definition: its ODM MetaDataVersion OID (MDV.ZM001.1),
+    the digest of its content, and the definition itself, so that a form keeps the version it
+    was entered under and values of items a later version removed are still shown."""
+
+    __tablename__ = "study_version"
+    __table_args__ = (UniqueConstraint("study_id", "number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    number: int = Field(description="1, 2, ...: the MetaDataVersion is MDV.<study OID>.<number>")
+    oid: str = Field(unique=True, max_length=60)
+    digest: str = Field(max_length=64, description="SHA-256 of the definition's content")
+    definition: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    released_at: datetime = timestamp_field(default_factory=utcnow)
+    released_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+
+
+class Site(SQLModel, table=True):
+    __tablename__ = "site"
+    __table_args__ = (
+        UniqueConstraint("study_id", "number", name="uq_site_study_number"),
+        UniqueConstraint("study_id", "oid", name="uq_site_study_oid"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    oid: str = Field(max_length=40)
+    number: str = Field(max_length=4, description="prefix of screening numbers")
     name: str = Field(max_length=200)
     time_zone: str = Field(
         default="UTC",
@@ -105,14 +140,18 @@ class UserAccount(SQLModel, table=True):
 
 
 class RoleAssignment(SQLModel, table=True):
-    """A role held by a user, at one site or (site_id None) study-wide."""
+    """A role held by a user in a study, at one of its sites or (site_id None) study-wide;
+    the administrator's role belongs to no study (study_id None: the whole instance)."""
 
     __tablename__ = "role_assignment"
-    __table_args__ = (UniqueConstraint("user_id", "role", "site_id"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "role", "study_id", "site_id", name="uq_role_assignment"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user_account.id", index=True)
     role: str = Field(max_length=30)
+    study_id: int | None = Field(default=None, foreign_key="study.id")
     site_id: int | None = Field(default=None, foreign_key="site.id")
 
 
@@ -123,6 +162,9 @@ class LoginSession(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64, description="SHA-256 of the cookie token")
     user_id: int = Field(foreign_key="user_account.id", index=True)
+    study_id: int | None = Field(
+        default=None, foreign_key="study.id", description="the study the user works in now"
+    )
     created_at: datetime = timestamp_field(default_factory=utcnow)
     last_seen_at: datetime = timestamp_field(default_factory=utcnow)
     ended_at: datetime | None = timestamp_field(default=None, nullable=True)
@@ -144,10 +186,12 @@ class ApiToken(SQLModel, table=True):
 
 class Subject(SQLModel, table=True):
     __tablename__ = "subject"
+    __table_args__ = (UniqueConstraint("study_id", "subject_key", name="uq_subject_study_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
     site_id: int = Field(foreign_key="site.id", index=True)
-    subject_key: str = Field(unique=True, max_length=40, description="screening number")
+    subject_key: str = Field(max_length=40, description="screening number, unique in its study")
     status: str = Field(max_length=30, description="a status code of the study's subject path")
     status_date: date | None = Field(default=None, description="effective date of the status")
     dose_level: str | None = Field(default=None, max_length=10)
@@ -182,7 +226,9 @@ class FormData(SQLModel, table=True):
     repeat_key: int = 1
     status: str = Field(default=FormStatus.IN_PROGRESS, max_length=20)
     not_done_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    definition_version: str = Field(max_length=40, description="form definition version used")
+    definition_version: str = Field(
+        max_length=60, description="MetaDataVersion OID of the definition it was entered under"
+    )
     version: int = Field(default=1, description="optimistic lock counter")
     updated_at: datetime = timestamp_field(default_factory=utcnow)
     updated_by_id: int | None = Field(default=None, foreign_key="user_account.id")
@@ -241,6 +287,7 @@ class AuditRecord(SQLModel, table=True):
     user_id: int | None = Field(default=None, foreign_key="user_account.id")
     username: str = Field(max_length=80)
     action: str = Field(max_length=40)
+    study_id: int | None = Field(default=None, foreign_key="study.id", index=True)
     source: str = Field(default="web", max_length=200)
     site_id: int | None = Field(default=None, foreign_key="site.id")
     subject_id: int | None = Field(default=None, foreign_key="subject.id")
@@ -281,6 +328,7 @@ class ExportJob(SQLModel, table=True):
     __tablename__ = "export_job"
 
     id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
     kind: str = Field(max_length=30, description="odm_snapshot, odm_transactional, sdtm, define")
     formats: str = Field(default="", max_length=40, description="comma-separated, for SDTM")
     scope_kind: str = Field(max_length=20)

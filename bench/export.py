@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +36,19 @@ from lxml import etree  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
-from app.config import Settings  # noqa: E402
 from app.db import make_engine, upgrade  # noqa: E402
 from app.demo import load_demo  # noqa: E402
 from app.exporters.odm_clinical import write_odm_snapshot  # noqa: E402
 from app.exporters.odm_common import ODM_NS, q  # noqa: E402
 from app.exporters.odm_metadata import metadata_version_oid, study_element  # noqa: E402
 from app.exporters.produce import ExportKind, ExportRequest, produce  # noqa: E402
+from app.exporters.scope import ExportScope  # noqa: E402
+from app.models import utcnow  # noqa: E402
+from app.studies import bind_studies  # noqa: E402
 from app.study.loader import load_study  # noqa: E402
 
-STUDY = load_study(REPO / "forms")
+STUDY = replace(load_study(REPO / "forms"), sdtm_dir=REPO / "exports", db_id=1, version=1)
+"""ZM001 as `demo_database` binds it (the only study of the database)."""
 
 
 def peak_mb() -> float:
@@ -141,13 +145,13 @@ def _write_bare_subjects(xf: Any, rows: list[Any]) -> None:
 
 
 def task_sdtm(url: str, out: Path) -> dict[str, Any]:
-    settings = Settings(database_url=url, study_dir=REPO / "forms", exports_dir=REPO / "exports")
     engine = make_engine(url, reader=True)
     out.mkdir(parents=True, exist_ok=True)
-    request = ExportRequest(ExportKind.SDTM, formats=frozenset({"xpt", "json"}))
+    scope = ExportScope(study_id=STUDY.id)
+    request = ExportRequest(ExportKind.SDTM, scope, formats=frozenset({"xpt", "json"}))
     with Session(engine) as session:
         started = time.perf_counter()
-        files = produce(session, STUDY, settings, request, out)
+        files = produce(session, STUDY, request, out)
         seconds = time.perf_counter() - started
     rows = sum(f.rows or 0 for f in files if f.name.endswith(".xpt"))
     return {"seconds": seconds, "files": len(files), "rows": rows}
@@ -178,6 +182,7 @@ def demo_database(subjects: int) -> str:
         print(f"Building a demo study of {subjects} subjects in {folder} (once)...", flush=True)
         upgrade(url)
         engine = make_engine(url)
+        bind_studies(engine, [replace(STUDY, db_id=None, version=0)], now=utcnow())
         load_demo(engine, STUDY, subjects=subjects)
         engine.dispose()
         (folder / "ready").touch()

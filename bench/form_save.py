@@ -43,6 +43,7 @@ from app.crf.changes import NewSubject  # noqa: E402
 from app.db import make_engine, unit_of_work, upgrade  # noqa: E402
 from app.demo import load_demo  # noqa: E402
 from app.models import UserAccount, utcnow  # noqa: E402
+from app.studies import bind_studies  # noqa: E402
 from app.study.loader import load_study  # noqa: E402
 from bench import bare_app  # noqa: E402
 
@@ -95,12 +96,12 @@ def wait_for(url: str, timeout: float = 30) -> None:
 def prepare(url: str, clients: int) -> tuple[str, list[int]]:
     """Migrate, load demo accounts, register one subject per client; return a token and ids."""
     upgrade(url)
-    study = load_study(REPO / "forms")
     engine = make_engine(url)
+    (study,) = bind_studies(engine, [load_study(REPO / "forms")], now=utcnow()).by_id.values()
     load_demo(engine, study, subjects=0)
     with Session(engine, expire_on_commit=False) as session:
         user = session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).one()
-        author = write.Author(load_access(session, user), audit.Actor(user))
+        author = write.Author(load_access(session, user, study.id), audit.Actor(user))
         with unit_of_work(session):
             ids = [
                 write.apply(session, study, NewSubject(1), by=author, now=utcnow()).subject.id
@@ -203,7 +204,7 @@ def run(database: str, clients: int, seconds: float, workers: int) -> None:
             headers["content-type"] = "application/json"
 
             async def save(client: httpx.AsyncClient, index: int) -> bool:
-                path = f"/api/v1/subjects/{subjects[index]}/events/SE.SCR/1/forms/F.LBHEM/1"
+                path = f"/api/v1/studies/ZM001/subjects/{subjects[index]}/events/SE.SCR/1/forms/F.LBHEM/1"
                 version = versions[index]
                 body = b'{"version": %d, "values": %s}' % (version, encoded[version % 2])
                 response = await client.put(path, content=body, headers=headers)

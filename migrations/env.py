@@ -12,6 +12,11 @@ url = config.attributes.get("database_url") or get_settings().database_url
 engine = make_engine(url)
 
 with engine.connect() as connection:
+    if connection.dialect.name == "sqlite":
+        # Batch migrations copy a table and drop the old one: foreign keys pointing at it must
+        # not be enforced meanwhile (SQLite ignores this pragma inside a transaction).
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()  # end the transaction the statement began: migrations begin their own
     context.configure(
         connection=connection,
         target_metadata=SQLModel.metadata,

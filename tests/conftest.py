@@ -3,13 +3,17 @@ accounts, and a real uvicorn server on 127.0.0.1 for HTTP and browser tests."""
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -19,18 +23,25 @@ from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from app.config import Settings
+from app import auth
+from app.config import Settings, StudyFolders
 from app.db import make_engine, upgrade
 from app.demo import DEMO_PASSWORD, load_demo
 from app.main import create_app
+from app.models import utcnow
+from app.studies import bind_studies
 from app.study.loader import Study, load_study
 from tests import write_path_guard
 
 REPO = Path(__file__).resolve().parents[1]
 FORMS = REPO / "forms"
+EXPORTS = REPO / "exports"
 ODM_SCHEMA = REPO / "app" / "schemas" / "odm-1.3.2" / "ODM1-3-2.xsd"
 ARTIFACTS = REPO / "test-artifacts"
 BACKENDS = ["sqlite", "postgresql"]
+
+
+auth.use_cheap_password_hashing()  # tests only: hashing a demo account's password costs ms
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,7 +54,13 @@ def only_the_write_path_writes_clinical_data() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def zm001() -> Study:
-    return load_study(FORMS)
+    """ZM001 as every test database holds it: bound to study row 1, released as version 1."""
+    return bound_zm001()
+
+
+@functools.cache
+def bound_zm001() -> Study:
+    return replace(load_study(FORMS), sdtm_dir=EXPORTS, db_id=1, version=1)
 
 
 def _postgres_admin_url() -> str | None:
@@ -52,7 +69,8 @@ def _postgres_admin_url() -> str | None:
 
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A migrated, empty database: a SQLite file, or a fresh PostgreSQL database."""
+    """A migrated database holding ZM001 and nothing else: a SQLite file, or a fresh
+    PostgreSQL database, each a copy of a template built once per test run."""
     with migrated_database(request.param, tmp_path) as url:
         yield url
 
@@ -66,13 +84,70 @@ def module_database_url(
         yield url
 
 
+def prepare_database(url: str) -> None:
+    """Migrate the database at `url` and bind ZM001 to it (as a server's start would)."""
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        registry = bind_studies(engine, [load_study(FORMS)], now=utcnow())
+    finally:
+        engine.dispose()
+    (study,) = registry.by_id.values()
+    assert (study.db_id, study.version) == (1, 1), "tests expect ZM001 as study 1, version 1"
+
+
+class _Templates:
+    """One prepared database per backend and test run, copied for each test (migrating a
+    database takes seconds; copying a file or a PostgreSQL template, milliseconds)."""
+
+    def __init__(self) -> None:
+        self.sqlite: Path | None = None
+        self.postgres: str | None = None
+
+    def sqlite_copy(self, directory: Path) -> str:
+        if self.sqlite is None:
+            folder = Path(tempfile.mkdtemp(prefix="trialdesk-template-"))
+            prepare_database(f"sqlite:///{folder / 'template.db'}")
+            self.sqlite = folder / "template.db"
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / "trialdesk.db"
+        shutil.copyfile(self.sqlite, target)
+        return f"sqlite:///{target}"
+
+    def postgres_name(self, admin: Engine, admin_url: str) -> str:
+        if self.postgres is None:
+            name = f"trialdesk_template_{uuid.uuid4().hex[:12]}"
+            with admin.connect() as connection:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+            prepare_database(make_url(admin_url).set(database=name).render_as_string(False))
+            self.postgres = name
+        return self.postgres
+
+    def drop(self) -> None:
+        admin_url = _postgres_admin_url()
+        if self.postgres and admin_url:
+            admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{self.postgres}" WITH (FORCE)'))
+            admin.dispose()
+        if self.sqlite:
+            shutil.rmtree(self.sqlite.parent, ignore_errors=True)
+
+
+TEMPLATES = _Templates()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_templates() -> Iterator[None]:
+    yield
+    TEMPLATES.drop()
+
+
 @contextmanager
 def migrated_database(backend: str, directory: Path) -> Iterator[str]:
-    """The URL of a migrated, empty database on `backend`, dropped afterwards (PostgreSQL)."""
+    """The URL of a copy of the prepared database on `backend`, dropped afterwards."""
     if backend == "sqlite":
-        url = f"sqlite:///{directory / 'trialdesk.db'}"
-        upgrade(url)
-        yield url
+        yield TEMPLATES.sqlite_copy(directory)
         return
     admin_url = _postgres_admin_url()
     if admin_url is None:
@@ -81,10 +156,10 @@ def migrated_database(backend: str, directory: Path) -> Iterator[str]:
         pytest.skip("no PostgreSQL server (set TRIALDESK_TEST_POSTGRES_URL)")
     name = f"trialdesk_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    template = TEMPLATES.postgres_name(admin, admin_url)
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
     yield url
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -136,17 +211,17 @@ def free_port() -> int:
 class LiveServer:
     """A uvicorn server in a thread, serving the real app on 127.0.0.1."""
 
-    def __init__(self, database_url: str, study: Study) -> None:
+    def __init__(self, database_url: str, study: Study, *, forms: Path = FORMS) -> None:
         self.settings = Settings(
             environment="test",
             database_url=database_url,
-            study_dir=FORMS,
-            exports_dir=REPO / "exports",
+            studies=(StudyFolders(forms=forms, exports=EXPORTS),),
             secret_key="t" * 32,
         )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(self.settings, study)
+        unbound = replace(study, db_id=None, version=0)
+        self.app = create_app(self.settings, [unbound])
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -32,9 +32,12 @@ def user(session: Session, username: str = "coordinator") -> UserAccount:
     return session.exec(select(UserAccount).where(UserAccount.username == username)).one()
 
 
-def author(session: Session, username: str = "coordinator", source: str = "web") -> write.Author:
+def author(
+    session: Session, username: str = "coordinator", source: str = "web", study_id: int = 1
+) -> write.Author:
+    """The demo account `username` working in the study `study_id` (ZM001 is study 1)."""
     account = user(session, username)
-    return write.Author(load_access(session, account), audit.Actor(account, source))
+    return write.Author(load_access(session, account, study_id), audit.Actor(account, source))
 
 
 def apply(
@@ -47,7 +50,8 @@ def apply(
 ) -> write.Outcome:
     """Make `change` as the demo account `by` and commit it (a refusal rolls back)."""
     with unit_of_work(session):
-        return write.apply(session, study, change, by=author(session, by), now=now or utcnow())
+        by_author = author(session, by, study_id=study.id)
+        return write.apply(session, study, change, by=by_author, now=now or utcnow())
 
 
 def register(

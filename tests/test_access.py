@@ -70,6 +70,7 @@ def fill(path: str, subject_id: int) -> str:
         "subject_id": str(subject_id), "event_oid": "SE.SCR", "event_repeat": "1",
         "form_oid": "F.DM", "form_repeat": "1", "group_oid": "IG.DM", "group_repeat": "1",
         "item_name": "SEX", "token_id": "999999", "user_id": "1", "assignment_id": "1", "job_id": "1",
+        "study_oid": "ZM001",
     }  # fmt: skip
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
@@ -115,7 +116,7 @@ def subject_ids(live_server: LiveServer) -> dict[str, int]:
     ids = {}
     with Session(engine, expire_on_commit=False) as session:
         for username, site in (("coordinator", 1), ("coordinator2", 2)):
-            study = live_server.app.fastapi.state.study
+            study = live_server.app.fastapi.state.studies.by_oid["ZM001"]
             subject = factories.register(session, study, site_id=site, by=username)
             ids[f"site{site}"] = pk(subject)
     return ids

@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import LiveServer, csrf_token, logged_in_client
 
-DM = "/api/v1/subjects/{id}/events/SE.SCR/1/forms/F.DM/1"
-IC = "/api/v1/subjects/{id}/events/SE.SCR/1/forms/F.IC/1"
+DM = "/api/v1/studies/ZM001/subjects/{id}/events/SE.SCR/1/forms/F.DM/1"
+IC = "/api/v1/studies/ZM001/subjects/{id}/events/SE.SCR/1/forms/F.IC/1"
 
 
 def api_client(server: LiveServer, username: str) -> httpx.Client:
@@ -28,16 +28,18 @@ def api_client(server: LiveServer, username: str) -> httpx.Client:
 
 
 def new_subject(client: httpx.Client, site_id: int = 1) -> int:
-    response = client.post("/api/v1/subjects", json={"site_id": site_id})
+    response = client.post("/api/v1/studies/ZM001/subjects", json={"site_id": site_id})
     assert response.status_code == 201, response.text
     return int(response.json()["id"])
 
 
 def test_requests_without_a_token_get_a_json_401(live_server: LiveServer) -> None:
-    response = httpx.get(live_server.url + "/api/v1/subjects")
+    response = httpx.get(live_server.url + "/api/v1/studies/ZM001/subjects")
     assert response.status_code == 401
     assert "Bearer" in response.json()["detail"]
-    bad = httpx.get(live_server.url + "/api/v1/subjects", headers={"Authorization": "Bearer td_x"})
+    bad = httpx.get(
+        live_server.url + "/api/v1/studies/ZM001/subjects", headers={"Authorization": "Bearer td_x"}
+    )
     assert bad.status_code == 401
 
 
@@ -47,11 +49,17 @@ def test_a_revoked_token_stops_working(live_server: LiveServer) -> None:
     page = browser.post("/account/tokens", data={"name": "once", "csrftoken": token}).text
     secret = re.search(r'<code id="new-token">([^<]+)</code>', page).group(1)  # type: ignore[union-attr]
     headers = {"Authorization": f"Bearer {secret}"}
-    assert httpx.get(live_server.url + "/api/v1/subjects", headers=headers).status_code == 200
+    assert (
+        httpx.get(live_server.url + "/api/v1/studies/ZM001/subjects", headers=headers).status_code
+        == 200
+    )
     token_id = re.search(r"/account/tokens/(\d+)/revoke", page).group(1)  # type: ignore[union-attr]
     revoked = browser.post(f"/account/tokens/{token_id}/revoke", data={"csrftoken": token})
     assert revoked.status_code == 303
-    assert httpx.get(live_server.url + "/api/v1/subjects", headers=headers).status_code == 401
+    assert (
+        httpx.get(live_server.url + "/api/v1/studies/ZM001/subjects", headers=headers).status_code
+        == 401
+    )
     assert "revoked" in browser.get("/account/tokens").text
 
 
@@ -60,20 +68,20 @@ def test_subjects_and_forms_follow_the_site_rules(live_server: LiveServer) -> No
     site2 = api_client(live_server, "coordinator2")
     mine = new_subject(site1)
     theirs = new_subject(site2, site_id=2)
-    keys = [s["subject_key"] for s in site1.get("/api/v1/subjects").json()]
+    keys = [s["subject_key"] for s in site1.get("/api/v1/studies/ZM001/subjects").json()]
     assert keys == ["01-001"]
-    hidden = site1.get(f"/api/v1/subjects/{theirs}")
-    missing = site1.get("/api/v1/subjects/987654")
+    hidden = site1.get(f"/api/v1/studies/ZM001/subjects/{theirs}")
+    missing = site1.get("/api/v1/studies/ZM001/subjects/987654")
     assert hidden.status_code == missing.status_code == 404
     assert hidden.json() == missing.json()
     assert site1.get(DM.format(id=theirs)).status_code == 404
     forged = site1.put(DM.format(id=theirs), json={"version": 0, "values": {}})
     assert forged.status_code == 404
-    assert site1.post("/api/v1/subjects", json={"site_id": 2}).status_code == 403
-    casebook = site1.get(f"/api/v1/subjects/{mine}").json()
+    assert site1.post("/api/v1/studies/ZM001/subjects", json={"site_id": 2}).status_code == 403
+    casebook = site1.get(f"/api/v1/studies/ZM001/subjects/{mine}").json()
     assert casebook["visits"][0]["event_oid"] == "SE.SCR"
     sponsor = api_client(live_server, "sponsor")
-    assert {s["subject_key"] for s in sponsor.get("/api/v1/subjects").json()} == {
+    assert {s["subject_key"] for s in sponsor.get("/api/v1/studies/ZM001/subjects").json()} == {
         "01-001",
         "02-001",
     }
@@ -111,7 +119,7 @@ def test_bad_values_are_refused_per_field_and_nothing_changes(
 def test_numeric_text_and_hard_ranges_are_refused(live_server: LiveServer) -> None:
     client = api_client(live_server, "coordinator")
     subject = new_subject(client)
-    form = f"/api/v1/subjects/{subject}/events/SE.SCR/1/forms/F.HTWT/1"
+    form = f"/api/v1/studies/ZM001/subjects/{subject}/events/SE.SCR/1/forms/F.HTWT/1"
     response = client.put(
         form, json={"version": 0, "values": {"IG.HTWT": {"1": {"HEIGHT": "tall", "WEIGHT": "400"}}}}
     )
@@ -194,14 +202,14 @@ def test_malformed_and_oversized_requests_get_clear_json_errors(live_server: Liv
 
 def test_openapi_documents_the_api(live_server: LiveServer) -> None:
     schema = httpx.get(live_server.url + "/openapi.json").json()
-    assert "/api/v1/subjects" in schema["paths"]
+    assert "/api/v1/studies/{study_oid}/subjects" in schema["paths"]
     assert not any(path.startswith("/subjects") for path in schema["paths"])
 
 
 def test_lab_results_are_flagged_against_the_normal_range_given(live_server: LiveServer) -> None:
     client = api_client(live_server, "coordinator")
     subject = new_subject(client)
-    form = f"/api/v1/subjects/{subject}/events/SE.SCR/1/forms/F.LBHEM/1"
+    form = f"/api/v1/studies/ZM001/subjects/{subject}/events/SE.SCR/1/forms/F.LBHEM/1"
     rows = {
         "1": {"LBORRES": "2.1", "LBORRESU": "10^9/L", "LBORNRLO": "3.5", "LBORNRHI": "9.5"},
         "9": {"LBORRES": "180", "LBORRESU": "10^9/L", "LBORNRLO": "125", "LBORNRHI": "350"},

@@ -21,7 +21,6 @@ from lxml import etree
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from app.config import Settings
 from app.db import make_engine
 from app.demo import load_demo
 from app.exporters.define import DefineError, define_document, write_define
@@ -36,7 +35,6 @@ from app.study.loader import Study
 from tests.conftest import REPO, migrated_database
 
 EXPORTS = REPO / "exports"
-SETTINGS = Settings(exports_dir=EXPORTS)
 CDISC_EXAMPLE = REPO / "app" / "schemas" / "define-2.1" / "examples" / "defineV21-SDTM.xml"
 NS = {
     "odm": "http://www.cdisc.org/ns/odm/v1.3",
@@ -101,7 +99,7 @@ def export_with_define(
     study: Study,
     specs: SdtmSpecs,
     *,
-    scope: ExportScope = ExportScope(),  # noqa: B008 - frozen
+    scope: ExportScope = ExportScope(study_id=1),  # noqa: B008 - frozen
     formats: frozenset[str] = frozenset({"xpt", "json", "csv"}),
     crf: str | None = None,
 ) -> Define:
@@ -430,7 +428,7 @@ def test_define_of_one_subjects_json_export_names_the_json_files(
     with Session(demo) as session:
         subject = session.exec(select(Subject).order_by(col(Subject.subject_key))).first()
         assert subject is not None and subject.id is not None
-        scope = ExportScope(ScopeKind.SUBJECT, subject_id=subject.id)
+        scope = ExportScope(ScopeKind.SUBJECT, study_id=1, subject_id=subject.id)
     result = export_with_define(
         demo, tmp_path, zm001, specs, scope=scope, formats=frozenset({"json"})
     )
@@ -456,7 +454,8 @@ def test_define_xml_alone_is_described_from_the_definition_whatever_the_data(
             out = tmp_path / name
             out.mkdir()
             with Session(engine) as session:
-                files = produce(session, zm001, SETTINGS, ExportRequest(ExportKind.DEFINE), out)
+                request = ExportRequest(ExportKind.DEFINE, ExportScope(study_id=zm001.id))
+                files = produce(session, zm001, request, out)
             assert [f.name for f in files] == [
                 "zm001-odm-metadata.xml", "define.xml", "define2-1.xsl", "define.html"
             ]  # fmt: skip

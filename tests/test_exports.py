@@ -56,7 +56,7 @@ def api_client(server: LiveServer, username: str = "sponsor") -> httpx.Client:
 def wait_for(client: httpx.Client, job_id: int, seconds: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/api/v1/exports/{job_id}").json()
+        job: dict[str, Any] = client.get(f"/api/v1/studies/ZM001/exports/{job_id}").json()
         if job["state"] in ("done", "failed"):
             return job
         time.sleep(0.2)
@@ -91,7 +91,8 @@ def test_a_sponsor_exports_a_cohort_as_odm_through_the_api(
 ) -> None:
     client = api_client(exporting_server)
     started = client.post(
-        "/api/v1/exports", json={"kind": "odm_snapshot", "scope": "cohort", "cohort": "DL1"}
+        "/api/v1/studies/ZM001/exports",
+        json={"kind": "odm_snapshot", "scope": "cohort", "cohort": "DL1"},
     )
     assert started.status_code == 202, started.text
     assert started.json()["scope"] == "cohort DL1"
@@ -137,18 +138,18 @@ def test_requests_that_name_nothing_are_refused_naming_the_field(
         ({"kind": "pdf"}, "body.kind", ""),
     ]
     for body, field, words in cases:
-        response = client.post("/api/v1/exports", json=body)
+        response = client.post("/api/v1/studies/ZM001/exports", json=body)
         assert response.status_code == 422, body
         errors = response.json()["errors"]
         assert errors[0]["field"] == field, response.json()
         assert words in errors[0]["message"]
-    assert client.get("/api/v1/exports").json() == []
+    assert client.get("/api/v1/studies/ZM001/exports").json() == []
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_site_users_may_not_export(exporting_server: LiveServer) -> None:
     client = api_client(exporting_server, "coordinator")
-    response = client.post("/api/v1/exports", json={"kind": "odm_snapshot"})
+    response = client.post("/api/v1/studies/ZM001/exports", json={"kind": "odm_snapshot"})
     assert response.status_code == 403
     assert "export" in response.json()["detail"]
 
@@ -161,7 +162,7 @@ def test_an_interrupted_job_is_marked_failed_and_can_be_started_again(
     with Session(engine) as session:
         sponsor = session.exec(select(UserAccount).where(UserAccount.username == "sponsor")).one()
         lost = ExportJob(
-            kind="odm_transactional", scope_kind="study", scope_text="whole study",
+            study_id=1, kind="odm_transactional", scope_kind="study", scope_text="whole study",
             state=ExportState.RUNNING, requested_by_id=sponsor.id or 0, progress_done=3,
             progress_total=8, heartbeat_at=utcnow() - timedelta(minutes=5),
             worker="gone-host:1",
@@ -178,7 +179,7 @@ def test_an_interrupted_job_is_marked_failed_and_can_be_started_again(
     )
     assert again.status_code == 303
     client = api_client(exporting_server)
-    jobs = client.get("/api/v1/exports").json()
+    jobs = client.get("/api/v1/studies/ZM001/exports").json()
     assert [job["state"] for job in jobs[1:]] == ["failed"]
     rerun = wait_for(client, jobs[0]["id"])
     assert (rerun["kind"], rerun["scope"], rerun["state"]) == (
@@ -194,7 +195,7 @@ def test_a_job_started_on_one_server_process_is_watched_and_downloaded_on_anothe
 ) -> None:
     with LiveServer(database_url, zm001) as other:
         first, second = api_client(exporting_server), api_client(other)
-        started = first.post("/api/v1/exports", json={"kind": "odm_transactional"})
+        started = first.post("/api/v1/studies/ZM001/exports", json={"kind": "odm_transactional"})
         job = wait_for(second, started.json()["id"])
         assert job["state"] == "done"
         download = second.get(job["download"])

@@ -51,7 +51,7 @@ def test_a_number_with_a_separator_is_refused_saying_how_to_type_it(
     assert stored_values(live_server, "IT.HTWT.WEIGHT") == []
     api = api_client(live_server, "coordinator")
     answer = api.put(
-        f"/api/v1{HEIGHT_WEIGHT.format(id=subject)}",
+        f"/api/v1/studies/ZM001{HEIGHT_WEIGHT.format(id=subject)}",
         json={"version": 0, "values": {"IG.HTWT": {"1": {"WEIGHT": typed}}}},
     )
     assert answer.status_code == 422
@@ -110,7 +110,9 @@ def test_repeats_the_casebook_does_not_have_cannot_be_opened_or_written(
     posted = coordinator.post(url, data={"csrftoken": token, "_version": "0", "_action": "save"})
     assert posted.status_code == 404
     api = api_client(live_server, "coordinator")
-    assert api.put(f"/api/v1{url}", json={"version": 0, "values": {}}).status_code == 404
+    assert (
+        api.put(f"/api/v1/studies/ZM001{url}", json={"version": 0, "values": {}}).status_code == 404
+    )
     with Session(live_server.app.fastapi.state.engine) as session:
         assert session.exec(select(FormData)).all() == []
     # the next episode of a log form is offered, and can be written
@@ -225,8 +227,8 @@ def test_the_api_saves_part_of_a_form_and_removes_rows_only_when_asked(
     live_server: LiveServer,
 ) -> None:
     api = api_client(live_server, "coordinator")
-    subject = api.post("/api/v1/subjects", json={"site_id": 1}).json()["id"]
-    path = f"/api/v1/subjects/{subject}/events/SE.SCR/1/forms/F.MH/1"
+    subject = api.post("/api/v1/studies/ZM001/subjects", json={"site_id": 1}).json()["id"]
+    path = f"/api/v1/studies/ZM001/subjects/{subject}/events/SE.SCR/1/forms/F.MH/1"
     rows = {
         str(n): {"MHCAT": "GENERAL", "MHTERM": term} for n, term in ((1, "Asthma"), (2, "Migraine"))
     }

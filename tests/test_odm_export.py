@@ -118,9 +118,9 @@ def subjects_where(demo: Demo, *conditions: object) -> list[str]:
 
 
 SCOPES = {
-    "study": ExportScope(),
-    "site": ExportScope(ScopeKind.SITE, site_id=2),
-    "cohort": ExportScope(ScopeKind.COHORT, dose_level="DL2", phase="ESCALATION"),
+    "study": ExportScope(study_id=1),
+    "site": ExportScope(ScopeKind.SITE, study_id=1, site_id=2),
+    "cohort": ExportScope(ScopeKind.COHORT, study_id=1, dose_level="DL2", phase="ESCALATION"),
 }
 
 
@@ -131,8 +131,8 @@ def test_every_kind_of_export_validates_and_holds_the_subjects_in_scope(
 ) -> None:
     scopes = {
         **SCOPES,
-        "subject": ExportScope(ScopeKind.SUBJECT, subject_id=demo.changed_subject.id),
-        "incremental": ExportScope(changed_since=demo.since),
+        "subject": ExportScope(ScopeKind.SUBJECT, study_id=1, subject_id=demo.changed_subject.id),
+        "incremental": ExportScope(study_id=1, changed_since=demo.since),
     }
     document = export(demo, zm001, tmp_path / "odm.xml", scopes[scope_name], kind)
     assert document.get("FileType") == kind.capitalize()
@@ -164,7 +164,7 @@ def test_every_kind_of_export_validates_and_holds_the_subjects_in_scope(
 def test_items_of_a_form_not_done_are_null_with_the_reason(
     demo: Demo, zm001: Study, tmp_path: Path
 ) -> None:
-    scope = ExportScope(ScopeKind.SUBJECT, subject_id=demo.not_done_subject.id)
+    scope = ExportScope(ScopeKind.SUBJECT, study_id=1, subject_id=demo.not_done_subject.id)
     document = export(demo, zm001, tmp_path / "odm.xml", scope, "snapshot")
     form = document.find(".//odm:FormData[@FormOID='F.ECHO']", NS)
     assert form is not None
@@ -182,7 +182,7 @@ def test_items_of_a_form_not_done_are_null_with_the_reason(
 def test_subject_status_dose_level_and_visit_dates_are_flags_of_defined_code_lists(
     demo: Demo, zm001: Study, tmp_path: Path
 ) -> None:
-    document = export(demo, zm001, tmp_path / "odm.xml", ExportScope(), "snapshot")
+    document = export(demo, zm001, tmp_path / "odm.xml", ExportScope(study_id=1), "snapshot")
     with Session(demo.engine) as session:
         enrolled = session.exec(
             select(Subject).where(col(Subject.dose_level).is_not(None)).order_by(col(Subject.id))
@@ -229,7 +229,7 @@ def test_subject_status_dose_level_and_visit_dates_are_flags_of_defined_code_lis
 def test_a_subject_without_data_appears_with_its_site_and_status(
     demo: Demo, zm001: Study, tmp_path: Path
 ) -> None:
-    document = export(demo, zm001, tmp_path / "odm.xml", ExportScope(), "snapshot")
+    document = export(demo, zm001, tmp_path / "odm.xml", ExportScope(study_id=1), "snapshot")
     key = demo.empty_subject.subject_key
     subject = document.find(f".//odm:SubjectData[@SubjectKey='{key}']", NS)
     assert subject is not None
@@ -241,7 +241,7 @@ def test_a_subject_without_data_appears_with_its_site_and_status(
 def test_transactional_export_lists_each_change_in_order_with_who_and_why(
     demo: Demo, zm001: Study, tmp_path: Path
 ) -> None:
-    scope = ExportScope(ScopeKind.SUBJECT, subject_id=demo.changed_subject.id)
+    scope = ExportScope(ScopeKind.SUBJECT, study_id=1, subject_id=demo.changed_subject.id)
     document = export(demo, zm001, tmp_path / "odm.xml", scope, "transactional")
     first = document.find(".//odm:SubjectData", NS)
     assert first is not None and first.get("TransactionType") == "Insert"
@@ -283,7 +283,7 @@ def test_transactional_export_lists_each_change_in_order_with_who_and_why(
 def test_a_cleared_value_is_removed_in_the_history_and_absent_from_the_snapshot(
     demo: Demo, zm001: Study, tmp_path: Path
 ) -> None:
-    scope = ExportScope(ScopeKind.SUBJECT, subject_id=demo.cleared_subject.id)
+    scope = ExportScope(ScopeKind.SUBJECT, study_id=1, subject_id=demo.cleared_subject.id)
     history = export(demo, zm001, tmp_path / "transactional.xml", scope, "transactional")
     optional = history.findall(".//odm:ItemData[@ItemOID='IT.IC.ICOPT']", NS)
     assert [(i.get("TransactionType"), i.get("Value") is None) for i in optional] == [
@@ -305,7 +305,7 @@ def test_a_cleared_value_is_removed_in_the_history_and_absent_from_the_snapshot(
 def test_incremental_exports_hold_only_what_changed_since_the_moment(
     demo: Demo, zm001: Study, tmp_path: Path
 ) -> None:
-    scope = ExportScope(changed_since=demo.since)
+    scope = ExportScope(study_id=1, changed_since=demo.since)
     snapshot = export(demo, zm001, tmp_path / "snapshot.xml", scope, "snapshot")
     items = snapshot.findall(".//odm:ItemData", NS)
     assert [(i.get("ItemOID"), i.get("Value")) for i in items] == [("IT.DM.RACE", "WHITE")]

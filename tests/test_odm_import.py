@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from app import audit, auth
 from app.access import load_access
-from app.db import make_engine, upgrade
+from app.db import make_engine
 from app.demo import DEMO_PASSWORD, load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_metadata import metadata_version_oid
@@ -37,7 +37,7 @@ from app.models import (
 from app.schemas import odm_schema, validate_streaming
 from app.study.loader import Study
 from tests import factories
-from tests.conftest import REPO, LiveServer, csrf_token, logged_in_client
+from tests.conftest import REPO, LiveServer, csrf_token, logged_in_client, prepare_database
 
 ODM = "{http://www.cdisc.org/ns/odm/v1.3}"
 DATA = Path(__file__).parent / "data"
@@ -56,7 +56,7 @@ def demo_export(tmp_path_factory: pytest.TempPathFactory, zm001: Study) -> Path:
     """The snapshot export of the 20-subject demo (built once, on SQLite)."""
     folder = tmp_path_factory.mktemp("source")
     url = f"sqlite:///{folder / 'demo.db'}"
-    upgrade(url)
+    prepare_database(url)
     engine = make_engine(url)
     load_demo(engine, zm001, subjects=20)
     path = folder / "zm001-snapshot.xml"
@@ -71,7 +71,7 @@ def run_import(
 ) -> ImportReport:
     with Session(engine) as session:
         user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
-        access = load_access(session, user)
+        access = load_access(session, user, study.id)
         actor = audit.Actor(user, "test")
         report = import_odm(session, study, path, access=access, actor=actor, **options)
         if report.stored:
@@ -146,7 +146,7 @@ def test_forms_in_progress_and_not_done_keep_their_status_and_reason(
     demo_engine: Engine, zm001: Study, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'source.db'}"
-    upgrade(url)
+    prepare_database(url)
     source = make_engine(url)
     load_demo(source, zm001, subjects=0)
     with Session(source, expire_on_commit=False) as session:
@@ -537,7 +537,7 @@ def test_a_data_manager_of_one_site_imports_only_into_that_site(
         site2 = session.exec(select(Site).where(Site.oid == "SITE.02")).one()
         auth.create_user(
             session, username="dm02", full_name="Data Manager 02", password="Site02-data-2026",
-            roles=[(Role.DATA_MANAGER, site2.id)], actor=audit.Actor(None, "test"),
+            roles=[(Role.DATA_MANAGER, zm001.id, site2.id)], actor=audit.Actor(None, "test"),
         )  # fmt: skip
         session.commit()
     before = row_counts(demo_engine)

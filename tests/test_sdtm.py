@@ -44,9 +44,9 @@ from app.sdtm.derive import (
 from app.sdtm.rules import check_dataset, read_written
 from app.sdtm.spec import SdtmSpecs, load_sdtm_specs, sdtm_problems
 from app.sdtm.writers import SdtmWriteError, long_text_pieces, supp_qnam
-from app.study.loader import LOG_EVENT_OID, Study, load_study
+from app.study.loader import LOG_EVENT_OID, Study
 from tests import factories
-from tests.conftest import REPO
+from tests.conftest import REPO, bound_zm001
 
 EXPORTS = REPO / "exports"
 DATASET_JSON_SCHEMA = REPO / "app" / "schemas" / "dataset-json-1.1" / "dataset.schema.json"
@@ -87,7 +87,7 @@ def export(
     out_dir.mkdir(parents=True, exist_ok=True)
     with Session(engine) as session:
         datasets = write_sdtm(
-            session, study, specs, out_dir, scope or ExportScope(), formats, progress
+            session, study, specs, out_dir, scope or ExportScope(study_id=1), formats, progress
         )
     return Export({dataset.name: dataset for dataset in datasets})
 
@@ -224,7 +224,9 @@ def test_a_cohort_export_holds_only_that_cohorts_subjects(
 ) -> None:
     with Session(demo) as session:
         dl2 = session.exec(select(Subject.subject_key).where(Subject.dose_level == "DL2")).all()
-    cohort = export(demo, zm001, specs, tmp_path, ExportScope(ScopeKind.COHORT, dose_level="DL2"))
+    cohort = export(
+        demo, zm001, specs, tmp_path, ExportScope(ScopeKind.COHORT, study_id=1, dose_level="DL2")
+    )
     dm = records(cohort.datasets["DM"])
     assert sorted(row["SUBJID"] for row in dm) == sorted(dl2)
     assert {row["ARMCD"] for row in dm} == {"DL2"}
@@ -309,7 +311,7 @@ def _set_item(engine: Engine, form_oid: str, item_oid: str, usubjid: str, value:
         subject = session.exec(
             select(Subject).where(Subject.subject_key == usubjid.removeprefix("ZM001-"))
         ).one()
-        study = load_study(REPO / "forms")
+        study = bound_zm001()
         form = study.form(form_oid)
         ref = FormRef(LOG_EVENT_OID, 1, form_oid, 1)
         stored = reads.load_form(session, subject, form, ref)

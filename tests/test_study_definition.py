@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import Settings
+from app.config import Settings, StudyFolders
 from app.main import create_app
 from app.study.loader import Study, study_problems
 from app.study.problems import StudyDefinitionError
@@ -133,7 +133,9 @@ def test_study_check_command_exits_non_zero_on_a_broken_copy(broken: Path) -> No
 
 
 def test_the_server_refuses_to_start_on_a_broken_definition(broken: Path, tmp_path: Path) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", study_dir=broken)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'x.db'}", studies=(StudyFolders(forms=broken),)
+    )
     with pytest.raises(StudyDefinitionError) as error:
         create_app(settings)
     assert "unknown codelist CL.RACES" in str(error.value)

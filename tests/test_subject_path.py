@@ -10,7 +10,7 @@ from app.models import AuditRecord
 from tests.conftest import LiveServer
 from tests.test_api import api_client, new_subject
 
-FORM = "/api/v1/subjects/{id}/events/{event}/1/forms/{form}/1"
+FORM = "/api/v1/studies/ZM001/subjects/{id}/events/{event}/1/forms/{form}/1"
 
 
 def put_form(
@@ -43,7 +43,8 @@ def eligibility(failed: str | None = None, investigator_says: str = "Y") -> dict
 
 def change(client: httpx.Client, subject: int, to: str, **extra: str) -> httpx.Response:
     return client.post(
-        f"/api/v1/subjects/{subject}/status", json={"to": to, "effective": "2026-04-02", **extra}
+        f"/api/v1/studies/ZM001/subjects/{subject}/status",
+        json={"to": to, "effective": "2026-04-02", **extra},
     )
 
 
@@ -115,7 +116,7 @@ def test_a_future_date_and_a_final_status_are_refused(live_server: LiveServer) -
     subject = new_subject(coordinator)
     put_form(coordinator, subject, "SE.SCR", "F.IE", eligibility(failed="2", investigator_says="N"))
     future = coordinator.post(
-        f"/api/v1/subjects/{subject}/status",
+        f"/api/v1/studies/ZM001/subjects/{subject}/status",
         json={"to": "screen_failed", "effective": "2999-01-01"},
     )
     assert future.status_code == 422 and "future" in future.json()["detail"]
@@ -134,7 +135,8 @@ def test_visit_targets_windows_states_and_study_days(live_server: LiveServer) ->
     saved = put_form(coordinator, subject, "SE.D0", "F.EX", infusion, complete=False)
     assert saved.status_code == 200, saved.text
     late = coordinator.put(
-        f"/api/v1/subjects/{subject}/events/SE.D7/1", json={"visit_date": "2026-01-20"}
+        f"/api/v1/studies/ZM001/subjects/{subject}/events/SE.D7/1",
+        json={"visit_date": "2026-01-20"},
     )
     assert late.status_code == 200, late.text
     d7 = late.json()
@@ -145,28 +147,31 @@ def test_visit_targets_windows_states_and_study_days(live_server: LiveServer) ->
     )
     assert (d7["state"], d7["study_day"]) == ("out_of_window", 10)
     corrected = coordinator.put(
-        f"/api/v1/subjects/{subject}/events/SE.D7/1", json={"visit_date": "2026-01-17"}
+        f"/api/v1/studies/ZM001/subjects/{subject}/events/SE.D7/1",
+        json={"visit_date": "2026-01-17"},
     )
     assert corrected.status_code == 422 and "reason" in corrected.json()["detail"]
     corrected = coordinator.put(
-        f"/api/v1/subjects/{subject}/events/SE.D7/1",
+        f"/api/v1/studies/ZM001/subjects/{subject}/events/SE.D7/1",
         json={"visit_date": "2026-01-17", "reason": "typo"},
     )
     assert corrected.json()["state"] == "done"
     visits = {
         (v["event_oid"], v["repeat"]): v
-        for v in coordinator.get(f"/api/v1/subjects/{subject}").json()["visits"]
+        for v in coordinator.get(f"/api/v1/studies/ZM001/subjects/{subject}").json()["visits"]
     }
     assert visits[("SE.D1", 1)]["state"] == "overdue"
     assert visits[("SE.BL", 1)]["target"] == "2026-01-03"
     assert visits[("SE.SCR", 1)]["state"] == ""  # timed from leukapheresis, not known yet
     unscheduled = coordinator.put(
-        f"/api/v1/subjects/{subject}/events/SE.UNS/1", json={"visit_date": "2026-01-12"}
+        f"/api/v1/studies/ZM001/subjects/{subject}/events/SE.UNS/1",
+        json={"visit_date": "2026-01-12"},
     )
     assert unscheduled.status_code == 200 and unscheduled.json()["study_day"] == 2
     assert (
         coordinator.put(
-            f"/api/v1/subjects/{subject}/events/SE.D7/2", json={"visit_date": "2026-01-12"}
+            f"/api/v1/studies/ZM001/subjects/{subject}/events/SE.D7/2",
+            json={"visit_date": "2026-01-12"},
         ).status_code
         == 404
     )

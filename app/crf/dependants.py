@@ -122,7 +122,8 @@ def _plan(
     values.update(ref, form, evaluation.values)
     status = stored.form_data.status
     return FormPlan(
-        ref=ref, form=form, stored=stored, base_version=stored.form_data.version,
+        ref=ref, form=form, definition_version=study.mdv_oid, stored=stored,
+        base_version=stored.form_data.version,
         old_status=status, status=status, changes=item_changes(form, found, reasons),
         not_done_reason=stored.form_data.not_done_reason,
     )  # fmt: skip

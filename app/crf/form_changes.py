@@ -100,8 +100,8 @@ def plan_values(
     found = changes(form, old_rows, evaluation.values)
     reasons = _change_reasons(form, found, evaluation, edit, old_status)
     plan = FormPlan(
-        ref=ref, form=form, stored=stored, base_version=edit.base_version,
-        old_status=old_status,
+        ref=ref, form=form, definition_version=study.mdv_oid, stored=stored,
+        base_version=edit.base_version, old_status=old_status,
         status=FormStatus.COMPLETE if complete else FormStatus.IN_PROGRESS,
         changes=item_changes(form, found, reasons), status_reason=edit.reason,
     )  # fmt: skip
@@ -127,7 +127,7 @@ def preview(
 
 
 def plan_not_done(
-    ref: FormRef, form: FormDef, stored: StoredForm | None, change: FormNotDone
+    study: Study, ref: FormRef, form: FormDef, stored: StoredForm | None, change: FormNotDone
 ) -> FormPlan:
     """The plan of marking a form not done; refused without a reason or while it holds values."""
     if not (change.reason and change.reason.strip()):
@@ -138,7 +138,8 @@ def plan_not_done(
     ):
         raise FormRefused("This form holds values: remove them before marking it not done.")
     return FormPlan(
-        ref=ref, form=form, stored=stored, base_version=change.base_version,
+        ref=ref, form=form, definition_version=study.mdv_oid, stored=stored,
+        base_version=change.base_version,
         old_status=stored.form_data.status if stored else FormStatus.NOT_STARTED,
         status=FormStatus.NOT_DONE, changes=[], not_done_reason=change.reason,
         status_reason=change.reason,

@@ -70,7 +70,7 @@ def _add_subject(session: Session, new: SubjectPlan, user_id: int | None, now: d
                 .values(next_subject_number=int(digits) + 1)
             )
     subject = Subject(
-        site_id=new.site_id, subject_key=key, status=new.status, created_at=now,
+        study_id=new.study_id, site_id=new.site_id, subject_key=key, status=new.status, created_at=now,
         created_by_id=user_id,
     )  # fmt: skip
     session.add(subject)
@@ -133,7 +133,7 @@ def _create_form_data(
         form_data = FormData(
             study_event_id=pk(event), form_oid=plan.form.oid, repeat_key=plan.ref.form_repeat,
             status=plan.status, not_done_reason=plan.not_done_reason,
-            definition_version=plan.form.version, updated_at=now, updated_by_id=user_id,
+            definition_version=plan.definition_version, updated_at=now, updated_by_id=user_id,
         )  # fmt: skip
         session.add(form_data)
         session.flush()
@@ -151,6 +151,7 @@ _BUMP_VERSION = (
         version=bindparam("new_version"),
         status=bindparam("new_status"),
         not_done_reason=bindparam("new_not_done_reason"),
+        definition_version=bindparam("definition_version"),
         updated_at=bindparam("now"),
         updated_by_id=bindparam("user_id"),
     )
@@ -166,7 +167,8 @@ def _bump_version(session: Session, plan: FormPlan, user_id: int | None, now: da
         {
             "form_id": plan.stored.form_data.id, "base_version": plan.base_version,
             "new_version": plan.new_version, "new_status": plan.status,
-            "new_not_done_reason": plan.not_done_reason, "now": now, "user_id": user_id,
+            "new_not_done_reason": plan.not_done_reason,
+            "definition_version": plan.definition_version, "now": now, "user_id": user_id,
         },
     )  # fmt: skip
     if result.rowcount != 1:  # type: ignore[attr-defined]

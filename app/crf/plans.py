@@ -36,6 +36,8 @@ class FormPlan:
 
     ref: FormRef
     form: FormDef
+    definition_version: str
+    """The MetaDataVersion OID the form is stored under from now on (the running one)."""
     stored: StoredForm | None
     base_version: int
     old_status: str
@@ -78,6 +80,7 @@ class StatusPlan:
 class SubjectPlan:
     """A subject to add at a site: the next screening number when `subject_key` is None."""
 
+    study_id: int
     site_id: int
     subject_key: str | None
     status: str

@@ -20,8 +20,13 @@ from app.study.model import FormDef
 
 
 def list_subjects(session: Session, access: Access) -> list[tuple[Subject, Site]]:
+    """The subjects of the access's study at the sites where the user may see them."""
     sites = access.site_ids(Permission.VIEW_SUBJECTS)
-    statement = select(Subject, Site).join(Site, col(Site.id) == Subject.site_id)
+    statement = (
+        select(Subject, Site)
+        .join(Site, col(Site.id) == Subject.site_id)
+        .where(Subject.study_id == access.study_id)
+    )
     if sites is not None:
         statement = statement.where(col(Subject.site_id).in_(sites))
     return list(session.exec(statement.order_by(col(Subject.subject_key))).all())
@@ -36,10 +41,14 @@ def get_subject(
     subject_id: int,
     permission: Permission = Permission.VIEW_SUBJECTS,
 ) -> Subject:
-    """The subject if this user holds `permission` at its site; NotFound otherwise (never
-    says which)."""
+    """The subject if it belongs to the access's study and the user holds `permission` at
+    its site; NotFound otherwise (never says which)."""
     subject = session.exec(_SUBJECT, params={"subject_id": subject_id}).first()
-    if subject is None or not access.can(permission, subject.site_id):
+    if (
+        subject is None
+        or subject.study_id != access.study_id
+        or not access.can(permission, subject.site_id)
+    ):
         raise NotFound(f"subject {subject_id}")
     return subject
 

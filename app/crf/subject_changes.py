@@ -29,11 +29,15 @@ from app.study.model import Transition
 def plan_new_subject(session: Session, study: Study, site: Site, change: NewSubject) -> SubjectPlan:
     """A subject at the start of the study's path; a given SubjectKey must be new."""
     if change.subject_key is not None:
-        taken = session.exec(select(Subject.id).where(Subject.subject_key == change.subject_key))
+        taken = session.exec(
+            select(Subject.id).where(
+                Subject.study_id == site.study_id, Subject.subject_key == change.subject_key
+            )
+        )
         if taken.first() is not None:
             raise SubjectKeyTaken(f"a subject {change.subject_key} already exists")
     assert site.id is not None
-    return SubjectPlan(site.id, change.subject_key, study.subject_path.initial)
+    return SubjectPlan(site.study_id, site.id, change.subject_key, study.subject_path.initial)
 
 
 def visit_event(

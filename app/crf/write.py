@@ -143,7 +143,7 @@ def _authorise(session: Session, study: Study, change: Change, by: Author) -> Su
     """The subject the change is for (None for a new subject), once the user may make it."""
     if isinstance(change, NewSubject):
         site = session.get(Site, change.site_id)
-        if site is None:
+        if site is None or site.study_id != by.access.study_id:
             raise NotFound(f"site {change.site_id}")
         by.access.require(_permission(by, Permission.REGISTER_SUBJECT), site.id)
         return None
@@ -265,7 +265,7 @@ def _evaluate_form(
             return Plan(subject, forms=[plan], evaluation=evaluation)
         values.update(change.ref, form, evaluation.values)
     else:
-        plan, evaluation = plan_not_done(change.ref, form, stored, change), None
+        plan, evaluation = plan_not_done(study, change.ref, form, stored, change), None
     plans = [plan, *rederive(session, study, subject, values, [plan])]
     check = check_requirements(session, study, subject, values, plans)
     if check.refusals:

@@ -39,7 +39,6 @@ from app.exporters.odm_common import (
     LOCATED_AUDIT_COLUMNS,
     ODM_NSMAP,
     PATH_COLUMNS,
-    WHOLE_STUDY,
     AuditRecords,
     AuditRow,
     DataKey,
@@ -82,11 +81,12 @@ def write_odm_snapshot(
     session: Session,
     study: Study,
     path: Path,
-    scope: ExportScope = WHOLE_STUDY,
+    scope: ExportScope | None = None,
     progress: Progress = no_progress,
 ) -> ExportCounts:
     """Write the subjects in `scope` as one ODM 1.3.2 Snapshot file; returns what was written.
-    Calls `progress(done, total)` after each subject in scope."""
+    Calls `progress(done, total)` after each subject in scope (default: the whole study)."""
+    scope = scope or ExportScope(study_id=study.id)
     counts = ExportCounts()
     total = len(scoped_subject_ids(session, scope))
     since = scope.changed_since

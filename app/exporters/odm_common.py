@@ -38,7 +38,7 @@ from app.exporters.odm_metadata import (
     study_element,
 )
 from app.exporters.scope import ExportScope, ScopeKind
-from app.models import AuditRecord, Site, Subject, UserAccount, utcnow
+from app.models import AuditRecord, RoleAssignment, Site, Subject, UserAccount, utcnow
 from app.study.loader import LOG_EVENT_OID, Study
 
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
@@ -46,8 +46,6 @@ ODM_NSMAP: dict[Any, str] = {None: ODM_NS}
 """Give every element built on its own this map, so that ODM stays the default namespace
 (no `ns0:` prefixes) wherever the element is written or appended."""
 SYSTEM_USER_OID = "USR.SYSTEM"
-WHOLE_STUDY = ExportScope()
-"""The default scope of the ODM writers."""
 
 
 def q(tag: str) -> str:
@@ -93,19 +91,25 @@ def odm_document(
             xf.write(admin_data(session, study, scope))
             mdv = metadata_version_oid(study)
             with xf.element(q("ClinicalData"), StudyOID=study.info.oid, MetaDataVersionOID=mdv):
-                yield xf, {site.id: site.oid for site in session.exec(select(Site))}
+                sites = session.exec(select(Site).where(Site.study_id == scope.study_id))
+                yield xf, {site.id: site.oid for site in sites}
 
 
 def admin_data(session: Session, study: Study, scope: ExportScope) -> etree._Element:
-    """Users (including the system user of automatic changes) and sites as Locations: all of
-    them for the whole study; for a narrower scope only the sites of its subjects and the
-    users in their audit trail, so that a site's export names no one else."""
+    """Users (including the system user of automatic changes) and sites as Locations: for the
+    whole study, its sites and the users who hold a role in it or appear in its audit trail;
+    for a narrower scope only the sites of its subjects and the users in their audit trail,
+    so that a site's export names no one else (nor another study's staff)."""
     admin = etree.Element(q("AdminData"), StudyOID=study.info.oid, nsmap=ODM_NSMAP)
     system = etree.SubElement(admin, q("User"), OID=SYSTEM_USER_OID)
     etree.SubElement(system, q("FullName")).text = "TrialDesk (system)"
     users = select(UserAccount).order_by(col(UserAccount.id))
-    sites = select(Site).order_by(col(Site.number))
-    if scope.kind is not ScopeKind.STUDY:
+    sites = select(Site).where(Site.study_id == scope.study_id).order_by(col(Site.number))
+    if scope.kind is ScopeKind.STUDY:
+        staff = select(RoleAssignment.user_id).where(RoleAssignment.study_id == scope.study_id)
+        authors = select(AuditRecord.user_id).where(AuditRecord.study_id == scope.study_id)
+        users = users.where(col(UserAccount.id).in_(staff) | col(UserAccount.id).in_(authors))
+    else:
         in_scope = scope.subject_condition()
         subjects = select(Subject.id).where(in_scope)
         authors = select(AuditRecord.user_id).where(col(AuditRecord.subject_id).in_(subjects))

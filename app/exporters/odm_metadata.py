@@ -103,8 +103,8 @@ def _flag_codelist(oid: str, name: str, entries: list[tuple[str, str]]) -> CodeL
 
 
 def metadata_version_oid(study: Study) -> str:
-    """OID of the MetaDataVersion: the study OID and the first 12 hex digits of its digest."""
-    return f"MDV.{study.info.oid}.{study.digest[:12]}"
+    """OID of the MetaDataVersion: the study OID and its released version (MDV.ZM001.1)."""
+    return study.mdv_oid
 
 
 def study_element(study: Study) -> etree._Element:
@@ -174,8 +174,13 @@ def _metadata_version(study: Study) -> ODM.MetaDataVersion:
         Protocol=_protocol(study),
         StudyEventDef=[_visit_event(visit) for visit in study.schedule.visits] + _log_event(study),
         FormDef=[_form(study, form) for form in study.forms.values()],
-        ItemGroupDef=[_item_group(form, group) for form, group in groups],
-        ItemDef=[_item(study, item) for item in items],
+        ItemGroupDef=[_item_group(study, form, group) for form, group in groups],
+        ItemDef=[_item(study, item) for item in items]
+        + [
+            _retired_item(study, item)
+            for retired in study.retired_items.values()
+            for item in retired
+        ],
         CodeList=[
             _codelist(codelist) for codelist in [*study.codelists.values(), *flag_codelists(study)]
         ],
@@ -247,7 +252,9 @@ def _form(study: Study, form: FormDef) -> ODM.FormDef:
     )
 
 
-def _item_group(form: FormDef, group: ItemGroupDef) -> ODM.ItemGroupDef:
+def _item_group(study: Study, form: FormDef, group: ItemGroupDef) -> ODM.ItemGroupDef:
+    retired = study.retired_items.get(group.oid, ())
+    first = len(group.items) + 1
     return ODM.ItemGroupDef(
         OID=group.oid,
         Name=group.name,
@@ -263,7 +270,27 @@ def _item_group(form: FormDef, group: ItemGroupDef) -> ODM.ItemGroupDef:
                 CollectionExceptionConditionOID=_condition_oid(item.oid) if item.show_if else None,
             )
             for number, item in enumerate(group.items, start=1)
+        ]
+        + [
+            ODM.ItemRef(ItemOID=item.oid, OrderNumber=number, Mandatory="No")
+            for number, item in enumerate(retired, start=first)
         ],
+    )
+
+
+RETIRED = "Not in the current definition: values entered under an earlier version, kept as entered"
+
+
+def _retired_item(study: Study, item: ItemDef) -> ODM.ItemDef:
+    """An item an earlier version had: described so that its stored values can be read, with
+    no reference to code lists or units the current definition may no longer have."""
+    codelist = study.codelists.get(item.codelist) if item.codelist else None
+    return ODM.ItemDef(
+        OID=item.oid,
+        Name=item.name,
+        DataType=odm_data_type(item, codelist) if codelist or not item.codelist else "text",
+        Description=_description(RETIRED),
+        Question=ODM.Question(TranslatedText=[_text(item.label)]),
     )
 
 

@@ -33,7 +33,6 @@ from app.audit import ITEM_ACTIONS, AuditAction, StatusContext
 from app.exporters.odm_common import (
     AUDIT_COLUMNS,
     ODM_NSMAP,
-    WHOLE_STUDY,
     AuditRecords,
     AuditRow,
     ExportCounts,
@@ -76,12 +75,13 @@ def write_odm_transactional(
     session: Session,
     study: Study,
     path: Path,
-    scope: ExportScope = WHOLE_STUDY,
+    scope: ExportScope | None = None,
     progress: Progress = no_progress,
 ) -> ExportCounts:
     """Write the audit history of the subjects in `scope` as one ODM 1.3.2 Transactional file;
     returns the subjects with changes and the ItemData changes written. Calls
-    `progress(done, total)` after each subject in scope."""
+    `progress(done, total)` after each subject in scope (default: the whole study)."""
+    scope = scope or ExportScope(study_id=study.id)
     counts = ExportCounts()
     total = len(scoped_subject_ids(session, scope))
     repeats = RepeatKeys(study)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from app.config import Settings
 from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_metadata import metadata_document
 from app.exporters.odm_transactional import write_odm_transactional
@@ -59,7 +58,7 @@ class ExportRequest:
     """What to export: the kind, the subjects it covers, and for SDTM the file formats."""
 
     kind: ExportKind
-    scope: ExportScope = field(default_factory=ExportScope)
+    scope: ExportScope
     formats: frozenset[str] = frozenset(SDTM_FORMATS)
 
     def __post_init__(self) -> None:
@@ -102,9 +101,15 @@ def export_request(
         scope_kind = ScopeKind(scope)
     except ValueError as error:
         raise BadExportRequest("scope", f"unknown scope {scope!r}") from error
-    fields: dict[str, Any] = {"kind": scope_kind, "changed_since": changed_since}
+    fields: dict[str, Any] = {
+        "study_id": study.id,
+        "kind": scope_kind,
+        "changed_since": changed_since,
+    }
     if scope_kind is ScopeKind.SITE:
-        site = session.exec(select(Site).where(Site.number == (site_number or ""))).first()
+        site = session.exec(
+            select(Site).where(Site.study_id == study.id, Site.number == (site_number or ""))
+        ).first()
         if site is None:
             raise BadExportRequest("site", f"no site numbered {site_number!r}")
         fields["site_id"] = site.id
@@ -115,7 +120,9 @@ def export_request(
         fields.update(dose_level=level, phase=phase or None)
     elif scope_kind is ScopeKind.SUBJECT:
         key = (subject_key or "").strip()
-        subject = session.exec(select(Subject).where(Subject.subject_key == key)).first()
+        subject = session.exec(
+            select(Subject).where(Subject.study_id == study.id, Subject.subject_key == key)
+        ).first()
         if subject is None:
             raise BadExportRequest("subject", f"no subject with screening number {key!r}")
         fields["subject_id"] = subject.id
@@ -137,7 +144,6 @@ class ExportedFile:
 def produce(
     session: Session,
     study: Study,
-    settings: Settings,
     request: ExportRequest,
     out_dir: Path,
     phases: Phases = no_phases,
@@ -151,13 +157,12 @@ def produce(
         writer = write_odm_transactional if transactional else write_odm_snapshot
         counts = writer(session, study, out_dir / name, request.scope, phases(SUBJECTS))
         return [ExportedFile(name, counts.items)]
-    return _sdtm(session, study, settings, request, out_dir, phases)
+    return _sdtm(session, study, request, out_dir, phases)
 
 
 def _sdtm(
     session: Session,
     study: Study,
-    settings: Settings,
     request: ExportRequest,
     out_dir: Path,
     phases: Phases,
@@ -176,7 +181,9 @@ def _sdtm(
     from app.sdtm.spec import load_sdtm_specs
     from app.sdtm.writers import check_xport, to_be_written, write_tables
 
-    specs = load_sdtm_specs(settings.exports_dir, study)
+    if study.sdtm_dir is None:
+        raise BadExportRequest("kind", f"{study.info.oid} has no SDTM mappings configured")
+    specs = load_sdtm_specs(study.sdtm_dir, study)
     sdtm = request.kind is ExportKind.SDTM
     if sdtm:
         tables = build_tables(session, study, specs, request.scope, phases(SUBJECTS))

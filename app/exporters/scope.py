@@ -7,11 +7,11 @@ in ODM, SDTM and Define-XML, from the page, the API and the command line.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, true
+from sqlalchemy import ColumnElement
 from sqlmodel import Session, col, select
 
 from app.models import Site, Subject
@@ -53,10 +53,11 @@ class ScopeKind(StrEnum):
 
 @dataclass(frozen=True)
 class ExportScope:
-    """Which subjects an export reads. `site_id`, `dose_level` (with an optional `phase`) or
-    `subject_id` is set for the kinds SITE, COHORT and SUBJECT. `changed_since` (UTC) keeps
+    """Which subjects of the study `study_id` an export reads. `site_id`, `dose_level` (with
+    an optional `phase`) or `subject_id` is set for the kinds SITE, COHORT and SUBJECT. `changed_since` (UTC) keeps
     only data changed after that moment; exporters that cannot be partial ignore it."""
 
+    study_id: int = field(kw_only=True)
     kind: ScopeKind = ScopeKind.STUDY
     site_id: int | None = None
     dose_level: str | None = None
@@ -77,16 +78,17 @@ class ExportScope:
 
     def subject_condition(self) -> ColumnElement[bool]:
         """The SQL condition on `subject` rows that selects this scope."""
+        in_study = col(Subject.study_id) == self.study_id
         if self.kind is ScopeKind.SITE:
-            return col(Subject.site_id) == self.site_id
+            return in_study & (col(Subject.site_id) == self.site_id)
         if self.kind is ScopeKind.COHORT:
-            condition = col(Subject.dose_level) == self.dose_level
+            condition = in_study & (col(Subject.dose_level) == self.dose_level)
             if self.phase is not None:
                 condition = condition & (col(Subject.phase) == self.phase)
             return condition
         if self.kind is ScopeKind.SUBJECT:
-            return col(Subject.id) == self.subject_id
-        return true()
+            return in_study & (col(Subject.id) == self.subject_id)
+        return in_study
 
     def describe(self, session: Session) -> str:
         """Human wording for pages, manifests and the audit trail, e.g. "cohort DL2 escalation"."""

@@ -253,7 +253,7 @@ class _Reader:
         allowed = author.access.site_ids(Permission.IMPORT)
         self.sites = {
             site.oid: site
-            for site in session.exec(select(Site))
+            for site in session.exec(select(Site).where(Site.study_id == study.id))
             if allowed is None or site.id in allowed
         }
         self.stored = _Counts()

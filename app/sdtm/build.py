@@ -92,12 +92,13 @@ def write_sdtm(
     study: Study,
     specs: SdtmSpecs,
     out_dir: Path,
-    scope: ExportScope = ExportScope(),  # noqa: B008 - frozen, never mutated
+    scope: ExportScope | None = None,
     formats: frozenset[str] = ALL_FORMATS,
     progress: Progress = no_progress,
     written: Progress = no_progress,
 ) -> list[SdtmDataset]:
-    """Build every domain of `specs` (and its SUPP--) for the subjects in `scope` and write
+    """Build every domain of `specs` (and its SUPP--) for the subjects in `scope` (default:
+    the whole study) and write
     each to `out_dir` as `<name>.xpt`, `<name>.json`, `<name>.csv` (the `formats` asked for).
     `progress` is told the subjects read, `written` the datasets written.
 
@@ -115,7 +116,7 @@ def build_tables(
     session: Session,
     study: Study,
     specs: SdtmSpecs,
-    scope: ExportScope = ExportScope(),  # noqa: B008 - frozen, never mutated
+    scope: ExportScope | None = None,
     progress: Progress = no_progress,
 ) -> list[Table]:
     """Every domain of `specs` in file order, each followed by its SUPP-- dataset when it
@@ -124,6 +125,7 @@ def build_tables(
     builders = [_DomainBuilder(spec, study, derivations) for spec in specs.domains]
     reference_first = sorted(builders, key=lambda builder: builder.spec.domain != REFERENCE_DOMAIN)
     reader = _SubjectReader(session, study)
+    scope = scope or ExportScope(study_id=study.id)
     total = len(scoped_subject_ids(session, scope))
     for done, subject in enumerate(scoped_subjects(session, scope), start=1):
         data = reader.read(subject)
@@ -162,7 +164,8 @@ class _SubjectReader:
     def __init__(self, session: Session, study: Study) -> None:
         self.session = session
         self.study = study
-        self.sites = {site.id: site.number for site in session.exec(select(Site))}
+        sites = session.exec(select(Site).where(Site.study_id == study.id))
+        self.sites = {site.id: site.number for site in sites}
         self.item_names = {
             item.oid: item.name
             for form in study.forms.values()

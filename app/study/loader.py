@@ -12,6 +12,7 @@ Folder layout (documented in `forms/README.md`):
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -59,13 +60,56 @@ class Study:
     forms: dict[str, FormDef]
     codelists: dict[str, CodeList]
     units: dict[str, MeasurementUnit]
-    digest: str
     sources: dict[str, SourceFile] = field(repr=False)
     form_files: dict[str, str] = field(repr=False)
     """Form OID -> display name of the file it was read from."""
+    db_id: int | None = None
+    """The study's row in the database, once bound to it (`app.studies.bind`)."""
+    version: int = 0
+    """The released definition version it runs as (0 until bound)."""
+    sdtm_dir: Path | None = None
+    """The folder of the study's SDTM mappings, if it has them."""
+    retired_items: dict[str, tuple[ItemDef, ...]] = field(default_factory=dict, repr=False)
+    """Item group OID -> items that earlier released versions had in the group and this one
+    removed: their stored values are kept, shown and exported (`app.studies.bind`)."""
+
+    @property
+    def mdv_oid(self) -> str:
+        """The ODM MetaDataVersion OID of the running definition, e.g. MDV.ZM001.1."""
+        return f"MDV.{self.info.oid}.{self.version}"
+
+    @property
+    def id(self) -> int:
+        """The database id of a bound study."""
+        assert self.db_id is not None, f"study {self.info.oid} is not bound to a database"
+        return self.db_id
 
     def form(self, oid: str) -> FormDef:
         return self.forms[oid]
+
+    @cached_property
+    def content(self) -> dict[str, Any]:
+        """The definition as plain JSON data: what a released version stores. Formatting and
+        comments of the YAML files are not part of it."""
+        def dump(model: BaseModel) -> dict[str, Any]:
+            # What the files say, defaults left out: the dump reads back as the same model.
+            return model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+        return {
+            "info": dump(self.info),
+            "schedule": dump(self.schedule),
+            "subject_path": dump(self.subject_path),
+            "forms": [dump(form) for form in self.forms.values()],
+            "codelists": [dump(codelist) for codelist in self.codelists.values()],
+            "units": [dump(unit) for unit in self.units.values()],
+        }
+
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 of `content`: the same definition, however its files are laid out or
+        commented, has the same digest."""
+        text = json.dumps(self.content, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @cached_property
     def dependencies(self) -> DependencyIndex:
@@ -190,7 +234,6 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
         forms=forms,
         codelists={cl.oid: cl for file in codelists if file for cl in file.codelists},
         units={unit.oid: unit for file in units if file for unit in file.units},
-        digest=_digest(directory),
         sources=sources,
         form_files=form_files,
     )
@@ -222,12 +265,3 @@ def _read_yaml(path: Path, root: Path) -> tuple[SourceFile, Any, Problem | None]
         line = error.problem_mark.line + 1 if error.problem_mark else None
         return empty, None, Problem(display, line, "", f"is not valid YAML: {error.problem}")
     return SourceFile(path, display, node), data, None
-
-
-def _digest(directory: Path) -> str:
-    """SHA-256 over every definition file, identifying the exact build that was loaded."""
-    hasher = hashlib.sha256()
-    for path in sorted(directory.rglob("*.yaml")):
-        hasher.update(str(path.relative_to(directory)).encode())
-        hasher.update(path.read_bytes())
-    return hasher.hexdigest()

@@ -25,7 +25,8 @@ def _page(
     request: Request, session: SessionDep, access: Access, status: int = 200, **extra: object
 ) -> Response:
     context = {
-        "access": access, "sites": admin.list_sites(session), "users": admin.list_users(session),
+        "access": access, "sites": admin.list_sites(session, access.study_id),
+        "users": admin.list_users(session, access.study_id),
         "roles": list(Role), "time_zones": time_zone_names(), "error": None, "created": None,
         **extra,
     }  # fmt: skip

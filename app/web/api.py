@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from app import audit
-from app.access import Access, Permission
+from app.access import Access, Permission, studies_of
 from app.crf import form_changes, reads, write
 from app.crf.casebook import build_casebook
 from app.crf.changes import (
@@ -38,12 +38,17 @@ from app.crf.changes import (
 from app.crf.engine import FieldKey, FormEvaluation, RawRows, Rows
 from app.db import unit_of_work
 from app.models import Site, Subject, utcnow
+from app.studies import StudyRegistry
 from app.study.loader import Study, find_item
 from app.study.model import FormDef
-from app.web.deps import SessionDep, StudyDep, requires
+from app.web.deps import CallerDep, SessionDep, StudyDep, requires
 from app.web.formview import FIELD_NAME, field_name
 
-router = APIRouter(prefix="/api/v1", tags=["v1"])
+API_ROOT = "/api/v1"
+STUDY_PREFIX = API_ROOT + "/studies/{study_oid}"
+"""Every path about a study's data names the study: /api/v1/studies/ZM001/subjects/..."""
+router = APIRouter(prefix=STUDY_PREFIX, tags=["v1"])
+accounts = APIRouter(prefix=API_ROOT, tags=["v1"])
 SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
 Repeat = Annotated[int, PathParam(ge=1, le=9999)]
 ViewerDep = Annotated[Access, requires(Permission.VIEW_SUBJECTS)]
@@ -183,6 +188,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def install(app: FastAPI) -> None:
     app.include_router(router, responses=ERRORS)
+    app.include_router(accounts, responses=ERRORS)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
@@ -191,7 +197,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, error: RequestValidationError) -> Response:
-        if not request.url.path.startswith(router.prefix):
+        if not request.url.path.startswith(API_ROOT + "/"):
             return await request_validation_exception_handler(request, error)
         errors = [
             FieldMessage(field=".".join(str(p) for p in e["loc"]), message=e["msg"])
@@ -204,6 +210,26 @@ def install(app: FastAPI) -> None:
 def _subject_out(session: Session, subject: Subject) -> dict[str, Any]:
     site = session.get(Site, subject.site_id)
     return {**subject.model_dump(), "site_oid": site.oid if site else ""}
+
+
+class StudyOut(BaseModel):
+    oid: str = Field(description="the study's OID, the path segment of its API")
+    name: str
+    metadata_version: str = Field(description="ODM MetaDataVersion OID it runs, e.g. MDV.ZM001.1")
+
+
+@accounts.get("/studies", response_model=list[StudyOut])
+def list_studies(
+    request: Request,
+    caller: CallerDep,
+    _access: Annotated[Access, requires(Permission.MANAGE_OWN_TOKENS, in_study=False)],
+) -> list[dict[str, Any]]:
+    """The studies the token's owner works in; each has its API under /api/v1/studies/{oid}."""
+    registry: StudyRegistry = request.app.state.studies
+    studies = [registry.by_id[i] for i in studies_of(caller.assignments, registry.by_id)]
+    return [
+        {"oid": s.info.oid, "name": s.info.name, "metadata_version": s.mdv_oid} for s in studies
+    ]
 
 
 @router.get("/subjects", response_model=list[SubjectOut])

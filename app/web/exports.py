@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from app import audit, export_jobs
 from app.access import Access, Permission
 from app.crf.changes import NotFound
+from app.db import unit_of_work
 from app.export_jobs import JobView
 from app.exporters.produce import (
     SDTM_FORMATS,
@@ -26,7 +27,7 @@ from app.exporters.produce import (
 )
 from app.models import ExportJob, ExportState, Site, pk
 from app.study.loader import Study
-from app.web.api import ApiError, FieldMessage
+from app.web.api import STUDY_PREFIX, ApiError, FieldMessage
 from app.web.deps import SessionDep, StudyDep, requires
 from app.web.pages import render
 
@@ -34,7 +35,7 @@ JobId = Annotated[int, PathParam(ge=1, le=2**62)]
 ExporterDep = Annotated[Access, requires(Permission.EXPORT)]
 
 pages = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
-api = APIRouter(prefix="/api/v1", tags=["exports"])
+api = APIRouter(prefix=STUDY_PREFIX, tags=["exports"])
 
 
 def start(
@@ -43,9 +44,10 @@ def start(
     """Create the job (checks the scope) and run it in this process's background."""
     source = "api" if request.url.path.startswith("/api/") else "web"
     try:
-        job = export_jobs.create_job(
-            session, study, access, export, audit.Actor(access.user, source)
-        )
+        with unit_of_work(session):
+            job = export_jobs.create_job(
+                session, study, access, export, audit.Actor(access.user, source)
+            )
     except ValueError as error:
         raise BadExportRequest("scope", str(error)) from error
     state = request.app.state
@@ -60,7 +62,8 @@ def download(request: Request, session: Session, access: Access, job_id: int) ->
     if job.state != ExportState.DONE:
         raise NotFound(f"export job {job_id} has no result yet")
     source = "api" if request.url.path.startswith("/api/") else "web"
-    export_jobs.record_download(session, job, audit.Actor(access.user, source))
+    with unit_of_work(session):
+        export_jobs.record_download(session, job, audit.Actor(access.user, source))
     chunks: Iterator[bytes] = export_jobs.result_chunks(request.app.state.engine, job_id)
     return StreamingResponse(
         chunks,
@@ -76,7 +79,7 @@ def download(request: Request, session: Session, access: Access, job_id: int) ->
 
 
 def _page_context(session: Session, study: Study, access: Access) -> dict[str, Any]:
-    sites = session.exec(select(Site).order_by(Site.number)).all()
+    sites = session.exec(select(Site).where(Site.study_id == study.id).order_by(Site.number))
     exporter_sites = access.site_ids(Permission.EXPORT)
     return {
         "access": access,
@@ -208,8 +211,9 @@ class ExportJobOut(BaseModel):
     download: str | None = Field(description="URL of the zip once done")
 
 
-def _job_out(view: JobView) -> dict[str, Any]:
+def _job_out(study: Study, view: JobView) -> dict[str, Any]:
     job = view.job
+    download = f"{STUDY_PREFIX.format(study_oid=study.info.oid)}/exports/{job.id}/download"
     return {
         **job.model_dump(),
         "formats": list(filter(None, job.formats.split(","))),
@@ -217,7 +221,7 @@ def _job_out(view: JobView) -> dict[str, Any]:
         "percent": view.percent,
         "requested_by": view.requested_by,
         "files": view.files,
-        "download": f"/api/v1/exports/{job.id}/download" if job.state == ExportState.DONE else None,
+        "download": download if job.state == ExportState.DONE else None,
     }
 
 
@@ -241,18 +245,20 @@ def api_start(
         raise ApiError(
             422, str(error), [FieldMessage(field=f"body.{error.field}", message=str(error))]
         ) from error
-    return _job_out(export_jobs.get_job(session, access, pk(job)))
+    return _job_out(study, export_jobs.get_job(session, access, pk(job)))
 
 
 @api.get("/exports", response_model=list[ExportJobOut])
-def api_list(session: SessionDep, access: ExporterDep) -> list[dict[str, Any]]:
-    """Past and running exports, newest first."""
-    return [_job_out(view) for view in export_jobs.list_jobs(session, access)]
+def api_list(session: SessionDep, study: StudyDep, access: ExporterDep) -> list[dict[str, Any]]:
+    """Past and running exports of the study, newest first."""
+    return [_job_out(study, view) for view in export_jobs.list_jobs(session, access)]
 
 
 @api.get("/exports/{job_id}", response_model=ExportJobOut)
-def api_read(session: SessionDep, access: ExporterDep, job_id: JobId) -> dict[str, Any]:
-    return _job_out(export_jobs.get_job(session, access, job_id))
+def api_read(
+    session: SessionDep, study: StudyDep, access: ExporterDep, job_id: JobId
+) -> dict[str, Any]:
+    return _job_out(study, export_jobs.get_job(session, access, job_id))
 
 
 @api.get("/exports/{job_id}/download", response_class=StreamingResponse)

@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, col, select
 
 from app import audit, auth
-from app.access import Access, AccessDenied, Permission
+from app.access import Access, AccessDenied, Permission, access_of, studies_of
 from app.crf import form_changes, reads, write
 from app.crf import status as subject_status
 from app.crf.casebook import build_casebook
@@ -34,15 +34,18 @@ from app.crf.changes import (
 from app.crf.engine import FormEvaluation, RawRows
 from app.db import unit_of_work
 from app.models import Site, Subject, pk, utcnow
+from app.studies import StudyRegistry
 from app.study.loader import Study, find_item
 from app.study.model import FormDef
 from app.web.deps import (
     SESSION_COOKIE,
+    CallerDep,
     LoginRequired,
     SessionDep,
     SettingsDep,
+    StudyChoiceRequired,
     StudyDep,
-    get_access,
+    get_caller,
     requires,
 )
 from app.web.formview import error_summary, field_reasons, form_view, removed_rows, submitted_rows
@@ -62,6 +65,10 @@ ViewerDep = Annotated[Access, requires(Permission.VIEW_SUBJECTS)]
 def install(app: FastAPI) -> None:
     """Register the page routes and the handlers that turn service errors into pages."""
     app.include_router(router)
+
+    @app.exception_handler(StudyChoiceRequired)
+    async def _choose_study(_request: Request, _exc: StudyChoiceRequired) -> Response:
+        return RedirectResponse("/studies", status_code=303)
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, _exc: LoginRequired) -> Response:
@@ -89,7 +96,7 @@ def _error(request: Request, status: int, title: str, message: str) -> Response:
 
 def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
     context = {
-        "study": request.app.state.study,
+        "study": getattr(request.state, "study", None),
         "csrftoken": request.scope["csrftoken"](),
         **context,
     }
@@ -101,13 +108,55 @@ def render(request: Request, template: str, context: dict[str, Any], status: int
 
 @router.get("/")
 def root(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    """Each user's home: subjects, or administration for administrators only."""
+    """Each user's home in the study they work in: subjects, or administration for
+    administrators only; choosing a study first when they work in several."""
     try:
-        access = get_access(request, session, settings)
+        caller = get_caller(request, session, settings)
     except LoginRequired:
         return RedirectResponse("/login", status_code=303)
+    if caller.study_id is None:
+        return RedirectResponse("/studies", status_code=303)
+    access = access_of(caller.user, caller.assignments, caller.study_id)
     home = "/subjects" if access.can(Permission.VIEW_SUBJECTS) else "/admin"
     return RedirectResponse(home, status_code=303)
+
+
+StudyOid = Annotated[str, PathParam(max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9._\-]*$")]
+
+
+@router.get("/studies")
+def studies_page(
+    request: Request,
+    caller: CallerDep,
+    access: Annotated[Access, requires(Permission.MANAGE_OWN_TOKENS, in_study=False)],
+) -> Response:
+    """The studies the user works in, to choose the one to work in now."""
+    registry: StudyRegistry = request.app.state.studies
+    mine = [registry.by_id[i] for i in studies_of(caller.assignments, registry.by_id)]
+    context = {"studies": mine, "chosen": caller.study_id, "access": access}
+    return render(request, "studies.html", context)
+
+
+@router.post("/studies/{study_oid}")
+def study_choose(
+    request: Request,
+    session: SessionDep,
+    caller: CallerDep,
+    study_oid: StudyOid,
+    _access: Annotated[Access, requires(Permission.MANAGE_OWN_TOKENS, in_study=False)],
+) -> Response:
+    """Work in `study_oid` from now on, in this browser session."""
+    registry: StudyRegistry = request.app.state.studies
+    study = registry.by_oid.get(study_oid)
+    if study is None or study.id not in studies_of(caller.assignments, registry.by_id):
+        raise NotFound(f"study {study_oid}")
+    if caller.login_session is None:  # an API token chooses its study in the path
+        raise NotFound(f"study {study_oid}")
+    with unit_of_work(session):
+        auth.choose_study(
+            session, login_session=caller.login_session, study_id=study.id, now=utcnow()
+        )
+    return RedirectResponse("/", status_code=303)
 
 
 @router.get("/login")
@@ -160,7 +209,9 @@ def subjects_page(request: Request, session: SessionDep, access: ViewerDep) -> R
     if access.can(Permission.REGISTER_SUBJECT):
         sites = [
             site
-            for site in session.exec(select(Site).order_by(col(Site.number)))
+            for site in session.exec(
+                select(Site).where(Site.study_id == access.study_id).order_by(col(Site.number))
+            )
             if register_sites is None or site.id in register_sites
         ]
     context = {"subjects": subjects, "sites": sites, "access": access}
@@ -409,7 +460,7 @@ def render_form(
         ),
         "summary": error_summary(page.form, evaluation, show_missing),
         "removed": sorted(edit.removed),
-        "retired": stored.retired if stored else {},
+        "retired": _retired_values(page),
         "version": edit.base_version,
         "status": saved_status,
         "not_done_reason": stored.form_data.not_done_reason if stored else None,
@@ -423,6 +474,21 @@ def render_form(
     }
     template = "_form_body.html" if request.headers.get("hx-request") else "form.html"
     return render(request, template, context, status)
+
+
+def _retired_values(page: OpenForm) -> list[tuple[str, int, str, str | None]]:
+    """(group label, row, item label, value) of each stored value of an item the current
+    definition no longer has."""
+    if page.stored is None:
+        return []
+    groups = {group.oid: group.label for group in page.form.item_groups}
+    labels = {
+        item.oid: item.label for items in page.study.retired_items.values() for item in items
+    }
+    return [
+        (groups.get(group_oid, group_oid), repeat, labels.get(item_oid, item_oid), value)
+        for (group_oid, repeat, item_oid), value in sorted(page.stored.retired.items())
+    ]
 
 
 def _stored_edit(page: OpenForm) -> FormEdit:
@@ -518,7 +584,7 @@ def item_audit_page(
 
 # -- personal API tokens ----------------------------------------------------------------------
 
-TokenOwnerDep = Annotated[Access, requires(Permission.MANAGE_OWN_TOKENS)]
+TokenOwnerDep = Annotated[Access, requires(Permission.MANAGE_OWN_TOKENS, in_study=False)]
 
 
 @router.get("/account/tokens")
