@@ -91,6 +91,7 @@ class Study:
     def content(self) -> dict[str, Any]:
         """The definition as plain JSON data: what a released version stores. Formatting and
         comments of the YAML files are not part of it."""
+
         def dump(model: BaseModel) -> dict[str, Any]:
             # What the files say, defaults left out: the dump reads back as the same model.
             return model.model_dump(mode="json", by_alias=True, exclude_defaults=True)

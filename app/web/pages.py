@@ -482,9 +482,7 @@ def _retired_values(page: OpenForm) -> list[tuple[str, int, str, str | None]]:
     if page.stored is None:
         return []
     groups = {group.oid: group.label for group in page.form.item_groups}
-    labels = {
-        item.oid: item.label for items in page.study.retired_items.values() for item in items
-    }
+    labels = {item.oid: item.label for items in page.study.retired_items.values() for item in items}
     return [
         (groups.get(group_oid, group_oid), repeat, labels.get(item_oid, item_oid), value)
         for (group_oid, repeat, item_oid), value in sorted(page.stored.retired.items())
