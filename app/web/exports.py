@@ -212,6 +212,8 @@ def _job_out(view: JobView) -> dict[str, Any]:
     job = view.job
     return {
         **job.model_dump(),
+        "state": view.state,
+        "message": view.message,
         "formats": list(filter(None, job.formats.split(","))),
         "scope": job.scope_text,
         "percent": view.percent,
