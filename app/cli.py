@@ -187,10 +187,11 @@ def serve(
     workers: Annotated[int, typer.Option(help="server processes")] = 1,
 ) -> None:
     """Serve the web application (refuses a broken study or an unmigrated database)."""
-    from app import serving
+    from app import logs, serving
     from app.config import get_settings
 
     settings = get_settings()
+    logs.configure(settings.log_level)
     with _display() as display:
         _study, engine = _ready(display, settings)
     engine.dispose()

@@ -21,11 +21,11 @@ from fastapi.staticfiles import StaticFiles
 from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import export_jobs
+from app import export_jobs, logs
 from app.config import Settings, get_settings
 from app.db import make_engine, pending_migrations, transaction_capacity
 from app.study.loader import Study, load_study
-from app.web import admin_pages, api, exports, import_pages, pages
+from app.web import admin_pages, api, exports, import_pages, pages, tracing
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -37,7 +37,7 @@ class UnmigratedDatabase(RuntimeError):
 
 @dataclass(frozen=True)
 class ServedApp:
-    """What uvicorn serves: the FastAPI app behind CSRF and body-size protection.
+    """What uvicorn serves: the FastAPI app behind tracing, CSRF and body-size protection.
     `fastapi` exposes the inner app (its routes, state) to tests and tools."""
 
     asgi: ASGIApp
@@ -48,9 +48,11 @@ class ServedApp:
 
 
 def create_app(settings: Settings | None = None, study: Study | None = None) -> ServedApp:
-    """Build the app: FastAPI wrapped in CSRF protection. Raises before serving anything
-    when the study definition has problems or the database is not migrated."""
+    """Build the app: FastAPI behind request tracing, CSRF protection and the body limit;
+    configures logging. Raises before serving anything when the study definition has problems
+    or the database is not migrated."""
     settings = settings or get_settings()
+    logs.configure(settings.log_level)
     study = study or load_study(settings.study_dir)
     engine = make_engine(settings.database_url)
     problem = pending_migrations(engine)
@@ -78,21 +80,24 @@ def create_app(settings: Settings | None = None, study: Study | None = None) -> 
     app.state.engine = engine
     app.state.transaction_gate = anyio.Semaphore(transaction_capacity(engine), fast_acquire=True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    tracing.install(app)
     pages.install(app)
     api.install(app)
     app.include_router(admin_pages.router)
     app.include_router(exports.pages)
     app.include_router(exports.api, responses=api.ERRORS)
     app.include_router(import_pages.router)
-    protected = limit_body_size(
-        asgi_csrf(
-            app,
-            signing_secret=settings.secret_key.get_secret_value(),
-            always_protect={"/login"},
-            cookie_secure=settings.secure_cookies,
-            cookie_samesite="Strict",
-        ),
-        larger={import_pages.UPLOAD_PATH: import_pages.MAX_UPLOAD_BYTES},
+    protected = tracing.trace_requests(
+        limit_body_size(
+            asgi_csrf(
+                app,
+                signing_secret=settings.secret_key.get_secret_value(),
+                always_protect={"/login"},
+                cookie_secure=settings.secure_cookies,
+                cookie_samesite="Strict",
+            ),
+            larger={import_pages.UPLOAD_PATH: import_pages.MAX_UPLOAD_BYTES},
+        )
     )
     return ServedApp(protected, app)
 

@@ -10,10 +10,10 @@ import anyio
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from app import auth
+from app import auth, logs
 from app.access import Access, Permission, load_access
 from app.config import Settings
-from app.models import utcnow
+from app.models import pk, utcnow
 from app.study.loader import Study
 
 SESSION_COOKIE = "trialdesk_session"
@@ -70,6 +70,7 @@ def get_access(request: Request, session: SessionDep, settings: SettingsDep) -> 
         session.commit()
     if access is None:
         raise LoginRequired
+    logs.note_user(pk(access.user))
     return access
 
 
