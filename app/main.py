@@ -25,7 +25,7 @@ from app import export_jobs, logs
 from app.config import Settings, get_settings
 from app.db import make_engine, pending_migrations, transaction_capacity
 from app.study.loader import Study, load_study
-from app.web import admin_pages, api, exports, import_pages, pages, tracing
+from app.web import admin_pages, api, exports, health, import_pages, pages, tracing
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, study: Study | None = None) -> 
     app.state.transaction_gate = anyio.Semaphore(transaction_capacity(engine), fast_acquire=True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     tracing.install(app)
+    app.include_router(health.router)
     pages.install(app)
     api.install(app)
     app.include_router(admin_pages.router)
