@@ -1,5 +1,5 @@
 """The `trialdesk` command line (typer): serve, db upgrade, study check, export odm|sdtm|define,
-import odm, create-user, demo."""
+import odm, create-user, create-admin, demo."""
 
 from __future__ import annotations
 
@@ -104,17 +104,32 @@ def _load_study(display: _Display, directory: Path) -> Study:
         return load_study(directory)
 
 
-def _ready(display: _Display, settings: Settings) -> tuple[Study, Engine]:
-    """The study and an engine of the database, once both are usable; else exits 1 saying
-    what is wrong (every problem of the study, or the migration to run)."""
-    from app.db import make_engine, pending_migrations
+def _ready(
+    display: _Display, settings: Settings, *, mappings: bool = False
+) -> tuple[Study, Engine]:
+    """The study and an engine of the database, once both are usable (and, with `mappings`,
+    the SDTM mappings too); else exits 1 saying what is wrong: every problem of the study, or
+    of the mappings (the report of `study check`), or the migration to run."""
     from app.study.problems import StudyDefinitionError
 
     try:
         study = _load_study(display, settings.study_dir)
+        if mappings:
+            from app.sdtm.spec import load_sdtm_specs
+
+            with display.step("SDTM mappings"):
+                load_sdtm_specs(settings.exports_dir, study)
     except StudyDefinitionError as error:
         errors.print(str(error), markup=False, highlight=False)
         raise typer.Exit(1) from error
+    return study, _migrated(display, settings)
+
+
+def _migrated(display: _Display, settings: Settings) -> Engine:
+    """An engine of the database once it is at the latest migration; else exits 1 saying
+    what to do."""
+    from app.db import make_engine, pending_migrations
+
     engine = make_engine(settings.database_url)
     with display.step("database"):
         problem = pending_migrations(engine)
@@ -122,7 +137,19 @@ def _ready(display: _Display, settings: Settings) -> tuple[Study, Engine]:
         engine.dispose()
         errors.print(problem, markup=False, highlight=False)
         raise typer.Exit(1)
-    return study, engine
+    return engine
+
+
+def _upgrade(display: _Display, url: str) -> None:
+    """Migrate the database at `url`; exits 1 when the migrations are not found."""
+    from app.db import MissingMigrations, upgrade
+
+    try:
+        with display.step("database"):
+            upgrade(url)
+    except MissingMigrations as missing:
+        errors.print(str(missing), markup=False, highlight=False)
+        raise typer.Exit(1) from missing
 
 
 def main() -> None:
@@ -133,11 +160,11 @@ def main() -> None:
 def db_upgrade() -> None:
     """Apply every database migration (creates the SQLite file if needed)."""
     from app.config import get_settings
-    from app.db import make_engine, upgrade
+    from app.db import make_engine
 
     settings = get_settings()
-    with _display() as display, display.step("database"):
-        upgrade(settings.database_url)
+    with _display() as display:
+        _upgrade(display, settings.database_url)
     console.print(f"Database is up to date: {make_engine(settings.database_url).url!r}")
 
 
@@ -186,14 +213,15 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port")] = None,
     workers: Annotated[int, typer.Option(help="server processes")] = 1,
 ) -> None:
-    """Serve the web application (refuses a broken study or an unmigrated database)."""
+    """Serve the web application (refuses a broken study definition or SDTM mappings, or an
+    unmigrated database)."""
     from app import logs, serving
     from app.config import get_settings
 
     settings = get_settings()
     logs.configure(settings.log_level)
     with _display() as display:
-        _study, engine = _ready(display, settings)
+        _study, engine = _ready(display, settings, mappings=True)
     engine.dispose()
     if workers > 1 and settings.database_url.startswith("sqlite"):
         errors.print(
@@ -265,19 +293,72 @@ def create_user(
     console.print(f"Created {username}")
 
 
+@cli.command("create-admin")
+def create_admin(
+    username: Annotated[
+        str | None, typer.Option(envvar="TRIALDESK_ADMIN_USERNAME", help="the account's name")
+    ] = None,
+    full_name: Annotated[
+        str, typer.Option("--full-name", envvar="TRIALDESK_ADMIN_FULL_NAME")
+    ] = "Administrator",
+) -> None:
+    """Create the first administrator while the database has no account; do nothing once one
+    exists (a container runs this at every start). The password is TRIALDESK_ADMIN_PASSWORD
+    (an environment variable only: command lines are visible to every local user).
+
+    Exits 1 when there is no account and no administrator to create, or the password is
+    refused by the policy; creating is audited like `create-user`.
+    """
+    import os
+
+    from sqlmodel import Session, select
+
+    from app import audit, auth
+    from app.config import get_settings
+    from app.db import unit_of_work
+    from app.models import Role, UserAccount
+
+    with _display() as display:
+        engine = _migrated(display, get_settings())
+    try:
+        with Session(engine) as session:
+            if session.exec(select(UserAccount.id).limit(1)).first() is not None:
+                console.print("Accounts exist: no administrator created.")
+                return
+            password = os.environ.get("TRIALDESK_ADMIN_PASSWORD")
+            if not username or not password:
+                errors.print(
+                    "No account exists yet. Set TRIALDESK_ADMIN_USERNAME and "
+                    "TRIALDESK_ADMIN_PASSWORD to create the first administrator.",
+                    markup=False,
+                )
+                raise typer.Exit(1)
+            try:
+                with unit_of_work(session):
+                    auth.create_user(
+                        session, username=username, full_name=full_name, password=password,
+                        roles=[(Role.ADMIN, None)], actor=audit.Actor(None, "cli"),
+                    )  # fmt: skip
+            except ValueError as error:  # the password policy's WeakPassword among them
+                errors.print(f"Not created: {error}", markup=False)
+                raise typer.Exit(1) from error
+    finally:
+        engine.dispose()
+    console.print(f"Created administrator {username}", markup=False)
+
+
 @cli.command()
 def demo(
     subjects: Annotated[int, typer.Option(help="subjects to create")] = 20,
 ) -> None:
     """Migrate the database and load demo sites, one account per role and a few subjects."""
     from app.config import get_settings
-    from app.db import make_engine, upgrade
+    from app.db import make_engine
     from app.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, load_demo
 
     settings = get_settings()
     with _display() as display:
-        with display.step("database"):
-            upgrade(settings.database_url)
+        _upgrade(display, settings.database_url)
         study = _load_study(display, settings.study_dir)
         engine = make_engine(settings.database_url)
         display.advance("sites, accounts", 0, 1)

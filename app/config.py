@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///data/trialdesk.db"
     study_dir: Path = Path("forms")
     exports_dir: Path = Path("exports")
+    migrations_dir: Path = Path("migrations")
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     session_idle_minutes: int = 30
     secure_cookies: bool = False

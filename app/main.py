@@ -1,7 +1,7 @@
 """The ASGI application: `create_app()` builds it from settings (uvicorn runs it with --factory).
 
-Startup refuses a broken study definition (StudyDefinitionError, listing every problem) and a
-database that is not migrated (UnmigratedDatabase, saying what to run).
+Startup refuses a broken study definition or SDTM mappings (StudyDefinitionError, listing every
+problem) and a database that is not migrated (UnmigratedDatabase, saying what to run).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import export_jobs, logs
 from app.config import Settings, get_settings
 from app.db import make_engine, pending_migrations, transaction_capacity
+from app.sdtm.spec import load_sdtm_specs
 from app.study.loader import Study, load_study
 from app.web import admin_pages, api, exports, health, import_pages, pages, tracing
 
@@ -47,15 +48,25 @@ class ServedApp:
         await self.asgi(scope, receive, send)
 
 
+def load_definitions(settings: Settings) -> Study:
+    """The study definition, once it and the SDTM mappings have been checked against each
+    other. Raises StudyDefinitionError listing every problem of the first of them that has
+    any: the report `trialdesk study check` prints."""
+    study = load_study(settings.study_dir)
+    load_sdtm_specs(settings.exports_dir, study)
+    return study
+
+
 def create_app(settings: Settings | None = None, study: Study | None = None) -> ServedApp:
     """Build the app: FastAPI behind request tracing, CSRF protection and the body limit;
-    configures logging. Raises before serving anything when the study definition has problems
-    or the database is not migrated."""
+    configures logging. Raises before serving anything when the study definition or its SDTM
+    mappings have problems (see `load_definitions`) or the database is not migrated. A given
+    `study` is taken as checked with its mappings (tests check them once for many servers)."""
     settings = settings or get_settings()
     logs.configure(settings.log_level)
-    study = study or load_study(settings.study_dir)
+    study = study or load_definitions(settings)
     engine = make_engine(settings.database_url)
-    problem = pending_migrations(engine)
+    problem = pending_migrations(engine, settings.migrations_dir)
     if problem:
         engine.dispose()
         raise UnmigratedDatabase(problem)
