@@ -1,5 +1,5 @@
 """The `trialdesk` command line (typer): serve, db upgrade, study check, export odm|sdtm|define,
-import odm, create-user, demo."""
+import odm, create-user, create-admin, demo."""
 
 from __future__ import annotations
 
@@ -111,37 +111,52 @@ StudyOption = Annotated[
 
 
 def _ready(
-    display: _Display, settings: Settings, study_oid: str | None = None, *, first: bool = False
+    display: _Display,
+    settings: Settings,
+    study_oid: str | None = None,
+    *,
+    first: bool = False,
+    mappings: bool = False,
 ) -> tuple[Study, Engine]:
     """The study asked for (or the only one served; with `first`, the first the settings
-    name), bound to the database, and an engine of
-    the database, once both are usable; else exits 1 saying what is wrong (every problem of
-    a definition, the migration to run, a changed definition to upgrade, an unknown study)."""
-    from app.db import make_engine, pending_migrations
+    name), bound to the database, and an engine of the database, once both are usable (and,
+    with `mappings`, the SDTM mappings too); else exits 1 saying what is wrong: every problem
+    of a definition or its mappings (the report of `study check`), the migration to run, a
+    changed definition to upgrade, an unknown study."""
     from app.models import utcnow
     from app.studies import DefinitionChanged, bind_studies, load_studies
     from app.study.problems import StudyDefinitionError
 
     try:
         with display.step("study definitions"):
-            studies = load_studies(settings)
+            studies = load_studies(settings, with_mappings=mappings)
     except StudyDefinitionError as error:
         errors.print(str(error), markup=False, highlight=False)
         raise typer.Exit(1) from error
+    engine = _migrated(display, settings)
+    try:
+        registry = bind_studies(engine, studies, now=utcnow())
+    except DefinitionChanged as changed:
+        engine.dispose()
+        errors.print(str(changed), markup=False, highlight=False)
+        raise typer.Exit(1) from changed
+    served = list(registry.by_id.values())
+    return _chosen(served[:1] if first and study_oid is None else served, study_oid, engine), engine
+
+
+def _migrated(display: _Display, settings: Settings) -> Engine:
+    """An engine of the database once it is at the latest migration; else exits 1 saying
+    what to do."""
+    from app.db import make_engine, pending_migrations
+
     engine = make_engine(settings.database_url)
     with display.step("database"):
         problem = pending_migrations(engine)
-        if problem is None:
-            try:
-                registry = bind_studies(engine, studies, now=utcnow())
-            except DefinitionChanged as changed:
-                problem = str(changed)
     if problem:
         engine.dispose()
         errors.print(problem, markup=False, highlight=False)
         raise typer.Exit(1)
-    served = list(registry.by_id.values())
-    return _chosen(served[:1] if first and study_oid is None else served, study_oid, engine), engine
+    return engine
 
 
 def _chosen(studies: list[Study], study_oid: str | None, engine: Engine) -> Study:
@@ -156,6 +171,18 @@ def _chosen(studies: list[Study], study_oid: str | None, engine: Engine) -> Stud
     raise typer.Exit(1)
 
 
+def _upgrade(display: _Display, url: str) -> None:
+    """Migrate the database at `url`; exits 1 when the migrations are not found."""
+    from app.db import MissingMigrations, upgrade
+
+    try:
+        with display.step("database"):
+            upgrade(url)
+    except MissingMigrations as missing:
+        errors.print(str(missing), markup=False, highlight=False)
+        raise typer.Exit(1) from missing
+
+
 def main() -> None:
     cli()
 
@@ -164,11 +191,11 @@ def main() -> None:
 def db_upgrade() -> None:
     """Apply every database migration (creates the SQLite file if needed)."""
     from app.config import get_settings
-    from app.db import make_engine, upgrade
+    from app.db import make_engine
 
     settings = get_settings()
-    with _display() as display, display.step("database"):
-        upgrade(settings.database_url)
+    with _display() as display:
+        _upgrade(display, settings.database_url)
     console.print(f"Database is up to date: {make_engine(settings.database_url).url!r}")
 
 
@@ -265,13 +292,15 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port")] = None,
     workers: Annotated[int, typer.Option(help="server processes")] = 1,
 ) -> None:
-    """Serve the web application (refuses a broken study or an unmigrated database)."""
-    from app import serving
+    """Serve the web application (refuses a broken study definition or SDTM mappings, or an
+    unmigrated database)."""
+    from app import logs, serving
     from app.config import get_settings
 
     settings = get_settings()
+    logs.configure(settings.log_level)
     with _display() as display:
-        _study, engine = _ready(display, settings)
+        _study, engine = _ready(display, settings, first=True, mappings=True)
     engine.dispose()
     if workers > 1 and settings.database_url.startswith("sqlite"):
         errors.print(
@@ -349,6 +378,60 @@ def create_user(
     console.print(f"Created {username}")
 
 
+@cli.command("create-admin")
+def create_admin(
+    username: Annotated[
+        str | None, typer.Option(envvar="TRIALDESK_ADMIN_USERNAME", help="the account's name")
+    ] = None,
+    full_name: Annotated[
+        str, typer.Option("--full-name", envvar="TRIALDESK_ADMIN_FULL_NAME")
+    ] = "Administrator",
+) -> None:
+    """Create the first administrator while the database has no account; do nothing once one
+    exists (a container runs this at every start). The password is TRIALDESK_ADMIN_PASSWORD
+    (an environment variable only: command lines are visible to every local user).
+
+    Exits 1 when there is no account and no administrator to create, or the password is
+    refused by the policy; creating is audited like `create-user`.
+    """
+    import os
+
+    from sqlmodel import Session, select
+
+    from app import audit, auth
+    from app.config import get_settings
+    from app.db import unit_of_work
+    from app.models import Role, UserAccount
+
+    with _display() as display:
+        engine = _migrated(display, get_settings())
+    try:
+        with Session(engine) as session:
+            if session.exec(select(UserAccount.id).limit(1)).first() is not None:
+                console.print("Accounts exist: no administrator created.")
+                return
+            password = os.environ.get("TRIALDESK_ADMIN_PASSWORD")
+            if not username or not password:
+                errors.print(
+                    "No account exists yet. Set TRIALDESK_ADMIN_USERNAME and "
+                    "TRIALDESK_ADMIN_PASSWORD to create the first administrator.",
+                    markup=False,
+                )
+                raise typer.Exit(1)
+            try:
+                with unit_of_work(session):
+                    auth.create_user(
+                        session, username=username, full_name=full_name, password=password,
+                        roles=[(Role.ADMIN, None, None)], actor=audit.Actor(None, "cli"),
+                    )  # fmt: skip
+            except ValueError as error:  # the password policy's WeakPassword among them
+                errors.print(f"Not created: {error}", markup=False)
+                raise typer.Exit(1) from error
+    finally:
+        engine.dispose()
+    console.print(f"Created administrator {username}", markup=False)
+
+
 @cli.command()
 def demo(
     subjects: Annotated[int, typer.Option(help="subjects to create")] = 20,
@@ -357,13 +440,11 @@ def demo(
     """Migrate the database and load demo sites, one account per role and a few subjects
     into a study (the first served, unless --study names another)."""
     from app.config import get_settings
-    from app.db import upgrade
     from app.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, load_demo
 
     settings = get_settings()
     with _display() as display:
-        with display.step("migrations"):
-            upgrade(settings.database_url)
+        _upgrade(display, settings.database_url)
         bound, engine = _ready(display, settings, study, first=True)
         display.advance("sites, accounts", 0, 1)
 

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
         min_length=1,
         description='the studies served, as JSON: [{"forms": "forms", "exports": "exports"}, ...]',
     )
+    migrations_dir: Path = Path("migrations")
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     session_idle_minutes: int = 30
     secure_cookies: bool = False

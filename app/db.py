@@ -15,7 +15,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from app.config import get_settings
+
 POOL_SIZE = 10
 POOL_OVERFLOW = 10
 """Connections per server process (PostgreSQL): kept open, and opened beyond those at peaks."""
@@ -124,24 +125,45 @@ def unit_of_work(session: Session) -> Iterator[Session]:
     session.commit()
 
 
-def alembic_config(url: str) -> Config:
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+class MissingMigrations(RuntimeError):
+    """The migrations folder is not where the settings say."""
+
+
+def alembic_config(url: str, migrations: Path | None = None) -> Config:
+    """Alembic's configuration for the database at `url`, built here rather than read from
+    `alembic.ini` (which serves developers' `alembic revision` in a checkout). `migrations`
+    is the alembic folder, by default the `migrations_dir` setting.
+
+    Raises MissingMigrations when that folder holds no alembic environment."""
+    folder = migrations or get_settings().migrations_dir
+    if not (folder / "env.py").is_file():
+        raise MissingMigrations(
+            f"No database migrations in {str(folder)!r}: run TrialDesk from its folder (the one "
+            "with migrations/) or set TRIALDESK_MIGRATIONS_DIR."
+        )
+    config = Config()
+    config.set_main_option("script_location", str(folder))
     config.attributes["database_url"] = url
     return config
 
 
-def upgrade(url: str) -> None:
-    """Apply every migration to the database at `url` (creating it if needed)."""
+def upgrade(url: str, migrations: Path | None = None) -> None:
+    """Apply every migration (of `migrations`, by default the setting's folder) to the
+    database at `url`, creating it if needed."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), "head")
+    command.upgrade(alembic_config(url, migrations), "head")
 
 
-def pending_migrations(engine: Engine) -> str | None:
-    """None when the database is at the latest migration, else a sentence saying what to run."""
+def pending_migrations(engine: Engine, migrations: Path | None = None) -> str | None:
+    """None when the database is at the latest migration (of `migrations`, by default the
+    setting's folder), else a sentence saying what to do."""
     url = engine.url.render_as_string(hide_password=False)
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    try:
+        config = alembic_config(url, migrations)
+    except MissingMigrations as missing:
+        return str(missing)
+    head = ScriptDirectory.from_config(config).get_current_head()
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     if current == head:

@@ -4,8 +4,10 @@ downloaded from any server process.
 Everything about a job lives in the database: its request, state, progress, heartbeat and
 result (a zip with the files and a manifest, stored in `export_chunk` rows). The process that
 accepts a request runs it in a thread; a heartbeat shows it is alive. A job whose heartbeat
-stops (its process was stopped or died) is marked failed by whichever process looks next,
-and can be started again.
+stops (its process was stopped or died) is interrupted: listing and reading show it as failed,
+computed from the heartbeat without writing; the failure is written by the processes that run
+jobs, when they start and whenever they create a job (e.g. starting one again). It can be
+started again.
 """
 
 from __future__ import annotations
@@ -55,12 +57,25 @@ STALE_AFTER = timedelta(seconds=60)
 CHUNK_BYTES = 1 << 20
 
 
+INTERRUPTED = "Interrupted: the server process running it stopped. Start it again."
+
+
 @dataclass(frozen=True)
 class JobView:
-    """A job as pages and the API show it."""
+    """A job as pages and the API show it: use `state` and `message`, not the job's own, which
+    an interrupted job has not had written yet."""
 
     job: ExportJob
     requested_by: str
+    interrupted: bool
+
+    @property
+    def state(self) -> str:
+        return ExportState.FAILED if self.interrupted else self.job.state
+
+    @property
+    def message(self) -> str | None:
+        return INTERRUPTED if self.interrupted else self.job.message
 
     @property
     def percent(self) -> int:
@@ -130,9 +145,11 @@ def check_scope(session: Session, study: Study, access: Access, scope: ExportSco
 def create_job(
     session: Session, study: Study, access: Access, request: ExportRequest, actor: audit.Actor
 ) -> ExportJob:
-    """Record a queued job after checking the user may export that scope, audited; the
-    caller commits before launching it."""
+    """Record a queued job after checking the user may export that scope, audited; first
+    writes as failed the interrupted jobs (this process is about to run one: it acts on jobs).
+    The caller commits before launching it."""
     check_scope(session, study, access, request.scope)
+    fail_interrupted(session)
     scope = request.scope
     site_id = scope.site_id
     if scope.kind is ScopeKind.SUBJECT:
@@ -353,9 +370,18 @@ def _audit_job(session: Session, job: ExportJob, action: AuditAction, outcome: s
     )
 
 
+def is_interrupted(job: ExportJob, now: datetime) -> bool:
+    """Whether the job's process stopped: running without a recent heartbeat, or queued for
+    longer than that without being claimed."""
+    stale = now - STALE_AFTER
+    if job.state == ExportState.RUNNING:
+        return job.heartbeat_at is None or job.heartbeat_at < stale
+    return job.state == ExportState.QUEUED and job.requested_at < stale
+
+
 def fail_interrupted(session: Session, now: datetime | None = None) -> int:
-    """Mark failed the jobs whose process stopped: running without a recent heartbeat, or
-    queued for longer than that without being claimed. Commits; returns how many."""
+    """Write as failed the jobs `is_interrupted` finds (in one statement, so that processes
+    doing it at once agree). Commits; returns how many."""
     now = now or utcnow()
     stale = now - STALE_AFTER
     result = session.execute(
@@ -368,11 +394,7 @@ def fail_interrupted(session: Session, now: datetime | None = None) -> int:
                 & (col(ExportJob.requested_at) < stale),
             )
         )
-        .values(
-            state=ExportState.FAILED,
-            finished_at=now,
-            message="Interrupted: the server process running it stopped. Start it again.",
-        )
+        .values(state=ExportState.FAILED, finished_at=now, message=INTERRUPTED)
     )
     session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]
@@ -397,9 +419,9 @@ def fail_own_running(session: Session) -> int:
 
 
 def list_jobs(session: Session, access: Access, limit: int = 50) -> list[JobView]:
-    """The latest export jobs, newest first, with who asked for them."""
+    """The latest export jobs, newest first, with who asked for them. Only reads."""
     access.require(Permission.EXPORT)
-    fail_interrupted(session)
+    now = utcnow()
     rows = session.exec(
         select(ExportJob, UserAccount)
         .join(UserAccount, col(UserAccount.id) == ExportJob.requested_by_id)
@@ -407,10 +429,15 @@ def list_jobs(session: Session, access: Access, limit: int = 50) -> list[JobView
         .order_by(col(ExportJob.id).desc())
         .limit(limit)
     )
-    return [JobView(job, user.full_name) for job, user in rows if _visible(access, job)]
+    return [
+        JobView(job, user.full_name, is_interrupted(job, now))
+        for job, user in rows
+        if _visible(access, job)
+    ]
 
 
 def get_job(session: Session, access: Access, job_id: int) -> JobView:
+    """One job, if the user may see it (else NotFound). Only reads."""
     access.require(Permission.EXPORT)
     row = session.exec(
         select(ExportJob, UserAccount)
@@ -419,7 +446,7 @@ def get_job(session: Session, access: Access, job_id: int) -> JobView:
     ).first()
     if row is None or not _visible(access, row[0]):
         raise NotFound(f"export job {job_id}")
-    return JobView(row[0], row[1].full_name)
+    return JobView(row[0], row[1].full_name, is_interrupted(row[0], utcnow()))
 
 
 def _visible(access: Access, job: ExportJob) -> bool:

@@ -1,7 +1,7 @@
 """The ASGI application: `create_app()` builds it from settings (uvicorn runs it with --factory).
 
-Startup refuses a broken study definition (StudyDefinitionError, listing every problem) and a
-database that is not migrated (UnmigratedDatabase, saying what to run).
+Startup refuses a broken study definition or SDTM mappings (StudyDefinitionError, listing every
+problem) and a database that is not migrated (UnmigratedDatabase, saying what to run).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from fastapi.staticfiles import StaticFiles
 from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import export_jobs
+from app import export_jobs, logs
 from app.config import Settings, get_settings
 from app.db import make_engine, pending_migrations, transaction_capacity
 from app.models import utcnow
 from app.studies import DefinitionChanged, bind_studies, load_studies
 from app.study.loader import Study
-from app.web import admin_pages, api, exports, import_pages, pages
+from app.web import admin_pages, api, exports, health, import_pages, pages, tracing
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -39,7 +39,7 @@ class UnmigratedDatabase(RuntimeError):
 
 @dataclass(frozen=True)
 class ServedApp:
-    """What uvicorn serves: the FastAPI app behind CSRF and body-size protection.
+    """What uvicorn serves: the FastAPI app behind tracing, CSRF and body-size protection.
     `fastapi` exposes the inner app (its routes, state) to tests and tools."""
 
     asgi: ASGIApp
@@ -50,14 +50,17 @@ class ServedApp:
 
 
 def create_app(settings: Settings | None = None, studies: list[Study] | None = None) -> ServedApp:
-    """Build the app: FastAPI wrapped in CSRF protection. Raises before serving anything
-    when a study definition has problems (StudyDefinitionError), the database is not migrated
-    (UnmigratedDatabase), or a definition changed over a study holding data
-    (DefinitionChanged). `studies` are the loaded definitions (default: the settings')."""
+    """Build the app: FastAPI behind request tracing, CSRF protection and the body limit;
+    configures logging. Raises before serving anything when a study definition or its SDTM
+    mappings have problems (StudyDefinitionError, the report `trialdesk study check` prints),
+    the database is not migrated (UnmigratedDatabase), or a definition changed over a study
+    holding data (DefinitionChanged). Given `studies` are taken as checked with their mappings
+    (tests check them once for many servers)."""
     settings = settings or get_settings()
-    studies = studies or load_studies(settings)
+    logs.configure(settings.log_level)
+    studies = studies or load_studies(settings, with_mappings=True)
     engine = make_engine(settings.database_url)
-    problem = pending_migrations(engine)
+    problem = pending_migrations(engine, settings.migrations_dir)
     if problem:
         engine.dispose()
         raise UnmigratedDatabase(problem)
@@ -87,21 +90,25 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     app.state.engine = engine
     app.state.transaction_gate = anyio.Semaphore(transaction_capacity(engine), fast_acquire=True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    tracing.install(app)
+    app.include_router(health.router)
     pages.install(app)
     api.install(app)
     app.include_router(admin_pages.router)
     app.include_router(exports.pages)
     app.include_router(exports.api, responses=api.ERRORS)
     app.include_router(import_pages.router)
-    protected = limit_body_size(
-        asgi_csrf(
-            app,
-            signing_secret=settings.secret_key.get_secret_value(),
-            always_protect={"/login"},
-            cookie_secure=settings.secure_cookies,
-            cookie_samesite="Strict",
-        ),
-        larger={import_pages.UPLOAD_PATH: import_pages.MAX_UPLOAD_BYTES},
+    protected = tracing.trace_requests(
+        limit_body_size(
+            asgi_csrf(
+                app,
+                signing_secret=settings.secret_key.get_secret_value(),
+                always_protect={"/login"},
+                cookie_secure=settings.secure_cookies,
+                cookie_samesite="Strict",
+            ),
+            larger={import_pages.UPLOAD_PATH: import_pages.MAX_UPLOAD_BYTES},
+        )
     )
     return ServedApp(protected, app)
 

@@ -5,6 +5,10 @@ awake accepts a burst of new connections, so keep-alive clients (browsers, a rev
 pool, bench/form_save.py's 16 clients) can all end up on one worker while the others idle.
 Here each worker binds its own socket to the address with SO_REUSEPORT, and the kernel spreads
 new connections across the workers (Linux hashes each connection to one socket).
+
+uvicorn is told not to configure logging (`log_config=None`): its loggers propagate to the one
+configuration of `app.logs`, which the app factory applies in each worker. Its access log is
+off: it would write query strings and client addresses; `app.web.tracing` writes ours.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import socket
 import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
@@ -33,10 +38,15 @@ def run(app: str, *, host: str, port: int, workers: int = 1, log_level: str = "i
     is replaced. Where SO_REUSEPORT is missing, uvicorn's shared-socket workers are used.
     """
     if workers == 1 or not hasattr(socket, "SO_REUSEPORT"):
-        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, log_level=log_level)
+        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, **_logging(log_level))
         return
     _check_address(host, port)
     _supervise(app, host, port, workers, log_level)
+
+
+def _logging(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging options (see the module's docstring)."""
+    return {"log_config": None, "log_level": log_level, "access_log": False}
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -58,7 +68,7 @@ def _check_address(host: str, port: int) -> None:
 
 def _worker(app: str, host: str, port: int, log_level: str) -> None:
     """One worker process: bind its own socket and serve until told to stop."""
-    config = uvicorn.Config(app, factory=True, host=host, port=port, log_level=log_level)
+    config = uvicorn.Config(app, factory=True, host=host, port=port, **_logging(log_level))
     uvicorn.Server(config).run(sockets=[_listening_socket(host, port)])
 
 

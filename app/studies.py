@@ -55,12 +55,19 @@ class StudyRegistry:
         return cls({study.id: study for study in studies})
 
 
-def load_studies(settings: Settings) -> list[Study]:
-    """Load every study folder of the settings, each with its SDTM mapping folder; raises
-    StudyDefinitionError listing every problem of the first folder with problems."""
-    return [
-        replace(load_study(folders.forms), sdtm_dir=folders.exports) for folders in settings.studies
-    ]
+def load_studies(settings: Settings, *, with_mappings: bool = False) -> list[Study]:
+    """Load every study folder of the settings, each with its SDTM mapping folder (checked
+    against the study `with_mappings`); raises StudyDefinitionError listing every problem of
+    the first folder with problems."""
+    studies = []
+    for folders in settings.studies:
+        study = replace(load_study(folders.forms), sdtm_dir=folders.exports)
+        if with_mappings and folders.exports is not None:
+            from app.sdtm.spec import load_sdtm_specs  # the SDTM layer: only when asked
+
+            load_sdtm_specs(folders.exports, study)
+        studies.append(study)
+    return studies
 
 
 def bind_studies(engine: Engine, studies: list[Study], *, now: datetime) -> StudyRegistry:

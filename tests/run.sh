@@ -3,7 +3,8 @@
 # - a virtualenv with TrialDesk and its test extras;
 # - Debian's Chromium for the browser tests, installed when missing (needs root);
 # - PostgreSQL 15 started (installed when missing, as root) with a role for the tests; the role
-#   may signal backends so that dropping a test database can end an autovacuum worker in it.
+#   may signal backends so that dropping a test database can end an autovacuum worker in it;
+# - the Docker image built and tried, where a Docker engine answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,4 +49,15 @@ fi
 .venv/bin/ruff check app tests bench
 .venv/bin/ruff format --check app tests bench
 .venv/bin/mypy
+
+# The Docker image, where a Docker engine answers (elsewhere tests/test_docker.py only reads the
+# Dockerfile): built, then run once to migrate, create its administrator, check the study and
+# its mappings, and export Define-XML (which needs the mappings and the packaged schemas).
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  echo "Building and trying the Docker image..."
+  docker build -q -t trialdesk:test . >/dev/null
+  docker run --rm -e TRIALDESK_ADMIN_USERNAME=chief -e TRIALDESK_ADMIN_PASSWORD=Image-2026-check \
+    trialdesk:test sh -c 'trialdesk db upgrade && trialdesk create-admin &&
+      trialdesk study check forms --exports exports && trialdesk export define -o /tmp/define' >/dev/null
+fi
 .venv/bin/python -m pytest "$@"

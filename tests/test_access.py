@@ -21,7 +21,13 @@ from app.web.deps import PermissionCheck
 from tests import factories
 from tests.conftest import LiveServer, csrf_token, logged_in_client
 
-PUBLIC = {("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout")}
+PUBLIC = {
+    ("GET", "/"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
+    ("GET", "/health"),
+}
 ROLE_USERS = {
     Role.INVESTIGATOR: "investigator",
     Role.COORDINATOR: "coordinator",

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from lxml import etree
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import Session, col, select
 
 from app.demo import load_demo
@@ -154,22 +154,26 @@ def test_site_users_may_not_export(exporting_server: LiveServer) -> None:
     assert "export" in response.json()["detail"]
 
 
+def lost_job(engine: Engine, kind: str) -> int:
+    """Store a whole-study job of the sponsor's, running on a process that stopped 5 minutes
+    ago (its heartbeat is that old); returns its id."""
+    with Session(engine) as session:
+        sponsor = session.exec(select(UserAccount).where(UserAccount.username == "sponsor")).one()
+        lost = ExportJob(
+            study_id=1, kind=kind, scope_kind="study", scope_text="whole study", state=ExportState.RUNNING,
+            requested_by_id=sponsor.id or 0, progress_done=3, progress_total=8,
+            heartbeat_at=utcnow() - timedelta(minutes=5), worker="gone-host:1",
+        )  # fmt: skip
+        session.add(lost)
+        session.commit()
+        return lost.id or 0
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_an_interrupted_job_is_marked_failed_and_can_be_started_again(
     exporting_server: LiveServer,
 ) -> None:
-    engine = exporting_server.app.fastapi.state.engine
-    with Session(engine) as session:
-        sponsor = session.exec(select(UserAccount).where(UserAccount.username == "sponsor")).one()
-        lost = ExportJob(
-            study_id=1, kind="odm_transactional", scope_kind="study", scope_text="whole study",
-            state=ExportState.RUNNING, requested_by_id=sponsor.id or 0, progress_done=3,
-            progress_total=8, heartbeat_at=utcnow() - timedelta(minutes=5),
-            worker="gone-host:1",
-        )  # fmt: skip
-        session.add(lost)
-        session.commit()
-        lost_id = lost.id
+    lost_id = lost_job(exporting_server.app.fastapi.state.engine, "odm_transactional")
     browser = logged_in_client(exporting_server, "sponsor")
     page = browser.get("/exports")
     assert "Interrupted: the server process running it stopped" in page.text
@@ -187,6 +191,42 @@ def test_an_interrupted_job_is_marked_failed_and_can_be_started_again(
         "whole study",
         "done",
     )
+
+
+def test_listing_jobs_only_reads_and_shows_an_interrupted_job_as_interrupted(
+    exporting_server: LiveServer,
+) -> None:
+    engine = exporting_server.app.fastapi.state.engine
+    lost_id = lost_job(engine, "define")
+    browser, client = logged_in_client(exporting_server, "sponsor"), api_client(exporting_server)
+    client.get("/api/v1/studies/ZM001/exports")  # a token's first use is recorded: not a listing's write
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        page = browser.get("/exports")
+        poll = browser.get("/exports/jobs")
+        listed = client.get("/api/v1/studies/ZM001/exports").json()
+        read = client.get(f"/api/v1/studies/ZM001/exports/{lost_id}").json()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+    assert statements, "the listener saw the listing's queries"
+    writes = [s for s in statements if s.split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
+    assert writes == []
+    interrupted = "failed: Interrupted: the server process running it stopped. Start it again."
+    for html in (page.text, poll.text):
+        assert f'data-job="{lost_id}" data-state="failed"' in html
+        assert interrupted in " ".join(html.split())
+        assert f'action="/exports/{lost_id}/again"' in html
+    for job in (listed[0], read):
+        assert (job["id"], job["state"]) == (lost_id, "failed")
+        assert job["message"].startswith("Interrupted: the server process running it stopped")
+    with Session(engine) as session:
+        assert session.get(ExportJob, lost_id).state == ExportState.RUNNING  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -12,11 +12,11 @@ import anyio
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from app import auth
+from app import auth, logs
 from app.access import Access, Assignment, Permission, access_of, assignments_of, studies_of
 from app.config import Settings
 from app.crf.changes import NotFound
-from app.models import LoginSession, UserAccount, utcnow
+from app.models import LoginSession, UserAccount, pk, utcnow
 from app.studies import StudyRegistry
 from app.study.loader import Study
 
@@ -69,7 +69,7 @@ class Caller:
 def get_caller(request: Request, session: SessionDep, settings: SettingsDep) -> Caller:
     """The caller from a personal API token (`Authorization: Bearer`), else from the browser
     session cookie. Raises LoginRequired when neither identifies a live user. A browser
-    session of a user with one study works in it without asking."""
+    session of a user with one study works in it without choosing."""
     now = utcnow()
     registry: StudyRegistry = request.app.state.studies
     scheme, _, secret = request.headers.get("authorization", "").partition(" ")
@@ -87,14 +87,15 @@ def get_caller(request: Request, session: SessionDep, settings: SettingsDep) -> 
             user, login_session = found_session
             assignments = assignments_of(session, user)
             mine = studies_of(assignments, registry.by_id)
-            if login_session.study_id is None and len(mine) == 1:
-                auth.choose_study(session, login_session=login_session, study_id=mine[0], now=now)
             chosen = login_session.study_id if login_session.study_id in mine else None
+            if chosen is None and len(mine) == 1:  # one study: no need to choose it (or write)
+                chosen = mine[0]
             caller = Caller(user, assignments, chosen, login_session)
     if session.new or session.dirty:  # a refreshed idle timer, an ended session, a token's use
         session.commit()
     if caller is None:
         raise LoginRequired
+    logs.note_user(pk(caller.user))
     return caller
 
 

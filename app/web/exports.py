@@ -216,6 +216,8 @@ def _job_out(study: Study, view: JobView) -> dict[str, Any]:
     download = f"{STUDY_PREFIX.format(study_oid=study.info.oid)}/exports/{job.id}/download"
     return {
         **job.model_dump(),
+        "state": view.state,
+        "message": view.message,
         "formats": list(filter(None, job.formats.split(","))),
         "scope": job.scope_text,
         "percent": view.percent,
