@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 
 from sqlalchemy import Engine, func
 from sqlalchemy.exc import IntegrityError
@@ -46,7 +47,7 @@ class StudyRegistry:
 
     by_id: dict[int, Study]
 
-    @property
+    @cached_property
     def by_oid(self) -> dict[str, Study]:
         return {study.info.oid: study for study in self.by_id.values()}
 

@@ -102,14 +102,14 @@ def _write_form(
     session: Session, subject: Subject, plan: FormPlan, user_id: int | None, now: datetime
 ) -> None:
     if plan.stored is None:
-        form_data = _create_form_data(session, subject, plan, user_id, now)
+        form_data_id = pk(_create_form_data(session, subject, plan, user_id, now))
         group_ids: dict[tuple[str, int], int] = {}
         item_ids: dict[tuple[int, str], int] = {}
     else:
-        _bump_version(session, plan, user_id, now)
-        form_data = plan.stored.form_data
+        form_data_id = pk(plan.stored.form_data)  # read before the bump expires the row
         group_ids, item_ids = dict(plan.stored.group_ids), plan.stored.item_ids
-    _write_items(session, pk(form_data), plan, group_ids, item_ids)
+        _bump_version(session, plan, user_id, now)
+    _write_items(session, form_data_id, plan, group_ids, item_ids)
 
 
 def _create_form_data(
@@ -173,7 +173,6 @@ def _bump_version(session: Session, plan: FormPlan, user_id: int | None, now: da
     )  # fmt: skip
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise SaveConflict(plan.new_version, [])
-    session.expire(plan.stored.form_data)
 
 
 _ITEM_DATA = ItemData.__table__  # type: ignore[attr-defined]

@@ -3,8 +3,10 @@ expressions read, item audit trails. Nothing here writes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
@@ -32,7 +34,13 @@ def list_subjects(session: Session, access: Access) -> list[tuple[Subject, Site]
     return list(session.exec(statement.order_by(col(Subject.subject_key))).all())
 
 
-_SUBJECT = select(Subject).where(col(Subject.id) == bindparam("subject_id"))
+_SUBJECT = (
+    select(Subject, Site.time_zone)
+    .join(Site, col(Site.id) == Subject.site_id)
+    .where(col(Subject.id) == bindparam("subject_id"))
+)
+_TIME_ZONES = "site_time_zones"
+"""Key of `Session.info` where a request keeps the time zones of the sites it has read."""
 
 
 def get_subject(
@@ -43,7 +51,10 @@ def get_subject(
 ) -> Subject:
     """The subject if it belongs to the access's study and the user holds `permission` at
     its site; NotFound otherwise (never says which)."""
-    subject = session.exec(_SUBJECT, params={"subject_id": subject_id}).first()
+    found = session.exec(_SUBJECT, params={"subject_id": subject_id}).first()
+    subject = found[0] if found else None
+    if found is not None:
+        session.info.setdefault(_TIME_ZONES, {})[found[0].site_id] = found[1]
     if (
         subject is None
         or subject.study_id != access.study_id
@@ -53,11 +64,16 @@ def get_subject(
     return subject
 
 
+_SITE_TIME_ZONE = select(Site.time_zone).where(col(Site.id) == bindparam("site_id"))
+
+
 def site_today(session: Session, subject: Subject, now: datetime) -> date:
     """Today's date at the subject's site (its time zone decides future dates and windows)."""
-    site = session.get(Site, subject.site_id)
-    assert site is not None
-    return local_date(site.time_zone, now)
+    known: dict[int, str] = session.info.get(_TIME_ZONES, {})
+    time_zone = known.get(subject.site_id)
+    if time_zone is None:
+        time_zone = session.exec(_SITE_TIME_ZONE, params={"site_id": subject.site_id}).one()
+    return local_date(time_zone, now)
 
 
 @dataclass(frozen=True)
@@ -76,44 +92,53 @@ class StoredForm:
     """(item group OID, repeat key, item OID) -> value, for items not in the definition"""
 
 
-_FORM_AT = (
-    select(FormData)
-    .join(StudyEventData, col(StudyEventData.id) == FormData.study_event_id)
-    .where(
-        col(StudyEventData.subject_id) == bindparam("subject_id"),
-        col(StudyEventData.event_oid) == bindparam("event_oid"),
-        col(StudyEventData.repeat_key) == bindparam("event_repeat"),
-        col(FormData.form_oid) == bindparam("form_oid"),
-        col(FormData.repeat_key) == bindparam("form_repeat"),
-    )
-)
+_FORMS = FormData.__table__  # type: ignore[attr-defined]
+_EVENTS = StudyEventData.__table__  # type: ignore[attr-defined]
 _GROUPS = ItemGroupData.__table__  # type: ignore[attr-defined]
 _ITEM_DATA = ItemData.__table__  # type: ignore[attr-defined]
-_FORM_VALUES = (
-    sa_select(
-        _GROUPS.c.id, _GROUPS.c.item_group_oid, _GROUPS.c.repeat_key,
-        _ITEM_DATA.c.id, _ITEM_DATA.c.item_oid, _ITEM_DATA.c.value,
+_VALUE_COLUMNS = (
+    _GROUPS.c.id, _GROUPS.c.item_group_oid, _GROUPS.c.repeat_key,
+    _ITEM_DATA.c.id, _ITEM_DATA.c.item_oid, _ITEM_DATA.c.value,
+)  # fmt: skip
+_FORM_AT = (
+    sa_select(*_FORMS.c, *_VALUE_COLUMNS)
+    .join(_EVENTS, _EVENTS.c.id == _FORMS.c.study_event_id)
+    .outerjoin(_GROUPS, _GROUPS.c.form_data_id == _FORMS.c.id)
+    .outerjoin(_ITEM_DATA, _ITEM_DATA.c.item_group_data_id == _GROUPS.c.id)
+    .where(
+        _EVENTS.c.subject_id == bindparam("subject_id"),
+        _EVENTS.c.event_oid == bindparam("event_oid"),
+        _EVENTS.c.repeat_key == bindparam("event_repeat"),
+        _FORMS.c.form_oid == bindparam("form_oid"),
+        _FORMS.c.repeat_key == bindparam("form_repeat"),
     )
+)
+"""A form's row and all its values in one round trip (every form page and save runs it)."""
+_FORM_VALUES = (
+    sa_select(*_VALUE_COLUMNS)
     .outerjoin(_ITEM_DATA, _ITEM_DATA.c.item_group_data_id == _GROUPS.c.id)
     .where(_GROUPS.c.form_data_id == bindparam("form_data_id"))
-)  # fmt: skip
-"""Statements that every form page and save runs are built once (building one costs more
-than running it); `bindparam` names are filled at each call."""
+)
+"""Statements on the save path are built once (building one costs more than running it);
+`bindparam` names are filled at each call."""
 
 
 def load_form(session: Session, subject: Subject, form: FormDef, ref: FormRef) -> StoredForm | None:
-    """The stored form at `ref`, or None when nothing was saved there."""
-    form_data = session.exec(
+    """The stored form at `ref`, or None when nothing was saved there. Its `form_data` is
+    read as plain columns (not a row the session tracks): a save changes it by statement."""
+    rows = session.execute(
         _FORM_AT,
-        params={
+        {
             "subject_id": subject.id, "event_oid": ref.event_oid,
             "event_repeat": ref.event_repeat, "form_oid": form.oid,
             "form_repeat": ref.form_repeat,
         },
-    ).first()  # fmt: skip
-    if form_data is None:
+    ).all()  # fmt: skip
+    if not rows:
         return None
-    return stored_form(session, form_data, form)
+    width = len(_FORMS.c)
+    form_data = FormData(**dict(zip(_FORMS.c.keys(), rows[0][:width], strict=True)))
+    return _filled(StoredForm(form_data, {}), form, (row[width:] for row in rows))
 
 
 def item_names(form: FormDef) -> dict[str, str]:
@@ -123,10 +148,16 @@ def item_names(form: FormDef) -> dict[str, str]:
 
 def stored_form(session: Session, form_data: FormData, form: FormDef) -> StoredForm:
     """A form's stored values in one query."""
-    names = item_names(form)
-    stored = StoredForm(form_data, {})
     rows = session.execute(_FORM_VALUES, {"form_data_id": form_data.id})
+    return _filled(StoredForm(form_data, {}), form, rows)
+
+
+def _filled(stored: StoredForm, form: FormDef, rows: Iterable[Sequence[Any]]) -> StoredForm:
+    """`stored` with the values of `rows` (_VALUE_COLUMNS, a group without items as Nones)."""
+    names = item_names(form)
     for group_id, group_oid, repeat_key, item_id, item_oid, value in rows:
+        if group_id is None:
+            continue
         stored.group_ids[(group_oid, repeat_key)] = group_id
         if item_id is None:
             continue
@@ -209,6 +240,7 @@ class SubjectValues:
         self.study = study
         self.subject = subject
         self._read: dict[str, tuple[FormRef | None, dict[str, str | None]]] = {}
+        self._pending: dict[str, tuple[FormRef, dict[str, str | None]]] = {}
         self._order = {visit.oid: index for index, visit in enumerate(study.schedule.visits)}
 
     def values(self, form_names: set[str]) -> dict[str, dict[str, str | None]]:
@@ -221,10 +253,16 @@ class SubjectValues:
         return result
 
     def update(self, ref: FormRef, form: FormDef, rows: Rows) -> None:
-        """Take the values `rows` are about to store at `ref` into account."""
-        first, _ = self._form(form.name)
-        if first is None or self._position(ref) <= self._position(first):
-            self._read[form.name] = (ref, _plain_values(form, rows))
+        """Take the values `rows` are about to store at `ref` into account (the stored
+        instances are compared with it only if something reads the form: most forms are
+        read by nothing, and a save should not pay for reading them again)."""
+        values = _plain_values(form, rows)
+        if form.name in self._read:
+            first, _ = self._read[form.name]
+            if first is None or self._position(ref) <= self._position(first):
+                self._read[form.name] = (ref, values)
+        else:
+            self._pending[form.name] = (ref, values)
 
     def _position(self, ref: FormRef) -> tuple[int, int, int]:
         event = self._order.get(ref.event_oid, len(self._order))
@@ -232,7 +270,13 @@ class SubjectValues:
 
     def _form(self, name: str) -> tuple[FormRef | None, dict[str, str | None]]:
         if name not in self._read:
-            self._read[name] = self._first_stored(name)
+            first = self._first_stored(name)
+            pending = self._pending.pop(name, None)
+            if pending and (
+                first[0] is None or self._position(pending[0]) <= self._position(first[0])
+            ):
+                first = pending
+            self._read[name] = first
         return self._read[name]
 
     def _first_stored(self, name: str) -> tuple[FormRef | None, dict[str, str | None]]:

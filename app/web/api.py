@@ -460,7 +460,9 @@ def save_form(
     complete forms, and 409 when `version` is not the stored version. Each row given in
     `values` replaces the stored row; rows not given keep their values; `remove_rows` deletes
     rows. A complete form stays complete."""
-    _, form, _ = reads.open_subject_form(session, study, access, subject_id, ref)
+    form = study.forms.get(ref.form_oid)
+    if form is None:
+        raise NotFound(f"form {ref.form_oid}")
     unknown = _unknown_fields(study, ref.form_oid, body.values)
     if unknown:
         raise ApiError(422, "The form has no such items.", unknown)
