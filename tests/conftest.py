@@ -4,6 +4,7 @@ accounts, and a real uvicorn server on 127.0.0.1 for HTTP and browser tests."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import lxml.html
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, sync_playwright
@@ -249,9 +251,10 @@ def live_server(demo_engine: Engine, database_url: str, zm001: Study) -> Iterato
 def csrf_token(client: httpx.Client, path: str = "/login") -> str:
     """Fetch a page so the CSRF cookie is set; return the token embedded in it."""
     response = client.get(path)
-    marker = '"x-csrftoken": "'
-    start = response.text.index(marker) + len(marker)
-    return response.text[start : response.text.index('"', start)]
+    headers = lxml.html.fromstring(response.text).body.get("hx-headers")
+    assert headers, f"{path} has no CSRF token ({response.status_code})"
+    token: str = json.loads(headers)["x-csrftoken"]
+    return token
 
 
 def logged_in_client(

@@ -199,7 +199,9 @@ def test_listing_jobs_only_reads_and_shows_an_interrupted_job_as_interrupted(
     engine = exporting_server.app.fastapi.state.engine
     lost_id = lost_job(engine, "define")
     browser, client = logged_in_client(exporting_server, "sponsor"), api_client(exporting_server)
-    client.get("/api/v1/studies/ZM001/exports")  # a token's first use is recorded: not a listing's write
+    client.get(
+        "/api/v1/studies/ZM001/exports"
+    )  # a token's first use is recorded: not a listing's write
     statements: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:

@@ -91,7 +91,10 @@ def test_a_server_error_names_the_request_id_that_the_log_has_with_the_traceback
     }
 
     records = server_records(log, last=f"[{api_id}] GET /api/v1/studies/ZM001/test-failure 500")
-    requests = ((request_id, "POST", "/test-failure"), (api_id, "GET", "/api/v1/studies/ZM001/test-failure"))
+    requests = (
+        (request_id, "POST", "/test-failure"),
+        (api_id, "GET", "/api/v1/studies/ZM001/test-failure"),
+    )
     for rid, method, path in requests:
         error, access = [record for record in records if f"[{rid}]" in record]
         assert f"ERROR app.web.tracing [{rid}] unhandled error in {method} {path}\n" in error
