@@ -27,7 +27,7 @@ from app.db import make_engine, pending_migrations, transaction_capacity
 from app.models import utcnow
 from app.studies import DefinitionChanged, bind_studies, load_studies
 from app.study.loader import Study
-from app.web import admin_pages, api, exports, health, import_pages, pages, tracing
+from app.web import admin_pages, api, docs, exports, health, import_pages, pages, tracing
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -84,7 +84,9 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
             export_jobs.fail_own_running(session)
         engine.dispose()
 
-    app = FastAPI(title="TrialDesk", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="TrialDesk", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
     app.state.studies = registry
     app.state.engine = engine
@@ -93,6 +95,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     tracing.install(app)
     app.include_router(health.router)
     pages.install(app)
+    docs.install(app)
     api.install(app)
     app.include_router(admin_pages.router)
     app.include_router(exports.pages)

@@ -1,5 +1,5 @@
-"""The vendored htmx file is the one its manifest records; the vendored Define-XML schema loads
-offline and comes with its licences."""
+"""The vendored htmx and Swagger UI files are the ones their manifests record; the vendored
+Define-XML schema loads offline and comes with its licences."""
 
 import hashlib
 import json
@@ -36,3 +36,12 @@ def test_dataset_json_schema_is_vendored_with_its_licence() -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2019-09/schema"
     assert "datasetJSONVersion" in schema["required"]
     assert "MIT License" in (dataset_json / "LICENSE.cdisc-org-cdisc-rules-engine").read_text()
+
+
+def test_swagger_ui_matches_its_recorded_checksums_and_licence() -> None:
+    swagger = REPO / "app" / "web" / "static" / "vendor" / "swagger-ui"
+    manifest = json.loads((swagger / "MANIFEST.json").read_text())
+    for name, sha256 in manifest["files"].items():
+        assert hashlib.sha256((swagger / name).read_bytes()).hexdigest() == sha256, name
+    assert manifest["version"].startswith("5.")
+    assert "Apache License" in (swagger / "LICENSE").read_text()
