@@ -4,6 +4,7 @@ every page and endpoint asks `require` (or `can`) before acting.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -42,6 +43,41 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
 """Permission -> roles that hold it. Site roles act at their sites only."""
 
 STUDY_WIDE_ROLES = frozenset({Role.DATA_MANAGER, Role.SPONSOR, Role.ADMIN})
+
+ROLE_LABELS: dict[Role, str] = {
+    Role.INVESTIGATOR: "Investigator",
+    Role.COORDINATOR: "Coordinator",
+    Role.MONITOR: "Monitor",
+    Role.DATA_MANAGER: "Data manager",
+    Role.SPONSOR: "Sponsor",
+    Role.ADMIN: "Administrator",
+}
+"""What pages call each role; the stored names (`data_manager`) are for data and the API."""
+
+
+_LABEL_OF_NAME = {role.value: label for role, label in ROLE_LABELS.items()}
+
+
+def role_label(role: str) -> str:
+    """A role's name for people ("Data manager"); text that is not a role comes back as is."""
+    return _LABEL_OF_NAME.get(role, role)
+
+
+def _spelling(text: str) -> str:
+    return re.sub(r"[\s_-]+", " ", text.strip().lower())
+
+
+_ROLE_SPELLINGS = {_spelling(text): role for role in Role for text in (role, ROLE_LABELS[role])}
+
+
+def parse_role(text: str) -> Role:
+    """The role someone typed: its name or label in any case, words joined by `_`, `-` or
+    spaces ("data_manager", "Data-Manager", "data manager"); ValueError names the roles."""
+    role = _ROLE_SPELLINGS.get(_spelling(text))
+    if role is None:
+        names = ", ".join(ROLE_LABELS[r].lower() for r in Role)
+        raise ValueError(f"unknown role {text!r}; roles: {names}")
+    return role
 
 
 class AccessDenied(Exception):

@@ -8,7 +8,7 @@ import re
 from sqlmodel import Session, col, select
 
 from app import audit
-from app.access import STUDY_WIDE_ROLES, Access, Permission
+from app.access import STUDY_WIDE_ROLES, Access, Permission, role_label
 from app.audit import AuditAction
 from app.models import Role, RoleAssignment, Site, UserAccount
 from app.site_time import check_time_zone
@@ -82,7 +82,7 @@ def grant_role(
     if user is None:
         raise AdminRefused(f"no user {user_id}")
     if site_id is None and role not in STUDY_WIDE_ROLES:
-        raise AdminRefused(f"{role.value} is a site role: choose a site")
+        raise AdminRefused(f"{role_label(role)} is a site role: choose a site")
     site = session.get(Site, site_id) if site_id is not None else None
     if site_id is not None and (site is None or site.study_id != access.study_id):
         raise AdminRefused(f"no site {site_id} in this study")
@@ -96,7 +96,7 @@ def grant_role(
         )
     ).first()
     if exists:
-        raise AdminRefused(f"{user.username} already holds {role.value} there")
+        raise AdminRefused(f"{user.username} is already {role_label(role).lower()} there")
     session.add(RoleAssignment(user_id=user_id, role=role, study_id=study_id, site_id=site_id))
     audit.record(session, actor=audit.Actor(access.user), action=AuditAction.ROLE_GRANT,
                  study_id=study_id,

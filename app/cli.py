@@ -325,7 +325,13 @@ def create_user(
     username: str,
     full_name: Annotated[str, typer.Option("--full-name", help="name shown in the audit trail")],
     role: Annotated[
-        list[str], typer.Option(help="ROLE or ROLE:SITE_NUMBER, repeatable (e.g. coordinator:01)")
+        list[str],
+        typer.Option(
+            help="ROLE or ROLE:SITE_NUMBER, repeatable (e.g. coordinator:01). Roles: "
+            "investigator, coordinator, monitor, data manager, sponsor, admin (or administrator); "
+            "any case, words joined by a space, '_' or '-' (data_manager, data-manager, "
+            "'data manager')"
+        ),
     ],
     study: StudyOption = None,
 ) -> None:
@@ -336,6 +342,7 @@ def create_user(
     from sqlmodel import Session, select
 
     from app import audit, auth
+    from app.access import parse_role
     from app.config import get_settings
     from app.db import unit_of_work
     from app.models import Role, Site
@@ -357,9 +364,9 @@ def create_user(
                     raise typer.Exit(1)
                 site_id = site.id
             try:
-                granted = Role(name)
+                granted = parse_role(name)
             except ValueError as error:
-                errors.print(f"Unknown role {name}; roles: {', '.join(r.value for r in Role)}")
+                errors.print(f"Not created: {error}", markup=False)
                 raise typer.Exit(1) from error
             roles.append((granted, None if granted == Role.ADMIN else bound.id, site_id))
         try:

@@ -1,5 +1,5 @@
 """The command line as an operator uses it: demo, serve refusing an unmigrated database, serve
-with several worker processes."""
+with several worker processes, create-user."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
+from sqlmodel import Session, col, select
 
+from app.db import make_engine
+from app.models import RoleAssignment, UserAccount
 from tests.conftest import REPO, free_port
 
 
@@ -123,3 +127,33 @@ def test_serve_spreads_connections_over_workers_and_replaces_a_dead_one(
         assert _worker_pids(server.pid) == set()
     else:
         assert "serving it from one process" in stderr.decode()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_create_user_takes_a_role_as_the_readme_spells_it(database_url: str) -> None:
+    env = {"TRIALDESK_DATABASE_URL": database_url, "TRIALDESK_NEW_PASSWORD": "Long-enough-2026"}
+    for username, spelling in (
+        ("dm1", "data manager"), ("dm2", "Data-Manager"), ("dm3", "DATA_MANAGER"),
+        ("admin1", "Administrator"),
+    ):  # fmt: skip
+        result = run(
+            "create-user", username, "--full-name", "A Person", "--role", spelling, env=env
+        )
+        assert result.returncode == 0, result.stderr
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        roles = session.exec(
+            select(UserAccount.username, RoleAssignment.role).join(
+                RoleAssignment, col(RoleAssignment.user_id) == UserAccount.id
+            )
+        ).all()
+    engine.dispose()
+    assert sorted(roles) == [
+        ("admin1", "admin"), ("dm1", "data_manager"), ("dm2", "data_manager"),
+        ("dm3", "data_manager"),
+    ]  # fmt: skip
+    refused = run("create-user", "x1", "--full-name", "X", "--role", "manager", env=env)
+    assert refused.returncode == 1
+    assert "unknown role 'manager'" in refused.stderr and "data manager" in refused.stderr
+    usage = run("create-user", "--help", env={**env, "COLUMNS": "200"})
+    assert "data_manager, data-manager, 'data manager'" in " ".join(usage.stdout.split())

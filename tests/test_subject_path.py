@@ -155,7 +155,7 @@ def test_visit_targets_windows_states_and_study_days(live_server: LiveServer) ->
         f"/api/v1/studies/ZM001/subjects/{subject}/events/SE.D7/1",
         json={"visit_date": "2026-01-17", "reason": "typo"},
     )
-    assert corrected.json()["state"] == "done"
+    assert corrected.json()["state"] == "in_window"
     visits = {
         (v["event_oid"], v["repeat"]): v
         for v in coordinator.get(f"/api/v1/studies/ZM001/subjects/{subject}").json()["visits"]

@@ -2,7 +2,8 @@
 
 Visit timing: once an anchor date is known (consent, leukapheresis, infusion), each visit
 timed from it gets a target date and window; a visit is *due* while today is in its window,
-*overdue* after it without a visit date, and *out of window* when its date falls outside.
+*overdue* after it without a visit date, and *in window* or *out of window* once dated. How
+many of its forms are complete is counted apart: a dated visit is not a done one.
 The study day counts from the anchor the schedule names (`study_day_anchor`; ZM001: the
 infusion day, D0 = day 0, negative before; spec §4.1).
 """
@@ -43,9 +44,19 @@ class VisitEntry:
     latest: date | None = None
     visit_date: date | None = None
     state: str = ""
-    """upcoming, due, overdue, done, out_of_window, or empty when untimed"""
+    """Where the visit stands against its window: upcoming, due, overdue (not dated yet),
+    in_window, out_of_window (dated); empty when untimed or its anchor date is not known.
+    Being dated says nothing of its forms: see `forms_complete`."""
     study_day: int | None = None
     repeating: bool = False
+
+    @property
+    def forms_complete(self) -> int:
+        return sum(form.status == FormStatus.COMPLETE for form in self.forms)
+
+    @property
+    def forms_not_done(self) -> int:
+        return sum(form.status == FormStatus.NOT_DONE for form in self.forms)
 
 
 @dataclass(frozen=True)
@@ -158,13 +169,13 @@ def _timed(
     )  # fmt: skip
     base = anchors.get(visit.anchor or "")
     if base is None or visit.day is None:
-        return entry if visit_date is None else replace(entry, state="done")
+        return entry
     earliest, latest = visit.day, visit.day
     if visit.window is not None:
         earliest, latest = visit.window.earliest, visit.window.latest
     first, last = base + timedelta(days=earliest), base + timedelta(days=latest)
     if visit_date is not None:
-        state = "done" if first <= visit_date <= last else "out_of_window"
+        state = "in_window" if first <= visit_date <= last else "out_of_window"
     elif not active:
         state = ""
     elif today > last:
@@ -206,5 +217,14 @@ def _timing(study: Study, visit: Visit) -> str:
     window = ""
     if visit.window and (visit.window.earliest, visit.window.latest) != (visit.day, visit.day):
         window = f" (window {visit.window.earliest:+d} to {visit.window.latest:+d})"
-    label = anchor.label[:1].lower() + anchor.label[1:]
-    return f"day {visit.day:+d} from {label}{window}"
+    return f"day {visit.day:+d} from {_mid_sentence(anchor.label)}{window}"
+
+
+def _mid_sentence(label: str) -> str:
+    """`label` as it reads inside a sentence: "Informed consent signed" becomes "informed
+    consent signed", but a first word that is a code or acronym ("ZM001 infusion day", "CAR-T
+    infusion") keeps its capitals."""
+    first = label.split(" ", 1)[0]
+    if first[1:] != first[1:].lower() or any(char.isdigit() for char in first):
+        return label
+    return label[:1].lower() + label[1:]

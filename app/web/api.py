@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi import Path as PathParam
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,6 +42,7 @@ from app.study.loader import Study, find_item
 from app.study.model import FormDef
 from app.web.deps import CallerDep, SessionDep, StudyDep, requires
 from app.web.formview import FIELD_NAME, field_name
+from app.web.pages import invalid_page_request
 
 API_ROOT = "/api/v1"
 STUDY_PREFIX = API_ROOT + "/studies/{study_oid}"
@@ -103,7 +103,10 @@ class VisitOut(BaseModel):
     earliest: date | None
     latest: date | None
     visit_date: date | None
-    state: str = Field(description="upcoming, due, overdue, done, out_of_window, or empty")
+    state: str = Field(
+        description="against the visit window: upcoming, due, overdue, in_window, out_of_window, "
+        "or empty (untimed, or its anchor date not known yet); says nothing of its forms"
+    )
     study_day: int | None = Field(
         description="days from the study's study-day anchor (ZM001: the infusion day, D0 = 0)"
     )
@@ -198,7 +201,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, error: RequestValidationError) -> Response:
         if not request.url.path.startswith(API_ROOT + "/"):
-            return await request_validation_exception_handler(request, error)
+            return await invalid_page_request(request, error)
         errors = [
             FieldMessage(field=".".join(str(p) for p in e["loc"]), message=e["msg"])
             for e in error.errors()

@@ -95,11 +95,33 @@ def get_caller(request: Request, session: SessionDep, settings: SettingsDep) -> 
         session.commit()
     if caller is None:
         raise LoginRequired
+    # The account as read now, kept out of the session: a route's rolled-back change must not
+    # expire what the page (an error page too) still shows of who is logged in.
+    session.expunge(caller.user)
     logs.note_user(pk(caller.user))
     return caller
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def page_access(request: Request) -> Access | None:
+    """The logged-in user's access for an error page: as the route's dependencies found it, or,
+    for a path no route answers, from the session cookie; None when nobody is logged in."""
+    known: Access | None = getattr(request.state, "access", None)
+    if known is not None or SESSION_COOKIE not in request.cookies:
+        return known
+
+    def load() -> Access | None:
+        with Session(request.app.state.engine, expire_on_commit=False) as session:
+            try:
+                caller = get_caller(request, session, request.app.state.settings)
+            except LoginRequired:
+                return None
+            return access_of(caller.user, caller.assignments, caller.study_id)
+
+    async with request.app.state.transaction_gate:
+        return await anyio.to_thread.run_sync(load)
 
 
 # Dependencies that do no I/O are `async`: FastAPI runs sync dependencies in a worker thread,
@@ -118,7 +140,9 @@ async def get_access(request: Request, caller: CallerDep) -> Access:
             raise NotFound(f"study {request.path_params.get('study_oid')}")
         raise StudyChoiceRequired
     request.state.study = registry.by_id[caller.study_id]  # pages render with it
-    return access_of(caller.user, caller.assignments, caller.study_id)
+    access = access_of(caller.user, caller.assignments, caller.study_id)
+    request.state.access = access  # for the page header, also of an error page (see below)
+    return access
 
 
 AccessDep = Annotated[Access, Depends(get_access)]

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi import Path as PathParam
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, col, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import audit, auth
-from app.access import Access, AccessDenied, Permission, access_of, studies_of
+from app.access import Access, AccessDenied, Permission, access_of, role_label, studies_of
 from app.crf import form_changes, reads, write
 from app.crf import status as subject_status
 from app.crf.casebook import build_casebook
@@ -46,13 +50,16 @@ from app.web.deps import (
     StudyChoiceRequired,
     StudyDep,
     get_caller,
+    page_access,
     requires,
 )
 from app.web.formview import error_summary, field_reasons, form_view, removed_rows, submitted_rows
+from app.web.menu import home, menu
 
 SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
 Repeat = Annotated[int, PathParam(ge=1, le=9999)]
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+TEMPLATES.env.filters["role_label"] = role_label
 MAX_FORM_FIELDS = 5000
 FORM_PATH = (
     "/subjects/{subject_id}/events/{event_oid}/{event_repeat}/forms/{form_oid}/{form_repeat}"
@@ -79,25 +86,62 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, _exc: NotFound) -> Response:
-        message = "There is no such page, or you do not have access to it."
-        return _error(request, 404, "Not found", message)
+        return await _error(request, 404, "Not found", NOT_FOUND)
 
     @app.exception_handler(AccessDenied)
     async def _denied(request: Request, exc: AccessDenied) -> Response:
-        return _error(request, 403, "Not allowed", str(exc))
+        return await _error(request, 403, "Not allowed", str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Unknown paths and methods: the API's JSON as FastAPI gives it, the app's page else."""
+        if request.url.path.startswith("/api/"):
+            return await http_exception_handler(request, exc)
+        if exc.status_code == 404:
+            return await _error(request, 404, "Not found", NOT_FOUND)
+        title = HTTPStatus(exc.status_code).phrase
+        return await _error(request, exc.status_code, title, str(exc.detail))
 
 
-def _error(request: Request, status: int, title: str, message: str) -> Response:
-    """The same refusal as JSON for the API and as a page for the browser."""
+NOT_FOUND = "There is no such page, or you do not have access to it."
+"""Said alike of a page that does not exist and of another site's subject."""
+
+
+async def invalid_page_request(request: Request, error: RequestValidationError) -> Response:
+    """A page request whose path or form fields do not parse. A malformed id in the path
+    (`/subjects/abc`) names no page: the same "Not found" as an id that does not exist."""
+    if any(problem["loc"][:1] == ("path",) for problem in error.errors()):
+        return await _error(request, 404, "Not found", NOT_FOUND)
+    details = [
+        f"{problem['loc'][-1]}: {problem['msg']}" if problem["loc"] else problem["msg"]
+        for problem in error.errors()
+    ]
+    return await _error(request, 422, "Not valid", "; ".join(details))
+
+
+async def _error(request: Request, status: int, title: str, message: str) -> Response:
+    """The same refusal as JSON for the API and as a page, with the user's menu, for the
+    browser."""
     if request.url.path.startswith("/api/"):
         return JSONResponse({"detail": message}, status_code=status)
-    return render(request, "message.html", {"title": title, "message": message}, status)
+    access = await page_access(request)
+    context = {"title": title, "message": message, "access": access}
+    return render(request, "message.html", context, status)
 
 
 def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
+    """A page from `template`; its header has the menu of the logged-in user (the context's
+    `access`, else the one the request's dependencies found)."""
+    access: Access | None = context.get("access") or getattr(request.state, "access", None)
     context = {
         "study": getattr(request.state, "study", None),
         "csrftoken": request.scope["csrftoken"](),
+        "user": access.user if access else None,
+        "user_roles": ", ".join(sorted(role_label(role) for role in access.roles))
+        if access
+        else "",
+        "menu": menu(access) if access else [],
+        "home": home(access) if access else "/login",
         **context,
     }
     return TEMPLATES.TemplateResponse(request, template, context, status_code=status)
@@ -108,8 +152,8 @@ def render(request: Request, template: str, context: dict[str, Any], status: int
 
 @router.get("/")
 def root(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    """Each user's home in the study they work in: subjects, or administration for
-    administrators only; choosing a study first when they work in several."""
+    """Each user's start page in the study they work in: the first place of their menu;
+    choosing a study first when they work in several."""
     try:
         caller = get_caller(request, session, settings)
     except LoginRequired:
@@ -117,8 +161,11 @@ def root(request: Request, session: SessionDep, settings: SettingsDep) -> Respon
     if caller.study_id is None:
         return RedirectResponse("/studies", status_code=303)
     access = access_of(caller.user, caller.assignments, caller.study_id)
-    home = "/subjects" if access.can(Permission.VIEW_SUBJECTS) else "/admin"
-    return RedirectResponse(home, status_code=303)
+    start = home(access)
+    if start is None:
+        message = "Your account has no role in this study yet: ask an administrator for one."
+        return render(request, "message.html", {"title": "No role", "message": message}, 403)
+    return RedirectResponse(start, status_code=303)
 
 
 StudyOid = Annotated[str, PathParam(max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9._\-]*$")]
