@@ -1,5 +1,5 @@
 """The command line as an operator uses it: demo, serve refusing an unmigrated database, serve
-with several worker processes, create-user."""
+with several worker processes, create-user, exports refusing an unknown scope."""
 
 from __future__ import annotations
 
@@ -157,3 +157,25 @@ def test_create_user_takes_a_role_as_the_readme_spells_it(database_url: str) -> 
     assert "unknown role 'manager'" in refused.stderr and "data manager" in refused.stderr
     usage = run("create-user", "--help", env={**env, "COLUMNS": "200"})
     assert "data_manager, data-manager, 'data manager'" in " ".join(usage.stdout.split())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_export_of_an_unknown_cohort_is_refused_naming_the_valid_ones(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = {"TRIALDESK_DATABASE_URL": database_url}
+    assert run("demo", "--subjects", "2", env=env).returncode == 0
+    for cohort in ("DL5", "dl2", "DL2:ESC"):
+        out = tmp_path / cohort.replace(":", "-")
+        result = run(
+            "export", "sdtm", "-o", str(out), "--format", "csv", "--cohort", cohort, env=env
+        )
+        assert result.returncode == 1, result.stdout
+        message = " ".join(result.stderr.split())
+        assert f"Not exported: cohort: no dose cohort '{cohort}'" in message
+        assert "dose cohorts are DL1, DL2, DL3, DL4" in message and ":ESCALATION" in message
+        assert not out.exists()
+    known = run(
+        "export", "define", "-o", str(tmp_path / "dl1"), "--cohort", "DL1:ESCALATION", env=env
+    )
+    assert known.returncode == 0, known.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import lxml.html
 import pytest
 from lxml import etree
 from sqlalchemy import Engine, event
@@ -131,7 +132,9 @@ def test_requests_that_name_nothing_are_refused_naming_the_field(
 ) -> None:
     client = api_client(exporting_server)
     cases = [
-        ({"kind": "sdtm", "scope": "cohort", "cohort": "DL9"}, "body.scope", "DL9"),
+        ({"kind": "sdtm", "scope": "cohort", "cohort": "DL9"}, "body.cohort", COHORTS),
+        ({"kind": "sdtm", "scope": "cohort", "cohort": "dl2"}, "body.cohort", "'dl2'"),
+        ({"kind": "sdtm", "scope": "cohort", "cohort": "DL2:ESC"}, "body.cohort", COHORTS),
         ({"kind": "sdtm", "scope": "subject", "subject": "99-999"}, "body.subject", "99-999"),
         ({"kind": "sdtm", "scope": "site", "site": "77"}, "body.site", "77"),
         ({"kind": "sdtm", "formats": []}, "body.formats", "at least one"),
@@ -144,6 +147,25 @@ def test_requests_that_name_nothing_are_refused_naming_the_field(
         assert errors[0]["field"] == field, response.json()
         assert words in errors[0]["message"]
     assert client.get("/api/v1/studies/ZM001/exports").json() == []
+
+
+COHORTS = "dose cohorts are DL1, DL2, DL3, DL4, each optionally with a phase"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_exports_page_refuses_an_unknown_cohort_naming_the_valid_ones(
+    exporting_server: LiveServer,
+) -> None:
+    browser = logged_in_client(exporting_server, "sponsor")
+    for cohort in ("DL5", "dl2", "DL2:ESC"):
+        response = browser.post("/exports", data={
+            "csrftoken": csrf_token(browser, "/exports"), "kind": "sdtm", "formats": "csv",
+            "scope": "cohort", "cohort": cohort,
+        })  # fmt: skip
+        assert response.status_code == 422, cohort
+        error = lxml.html.fromstring(response.text).xpath("string(//p[@class='error'])")
+        assert error.startswith(f"cohort: no dose cohort '{cohort}'") and COHORTS in error
+    assert api_client(exporting_server).get("/api/v1/exports").json() == []
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

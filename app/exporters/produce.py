@@ -114,10 +114,8 @@ def export_request(
             raise BadExportRequest("site", f"no site numbered {site_number!r}")
         fields["site_id"] = site.id
     elif scope_kind is ScopeKind.COHORT:
-        level, _, phase = (cohort or "").partition(":")
-        if not level:
-            raise BadExportRequest("cohort", "choose a dose cohort")
-        fields.update(dose_level=level, phase=phase or None)
+        level, phase = _cohort(study, cohort or "")
+        fields.update(dose_level=level, phase=phase)
     elif scope_kind is ScopeKind.SUBJECT:
         key = (subject_key or "").strip()
         subject = session.exec(
@@ -130,6 +128,23 @@ def export_request(
         return ExportRequest(export_kind, ExportScope(**fields), frozenset(formats))
     except ValueError as error:
         raise BadExportRequest("formats", str(error)) from error
+
+
+def _cohort(study: Study, text: str) -> tuple[str, str | None]:
+    """Dose level and phase of "DL2" or "DL2:ESCALATION", as the study codes them (exactly:
+    codes are data). An unknown one is refused naming the valid ones: it would select nobody,
+    and an empty export would pass for a real one."""
+    level, colon, phase = text.strip().partition(":")
+    levels = [dose.code for dose in study.info.dose_levels]
+    phases = [p.code for p in study.info.phases]
+    if level not in levels or (colon and phase not in phases):
+        given = f"no dose cohort {text!r}; " if text.strip() else ""
+        raise BadExportRequest(
+            "cohort",
+            f"{given}dose cohorts are {', '.join(levels)}, each optionally with a phase: "
+            f"{' or '.join(':' + p for p in phases)} (e.g. {levels[0]}:{phases[0]})",
+        )
+    return level, phase or None
 
 
 @dataclass(frozen=True)
