@@ -1,5 +1,6 @@
 """Writing an SDTM dataset as SAS XPORT v5 (pyreadstat), CDISC Dataset-JSON 1.1 (streamed
 with the json module) and CSV, and the SDTMIG 3.4 §4.5.3 split of text over 200 characters.
+CSV text that a spreadsheet would run as a formula is defused (`spreadsheet_safe`).
 
 XPORT v5 limits are checked before anything is written, because pyreadstat silently
 truncates labels and writes over-long values: names at most 8 characters, labels at most 40,
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -275,4 +277,19 @@ def _write_csv(table: Table, path: Path) -> Path:
 def _csv_value(value: Value) -> str:
     if value is None:
         return ""
-    return format_number(value) if isinstance(value, float) else value
+    return format_number(value) if isinstance(value, float) else spreadsheet_safe(value)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection)."""
+NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A CSV text cell that a spreadsheet shows as text instead of running it as a formula:
+    a leading apostrophe before `=`, `+`, `-`, `@`, tab or carriage return (OWASP's advice).
+    A plain number such as a result of "-1.5" is left alone: a spreadsheet reads it as the
+    number, never as a formula. XPT and Dataset-JSON keep every value as typed."""
+    if text.startswith(FORMULA_STARTS) and not NUMBER.fullmatch(text):
+        return "'" + text
+    return text
