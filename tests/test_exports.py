@@ -165,7 +165,7 @@ def test_the_exports_page_refuses_an_unknown_cohort_naming_the_valid_ones(
         assert response.status_code == 422, cohort
         error = lxml.html.fromstring(response.text).xpath("string(//p[@class='error'])")
         assert error.startswith(f"cohort: no dose cohort '{cohort}'") and COHORTS in error
-    assert api_client(exporting_server).get("/api/v1/exports").json() == []
+    assert api_client(exporting_server).get("/api/v1/studies/ZM001/exports").json() == []
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -15,7 +15,16 @@ from sqlmodel import Session, col, select
 from app.access import Access, Permission
 from app.crf.changes import FormRef, NotFound
 from app.crf.engine import Rows
-from app.models import AuditRecord, FormData, ItemData, ItemGroupData, Site, StudyEventData, Subject
+from app.models import (
+    AuditRecord,
+    FormData,
+    ItemData,
+    ItemGroupData,
+    Site,
+    StudyEventData,
+    Subject,
+    pk,
+)
 from app.site_time import local_date
 from app.study.loader import LOG_EVENT_OID, Study
 from app.study.model import FormDef
@@ -77,13 +86,32 @@ def site_today(session: Session, subject: Subject, now: datetime) -> date:
 
 
 @dataclass(frozen=True)
+class FormRow:
+    """A stored form's row as read: what a save checks (the optimistic lock) and shows. A save
+    changes the row by statement (`app.crf.persist`), never through this."""
+
+    id: int
+    version: int
+    status: str
+    not_done_reason: str | None
+    definition_version: str
+
+    @classmethod
+    def of(cls, form_data: FormData) -> FormRow:
+        return cls(
+            pk(form_data), form_data.version, form_data.status, form_data.not_done_reason,
+            form_data.definition_version,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class StoredForm:
     """A saved form's values, with the row ids a save needs to change them in place.
 
     `rows` holds the items of the current definition; `retired` the values of items that a
     later definition removed (kept, shown and exported, never silently dropped)."""
 
-    form_data: FormData
+    form_data: FormRow
     rows: Rows
     group_ids: dict[tuple[str, int], int] = field(default_factory=dict)
     item_ids: dict[tuple[int, str], int] = field(default_factory=dict)
@@ -96,12 +124,17 @@ _FORMS = FormData.__table__  # type: ignore[attr-defined]
 _EVENTS = StudyEventData.__table__  # type: ignore[attr-defined]
 _GROUPS = ItemGroupData.__table__  # type: ignore[attr-defined]
 _ITEM_DATA = ItemData.__table__  # type: ignore[attr-defined]
+_FORM_ROW = (
+    _FORMS.c.id, _FORMS.c.version, _FORMS.c.status, _FORMS.c.not_done_reason,
+    _FORMS.c.definition_version,
+)  # fmt: skip
+"""The columns of a FormRow, in its order."""
 _VALUE_COLUMNS = (
     _GROUPS.c.id, _GROUPS.c.item_group_oid, _GROUPS.c.repeat_key,
     _ITEM_DATA.c.id, _ITEM_DATA.c.item_oid, _ITEM_DATA.c.value,
 )  # fmt: skip
 _FORM_AT = (
-    sa_select(*_FORMS.c, *_VALUE_COLUMNS)
+    sa_select(*_FORM_ROW, *_VALUE_COLUMNS)
     .join(_EVENTS, _EVENTS.c.id == _FORMS.c.study_event_id)
     .outerjoin(_GROUPS, _GROUPS.c.form_data_id == _FORMS.c.id)
     .outerjoin(_ITEM_DATA, _ITEM_DATA.c.item_group_data_id == _GROUPS.c.id)
@@ -124,8 +157,7 @@ _FORM_VALUES = (
 
 
 def load_form(session: Session, subject: Subject, form: FormDef, ref: FormRef) -> StoredForm | None:
-    """The stored form at `ref`, or None when nothing was saved there. Its `form_data` is
-    read as plain columns (not a row the session tracks): a save changes it by statement."""
+    """The stored form at `ref`, or None when nothing was saved there."""
     rows = session.execute(
         _FORM_AT,
         {
@@ -136,9 +168,8 @@ def load_form(session: Session, subject: Subject, form: FormDef, ref: FormRef) -
     ).all()  # fmt: skip
     if not rows:
         return None
-    width = len(_FORMS.c)
-    form_data = FormData(**dict(zip(_FORMS.c.keys(), rows[0][:width], strict=True)))
-    return _filled(StoredForm(form_data, {}), form, (row[width:] for row in rows))
+    width = len(_FORM_ROW)
+    return _filled(StoredForm(FormRow(*rows[0][:width]), {}), form, (row[width:] for row in rows))
 
 
 def item_names(form: FormDef) -> dict[str, str]:
@@ -149,7 +180,7 @@ def item_names(form: FormDef) -> dict[str, str]:
 def stored_form(session: Session, form_data: FormData, form: FormDef) -> StoredForm:
     """A form's stored values in one query."""
     rows = session.execute(_FORM_VALUES, {"form_data_id": form_data.id})
-    return _filled(StoredForm(form_data, {}), form, rows)
+    return _filled(StoredForm(FormRow.of(form_data), {}), form, rows)
 
 
 def _filled(stored: StoredForm, form: FormDef, rows: Iterable[Sequence[Any]]) -> StoredForm:
