@@ -213,17 +213,25 @@ def free_port() -> int:
 class LiveServer:
     """A uvicorn server in a thread, serving the real app on 127.0.0.1."""
 
-    def __init__(self, database_url: str, study: Study, *, forms: Path = FORMS) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        study: Study,
+        *,
+        forms: Path = FORMS,
+        others: tuple[tuple[Study, StudyFolders], ...] = (),
+    ) -> None:
+        """Serve `study` (read from `forms`) and the `others`, each with its folders."""
         self.settings = Settings(
             environment="test",
             database_url=database_url,
-            studies=(StudyFolders(forms=forms, exports=EXPORTS),),
+            studies=(StudyFolders(forms=forms, exports=EXPORTS), *(f for _, f in others)),
             secret_key="t" * 32,
         )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        unbound = replace(study, db_id=None, version=0)
-        self.app = create_app(self.settings, [unbound])
+        served = [study, *(other for other, _ in others)]
+        self.app = create_app(self.settings, [replace(s, db_id=None, version=0) for s in served])
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -63,27 +63,21 @@ VISIT_OCCURRED = "occurred"
 def flag_codelists(study: Study) -> list[CodeList]:
     """The code lists of the Annotation Flags in ClinicalData (form status, subject status,
     dose level, phase, visit status) and of their FlagTypes. A study's own list of the same OID
-    (e.g. CL.PHASE on a CRF) is used as it is and not repeated."""
+    (e.g. CL.PHASE on a CRF) is used as it is and not repeated; a study without dose levels or
+    phases has no such flags and no list for them."""
     path = study.subject_path
-    lists = [
-        _flag_codelist(
+    entries = [
+        (
             FORM_STATUS_CODELIST,
             "Form status",
             [(s.value, s.value.replace("_", " ").capitalize()) for s in FormStatus],
         ),
-        _flag_codelist(
-            SUBJECT_STATUS_CODELIST, "Subject status", [(s.code, s.label) for s in path.statuses]
-        ),
-        _flag_codelist(
-            DOSE_LEVEL_CODELIST, "Dose level", [(d.code, d.label) for d in study.info.dose_levels]
-        ),
-        _flag_codelist(
-            PHASE_CODELIST, "Study phase", [(p.code, p.label) for p in study.info.phases]
-        ),
-        _flag_codelist(
-            VISIT_STATUS_CODELIST, "Visit status", [(VISIT_OCCURRED, "Visit took place")]
-        ),
+        (SUBJECT_STATUS_CODELIST, "Subject status", [(s.code, s.label) for s in path.statuses]),
+        (DOSE_LEVEL_CODELIST, "Dose level", [(d.code, d.label) for d in study.info.dose_levels]),
+        (PHASE_CODELIST, "Study phase", [(p.code, p.label) for p in study.info.phases]),
+        (VISIT_STATUS_CODELIST, "Visit status", [(VISIT_OCCURRED, "Visit took place")]),
     ]
+    lists = [_flag_codelist(oid, name, values) for oid, name, values in entries if values]
     kinds = [(flag_type(codelist.oid), codelist.name) for codelist in lists]
     lists.append(_flag_codelist(FLAG_TYPE_CODELIST, "Kind of annotation flag", kinds))
     return [codelist for codelist in lists if codelist.oid not in study.codelists]

@@ -160,7 +160,7 @@ class RecordContext:
     transposed_item: str | None = None
     transposed_values: Mapping[str, str | float] = field(default_factory=dict)
     reference_start: str | None = None
-    """RFSTDTC of the subject (ZM001 infusion date/time), for --DY."""
+    """RFSTDTC of the subject (the first treatment, as the DM mapping derives it), for --DY."""
     computes: Mapping[str, Callable[[RecordContext], Value]] = field(default_factory=dict)
     """How each variable of the record is computed (set by the engine)."""
 
