@@ -21,6 +21,7 @@ import httpx
 import lxml.html
 import pyreadstat
 import pytest
+from jsonschema import Draft201909Validator
 from lxml import etree
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -47,6 +48,7 @@ from tests.conftest import (
 
 HT201 = REPO / "tests" / "studies" / "HT201"
 HT201_FOLDERS = StudyFolders(forms=HT201 / "forms", exports=HT201 / "exports")
+DATASET_JSON_SCHEMA = REPO / "app" / "schemas" / "dataset-json-1.1" / "dataset.schema.json"
 ODM_NS = {"odm": "http://www.cdisc.org/ns/odm/v1.3"}
 TODAY = date.today()
 CONSENT = TODAY - timedelta(days=40)
@@ -280,12 +282,19 @@ def test_ht201_is_entered_exported_as_valid_odm_and_sdtm_and_imported_elsewhere(
 
     sdtm = tmp_path / "sdtm"
     result = cli(
-        "export", "sdtm", "-o", str(sdtm), "--study", "HT201", "--format", "xpt", url=instance.url
-    )
+        "export", "sdtm", "-o", str(sdtm), "--study", "HT201", "--format", "xpt", "--format",
+        "json", url=instance.url,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert define_schema().validate(etree.parse(str(sdtm / "define.xml"))), (
         define_schema().error_log
     )
+    validator = Draft201909Validator(json.loads(DATASET_JSON_SCHEMA.read_text()))
+    written = sorted(path.stem for path in sdtm.glob("*.json"))
+    assert written == ["ae", "dm", "ds", "ex", "vs"]
+    for name in written:
+        content = json.loads((sdtm / f"{name}.json").read_text(encoding="utf-8"))
+        assert [error.message for error in validator.iter_errors(content)] == [], name
     dm_rows, _ = pyreadstat.read_xport(str(sdtm / "dm.xpt"))
     (row,) = dm_rows.to_dict("records")
     assert row["USUBJID"] == "HT201-01-001" and row["AGE"] == age
