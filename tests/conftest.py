@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Self
 
 import httpx
 import lxml.html
@@ -24,6 +25,7 @@ import uvicorn
 from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from starlette.testclient import TestClient
 
 from app import auth
 from app.config import Settings, StudyFolders
@@ -210,8 +212,12 @@ def free_port() -> int:
         return port
 
 
-class LiveServer:
-    """A uvicorn server in a thread, serving the real app on 127.0.0.1."""
+class InProcessServer:
+    """The real app answering in the test's process through starlette's TestClient (ASGI
+    calls: no socket, no server thread), for HTTP tests that need no socket. A browser, a
+    second process or concurrent clients need a LiveServer."""
+
+    url = "http://testserver"
 
     def __init__(
         self,
@@ -228,15 +234,61 @@ class LiveServer:
             studies=(StudyFolders(forms=forms, exports=EXPORTS), *(f for _, f in others)),
             secret_key="t" * 32,
         )
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         served = [study, *(other for other, _ in others)]
         self.app = create_app(self.settings, [replace(s, db_id=None, version=0) for s in served])
+
+    def client(
+        self,
+        *,
+        headers: dict[str, str] | None = None,
+        follow_redirects: bool = False,
+        timeout: float = 30,
+    ) -> httpx.Client:
+        """A client of the server, as httpx.Client(base_url=server.url) would be. A server
+        error answers 500 with the app's error page, as over a socket."""
+        del timeout  # in-process calls do not wait on a network
+        return TestClient(
+            self.app, base_url=self.url, headers=headers, follow_redirects=follow_redirects,
+            raise_server_exceptions=False,
+        )  # fmt: skip
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.app.fastapi.state.engine.dispose()
+
+
+class LiveServer(InProcessServer):
+    """A uvicorn server in a thread, serving the real app on 127.0.0.1."""
+
+    def __init__(
+        self,
+        database_url: str,
+        study: Study,
+        *,
+        forms: Path = FORMS,
+        others: tuple[tuple[Study, StudyFolders], ...] = (),
+    ) -> None:
+        super().__init__(database_url, study, forms=forms, others=others)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> LiveServer:
+    def client(
+        self,
+        *,
+        headers: dict[str, str] | None = None,
+        follow_redirects: bool = False,
+        timeout: float = 30,
+    ) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers=headers, follow_redirects=follow_redirects, timeout=timeout
+        )
+
+    def __enter__(self) -> Self:
         self.thread.start()
         deadline = time.monotonic() + 15
         while not self.server.started:
@@ -252,7 +304,15 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(demo_engine: Engine, database_url: str, zm001: Study) -> Iterator[LiveServer]:
+    """The demo accounts' database served over a socket on 127.0.0.1."""
     with LiveServer(database_url, zm001) as server:
+        yield server
+
+
+@pytest.fixture
+def app_server(demo_engine: Engine, database_url: str, zm001: Study) -> Iterator[InProcessServer]:
+    """The demo accounts' database served in-process (see InProcessServer)."""
+    with InProcessServer(database_url, zm001) as server:
         yield server
 
 
@@ -266,9 +326,9 @@ def csrf_token(client: httpx.Client, path: str = "/login") -> str:
 
 
 def logged_in_client(
-    server: LiveServer, username: str, password: str = DEMO_PASSWORD
+    server: InProcessServer, username: str, password: str = DEMO_PASSWORD
 ) -> httpx.Client:
-    client = httpx.Client(base_url=server.url, follow_redirects=False, timeout=30)
+    client = server.client()
     token = csrf_token(client)
     response = client.post(
         "/login", data={"username": username, "password": password, "csrftoken": token}

@@ -19,7 +19,7 @@ from app.access import PERMISSIONS, Permission
 from app.models import Role, pk
 from app.web.deps import PermissionCheck
 from tests import factories
-from tests.conftest import LiveServer, csrf_token, logged_in_client
+from tests.conftest import InProcessServer, csrf_token, logged_in_client
 
 PUBLIC = {
     ("GET", "/"),
@@ -52,7 +52,7 @@ def flat_routes(routes: list[Any]) -> Iterator[Any]:
         yield from flat_routes(included.routes) if included is not None else [route]
 
 
-def app_routes(server: LiveServer) -> list[tuple[str, str, set[Permission]]]:
+def app_routes(server: InProcessServer) -> list[tuple[str, str, set[Permission]]]:
     rows = []
     for route in flat_routes(server.app.fastapi.routes):
         if not isinstance(route, APIRoute):
@@ -62,10 +62,10 @@ def app_routes(server: LiveServer) -> list[tuple[str, str, set[Permission]]]:
     return rows
 
 
-def test_every_route_declares_a_permission(live_server: LiveServer) -> None:
+def test_every_route_declares_a_permission(app_server: InProcessServer) -> None:
     undeclared = [
         f"{method} {path}"
-        for method, path, permissions in app_routes(live_server)
+        for method, path, permissions in app_routes(app_server)
         if not permissions and (method, path) not in PUBLIC
     ]
     assert undeclared == []
@@ -103,26 +103,24 @@ def call(client: httpx.Client, method: str, path: str) -> httpx.Response:
     return client.request(method, path, data=data if method == "POST" else None)
 
 
-def clients(server: LiveServer, username: str) -> tuple[httpx.Client, httpx.Client]:
+def clients(server: InProcessServer, username: str) -> tuple[httpx.Client, httpx.Client]:
     """A browser-session client and an API-token client for one user."""
     browser = logged_in_client(server, username)
     engine = server.app.fastapi.state.engine
     with Session(engine) as session:
         secret = factories.api_token(session, username, "walk")
-    api = httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {secret}"}, timeout=30
-    )
+    api = server.client(headers={"Authorization": f"Bearer {secret}"}, timeout=30)
     return browser, api
 
 
 @pytest.fixture
-def subject_ids(live_server: LiveServer) -> dict[str, int]:
+def subject_ids(app_server: InProcessServer) -> dict[str, int]:
     """One subject at site 01 and one at site 02."""
-    engine = live_server.app.fastapi.state.engine
+    engine = app_server.app.fastapi.state.engine
     ids = {}
     with Session(engine, expire_on_commit=False) as session:
         for username, site in (("coordinator", 1), ("coordinator2", 2)):
-            study = live_server.app.fastapi.state.studies.by_oid["ZM001"]
+            study = app_server.app.fastapi.state.studies.by_oid["ZM001"]
             subject = factories.register(session, study, site_id=site, by=username)
             ids[f"site{site}"] = pk(subject)
     return ids
@@ -130,11 +128,11 @@ def subject_ids(live_server: LiveServer) -> dict[str, int]:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_each_role_is_refused_every_route_it_lacks_the_permission_for(
-    live_server: LiveServer, subject_ids: dict[str, int]
+    app_server: InProcessServer, subject_ids: dict[str, int]
 ) -> None:
-    routes = [r for r in app_routes(live_server) if (r[0], r[1]) not in PUBLIC]
+    routes = [r for r in app_routes(app_server) if (r[0], r[1]) not in PUBLIC]
     for role, username in ROLE_USERS.items():
-        browser, api = clients(live_server, username)
+        browser, api = clients(app_server, username)
         lacking = [r for r in routes if not all(role in PERMISSIONS[p] for p in r[2])]
         # Every role but the ones holding every permission is refused something.
         assert lacking or all(role in roles for roles in PERMISSIONS.values()), role
@@ -151,9 +149,9 @@ def test_each_role_is_refused_every_route_it_lacks_the_permission_for(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_site_users_get_not_found_for_every_subject_route_of_another_site(
-    live_server: LiveServer, subject_ids: dict[str, int]
+    app_server: InProcessServer, subject_ids: dict[str, int]
 ) -> None:
-    subject_routes = [r for r in app_routes(live_server) if "{subject_id}" in r[1]]
+    subject_routes = [r for r in app_routes(app_server) if "{subject_id}" in r[1]]
     form = "/events/{event_oid}/{event_repeat}/forms/{form_oid}/{form_repeat}"
     for expected in (
         ("GET", "/subjects/{subject_id}"), ("GET", "/subjects/{subject_id}" + form),
@@ -167,7 +165,7 @@ def test_site_users_get_not_found_for_every_subject_route_of_another_site(
         ("investigator", "site2"),
         ("coordinator2", "site1"),
     ):
-        browser, api = clients(live_server, username)
+        browser, api = clients(app_server, username)
         for method, path, _ in subject_routes:
             client = api if path.startswith("/api/") else browser
             response = call(client, method, fill(path, subject_ids[other_site]))

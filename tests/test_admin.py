@@ -6,11 +6,11 @@ from sqlmodel import Session, col, select
 
 from app.demo import DEMO_PASSWORD
 from app.models import AuditRecord
-from tests.conftest import LiveServer, csrf_token, logged_in_client
+from tests.conftest import InProcessServer, csrf_token, logged_in_client
 
 
-def test_admin_creates_a_site_and_an_account_that_can_log_in(live_server: LiveServer) -> None:
-    admin = logged_in_client(live_server, "admin")
+def test_admin_creates_a_site_and_an_account_that_can_log_in(app_server: InProcessServer) -> None:
+    admin = logged_in_client(app_server, "admin")
     assert admin.get("/").headers["location"] == "/admin"
     token = csrf_token(admin, "/admin")
     assert (
@@ -49,11 +49,11 @@ def test_admin_creates_a_site_and_an_account_that_can_log_in(live_server: LiveSe
         },
     )
     assert created.status_code == 200 and "Account nurse created." in created.text
-    nurse = logged_in_client(live_server, "nurse", password="Lupus-2026-ok")
+    nurse = logged_in_client(app_server, "nurse", password="Lupus-2026-ok")
     assert "Wuhan Union (demo)" in nurse.get("/subjects").text
     site_role = admin.post("/admin/users/1/roles", data={"role": "coordinator", "csrftoken": token})
     assert site_role.status_code == 422 and "is a site role: choose a site" in site_role.text
-    with Session(live_server.app.fastapi.state.engine) as session:
+    with Session(app_server.app.fastapi.state.engine) as session:
         actions = session.exec(
             select(AuditRecord.action, AuditRecord.details).where(
                 col(AuditRecord.username) == "admin"
@@ -63,10 +63,11 @@ def test_admin_creates_a_site_and_an_account_that_can_log_in(live_server: LiveSe
     assert ("role_grant", "nurse: coordinator at site 4") in actions
 
 
-def test_repeated_failed_logins_lock_the_account_and_are_audited(live_server: LiveServer) -> None:
-    import httpx
+def test_repeated_failed_logins_lock_the_account_and_are_audited(
+    app_server: InProcessServer,
+) -> None:
 
-    client = httpx.Client(base_url=live_server.url)
+    client = app_server.client()
     token = csrf_token(client)
     for _ in range(5):
         client.post(
@@ -76,7 +77,7 @@ def test_repeated_failed_logins_lock_the_account_and_are_audited(live_server: Li
         "/login", data={"username": "monitor", "password": DEMO_PASSWORD, "csrftoken": token}
     )
     assert locked.status_code == 401 and "locked" in locked.text
-    with Session(live_server.app.fastapi.state.engine) as session:
+    with Session(app_server.app.fastapi.state.engine) as session:
         failures = session.exec(
             select(AuditRecord.details).where(
                 AuditRecord.action == "login_failed", AuditRecord.username == "monitor"

@@ -9,22 +9,20 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, csrf_token, logged_in_client
+from tests.conftest import InProcessServer, LiveServer, csrf_token, logged_in_client
 
 DM = "/api/v1/studies/ZM001/subjects/{id}/events/SE.SCR/1/forms/F.DM/1"
 IC = "/api/v1/studies/ZM001/subjects/{id}/events/SE.SCR/1/forms/F.IC/1"
 
 
-def api_client(server: LiveServer, username: str) -> httpx.Client:
+def api_client(server: InProcessServer, username: str) -> httpx.Client:
     """A client authenticated by a token the user created on the tokens page."""
     browser = logged_in_client(server, username)
     token = csrf_token(browser, "/account/tokens")
     page = browser.post("/account/tokens", data={"name": "tests", "csrftoken": token}).text
     secret = re.search(r'<code id="new-token">([^<]+)</code>', page)
     assert secret is not None
-    return httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {secret.group(1)}"}, timeout=30
-    )
+    return server.client(headers={"Authorization": f"Bearer {secret.group(1)}"}, timeout=30)
 
 
 def new_subject(client: httpx.Client, site_id: int = 1) -> int:
@@ -33,39 +31,39 @@ def new_subject(client: httpx.Client, site_id: int = 1) -> int:
     return int(response.json()["id"])
 
 
-def test_requests_without_a_token_get_a_json_401(live_server: LiveServer) -> None:
-    response = httpx.get(live_server.url + "/api/v1/studies/ZM001/subjects")
+def test_requests_without_a_token_get_a_json_401(app_server: InProcessServer) -> None:
+    response = app_server.client().get("/api/v1/studies/ZM001/subjects")
     assert response.status_code == 401
     assert "Bearer" in response.json()["detail"]
-    bad = httpx.get(
-        live_server.url + "/api/v1/studies/ZM001/subjects", headers={"Authorization": "Bearer td_x"}
+    bad = app_server.client(headers={"Authorization": "Bearer td_x"}).get(
+        "/api/v1/studies/ZM001/subjects"
     )
     assert bad.status_code == 401
 
 
-def test_a_revoked_token_stops_working(live_server: LiveServer) -> None:
-    browser = logged_in_client(live_server, "coordinator")
+def test_a_revoked_token_stops_working(app_server: InProcessServer) -> None:
+    browser = logged_in_client(app_server, "coordinator")
     token = csrf_token(browser, "/account/tokens")
     page = browser.post("/account/tokens", data={"name": "once", "csrftoken": token}).text
     secret = re.search(r'<code id="new-token">([^<]+)</code>', page).group(1)  # type: ignore[union-attr]
     headers = {"Authorization": f"Bearer {secret}"}
     assert (
-        httpx.get(live_server.url + "/api/v1/studies/ZM001/subjects", headers=headers).status_code
+        app_server.client().get("/api/v1/studies/ZM001/subjects", headers=headers).status_code
         == 200
     )
     token_id = re.search(r"/account/tokens/(\d+)/revoke", page).group(1)  # type: ignore[union-attr]
     revoked = browser.post(f"/account/tokens/{token_id}/revoke", data={"csrftoken": token})
     assert revoked.status_code == 303
     assert (
-        httpx.get(live_server.url + "/api/v1/studies/ZM001/subjects", headers=headers).status_code
+        app_server.client().get("/api/v1/studies/ZM001/subjects", headers=headers).status_code
         == 401
     )
     assert "revoked" in browser.get("/account/tokens").text
 
 
-def test_subjects_and_forms_follow_the_site_rules(live_server: LiveServer) -> None:
-    site1 = api_client(live_server, "coordinator")
-    site2 = api_client(live_server, "coordinator2")
+def test_subjects_and_forms_follow_the_site_rules(app_server: InProcessServer) -> None:
+    site1 = api_client(app_server, "coordinator")
+    site2 = api_client(app_server, "coordinator2")
     mine = new_subject(site1)
     theirs = new_subject(site2, site_id=2)
     keys = [s["subject_key"] for s in site1.get("/api/v1/studies/ZM001/subjects").json()]
@@ -80,7 +78,7 @@ def test_subjects_and_forms_follow_the_site_rules(live_server: LiveServer) -> No
     assert site1.post("/api/v1/studies/ZM001/subjects", json={"site_id": 2}).status_code == 403
     casebook = site1.get(f"/api/v1/studies/ZM001/subjects/{mine}").json()
     assert casebook["visits"][0]["event_oid"] == "SE.SCR"
-    sponsor = api_client(live_server, "sponsor")
+    sponsor = api_client(app_server, "sponsor")
     assert {s["subject_key"] for s in sponsor.get("/api/v1/studies/ZM001/subjects").json()} == {
         "01-001",
         "02-001",
@@ -105,9 +103,9 @@ def test_subjects_and_forms_follow_the_site_rules(live_server: LiveServer) -> No
     ],
 )
 def test_bad_values_are_refused_per_field_and_nothing_changes(
-    live_server: LiveServer, values: dict[str, object], field: str, message: str
+    app_server: InProcessServer, values: dict[str, object], field: str, message: str
 ) -> None:
-    client = api_client(live_server, "coordinator")
+    client = api_client(app_server, "coordinator")
     subject = new_subject(client)
     response = client.put(DM.format(id=subject), json={"version": 0, "values": values})
     assert response.status_code == 422
@@ -116,8 +114,8 @@ def test_bad_values_are_refused_per_field_and_nothing_changes(
     assert client.get(DM.format(id=subject)).json()["version"] == 0
 
 
-def test_numeric_text_and_hard_ranges_are_refused(live_server: LiveServer) -> None:
-    client = api_client(live_server, "coordinator")
+def test_numeric_text_and_hard_ranges_are_refused(app_server: InProcessServer) -> None:
+    client = api_client(app_server, "coordinator")
     subject = new_subject(client)
     form = f"/api/v1/studies/ZM001/subjects/{subject}/events/SE.SCR/1/forms/F.HTWT/1"
     response = client.put(
@@ -129,8 +127,8 @@ def test_numeric_text_and_hard_ranges_are_refused(live_server: LiveServer) -> No
     assert "outside the allowed range" in messages["IG.HTWT:1:WEIGHT"]
 
 
-def test_save_read_conflict_reasons_and_audit_trail(live_server: LiveServer) -> None:
-    client = api_client(live_server, "coordinator")
+def test_save_read_conflict_reasons_and_audit_trail(app_server: InProcessServer) -> None:
+    client = api_client(app_server, "coordinator")
     subject = new_subject(client)
     consent = {"IG.IC": {"1": {"ICVER": "<b>2.0</b>", "ICDAT": "2026-03-10", "ICLTFU": "Y"}}}
     saved = client.put(
@@ -175,8 +173,10 @@ def test_save_read_conflict_reasons_and_audit_trail(live_server: LiveServer) -> 
     ]
 
 
-def test_malformed_and_oversized_requests_get_clear_json_errors(live_server: LiveServer) -> None:
-    client = api_client(live_server, "coordinator")
+def test_malformed_and_oversized_requests_get_clear_json_errors(
+    app_server: InProcessServer,
+) -> None:
+    client = api_client(app_server, "coordinator")
     subject = new_subject(client)
     unknown = client.put(
         DM.format(id=subject), json={"version": 0, "values": {"IG.DM": {"1": {"NOPE": "1"}}}}
@@ -200,14 +200,16 @@ def test_malformed_and_oversized_requests_get_clear_json_errors(live_server: Liv
     assert client.get(DM.format(id=subject)).json()["version"] == 0
 
 
-def test_openapi_documents_the_api(live_server: LiveServer) -> None:
-    schema = httpx.get(live_server.url + "/openapi.json").json()
+def test_openapi_documents_the_api(app_server: InProcessServer) -> None:
+    schema = app_server.client().get("/openapi.json").json()
     assert "/api/v1/studies/{study_oid}/subjects" in schema["paths"]
     assert not any(path.startswith("/subjects") for path in schema["paths"])
 
 
-def test_lab_results_are_flagged_against_the_normal_range_given(live_server: LiveServer) -> None:
-    client = api_client(live_server, "coordinator")
+def test_lab_results_are_flagged_against_the_normal_range_given(
+    app_server: InProcessServer,
+) -> None:
+    client = api_client(app_server, "coordinator")
     subject = new_subject(client)
     form = f"/api/v1/studies/ZM001/subjects/{subject}/events/SE.SCR/1/forms/F.LBHEM/1"
     rows = {
@@ -229,7 +231,9 @@ def test_lab_results_are_flagged_against_the_normal_range_given(live_server: Liv
     assert "IG.LBHEM.LB:9:LBCLSIG" not in read["missing"]
 
 
-def test_more_concurrent_requests_than_worker_threads_all_succeed(live_server: LiveServer) -> None:
+def test_more_concurrent_requests_than_worker_threads_all_succeed(
+    live_server: LiveServer,
+) -> None:
     """Requests beyond the database's capacity wait in the event loop, not in worker threads:
     100 at once (the thread pool has 40) must neither stall nor fail."""
     client = api_client(live_server, "coordinator")

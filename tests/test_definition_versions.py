@@ -26,7 +26,7 @@ from app.schemas import odm_schema, validate_streaming
 from app.studies import DefinitionChanged, apply_upgrade, upgrade_preview
 from app.study.loader import Study, load_study
 from tests import factories
-from tests.conftest import EXPORTS, FORMS, LiveServer, logged_in_client
+from tests.conftest import EXPORTS, FORMS, InProcessServer, logged_in_client
 
 NS = {"odm": "http://www.cdisc.org/ns/odm/v1.3"}
 OPTIONAL = """      - oid: IT.IC.ICOPT
@@ -105,7 +105,7 @@ def test_a_removed_item_keeps_its_values_shown_and_exported_after_an_upgrade(
         form_version = session.exec(select(FormData.definition_version)).one()
         assert form_version == "MDV.ZM001.1"  # kept until the form is saved again
 
-    with LiveServer(database_url, changed, forms=folder) as server:
+    with InProcessServer(database_url, changed, forms=folder) as server:
         bound = server.app.fastapi.state.studies.by_oid["ZM001"]
         assert bound.mdv_oid == "MDV.ZM001.2"
         assert [i.oid for i in bound.retired_items["IG.IC"]] == ["IT.IC.ICOPT"]

@@ -9,7 +9,7 @@ from lxml import html
 from sqlmodel import Session, select
 
 from app.models import AuditRecord, FormData, ItemData
-from tests.conftest import LiveServer, csrf_token, logged_in_client
+from tests.conftest import InProcessServer, csrf_token, logged_in_client
 from tests.test_api import api_client
 from tests.test_web import FORM, complete_consent, register, save
 
@@ -31,16 +31,16 @@ def page_errors(response: httpx.Response) -> tuple[list[str], dict[str, str]]:
     return summary, fields
 
 
-def stored_values(server: LiveServer, item_oid: str) -> list[str | None]:
+def stored_values(server: InProcessServer, item_oid: str) -> list[str | None]:
     with Session(server.app.fastapi.state.engine) as session:
         return list(session.exec(select(ItemData.value).where(ItemData.item_oid == item_oid)))
 
 
 @pytest.mark.parametrize("typed", ["150,000", "1,500", "75,5"])
 def test_a_number_with_a_separator_is_refused_saying_how_to_type_it(
-    live_server: LiveServer, typed: str
+    app_server: InProcessServer, typed: str
 ) -> None:
-    coordinator = logged_in_client(live_server, "coordinator")
+    coordinator = logged_in_client(app_server, "coordinator")
     subject = register(coordinator)
     fields = {"IG.HTWT:1:WEIGHT": typed, "IG.HTWT:1:HEIGHT": "160"}
     response = save(coordinator, subject, "F.HTWT", fields, version=0)
@@ -48,8 +48,8 @@ def test_a_number_with_a_separator_is_refused_saying_how_to_type_it(
     summary, _ = page_errors(response)
     assert len(summary) == 1 and summary[0].startswith(f"Weight: '{typed}' is not a plain number")
     assert "separators" in summary[0] or "comma" in summary[0]
-    assert stored_values(live_server, "IT.HTWT.WEIGHT") == []
-    api = api_client(live_server, "coordinator")
+    assert stored_values(app_server, "IT.HTWT.WEIGHT") == []
+    api = api_client(app_server, "coordinator")
     answer = api.put(
         f"/api/v1/studies/ZM001{HEIGHT_WEIGHT.format(id=subject)}",
         json={"version": 0, "values": {"IG.HTWT": {"1": {"WEIGHT": typed}}}},
@@ -57,16 +57,16 @@ def test_a_number_with_a_separator_is_refused_saying_how_to_type_it(
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["field"] == "IG.HTWT:1:WEIGHT"
     assert "not a plain number" in answer.json()["errors"][0]["message"]
-    assert stored_values(live_server, "IT.HTWT.WEIGHT") == []
+    assert stored_values(app_server, "IT.HTWT.WEIGHT") == []
 
 
-def test_a_number_is_stored_as_typed(live_server: LiveServer) -> None:
-    coordinator = logged_in_client(live_server, "coordinator")
+def test_a_number_is_stored_as_typed(app_server: InProcessServer) -> None:
+    coordinator = logged_in_client(app_server, "coordinator")
     subject = register(coordinator)
     fields = {"IG.HTWT:1:WEIGHT": "61.0", "IG.HTWT:1:HEIGHT": "160.0"}
     assert save(coordinator, subject, "F.HTWT", fields, version=0).status_code == 303
-    assert stored_values(live_server, "IT.HTWT.WEIGHT") == ["61.0"]
-    assert stored_values(live_server, "IT.HTWT.HEIGHT") == ["160.0"]
+    assert stored_values(app_server, "IT.HTWT.WEIGHT") == ["61.0"]
+    assert stored_values(app_server, "IT.HTWT.HEIGHT") == ["160.0"]
 
 
 @pytest.mark.parametrize(
@@ -78,16 +78,16 @@ def test_a_number_is_stored_as_typed(live_server: LiveServer) -> None:
     ],
 )
 def test_an_impossible_or_implausible_date_is_refused_on_the_page(
-    live_server: LiveServer, typed: str, message: str
+    app_server: InProcessServer, typed: str, message: str
 ) -> None:
-    coordinator = logged_in_client(live_server, "coordinator")
+    coordinator = logged_in_client(app_server, "coordinator")
     subject = register(coordinator)
     fields = {"IG.IC:1:ICVER": "2.0", "IG.IC:1:ICDAT": typed, "IG.IC:1:ICLTFU": "Y"}
     response = save(coordinator, subject, "F.IC", fields, version=0)
     assert response.status_code == 422
     summary, _ = page_errors(response)
     assert any(line.startswith("Date main ICF signed:") and message in line for line in summary)
-    assert stored_values(live_server, "IT.IC.ICDAT") == []
+    assert stored_values(app_server, "IT.IC.ICDAT") == []
 
 
 @pytest.mark.parametrize(
@@ -100,28 +100,28 @@ def test_an_impossible_or_implausible_date_is_refused_on_the_page(
     ],
 )
 def test_repeats_the_casebook_does_not_have_cannot_be_opened_or_written(
-    live_server: LiveServer, path: str
+    app_server: InProcessServer, path: str
 ) -> None:
-    coordinator = logged_in_client(live_server, "coordinator")
+    coordinator = logged_in_client(app_server, "coordinator")
     subject = register(coordinator)
     url = path.format(id=subject)
     assert coordinator.get(url).status_code == 404
     token = csrf_token(coordinator, f"/subjects/{subject}")
     posted = coordinator.post(url, data={"csrftoken": token, "_version": "0", "_action": "save"})
     assert posted.status_code == 404
-    api = api_client(live_server, "coordinator")
+    api = api_client(app_server, "coordinator")
     assert (
         api.put(f"/api/v1/studies/ZM001{url}", json={"version": 0, "values": {}}).status_code == 404
     )
-    with Session(live_server.app.fastapi.state.engine) as session:
+    with Session(app_server.app.fastapi.state.engine) as session:
         assert session.exec(select(FormData)).all() == []
     # the next episode of a log form is offered, and can be written
     episode = f"/subjects/{subject}/events/SE.LOG/1/forms/F.CRS/1"
     assert coordinator.get(episode).status_code == 200
 
 
-def test_save_on_a_complete_form_keeps_it_complete(live_server: LiveServer) -> None:
-    coordinator = logged_in_client(live_server, "coordinator")
+def test_save_on_a_complete_form_keeps_it_complete(app_server: InProcessServer) -> None:
+    coordinator = logged_in_client(app_server, "coordinator")
     subject = register(coordinator)
     assert complete_consent(coordinator, subject, "2026-01-05").status_code == 303
     fields = {"IG.IC:1:ICVER": "2.0", "IG.IC:1:ICDAT": "2026-01-06", "IG.IC:1:ICLTFU": "Y"}
@@ -138,22 +138,22 @@ def test_save_on_a_complete_form_keeps_it_complete(live_server: LiveServer) -> N
 
 
 def test_a_crafted_post_of_one_eligibility_row_keeps_the_other_rows_and_the_decision(
-    live_server: LiveServer,
+    app_server: InProcessServer,
 ) -> None:
-    coordinator = logged_in_client(live_server, "coordinator")
+    coordinator = logged_in_client(app_server, "coordinator")
     subject = register(coordinator)
     rows = {f"IG.IE.IECRIT:{n}:IEORRES": "Y" if n <= 11 else "N" for n in range(1, 25)}
     whole = {**rows, "IG.IE:1:ELIGYN": "Y", "IG.IE:1:ENRLDAT": "2026-01-06"}
     assert save(coordinator, subject, "F.IE", whole, version=0).status_code == 303
     one_row = {"IG.IE.IECRIT:3:_row": "1", "IG.IE.IECRIT:3:IEORRES": "Y"}
     assert save(coordinator, subject, "F.IE", one_row, version=1).status_code == 303
-    assert len([v for v in stored_values(live_server, "IT.IE.IEORRES") if v]) == 24
-    assert stored_values(live_server, "IT.IE.ELIGYN") == ["Y"]
-    assert stored_values(live_server, "IT.IE.ELIGDER") == ["Y"]
+    assert len([v for v in stored_values(app_server, "IT.IE.IEORRES") if v]) == 24
+    assert stored_values(app_server, "IT.IE.ELIGYN") == ["Y"]
+    assert stored_values(app_server, "IT.IE.ELIGDER") == ["Y"]
 
 
-def test_reasons_posted_from_the_pages_have_the_api_limit(live_server: LiveServer) -> None:
-    coordinator = logged_in_client(live_server, "coordinator")
+def test_reasons_posted_from_the_pages_have_the_api_limit(app_server: InProcessServer) -> None:
+    coordinator = logged_in_client(app_server, "coordinator")
     subject = register(coordinator)
     assert complete_consent(coordinator, subject, "2026-01-05").status_code == 303
     fields = {"IG.IC:1:ICVER": "2.0", "IG.IC:1:ICDAT": "2026-01-06", "IG.IC:1:ICLTFU": "Y"}
@@ -167,16 +167,16 @@ def test_reasons_posted_from_the_pages_have_the_api_limit(live_server: LiveServe
         "_not_done_reason": "y" * 100_000,
     })  # fmt: skip
     assert not_done.status_code == 422
-    with Session(live_server.app.fastapi.state.engine) as session:
+    with Session(app_server.app.fastapi.state.engine) as session:
         reasons = session.exec(select(AuditRecord.reason)).all()
         assert max(len(reason or "") for reason in reasons) <= 500
-    assert stored_values(live_server, "IT.IC.ICDAT") == ["2026-01-05"]
+    assert stored_values(app_server, "IT.IC.ICDAT") == ["2026-01-05"]
 
 
 def test_a_refused_save_lists_its_problems_at_the_top_and_only_real_ones(
-    live_server: LiveServer,
+    app_server: InProcessServer,
 ) -> None:
-    coordinator = logged_in_client(live_server, "coordinator")
+    coordinator = logged_in_client(app_server, "coordinator")
     subject = register(coordinator)
     in_progress = save(coordinator, subject, "F.HTWT", {"IG.HTWT:1:WEIGHT": "heavy"}, version=0)
     summary, fields = page_errors(in_progress)
@@ -192,9 +192,9 @@ def test_a_refused_save_lists_its_problems_at_the_top_and_only_real_ones(
 
 
 def test_removing_a_row_of_a_complete_form_needs_a_reason_and_says_so(
-    live_server: LiveServer,
+    app_server: InProcessServer,
 ) -> None:
-    coordinator = logged_in_client(live_server, "coordinator")
+    coordinator = logged_in_client(app_server, "coordinator")
     subject = register(coordinator)
     path = FORM.format(id=subject, form="F.MH")
     fields = {"IG.MH:1:MHYN": "Y"} | {
@@ -218,15 +218,15 @@ def test_removing_a_row_of_a_complete_form_needs_a_reason_and_says_so(
     )
     accepted = coordinator.post(path, data={**removal, "_reason": "entered twice"})
     assert accepted.status_code == 303
-    assert stored_values(live_server, "IT.MH.MHTERM") == ["Hypertension"]
+    assert stored_values(app_server, "IT.MH.MHTERM") == ["Hypertension"]
     removed = page_errors(coordinator.get(path))  # the page shows one row left
     assert removed == ([], {})
 
 
 def test_the_api_saves_part_of_a_form_and_removes_rows_only_when_asked(
-    live_server: LiveServer,
+    app_server: InProcessServer,
 ) -> None:
-    api = api_client(live_server, "coordinator")
+    api = api_client(app_server, "coordinator")
     subject = api.post("/api/v1/studies/ZM001/subjects", json={"site_id": 1}).json()["id"]
     path = f"/api/v1/studies/ZM001/subjects/{subject}/events/SE.SCR/1/forms/F.MH/1"
     rows = {

@@ -9,7 +9,7 @@ import lxml.html
 import pytest
 
 from app.demo import DEMO_ACCOUNTS
-from tests.conftest import LiveServer, logged_in_client
+from tests.conftest import InProcessServer, logged_in_client
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -31,9 +31,9 @@ def has_log_out(html: lxml.html.HtmlElement) -> bool:
     return bool(html.xpath("//form[@action='/logout']//button[normalize-space()='Log out']"))
 
 
-def test_every_menu_link_of_every_demo_account_opens(live_server: LiveServer) -> None:
+def test_every_menu_link_of_every_demo_account_opens(app_server: InProcessServer) -> None:
     for username, _name, _what in DEMO_ACCOUNTS:
-        client = logged_in_client(live_server, username)
+        client = logged_in_client(app_server, username)
         start = client.get("/", follow_redirects=True)
         assert start.status_code == 200, username
         links = menu_links(page(start))
@@ -44,9 +44,9 @@ def test_every_menu_link_of_every_demo_account_opens(live_server: LiveServer) ->
 
 
 def test_the_administrator_has_no_subjects_link_and_no_loop_back_to_it(
-    live_server: LiveServer,
+    app_server: InProcessServer,
 ) -> None:
-    client = logged_in_client(live_server, "admin")
+    client = logged_in_client(app_server, "admin")
     start = page(client.get("/", follow_redirects=True))
     assert "/subjects" not in [href for _label, href in menu_links(start)]
     refused = client.get("/subjects")
@@ -58,9 +58,9 @@ def test_the_administrator_has_no_subjects_link_and_no_loop_back_to_it(
 
 
 def test_not_found_and_not_allowed_pages_keep_the_menu_and_log_out(
-    live_server: LiveServer,
+    app_server: InProcessServer,
 ) -> None:
-    client = logged_in_client(live_server, "coordinator")
+    client = logged_in_client(app_server, "coordinator")
     menu = menu_links(page(client.get("/subjects")))
     assert ("Subjects", "/subjects") in menu
     for path, status, title in (
@@ -77,15 +77,15 @@ def test_not_found_and_not_allowed_pages_keep_the_menu_and_log_out(
         assert has_log_out(html), path
         assert html.xpath("//main//a/@href") == ["/subjects"], path
 
-    logged_out = page(httpx.get(live_server.url + "/no/such/page"))
+    logged_out = page(app_server.client().get("/no/such/page"))
     assert menu_links(logged_out) == [] and not has_log_out(logged_out)
     assert logged_out.xpath("//main//a/@href") == ["/login"]
 
 
 def test_malformed_ids_get_the_not_found_page_of_a_missing_subject(
-    live_server: LiveServer,
+    app_server: InProcessServer,
 ) -> None:
-    client = logged_in_client(live_server, "monitor")
+    client = logged_in_client(app_server, "monitor")
     missing = client.get("/subjects/987654")
     assert missing.status_code == 404
     expected = heading_and_message(page(missing))

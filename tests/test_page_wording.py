@@ -8,7 +8,7 @@ import httpx
 import lxml.html
 import pytest
 
-from tests.conftest import LiveServer, csrf_token, logged_in_client
+from tests.conftest import InProcessServer, csrf_token, logged_in_client
 from tests.test_web import complete_consent, register
 
 
@@ -22,13 +22,13 @@ def visible_text(page: lxml.html.HtmlElement) -> str:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_roles_show_as_labels_and_the_study_is_named_once(live_server: LiveServer) -> None:
-    manager = html(logged_in_client(live_server, "datamanager").get("/subjects"))
+def test_roles_show_as_labels_and_the_study_is_named_once(app_server: InProcessServer) -> None:
+    manager = html(logged_in_client(app_server, "datamanager").get("/subjects"))
     assert manager.xpath("string(//header//span[@class='user'])") == "Liu Yang (Data manager)"
     assert manager.xpath("string(//header//span[@class='study'])") == "ZM001 in refractory SLE"
     assert "data_manager" not in visible_text(manager)
 
-    admin = html(logged_in_client(live_server, "admin").get("/admin"))
+    admin = html(logged_in_client(app_server, "admin").get("/admin"))
     assert admin.xpath("string(//header//span[@class='user'])") == "Sun Tao (Administrator)"
     roles = admin.xpath("//select[@id='new-role']/option/text()")
     assert roles == [
@@ -41,9 +41,9 @@ def test_roles_show_as_labels_and_the_study_is_named_once(live_server: LiveServe
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_casebook_keeps_codes_capitalised_and_shows_no_visitnum(
-    live_server: LiveServer,
+    app_server: InProcessServer,
 ) -> None:
-    client = logged_in_client(live_server, "coordinator")
+    client = logged_in_client(app_server, "coordinator")
     casebook = html(client.get(f"/subjects/{register(client)}"))
     timings = casebook.xpath("//p[@class='timing']/text()")
     assert "day +7 from ZM001 infusion day (D0) (window +6 to +8)" in timings
@@ -73,8 +73,8 @@ def visit_summary(page: lxml.html.HtmlElement, visit_id: str) -> tuple[str, str]
     return state, " ".join(section.xpath("string(.//p[@class='visit-progress'])").split())
 
 
-def test_a_dated_visit_says_how_many_of_its_forms_are_complete(live_server: LiveServer) -> None:
-    client = logged_in_client(live_server, "coordinator")
+def test_a_dated_visit_says_how_many_of_its_forms_are_complete(app_server: InProcessServer) -> None:
+    client = logged_in_client(app_server, "coordinator")
     subject = register(client)
     page = html(client.get(f"/subjects/{subject}"))
     screening_forms = len(page.get_element_by_id("visit-SE_SCR").xpath(".//ul[@class='forms']/li"))

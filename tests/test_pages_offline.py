@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-import httpx
 import lxml.html
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import InProcessServer
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_the_api_docs_page_loads_only_assets_the_server_serves(live_server: LiveServer) -> None:
-    client = httpx.Client(base_url=live_server.url, timeout=30)
+def test_the_api_docs_page_loads_only_assets_the_server_serves(app_server: InProcessServer) -> None:
+    client = app_server.client(timeout=30)
     response = client.get("/docs")
     assert response.status_code == 200
     page = lxml.html.fromstring(response.text)

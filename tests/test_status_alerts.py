@@ -18,7 +18,7 @@ from app.demo import load_demo
 from app.models import AuditRecord, StatusAlert, Subject
 from app.study.loader import Study
 from tests import factories
-from tests.conftest import LiveServer, logged_in_client
+from tests.conftest import InProcessServer, logged_in_client
 
 ELIGIBLE = "Every inclusion criterion must be met and no exclusion criterion present."
 AGREES = (
@@ -79,7 +79,7 @@ def test_eligibility_corrected_after_enrolment_opens_alerts_until_corrected_back
             == "enrolled"
         )
 
-    with LiveServer(module_database_url, zm001) as server:
+    with InProcessServer(module_database_url, zm001) as server:
         page = logged_in_client(server, "investigator").get(f"/subjects/{subject.id}")
     alert = html.fromstring(page.text).find_class("status-alerts")
     assert alert, "the casebook shows the alert"

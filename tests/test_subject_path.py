@@ -7,7 +7,7 @@ import httpx
 from sqlmodel import Session, select
 
 from app.models import AuditRecord
-from tests.conftest import LiveServer
+from tests.conftest import InProcessServer
 from tests.test_api import api_client, new_subject
 
 FORM = "/api/v1/studies/ZM001/subjects/{id}/events/{event}/1/forms/{form}/1"
@@ -49,10 +49,10 @@ def change(client: httpx.Client, subject: int, to: str, **extra: str) -> httpx.R
 
 
 def test_enrolment_needs_consent_and_eligibility_and_an_investigator(
-    live_server: LiveServer,
+    app_server: InProcessServer,
 ) -> None:
-    coordinator = api_client(live_server, "coordinator")
-    investigator = api_client(live_server, "investigator")
+    coordinator = api_client(app_server, "coordinator")
+    investigator = api_client(app_server, "investigator")
     subject = new_subject(coordinator)
 
     refused = change(investigator, subject, "enrolled", dose_level="DL2", phase="ESCALATION")
@@ -97,7 +97,7 @@ def test_enrolment_needs_consent_and_eligibility_and_an_investigator(
     blocked = change(coordinator, subject, "leukapheresed")
     assert "leukapheresis form must record a performed collection" in blocked.json()["detail"]
 
-    with Session(live_server.app.fastapi.state.engine) as session:
+    with Session(app_server.app.fastapi.state.engine) as session:
         record = session.exec(
             select(AuditRecord).where(AuditRecord.action == "subject_status")
         ).one()
@@ -111,8 +111,8 @@ def test_enrolment_needs_consent_and_eligibility_and_an_investigator(
     }  # fmt: skip
 
 
-def test_a_future_date_and_a_final_status_are_refused(live_server: LiveServer) -> None:
-    coordinator = api_client(live_server, "coordinator")
+def test_a_future_date_and_a_final_status_are_refused(app_server: InProcessServer) -> None:
+    coordinator = api_client(app_server, "coordinator")
     subject = new_subject(coordinator)
     put_form(coordinator, subject, "SE.SCR", "F.IE", eligibility(failed="2", investigator_says="N"))
     future = coordinator.post(
@@ -128,8 +128,8 @@ def test_a_future_date_and_a_final_status_are_refused(live_server: LiveServer) -
     )
 
 
-def test_visit_targets_windows_states_and_study_days(live_server: LiveServer) -> None:
-    coordinator = api_client(live_server, "coordinator")
+def test_visit_targets_windows_states_and_study_days(app_server: InProcessServer) -> None:
+    coordinator = api_client(app_server, "coordinator")
     subject = new_subject(coordinator)
     infusion = {"IG.EX": {"1": {"EXSTDTM": "2026-01-10T09:30"}}}
     saved = put_form(coordinator, subject, "SE.D0", "F.EX", infusion, complete=False)

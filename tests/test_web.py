@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from app.demo import DEMO_ACCOUNTS
 from app.models import AuditRecord, ItemData
-from tests.conftest import LiveServer, csrf_token, logged_in_client
+from tests.conftest import InProcessServer, csrf_token, logged_in_client
 
 FORM = "/subjects/{id}/events/SE.SCR/1/forms/{form}/1"
 
@@ -48,13 +48,13 @@ def complete_consent(client: httpx.Client, subject_id: int, date: str) -> httpx.
 
 
 def test_every_demo_account_logs_in_and_a_wrong_password_is_refused(
-    live_server: LiveServer,
+    app_server: InProcessServer,
 ) -> None:
     for username, _name, _what in DEMO_ACCOUNTS:
-        client = logged_in_client(live_server, username)
+        client = logged_in_client(app_server, username)
         # the administrator administers; everyone else sees subjects
         assert client.get("/subjects").status_code == (403 if username == "admin" else 200)
-    client = httpx.Client(base_url=live_server.url)
+    client = app_server.client()
     token = csrf_token(client)
     response = client.post(
         "/login", data={"username": "coordinator", "password": "nope-123456", "csrftoken": token}
@@ -63,8 +63,8 @@ def test_every_demo_account_logs_in_and_a_wrong_password_is_refused(
     assert "Unknown username or wrong password." in response.text
 
 
-def test_session_cookie_is_httponly_and_samesite(live_server: LiveServer) -> None:
-    client = httpx.Client(base_url=live_server.url)
+def test_session_cookie_is_httponly_and_samesite(app_server: InProcessServer) -> None:
+    client = app_server.client()
     token = csrf_token(client)
     from app.demo import DEMO_PASSWORD
 
@@ -75,18 +75,18 @@ def test_session_cookie_is_httponly_and_samesite(live_server: LiveServer) -> Non
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie
 
 
-def test_a_forged_post_without_the_csrf_token_is_refused(live_server: LiveServer) -> None:
-    client = logged_in_client(live_server, "coordinator")
+def test_a_forged_post_without_the_csrf_token_is_refused(app_server: InProcessServer) -> None:
+    client = logged_in_client(app_server, "coordinator")
     response = client.post("/subjects", data={"site_id": "1"})
     assert response.status_code == 403
     assert client.get("/subjects").text.count("/subjects/") == 0
 
 
 def test_screening_numbers_are_site_prefixed_and_other_sites_are_invisible(
-    live_server: LiveServer,
+    app_server: InProcessServer,
 ) -> None:
-    site1 = logged_in_client(live_server, "coordinator")
-    site2 = logged_in_client(live_server, "coordinator2")
+    site1 = logged_in_client(app_server, "coordinator")
+    site2 = logged_in_client(app_server, "coordinator2")
     first = register(site1, site_id=1)
     other = register(site2, site_id=2)
     page = site1.get(f"/subjects/{first}")
@@ -103,19 +103,19 @@ def test_screening_numbers_are_site_prefixed_and_other_sites_are_invisible(
     assert forged.status_code == 404
 
 
-def test_registering_at_another_site_is_forbidden(live_server: LiveServer) -> None:
-    client = logged_in_client(live_server, "coordinator")
+def test_registering_at_another_site_is_forbidden(app_server: InProcessServer) -> None:
+    client = logged_in_client(app_server, "coordinator")
     token = csrf_token(client, "/subjects")
     response = client.post("/subjects", data={"site_id": "2", "csrftoken": token})
     assert response.status_code == 403
 
 
 def test_bad_values_are_shown_next_to_their_field_and_nothing_is_stored(
-    live_server: LiveServer,
+    app_server: InProcessServer,
 ) -> None:
-    client = logged_in_client(live_server, "coordinator")
+    client = logged_in_client(app_server, "coordinator")
     subject = register(client)
-    engine = live_server_engine(live_server)
+    engine = live_server_engine(app_server)
     with Session(engine) as session:
         audits_before = len(session.exec(select(AuditRecord)).all())
     response = save(
@@ -140,14 +140,14 @@ def test_bad_values_are_shown_next_to_their_field_and_nothing_is_stored(
         assert session.exec(select(ItemData)).all() == []
 
 
-def live_server_engine(server: LiveServer):  # type: ignore[no-untyped-def]
+def live_server_engine(server: InProcessServer):  # type: ignore[no-untyped-def]
     from app.db import make_engine
 
     return make_engine(server.settings.database_url)
 
 
-def test_saved_values_are_audited_with_who_when_old_and_new(live_server: LiveServer) -> None:
-    client = logged_in_client(live_server, "coordinator")
+def test_saved_values_are_audited_with_who_when_old_and_new(app_server: InProcessServer) -> None:
+    client = logged_in_client(app_server, "coordinator")
     subject = register(client)
     assert complete_consent(client, subject, "2026-03-10").status_code == 303
     response = save(
@@ -162,7 +162,7 @@ def test_saved_values_are_audited_with_who_when_old_and_new(live_server: LiveSer
         client, subject, "F.DM", {"IG.DM:1:BRTHDAT": "1980-03-09", "IG.DM:1:SEX": "M"}, version=1
     )
     assert response.status_code == 303
-    with Session(live_server_engine(live_server)) as session:
+    with Session(live_server_engine(app_server)) as session:
         trail = session.exec(
             select(AuditRecord)
             .where(AuditRecord.item_oid == "IT.DM.AGE")
@@ -175,9 +175,9 @@ def test_saved_values_are_audited_with_who_when_old_and_new(live_server: LiveSer
     assert all(r.occurred_at.tzinfo is not None for r in trail)
 
 
-def test_a_stale_save_gets_a_conflict_and_changes_nothing(live_server: LiveServer) -> None:
-    first = logged_in_client(live_server, "coordinator")
-    second = logged_in_client(live_server, "investigator")
+def test_a_stale_save_gets_a_conflict_and_changes_nothing(app_server: InProcessServer) -> None:
+    first = logged_in_client(app_server, "coordinator")
+    second = logged_in_client(app_server, "investigator")
     subject = register(first)
     assert save(first, subject, "F.DM", {"IG.DM:1:SEX": "F"}, version=0).status_code == 303
     stale = save(second, subject, "F.DM", {"IG.DM:1:SEX": "M"}, version=0)
@@ -187,13 +187,13 @@ def test_a_stale_save_gets_a_conflict_and_changes_nothing(live_server: LiveServe
 
 
 @pytest.mark.parametrize("path", ["/subjects", "/subjects/1"])
-def test_pages_need_a_login(live_server: LiveServer, path: str) -> None:
-    response = httpx.get(live_server.url + path)
+def test_pages_need_a_login(app_server: InProcessServer, path: str) -> None:
+    response = app_server.client().get(path)
     assert response.status_code == 303 and response.headers["location"] == "/login"
 
 
-def test_lab_form_shows_one_row_per_preset_test(live_server: LiveServer) -> None:
-    client = logged_in_client(live_server, "coordinator")
+def test_lab_form_shows_one_row_per_preset_test(app_server: InProcessServer) -> None:
+    client = logged_in_client(app_server, "coordinator")
     subject = register(client)
     page = client.get(FORM.format(id=subject, form="F.LBHEM")).text
     assert '<span class="preset">WBC</span>' in page
@@ -202,9 +202,9 @@ def test_lab_form_shows_one_row_per_preset_test(live_server: LiveServer) -> None
 
 
 def test_html_typed_into_a_text_item_is_stored_as_typed_and_shown_escaped(
-    live_server: LiveServer,
+    app_server: InProcessServer,
 ) -> None:
-    client = logged_in_client(live_server, "coordinator")
+    client = logged_in_client(app_server, "coordinator")
     subject = register(client)
     typed = "<b>2.0</b> &amp; <img src=x>"
     response = save(client, subject, "F.IC", {"IG.IC:1:ICVER": typed[:20]}, version=0)
@@ -212,17 +212,19 @@ def test_html_typed_into_a_text_item_is_stored_as_typed_and_shown_escaped(
     page = client.get(FORM.format(id=subject, form="F.IC")).text
     assert f'value="{escape(typed[:20])}"' in page
     assert "<img src=x" not in page
-    with Session(live_server_engine(live_server)) as session:
+    with Session(live_server_engine(app_server)) as session:
         stored = session.exec(
             select(ItemData.value).where(ItemData.item_oid == "IT.IC.ICVER")
         ).one()
     assert stored == typed[:20]
 
 
-def test_logging_out_ends_the_session(live_server: LiveServer) -> None:
-    client = logged_in_client(live_server, "coordinator")
+def test_logging_out_ends_the_session(app_server: InProcessServer) -> None:
+    client = logged_in_client(app_server, "coordinator")
     cookie = client.cookies.get("trialdesk_session")
     token = csrf_token(client, "/subjects")
     assert client.post("/logout", data={"csrftoken": token}).status_code == 303
-    replay = httpx.get(live_server.url + "/subjects", cookies={"trialdesk_session": cookie or ""})
+    replay_client = app_server.client()
+    replay_client.cookies.set("trialdesk_session", cookie or "")
+    replay = replay_client.get("/subjects")
     assert replay.status_code == 303 and replay.headers["location"] == "/login"
