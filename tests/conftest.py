@@ -260,22 +260,7 @@ class InProcessServer:
 
 
 class LiveServer(InProcessServer):
-    """A uvicorn server in a thread, serving the real app on 127.0.0.1."""
-
-    def __init__(
-        self,
-        database_url: str,
-        study: Study,
-        *,
-        forms: Path = FORMS,
-        others: tuple[tuple[Study, StudyFolders], ...] = (),
-    ) -> None:
-        super().__init__(database_url, study, forms=forms, others=others)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+    """A uvicorn server in a thread, serving the real app on 127.0.0.1 from `__enter__`."""
 
     def client(
         self,
@@ -289,6 +274,11 @@ class LiveServer(InProcessServer):
         )
 
     def __enter__(self) -> Self:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 15
         while not self.server.started:
