@@ -3,11 +3,24 @@ audited, and by the roles allowed (through the API, on SQLite and PostgreSQL).""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from app.models import AuditRecord
-from tests.conftest import InProcessServer
+from app.crf import reads
+from app.crf.changes import StatusRefused
+from app.demo import load_demo
+from app.exporters.scope import ExportScope, ScopeKind
+from app.models import AuditRecord, Subject, pk, utcnow
+from app.sdtm.build import write_sdtm
+from app.sdtm.rules import read_written
+from app.sdtm.spec import load_sdtm_specs
+from app.study.loader import Study
+from tests import factories
+from tests.conftest import EXPORTS, InProcessServer
 from tests.test_api import api_client, new_subject
 
 FORM = "/api/v1/studies/ZM001/subjects/{id}/events/{event}/1/forms/{form}/1"
@@ -175,3 +188,46 @@ def test_visit_targets_windows_states_and_study_days(app_server: InProcessServer
         ).status_code
         == 404
     )
+
+
+def test_the_infusion_is_recorded_only_at_the_dose_level_assigned_at_enrolment(
+    engine: Engine, zm001: Study, tmp_path: Path
+) -> None:
+    """One source of the planned arm: the level assigned at enrolment (eligibility asks none);
+    an infusion form naming another level cannot move the subject to infused, and SDTM's
+    actual arm comes from the infusion that was accepted."""
+    load_demo(engine, zm001, subjects=17)  # the 17th demo subject is lymphodepleted at DL3
+    with Session(engine, expire_on_commit=False) as session:
+        subject = session.exec(select(Subject).where(Subject.status == "lymphodepleted")).one()
+        assert subject.dose_level == "DL3"
+        day = reads.site_today(session, subject, utcnow())
+        factories.date_visit(session, zm001, subject, "SE.D0", day, by="coordinator2")
+        infusion = {
+            "PRECHK": "Y", "DOSELVL": "DL2", "EXDOSE": "48.0", "EXLOT": "L-1", "EXBAGN": "1",
+            "EXVOL": "60.0", "THAWDTM": f"{day}T09:30", "EXSTDTM": f"{day}T10:00",
+            "EXENDTM": f"{day}T10:15", "EXCOMP": "Y", "EXINTYN": "N", "PREMEDYN": "Y",
+            "IRRYN": "N",
+        }  # fmt: skip
+        saved = factories.save(
+            session, zm001, subject, "F.EX", {"IG.EX": {1: infusion}}, event="SE.D0",
+            complete=True, by="coordinator2",
+        )  # fmt: skip
+        assert saved.saved, saved.evaluation.errors
+        with pytest.raises(StatusRefused, match=r"assigned at enrolment \(EC024\)"):
+            factories.move(session, zm001, subject, "infused", day, by="investigator2")
+        session.refresh(subject)
+        assert subject.status == "lymphodepleted"
+
+        corrected = factories.save(
+            session, zm001, subject, "F.EX", {"IG.EX": {1: infusion | {"DOSELVL": "DL3"}}},
+            event="SE.D0", complete=True, reason="Dose level transcribed wrongly",
+            by="coordinator2",
+        )  # fmt: skip
+        assert corrected.saved, corrected.evaluation.errors
+        factories.move(session, zm001, subject, "infused", day, by="investigator2")
+        scope = ExportScope(study_id=zm001.id, kind=ScopeKind.SUBJECT, subject_id=pk(subject))
+        specs = load_sdtm_specs(EXPORTS, zm001)
+        datasets = write_sdtm(session, zm001, specs, tmp_path, scope, frozenset({"csv"}))
+    columns, (dm,) = read_written(next(d for d in datasets if d.name == "DM"))
+    arms = dict(zip(columns, dm, strict=True))
+    assert (arms["ARMCD"], arms["ACTARMCD"], arms["ARMNRS"]) == ("DL3", "DL3", None)
