@@ -122,14 +122,17 @@ def retired_items(
 ) -> dict[str, tuple[ItemDef, ...]]:
     """Items that released versions of the study had and `study` lacks, by the item group that
     still holds them (the latest definition of each); groups and forms `study` removed keep
-    their values in the database without a place on the current forms."""
+    their values in the database without a place on the current forms. A version with the
+    digest of `study` has its very forms, so nothing of it is retired: it is not read (its
+    stored definition is the whole study, a tenth of a second to read at every start)."""
     current = {
         item.oid for form in study.forms.values() for g in form.item_groups for item in g.items
     }
     groups = {g.oid for form in study.forms.values() for g in form.item_groups}
     found: dict[str, dict[str, ItemDef]] = {}
     versions = session.exec(
-        select(StudyVersion).where(StudyVersion.study_id == record.id)
+        select(StudyVersion)
+        .where(StudyVersion.study_id == record.id, StudyVersion.digest != study.digest)
         .order_by(col(StudyVersion.number))
     )  # fmt: skip
     for version in versions:

@@ -1,7 +1,8 @@
 """Define-XML 2.1 of the demo study's SDTM export: valid against the official schema, one
 ItemGroupDef per written dataset naming its XPT file, an ItemDef per variable whose data type
 and length fit the values shipped, code lists with NCI codes, origins and methods, value-level
-metadata for LB and VS by test and for SUPP-- by QNAM, and a define.html listing the datasets;
+metadata for LB and VS by test and for SUPP-- by QNAM, and a define.html listing the datasets
+(byte for byte what CDISC's stylesheet renders);
 also for a one-subject Dataset-JSON-only export and on PostgreSQL. The validator itself is
 shown to accept CDISC's example and to reject a misordered element."""
 
@@ -24,10 +25,11 @@ from sqlmodel import Session, col, select
 from app.db import make_engine
 from app.demo import load_demo
 from app.exporters.define import DefineError, define_document, write_define
+from app.exporters.define_html import render_html
 from app.exporters.produce import ExportKind, ExportRequest, produce
 from app.exporters.scope import ExportScope, ScopeKind
 from app.models import Subject
-from app.schemas import define_schema
+from app.schemas import DEFINE_STYLESHEET, define_schema
 from app.sdtm.build import write_sdtm
 from app.sdtm.dataset import SdtmDataset, format_number
 from app.sdtm.spec import SdtmSpecs, load_sdtm_specs
@@ -360,6 +362,17 @@ def test_define_html_lists_every_dataset(define: Define) -> None:
         assert f"{dataset.name.lower()}.xpt" in text
         assert dataset.label in text
     assert "ZM001" in text
+
+
+def test_define_html_is_what_cdiscs_stylesheet_renders_byte_for_byte(define: Define) -> None:
+    """define.html is rendered with define2-1.xsl's lookups indexed (app/exporters/define_html):
+    the same bytes as the unchanged stylesheet, for the demo export and CDISC's example (which
+    has what ours lacks: external code lists, several where clauses per item, methods, comments
+    with documents); the stylesheet shipped beside define.xml is the vendored one."""
+    assert define.paths[2].read_bytes() == render_html(define.tree, indexed=False)
+    example = etree.parse(str(CDISC_EXAMPLE))
+    assert render_html(example) == render_html(example, indexed=False)
+    assert define.paths[1].read_bytes() == DEFINE_STYLESHEET.read_bytes()
 
 
 def test_the_schema_accepts_cdiscs_example_and_rejects_a_misordered_element(

@@ -30,6 +30,7 @@ from typing import Any
 
 from lxml import etree
 
+from app.exporters.define_html import render_html
 from app.schemas import DEFINE_STYLESHEET, define_schema
 from app.sdtm.build import SUPP_COLUMNS, json_data_type
 from app.sdtm.dataset import (
@@ -577,12 +578,6 @@ def write_define(
     shutil.copyfile(DEFINE_STYLESHEET, stylesheet_path)
     html_path.write_bytes(render_html(tree))
     return [xml_path, stylesheet_path, html_path]
-
-
-def render_html(tree: etree._ElementTree) -> bytes:
-    """define.html: the Define-XML document rendered with CDISC's stylesheet (XSLT 1.0)."""
-    transform = etree.XSLT(etree.parse(str(DEFINE_STYLESHEET)))
-    return bytes(transform(tree))
 
 
 def define_document(

@@ -186,8 +186,8 @@ def _sdtm(
     as the eCRF that Define-XML's collected origins point to. Define-XML alone describes the
     datasets from the definition (`planned_datasets`): it reads no subject's data.
 
-    Rendering define.html (CDISC's XSLT, over a second) runs in a thread beside the rest:
-    lxml runs XSLT without the GIL. Define-XML is described from the tables in memory while
+    Define-XML and define.html (CDISC's XSLT with its lookups indexed, about 0.1 s) are made
+    in a thread beside the rest: lxml runs XSLT without the GIL. Define-XML is described from the tables in memory while
     their files are written, except when only XPT is written (its values read back can
     differ: XPT drops trailing blanks), when it waits for the files."""
     # Imported here: the SDTM writers bring pandas, which serving pages does not need.
