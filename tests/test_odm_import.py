@@ -73,10 +73,7 @@ def run_import(
         user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
         access = load_access(session, user, study.id)
         actor = audit.Actor(user, "test")
-        report = import_odm(session, study, path, access=access, actor=actor, **options)
-        if report.stored:
-            session.commit()
-        return report
+    return import_odm(engine, study, path, access=access, actor=actor, **options)
 
 
 def clinical_data(path: Path, element_path: str = "odm:ClinicalData") -> bytes:
