@@ -632,7 +632,6 @@ def import_odm(
     from app.config import get_settings
     from app.db import unit_of_work
     from app.models import UserAccount, pk
-    from app.web.import_pages import upload_name
 
     settings = get_settings()
     with _display() as display:
@@ -654,7 +653,7 @@ def import_odm(
                 with unit_of_work(session), file.open("rb") as upload:
                     job_id = pk(
                         import_jobs.create_job(
-                            session, bound, access, upload_name(file.name), upload,
+                            session, bound, access, import_jobs.upload_name(file.name), upload,
                             valid_subjects_only=valid_subjects_only,
                             actor=audit.Actor(user, "cli"),
                         )

@@ -16,6 +16,7 @@ an interrupted job stored stay stored, audited with the source `import:<file nam
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from app.study.loader import Study
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
+DEFAULT_NAME = "upload.xml"
 INTERRUPTED = (
     "Interrupted: the server process running it stopped. Subjects it stored stay stored (the "
     "audit trail names the file as their source); import the others again."
@@ -76,6 +78,12 @@ class ImportJobView:
         return ImportReport.from_json(self.job.report)
 
 
+def upload_name(filename: str | None) -> str:
+    """A safe local name for an uploaded file that keeps what the user will recognise."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or "").name)[:100].lstrip(".")
+    return name or DEFAULT_NAME
+
+
 def create_job(
     session: Session,
     study: Study,
@@ -86,7 +94,8 @@ def create_job(
     valid_subjects_only: bool,
     actor: audit.Actor,
 ) -> ImportJob:
-    """Record a queued job with the uploaded file (read from `upload` in chunks), audited;
+    """Record a queued job with the uploaded file (read from `upload` in chunks; `file_name`
+    made safe by `upload_name`), audited;
     first writes as failed the interrupted import jobs. The caller commits, then launches or
     runs it."""
     access.require(Permission.IMPORT)

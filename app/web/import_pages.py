@@ -5,8 +5,9 @@ report. The page lists the recent import jobs.
 The upload is stored in the database with the job (`app.import_jobs`), so that any server
 process can report on it; the process that accepts it runs the job in a thread. Its size is
 bounded by MAX_UPLOAD_BYTES, larger than the app's limit for other requests (`app.main`
-applies it to UPLOAD_PATH only): an ODM file of a whole study runs to megabytes. The file name
-is made safe (`upload_name`) and names the audit trail's source, `import:<file name>`.
+applies it to UPLOAD_PATH only): an ODM file of a whole study runs to megabytes. The file
+name is made safe (`import_jobs.upload_name`) and names the audit trail's source,
+`import:<file name>`.
 
 The form posts through htmx, which sends the CSRF token as the `x-csrftoken` header: asgi-csrf
 0.11 fails on a multipart body that carries the token as a field with python-multipart 0.0.26
@@ -16,8 +17,6 @@ is fixed.
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -34,7 +33,6 @@ from app.web.pages import render
 UPLOAD_PATH = "/admin/import"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 """Largest ODM upload: about a million values with their audit records."""
-DEFAULT_NAME = "upload.xml"
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 ImportDep = Annotated[Access, requires(Permission.IMPORT)]
@@ -69,7 +67,7 @@ def import_upload(
     answer at once with the job's page (htmx: HX-Redirect; otherwise 303)."""
     with unit_of_work(session):
         job = import_jobs.create_job(
-            session, study, access, upload_name(file.filename), file.file,
+            session, study, access, import_jobs.upload_name(file.filename), file.file,
             valid_subjects_only=valid_subjects_only, actor=audit.Actor(access.user, "web"),
         )  # fmt: skip
     job_id = pk(job)
@@ -92,9 +90,3 @@ def import_job_page(
         return render(request, "_import_job.html", {"view": view})
     status = 422 if report is not None and not report.stored else 200
     return render(request, "import_job.html", {"access": access, "view": view}, status)
-
-
-def upload_name(filename: str | None) -> str:
-    """A safe local name for an uploaded file that keeps what the user will recognise."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or "").name)[:100].lstrip(".")
-    return name or DEFAULT_NAME
