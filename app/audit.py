@@ -49,6 +49,9 @@ class AuditAction(StrEnum):
     EXPORT = "export"
     EXPORT_FAILED = "export_failed"
     EXPORT_DOWNLOAD = "export_download"
+    IMPORT_REQUESTED = "import_requested"
+    IMPORT = "import"
+    IMPORT_FAILED = "import_failed"
 
 
 ITEM_ACTIONS = (AuditAction.ITEM_INSERT, AuditAction.ITEM_UPDATE, AuditAction.ITEM_REMOVE)

@@ -620,16 +620,18 @@ def import_odm(
     """Load the ClinicalData of an ODM 1.3.2 file through the data-entry checks and audit trail;
     nothing is stored unless the whole file is accepted. Exits 1 with the report when refused.
 
+    Runs as an import job (`app.import_jobs`) in this process, in short transactions, so the
+    server's users go on working meanwhile; progress shows per subject, checked then stored.
     The account is required, not a system actor: imported values enter the audit trail under
     a person who answers for them.
     """
     from sqlmodel import Session, select
 
-    from app import audit
+    from app import audit, import_jobs
     from app.access import AccessDenied, Permission, load_access
     from app.config import get_settings
-    from app.importers.odm_import import import_odm as import_file
-    from app.models import UserAccount
+    from app.db import unit_of_work
+    from app.models import UserAccount, pk
 
     settings = get_settings()
     with _display() as display:
@@ -648,18 +650,30 @@ def import_odm(
                 except AccessDenied as denied:
                     errors.print(f"{as_user}: {denied}", markup=False)
                     raise typer.Exit(1) from denied
-                display.advance("import", 0, None)
-                report = import_file(
-                    session, bound, file, access=access, actor=audit.Actor(user, "cli"),
-                    valid_subjects_only=valid_subjects_only,
-                )  # fmt: skip
-                if report.stored:
-                    session.commit()
-                else:
-                    session.rollback()
-                display.advance("import", 1, 1)
+                with unit_of_work(session), file.open("rb") as upload:
+                    job_id = pk(
+                        import_jobs.create_job(
+                            session, bound, access, import_jobs.upload_name(file.name), upload,
+                            valid_subjects_only=valid_subjects_only,
+                            actor=audit.Actor(user, "cli"),
+                        )
+                    )  # fmt: skip
+            display.advance("reading the file", 0, 1)
+
+            def progress(phase: str, done: int, total: int) -> None:
+                display.advance("reading the file", 1, 1)
+                display.advance(phase, done, total)
+
+            import_jobs.run_job(engine, bound, job_id, source="cli", progress=progress)
+            display.advance("reading the file", 1, 1)
+            with Session(engine) as session:
+                view = import_jobs.get_job(session, access, job_id)
         finally:
             engine.dispose()
+    report = view.report
+    if report is None:
+        errors.print(f"{file.name}: the import failed: {view.message}", markup=False)
+        raise typer.Exit(1)
     if not report.stored:
         errors.print(report.format(), markup=False, highlight=False)
         raise typer.Exit(1)

@@ -15,21 +15,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import socket
 import tempfile
 import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, or_, update
+from sqlalchemy import Engine, insert, update
 from sqlmodel import Session, col, select
 
-from app import audit
+from app import audit, jobs
 from app.access import Access, Permission
 from app.audit import AuditAction
 from app.config import Settings
@@ -51,13 +49,8 @@ from app.study.loader import Study
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 2.0
-STALE_AFTER = timedelta(seconds=60)
-"""A running job whose heartbeat is older than this has lost its process."""
 CHUNK_BYTES = 1 << 20
-
-
-INTERRUPTED = "Interrupted: the server process running it stopped. Start it again."
+INTERRUPTED = jobs.INTERRUPTED
 
 
 @dataclass(frozen=True)
@@ -193,50 +186,15 @@ def launch(engine: Engine, study: Study, settings: Settings, job_id: int) -> thr
 # -- running --------------------------------------------------------------------------------
 
 
-class _Heartbeat(threading.Thread):
-    """Writes the job's progress and a heartbeat every few seconds while the job runs."""
-
-    def __init__(self, engine: Engine, job_id: int) -> None:
-        super().__init__(name=f"export-{job_id}-heartbeat", daemon=True)
-        self.engine, self.job_id = engine, job_id
-        self.done = self.total = 0
-        self.stopped = threading.Event()
-
-    def progress(self, done: int, total: int) -> None:
-        self.done, self.total = done, total
-
-    def run(self) -> None:
-        while not self.stopped.wait(HEARTBEAT_SECONDS):
-            try:
-                self.beat()
-            except Exception:  # a missed beat is tried again; the thread must live on
-                logger.warning("export job %s: heartbeat not written", self.job_id, exc_info=True)
-
-    def beat(self) -> None:
-        with Session(self.engine) as session:
-            session.execute(
-                update(ExportJob)
-                .where(
-                    col(ExportJob.id) == self.job_id, col(ExportJob.state) == ExportState.RUNNING
-                )
-                .values(progress_done=self.done, progress_total=self.total, heartbeat_at=utcnow())
-            )
-            session.commit()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join()
-
-
 def run_job(engine: Engine, study: Study, settings: Settings, job_id: int) -> None:
     """Claim a queued job and run it to done or failed. Returns quietly if another process
     claimed it first. Reads through a snapshot engine so that a long export neither waits for
     nor holds up data entry."""
-    if not _claim(engine, job_id):
+    if not jobs.claim(engine, ExportJob, job_id):
         return
     # The heartbeat runs until the result is stored: zipping and storing a large export
     # takes a while, and a silent job would be taken for an interrupted one.
-    heartbeat = _Heartbeat(engine, job_id)
+    heartbeat = jobs.Heartbeat(engine, ExportJob, job_id)
     heartbeat.start()
     reader: Engine | None = None
     try:
@@ -263,23 +221,6 @@ def run_job(engine: Engine, study: Study, settings: Settings, job_id: int) -> No
         heartbeat.stop()
         if reader is not None:
             reader.dispose()
-
-
-def _this_worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _claim(engine: Engine, job_id: int) -> bool:
-    worker = _this_worker()
-    with Session(engine) as session:
-        now = utcnow()
-        claimed = session.execute(
-            update(ExportJob)
-            .where(col(ExportJob.id) == job_id, col(ExportJob.state) == ExportState.QUEUED)
-            .values(state=ExportState.RUNNING, started_at=now, heartbeat_at=now, worker=worker)
-        )
-        session.commit()
-        return bool(claimed.rowcount)  # type: ignore[attr-defined]
 
 
 def _file_name(study: Study, job_id: int, request: ExportRequest) -> str:
@@ -323,7 +264,7 @@ def _store_result(
             .where(
                 col(ExportJob.id) == job_id,
                 col(ExportJob.state) == ExportState.RUNNING,
-                col(ExportJob.worker) == _this_worker(),
+                col(ExportJob.worker) == jobs.this_worker(),
             )
             .values(
                 state=ExportState.DONE,
@@ -370,49 +311,14 @@ def _audit_job(session: Session, job: ExportJob, action: AuditAction, outcome: s
     )
 
 
-def is_interrupted(job: ExportJob, now: datetime) -> bool:
-    """Whether the job's process stopped: running without a recent heartbeat, or queued for
-    longer than that without being claimed."""
-    stale = now - STALE_AFTER
-    if job.state == ExportState.RUNNING:
-        return job.heartbeat_at is None or job.heartbeat_at < stale
-    return job.state == ExportState.QUEUED and job.requested_at < stale
-
-
 def fail_interrupted(session: Session, now: datetime | None = None) -> int:
-    """Write as failed the jobs `is_interrupted` finds (in one statement, so that processes
-    doing it at once agree). Commits; returns how many."""
-    now = now or utcnow()
-    stale = now - STALE_AFTER
-    result = session.execute(
-        update(ExportJob)
-        .where(
-            or_(
-                (col(ExportJob.state) == ExportState.RUNNING)
-                & (col(ExportJob.heartbeat_at) < stale),
-                (col(ExportJob.state) == ExportState.QUEUED)
-                & (col(ExportJob.requested_at) < stale),
-            )
-        )
-        .values(state=ExportState.FAILED, finished_at=now, message=INTERRUPTED)
-    )
-    session.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    """Write as failed the export jobs whose process stopped (`jobs.fail_interrupted`)."""
+    return jobs.fail_interrupted(session, ExportJob, now=now)
 
 
 def fail_own_running(session: Session) -> int:
-    """When this process shuts down: mark its running jobs failed at once. Commits."""
-    result = session.execute(
-        update(ExportJob)
-        .where(col(ExportJob.state) == ExportState.RUNNING, col(ExportJob.worker) == _this_worker())
-        .values(
-            state=ExportState.FAILED,
-            finished_at=utcnow(),
-            message="Interrupted: the server was stopped while it ran. Start it again.",
-        )
-    )
-    session.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    """When this process shuts down: mark its running export jobs failed. Commits."""
+    return jobs.fail_own_running(session, ExportJob)
 
 
 # -- watching and downloading ---------------------------------------------------------------
@@ -430,7 +336,7 @@ def list_jobs(session: Session, access: Access, limit: int = 50) -> list[JobView
         .limit(limit)
     )
     return [
-        JobView(job, user.full_name, is_interrupted(job, now))
+        JobView(job, user.full_name, jobs.is_interrupted(job, now))
         for job, user in rows
         if _visible(access, job)
     ]
@@ -446,7 +352,7 @@ def get_job(session: Session, access: Access, job_id: int) -> JobView:
     ).first()
     if row is None or not _visible(access, row[0]):
         raise NotFound(f"export job {job_id}")
-    return JobView(row[0], row[1].full_name, is_interrupted(row[0], utcnow()))
+    return JobView(row[0], row[1].full_name, jobs.is_interrupted(row[0], utcnow()))
 
 
 def _visible(access: Access, job: ExportJob) -> bool:

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import export_jobs, logs
+from app import export_jobs, import_jobs, logs
 from app.config import Settings, get_settings
 from app.db import make_engine, pending_migrations, transaction_capacity
 from app.models import utcnow
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         with Session(engine) as session:
             export_jobs.fail_interrupted(session)
+            import_jobs.fail_interrupted(session)
         # What startup built (the study definition, the routes, compiled templates: about
         # 200,000 objects) lives as long as the server: leave it out of the garbage collector's
         # full passes, which took 130 ms each and showed as the slowest requests.
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
         gc.unfreeze()
         with Session(engine) as session:
             export_jobs.fail_own_running(session)
+            import_jobs.fail_own_running(session)
         engine.dispose()
 
     app = FastAPI(

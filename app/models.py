@@ -310,11 +310,17 @@ class AuditRecord(SQLModel, table=True):
     )
 
 
-class ExportState(StrEnum):
+class JobState(StrEnum):
+    """The states of a background job (export or import)."""
+
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+
+
+ExportState = JobState
+"""The name export jobs have always used for `JobState`."""
 
 
 class ExportJob(SQLModel, table=True):
@@ -365,5 +371,47 @@ class ExportChunk(SQLModel, table=True):
     __tablename__ = "export_chunk"
 
     job_id: int = Field(foreign_key="export_job.id", primary_key=True)
+    seq: int = Field(primary_key=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class ImportJob(SQLModel, table=True):
+    """An ODM import asked for on the import page or the command line, and its progress.
+
+    Like `ExportJob`, kept in the database so that any server process can report on it: the
+    uploaded file is stored in `import_chunk` rows, the result is the import report as JSON
+    (`app.importers.odm_import.ImportReport`).
+    """
+
+    __tablename__ = "import_job"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    file_name: str = Field(max_length=200, description="the uploaded file's safe name")
+    file_size: int = Field(default=0, sa_type=BigInteger)
+    valid_subjects_only: bool = False
+    state: str = Field(default=JobState.QUEUED, max_length=20, index=True)
+    phase: str = Field(default="", max_length=20, description="checking or storing")
+    progress_done: int = 0
+    progress_total: int = 0
+    message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    report: str | None = Field(
+        default=None, sa_column=Column(Text, nullable=True), description="ImportReport as JSON"
+    )
+    requested_by_id: int = Field(foreign_key="user_account.id", index=True)
+    requested_at: datetime = timestamp_field(default_factory=utcnow)
+    started_at: datetime | None = timestamp_field(default=None, nullable=True)
+    finished_at: datetime | None = timestamp_field(default=None, nullable=True)
+    heartbeat_at: datetime | None = timestamp_field(default=None, nullable=True)
+    worker: str | None = Field(default=None, max_length=100, description="host:pid running it")
+
+
+class ImportChunk(SQLModel, table=True):
+    """A piece of an import job's uploaded file, stored in order, so that any server process
+    can run the job."""
+
+    __tablename__ = "import_chunk"
+
+    job_id: int = Field(foreign_key="import_job.id", primary_key=True)
     seq: int = Field(primary_key=True)
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

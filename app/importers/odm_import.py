@@ -43,20 +43,32 @@ What an import does, and the decisions behind it:
   history has already been through.
 - The file's AuditRecords are not replayed: TrialDesk's trail records the import itself; the
   history before it stays with the source system and in the file.
-- All or nothing: one transaction, which the caller commits when the report says the file was
-  accepted and rolls back otherwise. Each subject is written in a savepoint, so with
-  `valid_subjects_only` a subject with problems is left out (and reported) while the others
-  are stored; problems of the file itself still refuse it all.
+- Short transactions, never one for the whole file (on SQLite that would hold the database
+  for every other user for the whole import). Two passes over the file:
+  1. Check: every subject is written in its own short transaction that is rolled back, so
+     nothing is stored and the full report (problems with line and subject, warnings) is
+     collected.
+  2. Store, only if the file is accepted (no problem, or with `valid_subjects_only` no problem
+     of the file itself and at least one subject without problems): the subjects without
+     problems are written again, each in its own committed transaction, through the same
+     write path. Other users work between subjects.
+  Progress is reported between subjects (`Progress`). A subject that fails in pass 2 (say a
+  user added its SubjectKey meanwhile) is not stored; its problems are added to the report
+  and it is listed in `not_stored`. The subjects stored before it stay stored: with
+  `valid_subjects_only` off, "nothing unless the whole file is accepted" holds for what pass 1
+  checked, and `stored_subjects` says exactly which subjects were stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
 from lxml import etree
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from app import audit
@@ -131,6 +143,20 @@ class ImportReport:
     warnings: list[ImportProblem] = field(default_factory=list)
     skipped_subjects: list[str] = field(default_factory=list)
     """Subjects left out because of their problems (with `valid_subjects_only`)."""
+    stored_subjects: list[str] = field(default_factory=list)
+    """The SubjectKeys stored, in the file's order."""
+    not_stored: list[str] = field(default_factory=list)
+    """Subjects accepted by the check but refused when stored (changed meanwhile)."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ImportReport:
+        data = json.loads(text)
+        for key in ("problems", "warnings"):
+            data[key] = [ImportProblem(**entry) for entry in data[key]]
+        return cls(**data)
 
     def format(self) -> str:
         """The report as text for the command line and the import page."""
@@ -144,6 +170,11 @@ class ImportReport:
                     f"Left out {len(self.skipped_subjects)} subject(s) with problems: "
                     + ", ".join(self.skipped_subjects)
                 )
+            if self.not_stored:
+                lines.append(
+                    "Not stored, refused while storing (changed meanwhile): "
+                    + ", ".join(self.not_stored)
+                )
         else:
             lines = [
                 f"{self.file_name}: refused, nothing was stored ({len(self.problems)} problem(s))."
@@ -155,26 +186,32 @@ class ImportReport:
         return "\n".join(lines)
 
 
+Progress = Callable[[str, int, int], None]
+"""Told `(phase, done, total)` between subjects: phase "checking", then "storing"."""
+
+
 def import_odm(
-    session: Session,
+    engine: Engine,
     study: Study,
     path: Path,
     *,
     access: Access,
     actor: audit.Actor,
     valid_subjects_only: bool = False,
+    progress: Progress | None = None,
 ) -> ImportReport:
-    """Load the ClinicalData of an ODM 1.3.2 file into `study` (see the module docstring), in
-    the session's transaction.
+    """Load the ClinicalData of an ODM 1.3.2 file into `study` in short transactions of its
+    own (see the module docstring: a check pass that stores nothing, then a store pass one
+    committed transaction per subject).
 
-    `report.stored` says whether the file is accepted (with `valid_subjects_only`, when at
-    least one subject is stored and the file itself has no problem): the caller then commits,
-    and otherwise rolls back, storing nothing. Every change is audited as `actor.user` with
-    the source `import:<file name>`. The caller checks that the user may import
-    (Permission.IMPORT); subjects go only to sites where `access` holds it (another site is
-    reported like a site that does not exist).
+    `report.stored` says whether the file was accepted and pass 2 ran; `stored_subjects`
+    which subjects it stored. Every change is audited as `actor.user` with the source
+    `import:<file name>`. The caller checks that the user may import (Permission.IMPORT);
+    subjects go only to sites where `access` holds it (another site is reported like a site
+    that does not exist). `access` and `actor` must not depend on an open session.
     """
     report = ImportReport(path.name)
+    tell = progress or (lambda phase, done, total: None)
     try:
         validate_streaming(path, odm_schema())
     except SchemaInvalid as error:
@@ -182,18 +219,35 @@ def import_odm(
         return report
     source = f"import:{path.name}"[:MAX_SOURCE_LENGTH]
     author = write.Author(access, replace(actor, source=source), importing=True)
-    reader = _Reader(session, study, author, report)
-    reader.read(path)
+    checker = _Reader(engine, study, author, report, _Pass("checking", count_subjects(path), tell))
+    checker.read(path)
     file_problems = any(problem.subject_key is None for problem in report.problems)
-    if not file_problems and (
-        not report.problems or (valid_subjects_only and reader.stored.subjects > 0)
-    ):
-        report.stored = True
-        report.subjects = reader.stored.subjects
-        report.forms = reader.stored.forms
-        report.items = reader.stored.items
-        report.skipped_subjects = reader.skipped
+    if file_problems or not checker.good or (report.problems and not valid_subjects_only):
+        return report
+    scratch = ImportReport(path.name)
+    storing = _Pass("storing", len(checker.good), tell, store=set(checker.good))
+    storer = _Reader(engine, study, author, scratch, storing)
+    storer.read(path)
+    report.problems += scratch.problems
+    report.stored = True
+    report.subjects = storer.stored.subjects
+    report.forms = storer.stored.forms
+    report.items = storer.stored.items
+    report.skipped_subjects = checker.skipped
+    report.stored_subjects = storer.good
+    report.not_stored = storer.skipped
     return report
+
+
+def count_subjects(path: Path) -> int:
+    """How many SubjectData the file holds (a quick streaming read)."""
+    count = 0
+    for _event, element in etree.iterparse(
+        str(path), tag=q("SubjectData"), resolve_entities=False, no_network=True
+    ):
+        count += 1
+        _release(element)
+    return count
 
 
 def _schema_problems(path: Path, error: SchemaInvalid) -> list[ImportProblem]:
@@ -230,6 +284,22 @@ class _Counts:
 
 
 @dataclass
+class _Pass:
+    """One pass over the file: its name, how many subjects it goes through, whom to tell,
+    and, for the store pass, the subjects to store (the check pass stores none)."""
+
+    phase: str
+    total: int
+    tell: Progress
+    store: set[str] | None = None
+    done: int = 0
+
+    def advance(self) -> None:
+        self.done += 1
+        self.tell(self.phase, self.done, self.total)
+
+
+@dataclass
 class _FormValues:
     """The values of one FormData as the file gives them, with where each came from."""
 
@@ -240,23 +310,30 @@ class _FormValues:
 
 
 class _Reader:
-    """Reads an ODM file one SubjectData at a time and writes each subject in a savepoint."""
+    """Reads an ODM file one SubjectData at a time and writes each subject in a transaction
+    of its own: rolled back in the check pass, committed in the store pass."""
 
     def __init__(
-        self, session: Session, study: Study, author: write.Author, report: ImportReport
+        self, engine: Engine, study: Study, author: write.Author, report: ImportReport, run: _Pass
     ) -> None:
-        self.session = session
+        self.engine = engine
         self.study = study
         self.author = author
         self.report = report
+        self.run = run
         self.now = utcnow()
         allowed = author.access.site_ids(Permission.IMPORT)
-        self.sites = {
-            site.oid: site
-            for site in session.exec(select(Site).where(Site.study_id == study.id))
-            if allowed is None or site.id in allowed
-        }
+        with Session(engine) as session:
+            self.sites = {
+                site.oid: pk(site)
+                for site in session.exec(select(Site).where(Site.study_id == study.id))
+                if allowed is None or site.id in allowed
+            }
+        self.session: Session | None = None
+        """The transaction of the subject being written."""
         self.stored = _Counts()
+        self.good: list[str] = []
+        """The subjects written without problems (and, in the store pass, committed)."""
         self.skipped: list[str] = []
         self.keys_seen: set[str] = set()
         self.accepting = False
@@ -265,6 +342,7 @@ class _Reader:
         self.warnings_before = 0
 
     def _apply(self, change: Change) -> write.Outcome:
+        assert self.session is not None, "writes happen within a subject's transaction"
         return write.apply(self.session, self.study, change, by=self.author, now=self.now)
 
     def problem(self, line: int | None, path: str, message: str) -> None:
@@ -293,8 +371,13 @@ class _Reader:
                     self.accepting = self._is_this_study(element)
                 continue
             if element.tag == q("SubjectData"):
-                if self.accepting:
-                    self._subject(element)
+                key = element.get("SubjectKey", "")
+                if self.accepting and (self.run.store is None or key in self.run.store):
+                    with Session(self.engine) as session:
+                        self.session = session
+                        self._subject(element)
+                        self.session = None
+                    self.run.advance()
                 _release(element)
                 if len(self.report.problems) >= MAX_PROBLEMS:
                     self.subject_key = None
@@ -342,12 +425,13 @@ class _Reader:
         if site is None or len(self.report.problems) > before:
             self._skip(key)
             return
-        savepoint = self.session.begin_nested()
+        assert self.session is not None
+        self.now = utcnow()
         counts = _Counts(subjects=1)
         try:
-            subject = self._apply(NewSubject(pk(site), key)).subject
+            subject = self._apply(NewSubject(site, key)).subject
         except SubjectKeyTaken:
-            savepoint.rollback()
+            self.session.rollback()
             self.problem(
                 _line(element), key, "a subject with this SubjectKey is already in TrialDesk"
             )
@@ -358,10 +442,14 @@ class _Reader:
             self._event(subject, event_el, key, seen, counts)
         self._subject_status(element, subject, key)
         if len(self.report.problems) > before:
-            savepoint.rollback()
+            self.session.rollback()
             self._skip(key)
             return
-        savepoint.commit()
+        if self.run.store is None:
+            self.session.rollback()
+        else:
+            self.session.commit()
+        self.good.append(key)
         self.stored.subjects += counts.subjects
         self.stored.forms += counts.forms
         self.stored.items += counts.items
@@ -371,7 +459,7 @@ class _Reader:
         self.skipped.append(key)
         del self.report.warnings[self.warnings_before :]
 
-    def _site(self, element: etree._Element, key: str) -> Site | None:
+    def _site(self, element: etree._Element, key: str) -> int | None:
         site_ref = element.find(q("SiteRef"))
         if site_ref is None:
             self.problem(_line(element), key, "no SiteRef: the subject's site is needed")
