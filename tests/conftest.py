@@ -1,5 +1,6 @@
 """Shared fixtures: the ZM001 study, a migrated database on SQLite and on PostgreSQL, demo
-accounts, and a real uvicorn server on 127.0.0.1 for HTTP and browser tests."""
+accounts, and a real uvicorn server on 127.0.0.1 for HTTP and browser tests (the browser's own
+fixtures are in tests/browser/conftest.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ import httpx
 import lxml.html
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -180,27 +180,6 @@ def demo_engine(engine: Engine, zm001: Study) -> Engine:
     """The database with demo sites and accounts (no subjects)."""
     load_demo(engine, zm001, subjects=0)
     return engine
-
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
 
 
 def free_port() -> int:

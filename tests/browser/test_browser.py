@@ -3,8 +3,6 @@ derived age, save, reload and see the values. Screenshots land in test-artifacts
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -12,14 +10,6 @@ from app.demo import DEMO_PASSWORD
 from tests.conftest import ARTIFACTS, LiveServer
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Page, expect
 from app.demo import DEMO_PASSWORD
 from app.study.loader import Study
 from app.study.model import ItemDef, ItemGroupDef
-from tests.browser_fill import add_rows, fill_form, settle
+from tests.browser.fill import add_rows, fill_form, settle
 from tests.conftest import ARTIFACTS, LiveServer
 
 pytestmark = pytest.mark.browser
