@@ -36,6 +36,7 @@ from app.crf.changes import (
     VisitDate,
 )
 from app.crf.engine import FormEvaluation, RawRows
+from app.crf.values import InvalidValue, calendar_date
 from app.db import unit_of_work
 from app.models import Site, Subject, pk, utcnow
 from app.studies import StudyRegistry
@@ -343,12 +344,15 @@ def visit_date_submit(
     subject_id: SubjectId,
     event_oid: str,
     event_repeat: Repeat,
-    visit_date: Annotated[date, Form()],
+    visit_date: Annotated[str, Form(max_length=40)],
     reason: Annotated[str, Form()] = "",
 ) -> Response:
     """Date a visit; dating the next repeat of a repeating visit adds it (unscheduled, LTFU)."""
     subject = reads.get_subject(session, access, subject_id)
-    change = VisitDate(subject_id, event_oid, event_repeat, visit_date, reason.strip() or None)
+    day = _typed_date(visit_date, "Visit date")
+    if isinstance(day, str):
+        return _casebook(request, session, study, access, subject, day, 422)
+    change = VisitDate(subject_id, event_oid, event_repeat, day, reason.strip() or None)
     refused = _apply_from_casebook(request, session, study, access, subject, change)
     if refused is not None:
         return refused
@@ -366,19 +370,31 @@ def status_submit(
     access: Annotated[Access, requires(Permission.CHANGE_STATUS)],
     subject_id: SubjectId,
     to: Annotated[str, Form(max_length=30)],
-    effective: Annotated[date, Form()],
+    effective: Annotated[str, Form(max_length=40)],
     reason: Annotated[str, Form()] = "",
     dose_level: Annotated[str | None, Form(max_length=10)] = None,
     phase: Annotated[str | None, Form(max_length=20)] = None,
 ) -> Response:
     subject = reads.get_subject(session, access, subject_id)
+    day = _typed_date(effective, "Date")
+    if isinstance(day, str):
+        return _casebook(request, session, study, access, subject, day, 422)
     change = SubjectStatus(
-        subject_id, to, effective, reason.strip() or None, dose_level or None, phase or None
+        subject_id, to, day, reason.strip() or None, dose_level or None, phase or None
     )
     refused = _apply_from_casebook(request, session, study, access, subject, change)
     if refused is not None:
         return refused
     return RedirectResponse(f"/subjects/{subject.id}", status_code=303)
+
+
+def _typed_date(text: str, label: str) -> date | str:
+    """The date typed as YYYY-MM-DD in a casebook field, or the message saying why it is not
+    one (an impossible date such as 2025-02-30 included), as an eCRF date item says it."""
+    try:
+        return calendar_date(text.strip())
+    except InvalidValue as error:
+        return f"{label} {error}"
 
 
 # -- forms ------------------------------------------------------------------------------------
