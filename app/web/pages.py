@@ -9,7 +9,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -249,21 +249,42 @@ def logout_submit(request: Request, session: SessionDep) -> Response:
 # -- subjects ---------------------------------------------------------------------------------
 
 
+def _register_sites(session: Session, access: Access) -> list[Site]:
+    """The study's sites where the user may register a subject, by number."""
+    if not access.can(Permission.REGISTER_SUBJECT):
+        return []
+    register_sites = access.site_ids(Permission.REGISTER_SUBJECT)
+    return [
+        site
+        for site in session.exec(
+            select(Site).where(Site.study_id == access.study_id).order_by(col(Site.number))
+        )
+        if register_sites is None or site.id in register_sites
+    ]
+
+
 @router.get("/subjects")
 def subjects_page(request: Request, session: SessionDep, access: ViewerDep) -> Response:
     subjects = reads.list_subjects(session, access)
-    register_sites = access.site_ids(Permission.REGISTER_SUBJECT)
-    sites = []
-    if access.can(Permission.REGISTER_SUBJECT):
-        sites = [
-            site
-            for site in session.exec(
-                select(Site).where(Site.study_id == access.study_id).order_by(col(Site.number))
-            )
-            if register_sites is None or site.id in register_sites
-        ]
+    sites = _register_sites(session, access)
     context = {"subjects": subjects, "sites": sites, "access": access}
     return render(request, "subjects.html", context)
+
+
+@router.get("/subjects/register")
+def register_confirm_page(
+    request: Request,
+    session: SessionDep,
+    access: Annotated[Access, requires(Permission.REGISTER_SUBJECT)],
+    site_id: Annotated[int, Query(ge=1, le=2**31)],
+) -> Response:
+    """The step before registering: names the site and says that a permanent subject key is
+    created there, since a subject once registered stays in the study's records. Works
+    without JavaScript; the POST it leads to is unchanged, for scripts and the API alike."""
+    site = next((s for s in _register_sites(session, access) if s.id == site_id), None)
+    if site is None:
+        raise NotFound(f"site {site_id}")
+    return render(request, "register_subject.html", {"site": site, "access": access})
 
 
 @router.post("/subjects")

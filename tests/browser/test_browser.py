@@ -24,6 +24,8 @@ def test_coordinator_enters_demographics_and_sees_derived_age(
     expect(page.get_by_role("heading", name="Subjects")).to_be_visible()
 
     page.get_by_role("button", name="Register subject").click()
+
+    page.get_by_role("button", name="Register the subject at site 01").click()
     expect(page.get_by_role("heading", name="Subject 01-001")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "casebook.png"), full_page=True)
 
@@ -65,6 +67,7 @@ def test_coordinator_adds_and_removes_log_rows_and_reads_an_item_history(
     page.get_by_label("Password").fill(DEMO_PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("button", name="Register subject").click()
+    page.get_by_role("button", name="Register the subject at site 01").click()
     page.locator("#visit-SE_LOG").get_by_role("link", name="Adverse Events").click()
     expect(page.get_by_text("No rows yet.")).to_be_visible()
 
@@ -110,6 +113,8 @@ def test_keyboard_login_and_pages_that_fit_a_tablet(
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Subjects")).to_be_visible()
     page.get_by_role("button", name="Register subject").focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Register the subject at site 01").focus()
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Subject 01-001")).to_be_visible()
     fits = "() => document.documentElement.scrollWidth <= window.innerWidth"

@@ -63,6 +63,7 @@ def test_a_coordinator_takes_a_subject_from_consent_to_follow_up(
     ARTIFACTS.mkdir(exist_ok=True)
     page = login(browser, live_server, "coordinator")
     page.get_by_role("button", name="Register subject").click()
+    page.get_by_role("button", name="Register the subject at site 01").click()
     casebook = page.url
 
     open_form(page, casebook, "SE_SCR", "Informed Consent")
