@@ -550,6 +550,7 @@ def render_form(
         "not_done_reason": stored.form_data.not_done_reason if stored else None,
         "has_history": stored is not None,
         "saved": request.query_params.get("saved") == "1",
+        "unsaved": status != 200,  # a refused save: what the user typed is not stored
         "conflict": conflict,
         "form_errors": form_errors or [],
         "can_edit": page.access.can(Permission.ENTER_DATA, page.subject.site_id),
