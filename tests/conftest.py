@@ -230,7 +230,8 @@ def live_server(demo_engine: Engine, database_url: str, zm001: Study) -> Iterato
 def csrf_token(client: httpx.Client, path: str = "/login") -> str:
     """Fetch a page so the CSRF cookie is set; return the token embedded in it."""
     response = client.get(path)
-    headers = lxml.html.fromstring(response.text).body.get("hx-headers")
+    body = lxml.html.document_fromstring(response.text).find("body")
+    headers = body.get("hx-headers") if body is not None else None
     assert headers, f"{path} has no CSRF token ({response.status_code})"
     token: str = json.loads(headers)["x-csrftoken"]
     return token
