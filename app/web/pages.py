@@ -36,12 +36,12 @@ from app.crf.changes import (
     VisitDate,
 )
 from app.crf.engine import FormEvaluation, RawRows
-from app.crf.values import InvalidValue, calendar_date
+from app.crf.values import InvalidValue, calendar_date, shown_text
 from app.db import unit_of_work
 from app.models import Site, Subject, pk, utcnow
 from app.studies import StudyRegistry
 from app.study.loader import Study, find_item
-from app.study.model import FormDef
+from app.study.model import FormDef, ItemDef
 from app.web.deps import (
     SESSION_COOKIE,
     CallerDep,
@@ -61,6 +61,14 @@ SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
 Repeat = Annotated[int, PathParam(ge=1, le=9999)]
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 TEMPLATES.env.filters["role_label"] = role_label
+
+
+def _shown(value: str | None, item: ItemDef) -> str | None:
+    """Jinja filter `value|shown(item)`: a stored value as pages show it (ISO dates)."""
+    return shown_text(item, value)
+
+
+TEMPLATES.env.filters["shown"] = _shown
 MAX_FORM_FIELDS = 5000
 FORM_PATH = (
     "/subjects/{subject_id}/events/{event_oid}/{event_repeat}/forms/{form_oid}/{form_repeat}"

@@ -144,6 +144,8 @@ def test_lab_and_vitals_tables_fit_1280_px_and_the_read_only_view_shows_dates_in
     assert taken.evaluate("e => e.scrollWidth <= e.clientWidth"), "the date-time is cut"
     monitor.screenshot(path=str(ARTIFACTS / "vitals-read-only-1280.png"), full_page=True)
     assert monitor.evaluate(FITS)
+    monitor.locator("td", has=taken).get_by_role("link", name="history").click()
+    expect(monitor.locator(".audit-trail tbody tr").first).to_contain_text("2026-03-02 14:30")
     monitor.context.close()
 
 
