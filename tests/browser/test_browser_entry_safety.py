@@ -93,6 +93,8 @@ def test_an_impossible_date_is_refused_next_to_the_field_and_nothing_is_stored(
     )
     expect(page.locator("p.notice")).to_have_count(0)
     expect(signed).to_have_value("2025-02-30")  # kept as typed, to correct it
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "impossible-date.png"), full_page=True)
     page.goto(page.url)
     expect(page.locator(".form-status")).to_have_text("not started")
     expect(page.get_by_label("Date main ICF signed")).to_have_value("")
