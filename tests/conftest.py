@@ -1,5 +1,6 @@
 """Shared fixtures: the ZM001 study, a migrated database on SQLite and on PostgreSQL, demo
-accounts, and a real uvicorn server on 127.0.0.1 for HTTP and browser tests."""
+accounts, and a real uvicorn server on 127.0.0.1 for HTTP and browser tests (the browser's own
+fixtures are in tests/browser/conftest.py)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Self
+from typing import Self, cast
 
 import httpx
 import lxml.html
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
@@ -184,27 +184,6 @@ def demo_engine(engine: Engine, zm001: Study) -> Engine:
     return engine
 
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -247,10 +226,13 @@ class InProcessServer:
         """A client of the server, as httpx.Client(base_url=server.url) would be. A server
         error answers 500 with the app's error page, as over a socket."""
         del timeout  # in-process calls do not wait on a network
-        return TestClient(
+        # starlette's TestClient is an httpx2.Client (httpx's successor, same interface): what
+        # the tests call of it they call of httpx.Client.
+        client = TestClient(
             self.app, base_url=self.url, headers=headers, follow_redirects=follow_redirects,
             raise_server_exceptions=False,
         )  # fmt: skip
+        return cast(httpx.Client, client)
 
     def __enter__(self) -> Self:
         return self
@@ -309,7 +291,8 @@ def app_server(demo_engine: Engine, database_url: str, zm001: Study) -> Iterator
 def csrf_token(client: httpx.Client, path: str = "/login") -> str:
     """Fetch a page so the CSRF cookie is set; return the token embedded in it."""
     response = client.get(path)
-    headers = lxml.html.fromstring(response.text).body.get("hx-headers")
+    body = lxml.html.document_fromstring(response.text).find("body")
+    headers = body.get("hx-headers") if body is not None else None
     assert headers, f"{path} has no CSRF token ({response.status_code})"
     token: str = json.loads(headers)["x-csrftoken"]
     return token

@@ -163,7 +163,7 @@ def test_the_exports_page_refuses_an_unknown_cohort_naming_the_valid_ones(
             "scope": "cohort", "cohort": cohort,
         })  # fmt: skip
         assert response.status_code == 422, cohort
-        error = lxml.html.fromstring(response.text).xpath("string(//p[@class='error'])")
+        error = str(lxml.html.fromstring(response.text).xpath("string(//p[@class='error'])"))
         assert error.startswith(f"cohort: no dose cohort '{cohort}'") and COHORTS in error
     assert api_client(exporting_server).get("/api/v1/studies/ZM001/exports").json() == []
 

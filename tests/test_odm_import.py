@@ -13,14 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 from lxml import etree
-from playwright.sync_api import Browser, expect
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 
 from app import audit, auth
 from app.access import load_access
 from app.db import make_engine
-from app.demo import DEMO_PASSWORD, load_demo
+from app.demo import load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_metadata import metadata_version_oid
 from app.exporters.odm_transactional import write_odm_transactional
@@ -55,27 +54,37 @@ CLINICAL_TABLES = (
 
 @pytest.fixture(scope="module")
 def demo_export(tmp_path_factory: pytest.TempPathFactory, zm001: Study) -> Path:
-    """The snapshot export of the 20-subject demo (built once, on SQLite)."""
-    folder = tmp_path_factory.mktemp("source")
+    return build_demo_export(tmp_path_factory.mktemp("source"), zm001)
+
+
+def build_demo_export(folder: Path, study: Study) -> Path:
+    """The snapshot export of the 20-subject demo, built in `folder` on SQLite."""
     url = f"sqlite:///{folder / 'demo.db'}"
     prepare_database(url)
     engine = make_engine(url)
-    load_demo(engine, zm001, subjects=20)
+    load_demo(engine, study, subjects=20)
     path = folder / "zm001-snapshot.xml"
     with Session(engine) as session:
-        write_odm_snapshot(session, zm001, path)
+        write_odm_snapshot(session, study, path)
     engine.dispose()
     return path
 
 
 def run_import(
-    engine: Engine, study: Study, path: Path, *, username: str = "datamanager", **options: bool
+    engine: Engine,
+    study: Study,
+    path: Path,
+    *,
+    username: str = "datamanager",
+    valid_subjects_only: bool = False,
 ) -> ImportReport:
     with Session(engine) as session:
         user = session.exec(select(UserAccount).where(UserAccount.username == username)).one()
         access = load_access(session, user, study.id)
         actor = audit.Actor(user, "test")
-    return import_odm(engine, study, path, access=access, actor=actor, **options)
+    return import_odm(
+        engine, study, path, access=access, actor=actor, valid_subjects_only=valid_subjects_only
+    )
 
 
 def clinical_data(path: Path, element_path: str = "odm:ClinicalData") -> bytes:
@@ -512,34 +521,6 @@ def test_the_import_page_uploads_a_file_and_shows_the_report(
     assert rest.startswith("200 ") and "Imported 19 subjects" in rest
     assert "Left out 1 subject(s) with problems: 01-002" in rest
     assert "a subject with this SubjectKey is already in TrialDesk" in rest
-
-
-@pytest.mark.browser
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_data_manager_imports_a_file_in_the_browser(
-    live_server: LiveServer, browser: Browser, demo_export: Path, tmp_path: Path
-) -> None:
-    path = one_subject(demo_export, tmp_path / "subject 01-002.xml", {})
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.goto(live_server.url + "/")
-    page.get_by_label("Username").fill("datamanager")
-    page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.goto(live_server.url + "/admin/import")
-
-    page.get_by_label("ODM file").set_input_files(str(path))
-    page.get_by_role("button", name="Import").click()
-    expect(page.get_by_role("status")).to_contain_text("Imported 1 subjects")  # the job page
-    page.goto(live_server.url + "/admin/import")
-    page.get_by_label("ODM file").set_input_files(str(path))
-    page.get_by_role("button", name="Import").click()
-
-    expect(page.get_by_role("alert")).to_have_text("Refused, nothing was stored: 1 problem(s).")
-    expect(
-        page.get_by_role("cell", name="a subject with this SubjectKey is already in TrialDesk")
-    ).to_be_visible()
-    context.close()
 
 
 def test_a_data_manager_of_one_site_imports_only_into_that_site(

@@ -99,3 +99,32 @@ def test_a_dated_visit_says_how_many_of_its_forms_are_complete(app_server: InPro
     )  # fmt: skip
     assert visit_summary(page, "visit-SE_D14")[0] == "out of window"
     assert "done" not in visible_text(page).split()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_impossible_visit_or_status_date_gets_the_casebook_with_the_reason(
+    app_server: InProcessServer,
+) -> None:
+    client = logged_in_client(app_server, "coordinator")
+    subject = register(client)
+    token = csrf_token(client, f"/subjects/{subject}")
+    for path, data in (
+        (f"/subjects/{subject}/events/SE.SCR/1/date", {"visit_date": "2026-02-30"}),
+        (f"/subjects/{subject}/status", {"to": "screen_failed", "effective": "2026-02-30"}),
+    ):
+        response = client.post(path, data={**data, "csrftoken": token})
+        assert response.status_code == 422, path
+        page = lxml.html.fromstring(response.text)
+        error = page.xpath("string(//p[@class='error'])")
+        assert error.endswith("2026-02-30 is not a real calendar date"), error
+        assert page.xpath("string(//h1)").startswith("Subject 01-001")
+    dated = html(client.get(f"/subjects/{subject}"))
+    assert dated.get_element_by_id("visit-SE_SCR-date").get("value") == ""
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_registering_at_a_site_not_ones_own_is_not_found(app_server: InProcessServer) -> None:
+    client = logged_in_client(app_server, "coordinator")
+    confirm = html(client.get("/subjects/register", params={"site_id": 1}))
+    assert "a permanent subject key" in visible_text(confirm)
+    assert client.get("/subjects/register", params={"site_id": 2}).status_code == 404

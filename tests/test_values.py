@@ -6,7 +6,14 @@ from datetime import date
 
 import pytest
 
-from app.crf.values import DateLimits, InvalidValue, Parsed, derived_value, parse_value
+from app.crf.values import (
+    DateLimits,
+    InvalidValue,
+    Parsed,
+    derived_value,
+    parse_value,
+    shown_text,
+)
 from app.study.model import CodeList, CodeListItem, DataType, ItemDef, Range
 
 YN = CodeList(oid="CL.NY", name="NY", items=(CodeListItem(code="Y", decode="Yes"),
@@ -130,3 +137,24 @@ def test_derived_numbers_round_half_up_as_sas_does(
     kind = DataType.INTEGER if decimals == 0 else DataType.FLOAT
     derived = item(kind, derivation="1.0", decimals=decimals if decimals else None)
     assert derived_value(derived, result) == stored
+
+
+@pytest.mark.parametrize(
+    ("kind", "stored", "shown"),
+    [
+        (DataType.DATE, "2025-06-15", "2025-06-15"),
+        (DataType.DATETIME, "2025-06-15T14:30:00", "2025-06-15 14:30"),
+        (DataType.DATETIME, "2025-06-15T14:30:07", "2025-06-15 14:30:07"),
+        (DataType.TIME, "08:00:00", "08:00"),
+        (DataType.PARTIAL_DATE, "2025-06", "2025-06-UNK"),
+        (DataType.PARTIAL_DATE, "2025", "2025-UNK-UNK"),
+        (DataType.PARTIAL_DATE, "2025-06-15", "2025-06-15"),
+        (DataType.DATETIME, "07/04/2025", "07/04/2025"),  # as typed, on a refused form
+    ],
+)
+def test_pages_show_stored_dates_in_iso_as_they_are_typed_back(
+    kind: DataType, stored: str, shown: str
+) -> None:
+    assert shown_text(item(kind), stored) == shown
+    if shown != stored and "/" not in shown:
+        assert parse_value(item(kind), shown, None).value == stored

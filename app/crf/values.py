@@ -10,6 +10,11 @@ multiple choice is its codes joined by commas, in code list order.
 
 Dates are checked against the calendar, the study's earliest plausible date, and (unless the
 item allows it) today's date at the site.
+
+Pages show a stored value as `shown_text` gives it, in the one convention users type: ISO 8601
+dates (2025-06-15), date-times with a space and minutes (2025-06-15 14:30), times as 14:30, and
+partial dates with UNK for what is unknown (2025-06-UNK, 2025-UNK-UNK); each parses back to
+the same stored text.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ DATE_OR_PARTIAL = re.compile(r"\d{4}(-(\d{2}|UNK))?(-(\d{2}|UNK))?", re.IGNORECA
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?")
 TIME = re.compile(r"\d{2}:\d{2}(:\d{2})?")
+STORED_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+STORED_TIME = re.compile(r"\d{2}:\d{2}:\d{2}")
 
 
 class InvalidValue(ValueError):
@@ -151,10 +158,12 @@ def _date(_item: ItemDef, text: str, _codelist: CodeList | None) -> str:
         raise InvalidValue("must be a complete date (YYYY-MM-DD); a partial date is not allowed")
     if "UNK" in text.upper():
         raise InvalidValue("must be a complete date (YYYY-MM-DD); a partial date is not allowed")
-    return _calendar_date(text).isoformat()
+    return calendar_date(text).isoformat()
 
 
-def _calendar_date(text: str) -> date:
+def calendar_date(text: str) -> date:
+    """The date `text` (YYYY-MM-DD) names; InvalidValue when it is not in that form or not in
+    the calendar (2025-02-30)."""
     if not DATE.fullmatch(text):
         raise InvalidValue(f"{text!r} is not a date in the form YYYY-MM-DD")
     try:
@@ -173,7 +182,7 @@ def _partial_date(_item: ItemDef, text: str, _codelist: CodeList | None) -> str:
     if month is None and day is not None:
         raise InvalidValue("a day is given but the month is unknown")
     if day is not None:
-        return _calendar_date(f"{year}-{month}-{day}").isoformat()
+        return calendar_date(f"{year}-{month}-{day}").isoformat()
     if month is not None:
         if not 1 <= int(month) <= 12:
             raise InvalidValue(f"{month} is not a month")
@@ -263,6 +272,20 @@ _PARSERS = {
     DataType.CHOICE: _choice,
     DataType.MULTICHOICE: _multichoice,
 }
+
+
+def shown_text(item: ItemDef, value: str | None) -> str | None:
+    """How a page shows (and a user would type) the stored `value` of `item`; a value not in
+    its stored form (text as typed, on a refused form) is shown as it is."""
+    if value is None:
+        return None
+    if item.type == DataType.DATETIME and STORED_DATETIME.fullmatch(value):
+        return value.replace("T", " ").removesuffix(":00")
+    if item.type == DataType.TIME and STORED_TIME.fullmatch(value):
+        return value.removesuffix(":00")
+    if item.type == DataType.PARTIAL_DATE and re.fullmatch(r"\d{4}(-\d{2})?", value):
+        return value + "-UNK" * (2 - value.count("-"))
+    return value
 
 
 def expression_value(item: ItemDef, value: str | None) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 from starlette.datastructures import FormData as RequestForm
 
 from app.crf.engine import FieldKey, FormEvaluation, RawRows, Rows
+from app.crf.values import shown_text
 from app.study.loader import Study
 from app.study.model import CodeList, DataType, FormDef, ItemDef, ItemGroupDef
 
@@ -16,6 +17,14 @@ CHOICE_RADIO_LIMIT = 6
 FIELD_NAME = re.compile(r"^(?P<group>[^:]+):(?P<repeat>\d{1,4}):(?P<item>[A-Z][A-Z0-9_]*|_row)$")
 """`<group OID>:<repeat>:<item name>`; `_row` marks a row that exists even with no answers."""
 REASON_PREFIX = "_reason:"
+DATE_FORMATS = {
+    "date": "YYYY-MM-DD",
+    "datetime": "YYYY-MM-DD hh:mm",
+    "time": "hh:mm",
+    "partial_date": "YYYY-MM-DD, YYYY-MM-UNK or YYYY-UNK-UNK",
+}
+"""The format hint shown next to each date and time widget: what the server accepts, typed
+as text (a browser's date picker shows its locale's order and drops an impossible date)."""
 REMOVED_FIELD = "_removed"
 """Carries `<group OID>:<repeat>` of each row the user removed, from preview to save."""
 
@@ -106,6 +115,8 @@ class FieldView:
     id: str
     item: ItemDef
     widget: str
+    format: str | None
+    """The format to type the value in (DATE_FORMATS), shown next to a date or time widget."""
     value: str | None
     options: tuple[tuple[str, str], ...]
     selected: frozenset[str]
@@ -178,12 +189,14 @@ def _field(
     if error is None and show_missing and evaluation and key in evaluation.missing:
         error = "is required"
     unit = study.units.get(item.units) if item.units else None
+    widget = _widget(item, codelist, in_row=group.repeating)
     return FieldView(
         name=field_name(group.oid, repeat, item.name),
         id=field_id(group.oid, repeat, item.name),
         item=item,
-        widget=_widget(item, codelist, in_row=group.repeating),
-        value=value,
+        widget=widget,
+        format=DATE_FORMATS.get(widget),
+        value=shown_text(item, value),
         options=tuple((ci.code, ci.decode) for ci in codelist.items) if codelist else (),
         selected=frozenset((value or "").split(",")) if codelist else frozenset(),
         units=unit.symbol if unit else None,

@@ -9,7 +9,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -36,11 +36,12 @@ from app.crf.changes import (
     VisitDate,
 )
 from app.crf.engine import FormEvaluation, RawRows
+from app.crf.values import InvalidValue, calendar_date, shown_text
 from app.db import unit_of_work
 from app.models import Site, Subject, pk, utcnow
 from app.studies import StudyRegistry
 from app.study.loader import Study, find_item
-from app.study.model import FormDef
+from app.study.model import FormDef, ItemDef
 from app.web.deps import (
     SESSION_COOKIE,
     CallerDep,
@@ -60,6 +61,14 @@ SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
 Repeat = Annotated[int, PathParam(ge=1, le=9999)]
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 TEMPLATES.env.filters["role_label"] = role_label
+
+
+def _shown(value: str | None, item: ItemDef) -> str | None:
+    """Jinja filter `value|shown(item)`: a stored value as pages show it (ISO dates)."""
+    return shown_text(item, value)
+
+
+TEMPLATES.env.filters["shown"] = _shown
 MAX_FORM_FIELDS = 5000
 FORM_PATH = (
     "/subjects/{subject_id}/events/{event_oid}/{event_repeat}/forms/{form_oid}/{form_repeat}"
@@ -248,21 +257,42 @@ def logout_submit(request: Request, session: SessionDep) -> Response:
 # -- subjects ---------------------------------------------------------------------------------
 
 
+def _register_sites(session: Session, access: Access) -> list[Site]:
+    """The study's sites where the user may register a subject, by number."""
+    if not access.can(Permission.REGISTER_SUBJECT):
+        return []
+    register_sites = access.site_ids(Permission.REGISTER_SUBJECT)
+    return [
+        site
+        for site in session.exec(
+            select(Site).where(Site.study_id == access.study_id).order_by(col(Site.number))
+        )
+        if register_sites is None or site.id in register_sites
+    ]
+
+
 @router.get("/subjects")
 def subjects_page(request: Request, session: SessionDep, access: ViewerDep) -> Response:
     subjects = reads.list_subjects(session, access)
-    register_sites = access.site_ids(Permission.REGISTER_SUBJECT)
-    sites = []
-    if access.can(Permission.REGISTER_SUBJECT):
-        sites = [
-            site
-            for site in session.exec(
-                select(Site).where(Site.study_id == access.study_id).order_by(col(Site.number))
-            )
-            if register_sites is None or site.id in register_sites
-        ]
+    sites = _register_sites(session, access)
     context = {"subjects": subjects, "sites": sites, "access": access}
     return render(request, "subjects.html", context)
+
+
+@router.get("/subjects/register")
+def register_confirm_page(
+    request: Request,
+    session: SessionDep,
+    access: Annotated[Access, requires(Permission.REGISTER_SUBJECT)],
+    site_id: Annotated[int, Query(ge=1, le=2**31)],
+) -> Response:
+    """The step before registering: names the site and says that a permanent subject key is
+    created there, since a subject once registered stays in the study's records. Works
+    without JavaScript; the POST it leads to is unchanged, for scripts and the API alike."""
+    site = next((s for s in _register_sites(session, access) if s.id == site_id), None)
+    if site is None:
+        raise NotFound(f"site {site_id}")
+    return render(request, "register_subject.html", {"site": site, "access": access})
 
 
 @router.post("/subjects")
@@ -343,12 +373,15 @@ def visit_date_submit(
     subject_id: SubjectId,
     event_oid: str,
     event_repeat: Repeat,
-    visit_date: Annotated[date, Form()],
+    visit_date: Annotated[str, Form(max_length=40)],
     reason: Annotated[str, Form()] = "",
 ) -> Response:
     """Date a visit; dating the next repeat of a repeating visit adds it (unscheduled, LTFU)."""
     subject = reads.get_subject(session, access, subject_id)
-    change = VisitDate(subject_id, event_oid, event_repeat, visit_date, reason.strip() or None)
+    day = _typed_date(visit_date, "Visit date")
+    if isinstance(day, str):
+        return _casebook(request, session, study, access, subject, day, 422)
+    change = VisitDate(subject_id, event_oid, event_repeat, day, reason.strip() or None)
     refused = _apply_from_casebook(request, session, study, access, subject, change)
     if refused is not None:
         return refused
@@ -366,19 +399,31 @@ def status_submit(
     access: Annotated[Access, requires(Permission.CHANGE_STATUS)],
     subject_id: SubjectId,
     to: Annotated[str, Form(max_length=30)],
-    effective: Annotated[date, Form()],
+    effective: Annotated[str, Form(max_length=40)],
     reason: Annotated[str, Form()] = "",
     dose_level: Annotated[str | None, Form(max_length=10)] = None,
     phase: Annotated[str | None, Form(max_length=20)] = None,
 ) -> Response:
     subject = reads.get_subject(session, access, subject_id)
+    day = _typed_date(effective, "Date")
+    if isinstance(day, str):
+        return _casebook(request, session, study, access, subject, day, 422)
     change = SubjectStatus(
-        subject_id, to, effective, reason.strip() or None, dose_level or None, phase or None
+        subject_id, to, day, reason.strip() or None, dose_level or None, phase or None
     )
     refused = _apply_from_casebook(request, session, study, access, subject, change)
     if refused is not None:
         return refused
     return RedirectResponse(f"/subjects/{subject.id}", status_code=303)
+
+
+def _typed_date(text: str, label: str) -> date | str:
+    """The date typed as YYYY-MM-DD in a casebook field, or the message saying why it is not
+    one (an impossible date such as 2025-02-30 included), as an eCRF date item says it."""
+    try:
+        return calendar_date(text.strip())
+    except InvalidValue as error:
+        return f"{label} {error}"
 
 
 # -- forms ------------------------------------------------------------------------------------
@@ -513,6 +558,7 @@ def render_form(
         "not_done_reason": stored.form_data.not_done_reason if stored else None,
         "has_history": stored is not None,
         "saved": request.query_params.get("saved") == "1",
+        "unsaved": status != 200,  # a refused save: what the user typed is not stored
         "conflict": conflict,
         "form_errors": form_errors or [],
         "can_edit": page.access.can(Permission.ENTER_DATA, page.subject.site_id),

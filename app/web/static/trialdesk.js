@@ -44,3 +44,24 @@
     htmx.trigger(crf, "change");
   });
 })();
+
+// Warn before leaving a form with unsaved changes: once the user has typed or chosen anything
+// in it, or when the page is a refused save showing what they typed. Submitting the form (save,
+// complete, not done) is not leaving it, and the saved page that follows starts clean. Only the
+// user's own input counts: the preview above re-triggers "change" itself.
+(() => {
+  let dirty = document.querySelector("#crf[data-unsaved]") !== null;
+  const inForm = (event) => event.isTrusted && event.target instanceof Element
+    && event.target.closest("#crf") !== null;
+  for (const type of ["input", "change"]) {
+    document.addEventListener(type, (event) => { if (inForm(event)) dirty = true; });
+  }
+  document.addEventListener("submit", (event) => {
+    if (event.target instanceof Element && event.target.id === "crf") dirty = false;
+  });
+  window.addEventListener("beforeunload", (event) => {
+    if (!dirty) return;
+    event.preventDefault();
+    event.returnValue = "";  // older Chromium asks for it to show the dialog
+  });
+})();

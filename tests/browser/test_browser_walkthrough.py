@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Page, expect
 from app.demo import DEMO_PASSWORD
 from app.study.loader import Study
 from app.study.model import ItemDef, ItemGroupDef
-from tests.browser_fill import add_rows, fill_form, settle
+from tests.browser.fill import Choose, add_rows, fill_form, settle
 from tests.conftest import ARTIFACTS, LiveServer
 
 pytestmark = pytest.mark.browser
@@ -47,7 +47,7 @@ def change_status(page: Page, casebook: str, label: str, expected: str) -> None:
     expect(page.locator(".subject-status")).to_have_text(expected)
 
 
-def values(table: dict[str, str]) -> object:
+def values(table: dict[str, str]) -> Choose:
     def choose(_group: ItemGroupDef, _repeat: int, item: ItemDef) -> str | None:
         return table.get(item.name)
 
@@ -63,6 +63,7 @@ def test_a_coordinator_takes_a_subject_from_consent_to_follow_up(
     ARTIFACTS.mkdir(exist_ok=True)
     page = login(browser, live_server, "coordinator")
     page.get_by_role("button", name="Register subject").click()
+    page.get_by_role("button", name="Register the subject at site 01").click()
     casebook = page.url
 
     open_form(page, casebook, "SE_SCR", "Informed Consent")
@@ -79,7 +80,7 @@ def test_a_coordinator_takes_a_subject_from_consent_to_follow_up(
     expect(page.locator("output#f-IG_DM-1-AGE")).to_have_text("40")
     save(page)
 
-    def eligibility(failed: int | None, investigator: str) -> object:
+    def eligibility(failed: int | None, investigator: str) -> Choose:
         def choose(group: ItemGroupDef, repeat: int, item: ItemDef) -> str | None:
             if item.name == "IEORRES":
                 met = repeat != failed

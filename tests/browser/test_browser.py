@@ -3,8 +3,6 @@ derived age, save, reload and see the values. Screenshots land in test-artifacts
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -12,14 +10,6 @@ from app.demo import DEMO_PASSWORD
 from tests.conftest import ARTIFACTS, LiveServer
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -34,6 +24,8 @@ def test_coordinator_enters_demographics_and_sees_derived_age(
     expect(page.get_by_role("heading", name="Subjects")).to_be_visible()
 
     page.get_by_role("button", name="Register subject").click()
+
+    page.get_by_role("button", name="Register the subject at site 01").click()
     expect(page.get_by_role("heading", name="Subject 01-001")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "casebook.png"), full_page=True)
 
@@ -75,6 +67,7 @@ def test_coordinator_adds_and_removes_log_rows_and_reads_an_item_history(
     page.get_by_label("Password").fill(DEMO_PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("button", name="Register subject").click()
+    page.get_by_role("button", name="Register the subject at site 01").click()
     page.locator("#visit-SE_LOG").get_by_role("link", name="Adverse Events").click()
     expect(page.get_by_text("No rows yet.")).to_be_visible()
 
@@ -120,6 +113,8 @@ def test_keyboard_login_and_pages_that_fit_a_tablet(
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Subjects")).to_be_visible()
     page.get_by_role("button", name="Register subject").focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Register the subject at site 01").focus()
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Subject 01-001")).to_be_visible()
     fits = "() => document.documentElement.scrollWidth <= window.innerWidth"
