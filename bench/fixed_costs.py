@@ -192,7 +192,7 @@ def serve(tree: Tree) -> tuple[float, float, float]:
 
 
 def demo_database(tree: Tree, subjects: int) -> str:
-    """A `trialdesk demo --subjects N` SQLite database, built once and reused."""
+    """A `trialdesk demo --subjects N` SQLite database, built once and reused (migrated)."""
     path = Path(tempfile.gettempdir()) / f"trialdesk-fixed-costs-{subjects}.db"
     if not path.exists():
         partial = path.with_suffix(".partial.db")
@@ -201,6 +201,8 @@ def demo_database(tree: Tree, subjects: int) -> str:
             "-m", "app", "demo", "--subjects", str(subjects), database_url=f"sqlite:///{partial}"
         )
         partial.rename(path)
+    else:  # built by an earlier version: bring it to this tree's migrations
+        tree.run("-m", "app", "db", "upgrade", database_url=f"sqlite:///{path}")
     return f"sqlite:///{path}"
 
 
