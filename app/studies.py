@@ -300,7 +300,8 @@ def _form_change(
         .where(Subject.study_id == record.id, FormData.form_oid == form.oid)
     ).one()
     if old is None or new is None:
-        change = "added" if old is None else "removed from the definition: stored forms are kept"
+        kept = "removed from the definition: stored forms are kept and shown on the casebook"
+        change = "added" if old is None else kept
         return FormChange(form.oid, form.title, change, stored, ())
     old_items = {item.oid: item for group in old.item_groups for item in group.items}
     new_items = {item.oid: item for group in new.item_groups for item in group.items}

@@ -169,3 +169,38 @@ def get_settings_cache_clear() -> None:
     from app.config import get_settings
 
     get_settings.cache_clear()
+
+
+def test_values_of_a_form_a_later_version_removed_are_shown_on_the_casebook(
+    demo_engine: Engine, database_url: str, zm001: Study, tmp_path: Path
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = factories.register(session, zm001)
+        chest = {"CHESTDAT": "2026-01-06", "CHESTMOD": "CT", "CHESTRES": "NORMAL"}
+        assert factories.save(session, zm001, subject, "F.CHEST", {"IG.CHEST": {1: chest}}).saved
+    folder = tmp_path / "forms"
+    shutil.copytree(FORMS, folder)
+    (folder / "ecrf" / "CHEST.yaml").unlink()
+    schedule = folder / "schedule.yaml"
+    schedule.write_text(schedule.read_text().replace("      - F.CHEST\n", "", 1))
+    changed = replace(load_study(folder), sdtm_dir=EXPORTS)
+    with Session(demo_engine) as session:
+        (form,) = upgrade_preview(session, changed).forms
+        assert (form.form_oid, form.stored_forms) == ("F.CHEST", 1)
+    with Session(demo_engine) as session, unit_of_work(session):
+        apply_upgrade(
+            session, changed, actor=factories.author(session, "admin").actor, now=utcnow()
+        )
+
+    with InProcessServer(database_url, changed, forms=folder) as server:
+        page = logged_in_client(server, "monitor").get(f"/subjects/{subject.id}")
+    (section,) = html.fromstring(page.text).find_class("retired")
+    rows = [[" ".join(td.text_content().split()) for td in tr] for tr in section.iter("tr")][1:]
+    assert rows == [
+        ["Screening", "F.CHEST", "IG.CHEST #1", item, value, "MDV.ZM001.1"]
+        for item, value in [
+            ("IT.CHEST.CHESTDAT", "2026-01-06"),
+            ("IT.CHEST.CHESTMOD", "CT"),
+            ("IT.CHEST.CHESTRES", "NORMAL"),
+        ]
+    ]

@@ -36,6 +36,7 @@ from app.crf.changes import (
     VisitDate,
 )
 from app.crf.engine import FormEvaluation, RawRows
+from app.crf.retired_forms import retired_values
 from app.crf.values import InvalidValue, calendar_date, shown_text
 from app.db import unit_of_work
 from app.models import Site, Subject, pk, utcnow
@@ -334,6 +335,7 @@ def _casebook(
         "casebook": build_casebook(session, study, subject, today),
         "options": subject_status.transition_options(session, study, access, subject),
         "alerts": subject_status.open_alerts(session, subject),
+        "retired": retired_values(session, study, subject),
         "dose_levels": subject_status.open_dose_levels(study),
         "phases": study.info.phases,
         "today": today.isoformat(),
