@@ -37,8 +37,9 @@ from app.models import (
     StudyVersion,
     Subject,
 )
-from app.study.loader import Study, load_study
-from app.study.model import FormDef, ItemDef
+from app.study.loader import LOG_EVENT_OID, Study, load_study
+from app.study.model import FormDef, ItemDef, ItemGroupDef, Schedule
+from app.study.retired import RetiredDefinitions, RetiredForm
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def bind(session: Session, study: Study, *, now: datetime) -> Study:
         session.add(record)
         session.flush()
     latest = latest_version(session, record)
-    bound = replace(study, db_id=record.id, retired_items=retired_items(session, record, study))
+    bound = replace(study, db_id=record.id, retired=retired_definitions(session, record, study))
     if latest is not None and latest.digest == study.digest:
         return replace(bound, version=latest.number)
     if latest is not None and holds_data(session, record):
@@ -117,31 +118,52 @@ def latest_version(session: Session, record: StudyRecord) -> StudyVersion | None
     ).first()
 
 
-def retired_items(
-    session: Session, record: StudyRecord, study: Study
-) -> dict[str, tuple[ItemDef, ...]]:
-    """Items that released versions of the study had and `study` lacks, by the item group that
-    still holds them (the latest definition of each); groups and forms `study` removed keep
-    their values in the database without a place on the current forms. A version with the
-    digest of `study` has its very forms, so nothing of it is retired: it is not read (its
-    stored definition is the whole study, a tenth of a second to read at every start)."""
+def retired_definitions(session: Session, record: StudyRecord, study: Study) -> RetiredDefinitions:
+    """Items, item groups and forms that released versions of the study had and `study`
+    lacks, each as the latest version with it defined it; their values stay in the database
+    without a place on the current forms. A version with the digest of `study` has its very
+    forms, so nothing of it is retired: it is not read (its stored definition is the whole
+    study, a tenth of a second to read at every start)."""
     current = {
         item.oid for form in study.forms.values() for g in form.item_groups for item in g.items
     }
     groups = {g.oid for form in study.forms.values() for g in form.item_groups}
-    found: dict[str, dict[str, ItemDef]] = {}
+    items: dict[str, dict[str, ItemDef]] = {}
+    removed_groups: dict[str, dict[str, ItemGroupDef]] = {}
+    forms: dict[str, RetiredForm] = {}
     versions = session.exec(
         select(StudyVersion)
         .where(StudyVersion.study_id == record.id, StudyVersion.digest != study.digest)
         .order_by(col(StudyVersion.number))
     )  # fmt: skip
     for version in versions:
+        schedule = Schedule.model_validate(version.definition["schedule"])
         for form in stored_forms(version.definition).values():
+            if form.oid not in study.forms:
+                forms[form.oid] = _retired_form(form, schedule)
+                continue
             for group in form.item_groups:
+                if group.oid not in groups:
+                    removed_groups.setdefault(form.oid, {})[group.oid] = group
+                    continue
                 for item in group.items:
-                    if item.oid not in current and group.oid in groups:
-                        found.setdefault(group.oid, {})[item.oid] = item
-    return {group: tuple(items.values()) for group, items in found.items()}
+                    if item.oid not in current:
+                        items.setdefault(group.oid, {})[item.oid] = item
+    return RetiredDefinitions(
+        items={group: tuple(found.values()) for group, found in items.items()},
+        groups={form: tuple(found.values()) for form, found in removed_groups.items()},
+        forms=forms,
+    )
+
+
+def _retired_form(form: FormDef, schedule: Schedule) -> RetiredForm:
+    events = [
+        visit.oid for visit in schedule.visits if any(f.form == form.oid for f in visit.forms)
+    ]
+    logs = [log for log in schedule.log_forms if log.form == form.oid]
+    if logs:
+        events.append(LOG_EVENT_OID)
+    return RetiredForm(form, tuple(events), repeating=any(log.repeating for log in logs))
 
 
 def holds_data(session: Session, record: StudyRecord) -> bool:
@@ -260,7 +282,7 @@ def apply_upgrade(session: Session, study: Study, *, actor: audit.Actor, now: da
     if record is None:
         return bind(session, study, now=now)
     latest = latest_version(session, record)
-    bound = replace(study, db_id=record.id, retired_items=retired_items(session, record, study))
+    bound = replace(study, db_id=record.id, retired=retired_definitions(session, record, study))
     if latest is not None and latest.digest == study.digest:
         return replace(bound, version=latest.number)
     return _release(session, bound, record, latest, actor=actor, now=now)

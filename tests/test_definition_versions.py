@@ -108,7 +108,7 @@ def test_a_removed_item_keeps_its_values_shown_and_exported_after_an_upgrade(
     with InProcessServer(database_url, changed, forms=folder) as server:
         bound = server.app.fastapi.state.studies.by_oid["ZM001"]
         assert bound.mdv_oid == "MDV.ZM001.2"
-        assert [i.oid for i in bound.retired_items["IG.IC"]] == ["IT.IC.ICOPT"]
+        assert [i.oid for i in bound.retired.items["IG.IC"]] == ["IT.IC.ICOPT"]
         page = logged_in_client(server, "coordinator").get(
             f"/subjects/{subject.id}/events/SE.SCR/1/forms/F.IC/1"
         )
@@ -178,6 +178,8 @@ def test_values_of_a_form_a_later_version_removed_are_shown_on_the_casebook(
         subject = factories.register(session, zm001)
         chest = {"CHESTDAT": "2026-01-06", "CHESTMOD": "CT", "CHESTRES": "NORMAL"}
         assert factories.save(session, zm001, subject, "F.CHEST", {"IG.CHEST": {1: chest}}).saved
+        skipped = factories.register(session, zm001)
+        assert factories.not_done(session, zm001, skipped, "F.CHEST", "Not required").saved
     folder = tmp_path / "forms"
     shutil.copytree(FORMS, folder)
     (folder / "ecrf" / "CHEST.yaml").unlink()
@@ -186,7 +188,7 @@ def test_values_of_a_form_a_later_version_removed_are_shown_on_the_casebook(
     changed = replace(load_study(folder), sdtm_dir=EXPORTS)
     with Session(demo_engine) as session:
         (form,) = upgrade_preview(session, changed).forms
-        assert (form.form_oid, form.stored_forms) == ("F.CHEST", 1)
+        assert (form.form_oid, form.stored_forms) == ("F.CHEST", 2)
     with Session(demo_engine) as session, unit_of_work(session):
         apply_upgrade(
             session, changed, actor=factories.author(session, "admin").actor, now=utcnow()
@@ -194,6 +196,7 @@ def test_values_of_a_form_a_later_version_removed_are_shown_on_the_casebook(
 
     with InProcessServer(database_url, changed, forms=folder) as server:
         page = logged_in_client(server, "monitor").get(f"/subjects/{subject.id}")
+        bound = server.app.fastapi.state.studies.by_oid["ZM001"]
     (section,) = html.fromstring(page.text).find_class("retired")
     rows = [[" ".join(td.text_content().split()) for td in tr] for tr in section.iter("tr")][1:]
     assert rows == [
@@ -203,4 +206,39 @@ def test_values_of_a_form_a_later_version_removed_are_shown_on_the_casebook(
             ("IT.CHEST.CHESTMOD", "CT"),
             ("IT.CHEST.CHESTRES", "NORMAL"),
         ]
+    ]
+
+    path = tmp_path / "snapshot.xml"
+    with Session(demo_engine) as session:
+        write_odm_snapshot(session, bound, path)
+    assert validate_streaming(path, odm_schema()) > 0
+    document = etree.parse(str(path))
+    mdv = document.find(".//odm:MetaDataVersion[@OID='MDV.ZM001.2']", NS)
+    assert mdv is not None
+    screening = mdv.find("odm:StudyEventDef[@OID='SE.SCR']", NS)
+    assert screening is not None
+    refs = screening.findall("odm:FormRef[@FormOID='F.CHEST']", NS)
+    assert [ref.get("Mandatory") for ref in refs] == ["No"]
+    form_def = mdv.find("odm:FormDef[@OID='F.CHEST']", NS)
+    assert form_def is not None and "Not in the current definition" in "".join(form_def.itertext())
+    assert [r.get("ItemGroupOID") for r in form_def.findall("odm:ItemGroupRef", NS)] == ["IG.CHEST"]
+    group_def = mdv.find("odm:ItemGroupDef[@OID='IG.CHEST']", NS)
+    assert group_def is not None and group_def.get("Domain") == "PR"
+    item_oids = [ref.get("ItemOID") for ref in group_def.findall("odm:ItemRef", NS)]
+    for oid in item_oids:
+        assert mdv.find(f"odm:ItemDef[@OID='{oid}']", NS) is not None, oid
+    entered = f".//odm:SubjectData[@SubjectKey='{subject.subject_key}']"
+    exported = {
+        data.get("ItemOID"): data.get("Value")
+        for data in document.findall(
+            f"{entered}//odm:FormData[@FormOID='F.CHEST']/odm:ItemGroupData/odm:ItemData", NS
+        )
+    }
+    assert exported == {f"IT.CHEST.{name}": value for name, value in chest.items()}
+    not_done = document.findall(
+        f".//odm:SubjectData[@SubjectKey='{skipped.subject_key}']"
+        "//odm:FormData[@FormOID='F.CHEST']/odm:ItemGroupData/odm:ItemData", NS
+    )  # fmt: skip
+    assert [(d.get("ItemOID"), d.get("IsNull")) for d in not_done] == [
+        (oid, "Yes") for oid in item_oids
     ]

@@ -3,7 +3,7 @@
 A later definition version may remove a whole form or item group; what sites entered in it
 stays stored (`trialdesk study upgrade --preview` says so) and the casebook shows it, read
 only, with the version it was entered under. Values of items removed from a group that the
-definition still has are shown on their form instead (`Study.retired_items`).
+definition still has are shown on their form instead (`Study.retired`).
 """
 
 from __future__ import annotations

@@ -167,11 +167,12 @@ class _SubjectWriter:
         self.sites = sites
         self.audits = AuditRecords(sites)
         self.since = since
+        forms = [*study.forms.values(), *(retired.form for retired in study.retired.forms.values())]
         self.form_items = {
             form.oid: [
                 (group.oid, [item.oid for item in group.items]) for group in form.item_groups
             ]
-            for form in study.forms.values()
+            for form in forms
         }
 
     def subject_data(self, session: Session, subject: Subject) -> tuple[etree._Element, int]:

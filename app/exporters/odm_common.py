@@ -284,7 +284,8 @@ class AuditRecords:
 
 class RepeatKeys:
     """Which StudyEvents, Forms and ItemGroups repeat, so that containers carry a repeat key
-    exactly when the metadata says they repeat (computed once per export)."""
+    exactly when the metadata says they repeat, removed forms and groups included (computed
+    once per export)."""
 
     def __init__(self, study: Study) -> None:
         self.events = {
@@ -295,13 +296,13 @@ class RepeatKeys:
             for event in [*(v.oid for v in study.schedule.visits), LOG_EVENT_OID]
             for form in study.forms_of_event(event)
             if study.is_repeating_form(event, form)
-        }
+        } | {(LOG_EVENT_OID, oid) for oid, form in study.retired.forms.items() if form.repeating}
         self.groups = {
             (form.oid, group.oid)
             for form in study.forms.values()
             for group in form.item_groups
             if group.repeating
-        }
+        } | {(form, group.oid) for form, group in study.retired.group_items() if group.repeating}
 
     def event(self, parent: etree._Element, event_oid: str, repeat: int) -> etree._Element:
         element = etree.SubElement(parent, q("StudyEventData"), StudyEventOID=event_oid)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import TypeVar
 
 import odmlib.ns_registry as NS
 import odmlib.odm_1_3_2.model as ODM
@@ -21,6 +20,8 @@ from lxml import etree
 from odmlib.odm_element import ODMElement
 
 from app.crf.values import MAX_TEXT_LENGTH
+from app.exporters import odm_retired as retired
+from app.exporters.odm_elements import description, optional, text, yes_no
 from app.models import FormStatus
 from app.study.loader import LOG_EVENT_OID, Study
 from app.study.model import (
@@ -35,10 +36,7 @@ from app.study.model import (
     odm_data_type,
 )
 
-ElementT = TypeVar("ElementT", bound=ODMElement)
-
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
-LANG = "en"
 LOG_EVENT_NAME = "Logs"
 NUMBER_DIGITS = 15
 """Most digits before the decimal point the server accepts in a number (app.crf.values)."""
@@ -146,7 +144,7 @@ def _study(study: Study) -> ODM.Study:
                 ODM.MeasurementUnit(
                     OID=unit.oid,
                     Name=unit.name or unit.symbol,
-                    Symbol=ODM.Symbol(TranslatedText=[_text(unit.symbol)]),
+                    Symbol=ODM.Symbol(TranslatedText=[text(unit.symbol)]),
                 )
                 for unit in study.units.values()
             ]
@@ -166,15 +164,12 @@ def _metadata_version(study: Study) -> ODM.MetaDataVersion:
         Name=study.info.protocol,
         Description=f"Study definition build sha256:{study.digest}",
         Protocol=_protocol(study),
-        StudyEventDef=[_visit_event(visit) for visit in study.schedule.visits] + _log_event(study),
-        FormDef=[_form(study, form) for form in study.forms.values()],
-        ItemGroupDef=[_item_group(study, form, group) for form, group in groups],
-        ItemDef=[_item(study, item) for item in items]
-        + [
-            _retired_item(study, item)
-            for retired in study.retired_items.values()
-            for item in retired
-        ],
+        StudyEventDef=[_visit_event(study, visit) for visit in study.schedule.visits]
+        + _log_event(study),
+        FormDef=[_form(study, form) for form in study.forms.values()] + retired.form_defs(study),
+        ItemGroupDef=[_item_group(study, form, group) for form, group in groups]
+        + retired.group_defs(study),
+        ItemDef=[_item(study, item) for item in items] + retired.item_defs(study),
         CodeList=[
             _codelist(codelist) for codelist in [*study.codelists.values(), *flag_codelists(study)]
         ],
@@ -185,38 +180,41 @@ def _metadata_version(study: Study) -> ODM.MetaDataVersion:
 
 def _protocol(study: Study) -> ODM.Protocol:
     refs = [(visit.oid, visit.type == "scheduled") for visit in study.schedule.visits]
-    if study.schedule.log_forms:
+    if _has_log_event(study):
         refs.append((LOG_EVENT_OID, False))
     return ODM.Protocol(
         StudyEventRef=[
-            ODM.StudyEventRef(StudyEventOID=oid, OrderNumber=number, Mandatory=_yes_no(mandatory))
+            ODM.StudyEventRef(StudyEventOID=oid, OrderNumber=number, Mandatory=yes_no(mandatory))
             for number, (oid, mandatory) in enumerate(refs, start=1)
         ]
     )
 
 
-def _visit_event(visit: Visit) -> ODM.StudyEventDef:
+def _visit_event(study: Study, visit: Visit) -> ODM.StudyEventDef:
     event = ODM.StudyEventDef(
         OID=visit.oid,
         Name=visit.name,
-        Repeating=_yes_no(visit.repeating),
+        Repeating=yes_no(visit.repeating),
         Type=visit.type.capitalize(),
         FormRef=[
-            ODM.FormRef(FormOID=entry.form, OrderNumber=number, Mandatory=_yes_no(entry.mandatory))
+            ODM.FormRef(FormOID=entry.form, OrderNumber=number, Mandatory=yes_no(entry.mandatory))
             for number, entry in enumerate(visit.forms, start=1)
-        ],
+        ]
+        + retired.form_refs(study, visit.oid, len(visit.forms) + 1),
     )
-    return _optional(event, Description=_description(visit.notes) if visit.notes else None)
+    return optional(event, Description=description(visit.notes) if visit.notes else None)
 
 
 def _log_event(study: Study) -> list[ODM.StudyEventDef]:
-    """The StudyEventDef of log forms: none when the study has no log forms."""
-    if not study.schedule.log_forms:
+    """The StudyEventDef of log forms: none when the study has no log forms (and stores none
+    of an earlier version)."""
+    if not _has_log_event(study):
         return []
+    logs = study.schedule.log_forms
     refs = [
         ODM.FormRef(FormOID=log.form, OrderNumber=number, Mandatory="No")
-        for number, log in enumerate(study.schedule.log_forms, start=1)
-    ]
+        for number, log in enumerate(logs, start=1)
+    ] + retired.form_refs(study, LOG_EVENT_OID, len(logs) + 1)
     return [
         ODM.StudyEventDef(
             OID=LOG_EVENT_OID, Name=LOG_EVENT_NAME, Repeating="No", Type="Common", FormRef=refs
@@ -224,67 +222,53 @@ def _log_event(study: Study) -> list[ODM.StudyEventDef]:
     ]
 
 
+def _has_log_event(study: Study) -> bool:
+    return bool(study.schedule.log_forms) or any(
+        LOG_EVENT_OID in form.events for form in study.retired.forms.values()
+    )
+
+
 def _form(study: Study, form: FormDef) -> ODM.FormDef:
     form_def = ODM.FormDef(
         OID=form.oid,
         Name=form.title,
-        Repeating=_yes_no(study.is_repeating_form(LOG_EVENT_OID, form.oid)),
+        Repeating=yes_no(study.is_repeating_form(LOG_EVENT_OID, form.oid)),
         ItemGroupRef=[
             ODM.ItemGroupRef(
                 ItemGroupOID=group.oid,
                 OrderNumber=number,
-                Mandatory=_yes_no(not group.repeating),
+                Mandatory=yes_no(not group.repeating),
                 CollectionExceptionConditionOID=_condition_oid(group.oid)
                 if group.show_if
                 else None,
             )
             for number, group in enumerate(form.item_groups, start=1)
-        ],
+        ]
+        + retired.group_refs(study, form.oid, len(form.item_groups) + 1),
     )
-    return _optional(
-        form_def, Description=_description(form.description) if form.description else None
+    return optional(
+        form_def, Description=description(form.description) if form.description else None
     )
 
 
 def _item_group(study: Study, form: FormDef, group: ItemGroupDef) -> ODM.ItemGroupDef:
-    retired = study.retired_items.get(group.oid, ())
-    first = len(group.items) + 1
     return ODM.ItemGroupDef(
         OID=group.oid,
         Name=group.name,
-        Repeating=_yes_no(group.repeating),
+        Repeating=yes_no(group.repeating),
         Domain=form.domain,
-        Description=_description(group.label),
+        Description=description(group.label),
         ItemRef=[
             ODM.ItemRef(
                 ItemOID=item.oid,
                 OrderNumber=number,
-                Mandatory=_yes_no(item.required),
+                Mandatory=yes_no(item.required),
                 MethodOID=_method_oid(item.oid) if item.derivation else None,
                 CollectionExceptionConditionOID=_condition_oid(item.oid) if item.show_if else None,
             )
             for number, item in enumerate(group.items, start=1)
         ]
-        + [
-            ODM.ItemRef(ItemOID=item.oid, OrderNumber=number, Mandatory="No")
-            for number, item in enumerate(retired, start=first)
-        ],
-    )
-
-
-RETIRED = "Not in the current definition: values entered under an earlier version, kept as entered"
-
-
-def _retired_item(study: Study, item: ItemDef) -> ODM.ItemDef:
-    """An item an earlier version had: described so that its stored values can be read, with
-    no reference to code lists or units the current definition may no longer have."""
-    codelist = study.codelists.get(item.codelist) if item.codelist else None
-    return ODM.ItemDef(
-        OID=item.oid,
-        Name=item.name,
-        DataType=odm_data_type(item, codelist) if codelist or not item.codelist else "text",
-        Description=_description(RETIRED),
-        Question=ODM.Question(TranslatedText=[_text(item.label)]),
+        + retired.item_refs(study, group.oid, len(group.items) + 1),
     )
 
 
@@ -297,7 +281,7 @@ def _item(study: Study, item: ItemDef) -> ODM.ItemDef:
         Length=_length(item, codelist),
         SignificantDigits=item.decimals if item.type == DataType.FLOAT else None,
         SASFieldName=item.name if len(item.name) <= 8 else None,
-        Question=ODM.Question(TranslatedText=[_text(item.label)]),
+        Question=ODM.Question(TranslatedText=[text(item.label)]),
         MeasurementUnitRef=[ODM.MeasurementUnitRef(MeasurementUnitOID=item.units)]
         if item.units
         else [],
@@ -306,9 +290,9 @@ def _item(study: Study, item: ItemDef) -> ODM.ItemDef:
         RangeCheck=_range_checks(item.hard_range, "Soft" if item.derivation else "Hard")
         + _range_checks(item.soft_range, "Soft"),
     )
-    return _optional(
+    return optional(
         item_def,
-        Description=_description(item.help) if item.help else None,
+        Description=description(item.help) if item.help else None,
         CodeListRef=ODM.CodeListRef(CodeListOID=item.codelist) if item.codelist else None,
     )
 
@@ -359,7 +343,7 @@ def _codelist(codelist: CodeList) -> ODM.CodeList:
             ODM.CodeListItem(
                 CodedValue=entry.code,
                 OrderNumber=number,
-                Decode=ODM.Decode(TranslatedText=[_text(entry.decode)]),
+                Decode=ODM.Decode(TranslatedText=[text(entry.decode)]),
             )
             for number, entry in enumerate(codelist.items, start=1)
         ],
@@ -374,7 +358,7 @@ def _condition(oid: str, name: str, show_if: str) -> ODM.ConditionDef:
     return ODM.ConditionDef(
         OID=_condition_oid(oid),
         Name=f"{name} not collected",
-        Description=_description(f"{name} is not collected unless {show_if}"),
+        Description=description(f"{name} is not collected unless {show_if}"),
         FormalExpression=[ODM.FormalExpression(Context="CEL", _content=f"!({show_if})")],
     )
 
@@ -385,7 +369,7 @@ def _method(item: ItemDef, derivation: str) -> ODM.MethodDef:
         OID=_method_oid(item.oid),
         Name=f"Derivation of {item.name}",
         Type="Computation",
-        Description=_description(f"{item.label}, computed by the server"),
+        Description=description(f"{item.label}, computed by the server"),
         FormalExpression=[ODM.FormalExpression(Context="CEL", _content=derivation)],
     )
 
@@ -396,23 +380,3 @@ def _condition_oid(oid: str) -> str:
 
 def _method_oid(oid: str) -> str:
     return f"MT.{oid}"
-
-
-def _text(content: str) -> ODM.TranslatedText:
-    return ODM.TranslatedText(_content=content, lang=LANG)
-
-
-def _description(content: str) -> ODM.Description:
-    return ODM.Description(TranslatedText=[_text(content)])
-
-
-def _optional(element: ElementT, **children: ODMElement | None) -> ElementT:
-    """`element` with the given optional child elements, skipping None (odmlib refuses None)."""
-    for name, child in children.items():
-        if child is not None:
-            setattr(element, name, child)
-    return element
-
-
-def _yes_no(flag: bool) -> str:
-    return "Yes" if flag else "No"

@@ -37,6 +37,7 @@ from app.study.model import (
     Visit,
 )
 from app.study.problems import Problem, SourceFile, StudyDefinitionError
+from app.study.retired import RetiredDefinitions
 from app.study.validation import follows_from, salvage, validation_problems
 
 try:  # libyaml's parser, in PyYAML's wheels: about ten times faster than the pure-Python one
@@ -69,9 +70,9 @@ class Study:
     """The released definition version it runs as (0 until bound)."""
     sdtm_dir: Path | None = None
     """The folder of the study's SDTM mappings, if it has them."""
-    retired_items: dict[str, tuple[ItemDef, ...]] = field(default_factory=dict, repr=False)
-    """Item group OID -> items that earlier released versions had in the group and this one
-    removed: their stored values are kept, shown and exported (`app.studies.bind`)."""
+    retired: RetiredDefinitions = field(default_factory=RetiredDefinitions, repr=False)
+    """Items, item groups and forms that earlier released versions had and this one removed:
+    their stored values are kept, shown and exported (`app.studies.bind`)."""
 
     @property
     def mdv_oid(self) -> str:

@@ -109,6 +109,10 @@ def error_summary(
     return lines
 
 
+MIN_NUMBER_WIDTH = 3
+"""A number input is never narrower than three characters, whatever its range."""
+
+
 @dataclass(frozen=True)
 class FieldView:
     name: str
@@ -121,6 +125,8 @@ class FieldView:
     options: tuple[tuple[str, str], ...]
     selected: frozenset[str]
     units: str | None
+    width: int | None
+    """Characters a number input needs for any value its hard range allows (None: no range)."""
     error: str | None
     flag: str | None
     hidden: bool
@@ -200,6 +206,7 @@ def _field(
         options=tuple((ci.code, ci.decode) for ci in codelist.items) if codelist else (),
         selected=frozenset((value or "").split(",")) if codelist else frozenset(),
         units=unit.symbol if unit else None,
+        width=_number_width(item, value) if widget == "number" else None,
         error=error,
         flag=evaluation.flags.get(key) if evaluation else None,
         hidden=evaluation is not None and key in evaluation.hidden,
@@ -224,3 +231,14 @@ def _widget(item: ItemDef, codelist: CodeList | None, *, in_row: bool) -> str:
         DataType.FLOAT: "number",
         DataType.PARTIAL_DATE: "partial_date",
     }.get(item.type, "textarea" if (item.length or 0) > 200 else "text")
+
+
+def _number_width(item: ItemDef, value: str | None) -> int | None:
+    """Characters for the widest value within the item's hard range (digits, sign, decimal
+    point and decimals), or the value itself if wider; None when either end is open."""
+    bounds = item.hard_range
+    if bounds is None or bounds.min is None or bounds.max is None:
+        return None
+    integer = max(len(str(int(end))) for end in (bounds.min, bounds.max))
+    decimals = item.decimals + 1 if item.decimals else 0
+    return max(integer + decimals, len(value or ""), MIN_NUMBER_WIDTH)

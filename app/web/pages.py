@@ -576,8 +576,10 @@ def _retired_values(page: OpenForm) -> list[tuple[str, int, str, str | None]]:
     definition no longer has."""
     if page.stored is None:
         return []
-    groups = {group.oid: group.label for group in page.form.item_groups}
-    labels = {item.oid: item.label for items in page.study.retired_items.values() for item in items}
+    retired = page.study.retired
+    removed = retired.groups.get(page.form.oid, ())
+    groups = {group.oid: group.label for group in (*page.form.item_groups, *removed)}
+    labels = {oid: item.label for oid, item in retired.items_by_oid().items()}
     return [
         (groups.get(group_oid, group_oid), repeat, labels.get(item_oid, item_oid), value)
         for (group_oid, repeat, item_oid), value in sorted(page.stored.retired.items())

@@ -21,6 +21,12 @@ pytestmark = pytest.mark.browser
 
 SITE_01 = "site 01 · Peking Union Medical College Hospital (demo)"
 FITS = "() => document.documentElement.scrollWidth <= window.innerWidth"
+ANSWER_SHOWN = """e => {
+    const text = document.createElement('canvas').getContext('2d');
+    text.font = getComputedStyle(e).font;
+    return text.measureText(e.options[e.selectedIndex].text).width + 24 <= e.clientWidth;
+}"""
+"""The chosen answer of a select is shown whole (24 px: its padding and arrow)."""
 TABLE_FITS = "() => [...document.querySelectorAll('.table-scroll')].every(t => t.scrollWidth <= t.clientWidth)"
 """The tables need no scrolling of their own: the scroll container is the last resort, which
 Vital Signs, with 13 columns, still needs for its last 130 px or so."""
@@ -131,6 +137,14 @@ def test_lab_and_vitals_tables_fit_1280_px_and_the_read_only_view_shows_dates_in
     expect(desktop.locator("p.notice")).to_have_text("Saved.")
     desktop.screenshot(path=str(ARTIFACTS / "vitals-1280.png"), full_page=True)
     assert desktop.evaluate(FITS)
+    assert desktop.evaluate(TABLE_FITS), "the vital signs table scrolls inside the page"
+    desktop.get_by_label("Supplemental oxygen (row 1)").select_option("Y")
+    expect(desktop.get_by_label("Oxygen flow rate (row 1)")).to_be_visible()
+    assert desktop.evaluate(TABLE_FITS), "the oxygen flow rate column does not fit"
+    position = desktop.get_by_label("Position (row 1)")
+    position.select_option("SEMI-RECUMBENT")
+    desktop.wait_for_load_state("networkidle")  # the form's preview has replaced the select
+    assert position.evaluate(ANSWER_SHOWN), "Semi-recumbent is cut"
     form = desktop.url.split("?")[0]
 
     monitor = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
@@ -146,6 +160,7 @@ def test_lab_and_vitals_tables_fit_1280_px_and_the_read_only_view_shows_dates_in
     assert taken.evaluate("e => e.scrollWidth <= e.clientWidth"), "the date-time is cut"
     monitor.screenshot(path=str(ARTIFACTS / "vitals-read-only-1280.png"), full_page=True)
     assert monitor.evaluate(FITS)
+    assert monitor.evaluate(TABLE_FITS)
     monitor.locator("td", has=taken).get_by_role("link", name="history").click()
     expect(monitor.locator(".audit-trail tbody tr").first).to_contain_text("2026-03-02 14:30")
     monitor.context.close()
