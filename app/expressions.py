@@ -100,7 +100,31 @@ def _add_days(start: Any, days: float) -> str | None:
     return None if first is None else (first + timedelta(days=int(days))).isoformat()
 
 
+def _first(values: list[Any]) -> Any:
+    """The first element of a list (a log form's first instance), or null when it is empty."""
+    return values[0] if values else None
+
+
+def _last(values: list[Any]) -> Any:
+    return values[-1] if values else None
+
+
+def _earliest(values: list[Any]) -> str | None:
+    """The earliest of a list of ISO dates or datetimes, nulls left out; null if none."""
+    texts = [value for value in values if isinstance(value, str)]
+    return min(texts) if texts else None
+
+
+def _latest(values: list[Any]) -> str | None:
+    texts = [value for value in values if isinstance(value, str)]
+    return max(texts) if texts else None
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "first": _first,
+    "last": _last,
+    "earliest": _earliest,
+    "latest": _latest,
     "greatest": _greatest,
     "least": _least,
     "total": _total,

@@ -271,6 +271,52 @@ class StatusAlert(SQLModel, table=True):
     closed_by_id: int | None = Field(default=None, foreign_key="user_account.id")
 
 
+class QueryState(StrEnum):
+    """CDISC ODM 2.0 QueryStateType."""
+
+    OPEN = "open"
+    ANSWERED = "answered"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+class Query(SQLModel, table=True):
+    """A question about a subject's data: opened by a failing soft edit check (`check_id`) or
+    by a data manager or monitor, answered by the site, closed or cancelled by a data manager
+    or monitor. It points at an item, a form or a visit (the path columns, as audit records
+    name them); its history is its audit records (`details` = "query <id>")."""
+
+    __tablename__ = "query"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    subject_id: int = Field(foreign_key="subject.id", index=True)
+    event_oid: str = Field(max_length=60)
+    event_repeat: int = 1
+    form_oid: str | None = Field(default=None, max_length=60)
+    form_repeat: int | None = None
+    item_group_oid: str | None = Field(default=None, max_length=60)
+    group_repeat: int | None = None
+    item_oid: str | None = Field(default=None, max_length=60)
+    check_id: str | None = Field(default=None, max_length=40, description="a system query's check")
+    check_key: str | None = Field(
+        default=None, max_length=400, unique=True,
+        description="check and path of a system query: a check failing again re-opens it",
+    )  # fmt: skip
+    state: str = Field(max_length=20, index=True, description="QueryState")
+    text: str = Field(sa_column=Column(Text, nullable=False), description="the question")
+    response: str | None = Field(
+        default=None, sa_column=Column(Text, nullable=True), description="the site's last answer"
+    )
+    require_response: bool = False
+    require_manual_close: bool = False
+    opened_at: datetime = timestamp_field(default_factory=utcnow)
+    opened_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    updated_at: datetime = timestamp_field(default_factory=utcnow)
+    version: int = Field(default=1, description="optimistic lock, as a form's")
+
+
 class AuditRecord(SQLModel, table=True):
     """Append-only audit trail (database triggers refuse UPDATE and DELETE).
 

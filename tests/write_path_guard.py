@@ -16,7 +16,15 @@ from typing import Any
 from sqlalchemy import Engine, event
 
 CLINICAL_TABLES = frozenset(
-    {"subject", "study_event_data", "form_data", "item_group_data", "item_data", "status_alert"}
+    {
+        "subject",
+        "study_event_data",
+        "form_data",
+        "item_group_data",
+        "item_data",
+        "status_alert",
+        "query",
+    }
 )
 DML = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)\"?", re.IGNORECASE)
 PERSIST = "/app/crf/persist.py"

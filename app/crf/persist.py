@@ -1,6 +1,6 @@
 """The persist step of the write path: the only code that inserts, updates or deletes rows of
 the clinical tables (subject, study_event_data, form_data, item_group_data, item_data,
-status_alert). `app.crf.write.apply` calls `persist` with a checked plan; a test instruments
+status_alert, query). `app.crf.write.apply` calls `persist` with a checked plan; a test instruments
 the database to prove that nothing else writes these tables.
 
 Nothing here commits or rolls back: a concurrent change that got there first raises
@@ -28,6 +28,7 @@ from app.models import (
     Subject,
     pk,
 )
+from app.review.system_queries import QueryPlan
 
 
 def persist(session: Session, plan: Plan, *, user_id: int | None, now: datetime) -> Subject:
@@ -266,3 +267,19 @@ def write_alerts(
             plan.alert.closed_by_id = user_id
             session.add(plan.alert)
     session.flush()
+
+
+def write_queries(session: Session, plans: list[QueryPlan], *, now: datetime) -> None:
+    """Insert the new system queries and move the others to the state of their last
+    transition (each update bumps the query's version)."""
+    for plan in plans:
+        query = plan.query
+        query.state = plan.transitions[-1].new
+        query.updated_at = now
+        if query.id is None:
+            query.opened_at = now
+        else:
+            query.version += 1
+        session.add(query)
+    if plans:
+        session.flush()

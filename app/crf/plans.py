@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from app.checks.evaluate import CheckResult
 from app.crf.changes import FormRef
 from app.crf.engine import FormEvaluation
 from app.crf.reads import StoredForm
@@ -107,6 +108,9 @@ class Plan:
     alerts: list[AlertPlan] = field(default_factory=list)
     evaluation: FormEvaluation | None = None
     """The evaluation of the form the user saved; its errors refuse the change."""
+    check_results: list[CheckResult] = field(default_factory=list)
+    """The edit checks the change's forms feed, run on the casebook as it will be; the
+    consequences step turns them into system queries."""
 
     @property
     def refused(self) -> bool:

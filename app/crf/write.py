@@ -29,6 +29,7 @@ from sqlmodel import Session
 from app import audit
 from app.access import Access, Permission
 from app.audit import AuditAction
+from app.checks.on_save import check_form_changes, refusals
 from app.crf import persist, reads
 from app.crf.changes import (
     Change,
@@ -56,7 +57,8 @@ from app.crf.subject_changes import (
     visit_event,
 )
 from app.crf.values import DateLimits
-from app.models import Site, StudyEventData, Subject
+from app.models import Site, StudyEventData, Subject, pk
+from app.review.system_queries import plan_system_queries, query_audit_entries
 from app.study.loader import Study
 from app.study.model import FormDef, Transition
 
@@ -258,8 +260,9 @@ def _evaluate_form(
     """The form's plan, then the subject's other forms it feeds and the requirements of its
     reached statuses that read it; a requirement that must not be undone refuses."""
     values = SubjectValues(session, study, subject)
+    today = reads.site_today(session, subject, now)
     if isinstance(change, FormValues):
-        limits = DateLimits(study.info.earliest_date, reads.site_today(session, subject, now))
+        limits = DateLimits(study.info.earliest_date, today)
         plan, evaluation = plan_values(study, change.ref, form, stored, change.edit, values, limits)
         if not evaluation.is_valid:
             return Plan(subject, forms=[plan], evaluation=evaluation)
@@ -270,7 +273,14 @@ def _evaluate_form(
     check = check_requirements(session, study, subject, values, plans)
     if check.refusals:
         raise StatusRefused(" ".join(check.refusals))
-    return Plan(subject, forms=plans, alerts=check.alerts, evaluation=evaluation)
+    results = check_form_changes(session, study, subject, plans, today)
+    if evaluation is not None:
+        for result in refusals(results, plan):
+            key = (result.group_oid, result.group_repeat, result.item_name)
+            evaluation.errors.setdefault(key, result.check.message)
+    return Plan(
+        subject, forms=plans, alerts=check.alerts, evaluation=evaluation, check_results=results
+    )
 
 
 # -- 6. audit ---------------------------------------------------------------------------------
@@ -361,12 +371,17 @@ def _form_entries(
 
 def _consequences(session: Session, plan: Plan, actor: audit.Actor, now: datetime) -> None:
     """React to what was stored: status alerts opened or closed (decided with the plan, which
-    holds the values before and after the change), each audited. Queries, verification and
+    holds the values before and after the change) and system queries opened, re-opened,
+    resolved or closed by the edit checks the change fed, each audited. Verification and
     signatures will react here."""
-    if not plan.alerts:
-        return
     subject = plan.subject
     assert subject is not None
+    if plan.check_results:
+        queries = plan_system_queries(session, subject.study_id, pk(subject), plan.check_results)
+        persist.write_queries(session, queries, now=now)
+        audit.record_all(session, query_audit_entries(subject, queries, actor, now))
+    if not plan.alerts:
+        return
     user_id = actor.user.id if actor.user else None
     persist.write_alerts(session, subject, plan.alerts, user_id=user_id, now=now)
     audit.record_all(

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from yaml.constructor import SafeConstructor
 
 from app.study.dependencies import DependencyIndex, build_dependencies
+from app.study.edit_checks import CheckFile, EditCheck
 from app.study.model import (
     CodeList,
     CodeListFile,
@@ -70,6 +71,10 @@ class Study:
     """The released definition version it runs as (0 until bound)."""
     sdtm_dir: Path | None = None
     """The folder of the study's SDTM mappings, if it has them."""
+    checks: tuple[EditCheck, ...] = ()
+    """The edit checks of `checks/`, in file then declaration order."""
+    check_files: dict[str, str] = field(default_factory=dict, repr=False)
+    """Check id -> display name of the file it was read from."""
     retired: RetiredDefinitions = field(default_factory=RetiredDefinitions, repr=False)
     """Items, item groups and forms that earlier released versions had and this one removed:
     their stored values are kept, shown and exported (`app.studies.bind`)."""
@@ -97,7 +102,7 @@ class Study:
             # What the files say, defaults left out: the dump reads back as the same model.
             return model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
-        return {
+        content = {
             "info": dump(self.info),
             "schedule": dump(self.schedule),
             "subject_path": dump(self.subject_path),
@@ -105,6 +110,9 @@ class Study:
             "codelists": [dump(codelist) for codelist in self.codelists.values()],
             "units": [dump(unit) for unit in self.units.values()],
         }
+        if self.checks:  # a study without checks keeps the digest it had before checks existed
+            content["checks"] = [dump(check) for check in self.checks]
+        return content
 
     @cached_property
     def digest(self) -> str:
@@ -224,6 +232,13 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
         elif form is not None:
             forms[form.oid] = form
             form_files[form.oid] = _display(path, directory)
+    checks: list[EditCheck] = []
+    check_files: dict[str, str] = {}
+    for path in _yaml_files(directory / "checks"):
+        check_file = read(path, CheckFile)
+        for check in check_file.checks if check_file else ():
+            checks.append(check)
+            check_files.setdefault(check.id, _display(path, directory))
     if not forms and not problems:
         problems.append(Problem(f"{directory.name}/ecrf", None, "", "holds no form definitions"))
 
@@ -238,6 +253,8 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
         units={unit.oid: unit for file in units if file for unit in file.units},
         sources=sources,
         form_files=form_files,
+        checks=tuple(checks),
+        check_files=check_files,
     )
     return study, problems, left_out
 

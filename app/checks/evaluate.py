@@ -1,0 +1,145 @@
+"""Running edit checks on one subject's casebook: the same code on save and in batch.
+
+A check runs on every stored instance of its form that is not marked not done (on every row,
+when its first item is in a repeating group). Its condition is true when the data are
+consistent: false is a finding. A condition that cannot be evaluated because a value it
+reads is missing (a comparison with null) is no finding: whether an answer is required is
+the form's business, and a check speaks only of what is there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+
+from app.checks.scope import SubjectScope
+from app.checks.subject_data import FormInstance, SubjectData
+from app.crf.changes import FormRef
+from app.expressions import Expression, ExpressionError, compile_expression
+from app.study.edit_checks import EditCheck, Severity
+from app.study.loader import Study, find_item
+from app.study.model import FormDef, ItemDef, ItemGroupDef
+
+_NAME = re.compile(r"\b[A-Z][A-Z0-9_]*\b")
+_TIMING = frozenset({"visit", "previous", "next", "visits", "anchors", "today"})
+
+
+@dataclass(frozen=True)
+class CompiledCheck:
+    """A check with its compiled condition, where it runs and what it reads."""
+
+    check: EditCheck
+    expression: Expression
+    form: FormDef
+    group: ItemGroupDef
+    """The group of the check's first item: the check runs on each of its rows if it repeats."""
+    item: ItemDef
+    forms_read: frozenset[str]
+    """Names of the forms whose items the condition reads, its own included."""
+    reads_timing: bool
+    """Reads visit dates, anchors or study days: re-run when a visit is dated."""
+    reads_subject: bool
+
+    @property
+    def per_row(self) -> bool:
+        return self.group.repeating
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One evaluation of a check: where, and whether the data are consistent."""
+
+    check: EditCheck
+    ref: FormRef
+    group_oid: str
+    group_repeat: int
+    item_oid: str
+    item_name: str
+    passed: bool
+
+    @property
+    def hard(self) -> bool:
+        return self.check.severity == Severity.HARD
+
+
+def compile_check(study: Study, check: EditCheck) -> CompiledCheck:
+    """Compile one check; raises ExpressionError or KeyError for a check `study check` would
+    refuse (unknown form or item)."""
+    form = study.forms[check.form]
+    found = find_item(form, check.items[0])
+    if found is None:
+        raise KeyError(f"{check.form} has no item {check.items[0]}")
+    expression = compile_expression(check.condition)
+    names = {form.name for form in study.forms.values()}
+    return CompiledCheck(
+        check=check, expression=expression, form=form, group=found[0], item=found[1],
+        forms_read=frozenset(set(_NAME.findall(check.condition)) & names) | {form.name},
+        reads_timing=not expression.variables.isdisjoint(_TIMING),
+        reads_subject="subject" in expression.variables,
+    )  # fmt: skip
+
+
+_COMPILED: dict[str, tuple[CompiledCheck, ...]] = {}
+
+
+def compiled_checks(study: Study) -> tuple[CompiledCheck, ...]:
+    """Every check of the study, compiled once per definition (by its digest)."""
+    if study.digest not in _COMPILED:
+        _COMPILED[study.digest] = tuple(compile_check(study, check) for check in study.checks)
+    return _COMPILED[study.digest]
+
+
+def checks_reading(
+    study: Study, form_names: Iterable[str], *, timing: bool = False, subject: bool = False
+) -> list[CompiledCheck]:
+    """The checks to run after a change to `form_names` (or to visit dates, or the subject's
+    status): those that run on one of the forms or read it."""
+    changed = set(form_names)
+    return [
+        c
+        for c in compiled_checks(study)
+        if c.forms_read & changed or (timing and c.reads_timing) or (subject and c.reads_subject)
+    ]
+
+
+def run_checks(
+    study: Study, data: SubjectData, checks: Iterable[CompiledCheck], today: date
+) -> list[CheckResult]:
+    """Evaluate `checks` on the subject's casebook, in check then casebook order."""
+    scope = SubjectScope(study, data, today)
+    results = []
+    for compiled in checks:
+        for instance in data.instances(compiled.form.oid):
+            if instance.not_done:
+                continue
+            for repeat in _repeats(compiled, instance):
+                results.append(_evaluate(scope, compiled, instance, repeat))
+    return results
+
+
+def _repeats(compiled: CompiledCheck, instance: FormInstance) -> list[int]:
+    if not compiled.per_row:
+        return [1]
+    return sorted(instance.rows.get(compiled.group.oid, {}))
+
+
+def _evaluate(
+    scope: SubjectScope, compiled: CompiledCheck, instance: FormInstance, repeat: int
+) -> CheckResult:
+    group = compiled.group if compiled.per_row else None
+    variables = scope.variables(
+        compiled.expression.variables,
+        instance,
+        group,
+        repeat,
+    )
+    try:
+        consistent = compiled.expression.evaluate(variables) is not False
+    except ExpressionError:
+        consistent = True  # a value it reads is missing: nothing to say (module docstring)
+    return CheckResult(
+        compiled.check, instance.ref, compiled.group.oid, repeat, compiled.item.oid,
+        compiled.item.name, consistent,
+    )  # fmt: skip

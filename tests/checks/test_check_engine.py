@@ -1,0 +1,92 @@
+"""The edit-check engine on data entered through the write path: hard checks refuse the save
+of their form with the message next to the item, soft checks open a system query that the
+system resolves and closes once the data agree (both databases)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from app.audit import AuditAction
+from app.models import AuditRecord, ItemData, Query, QueryState
+from app.study.loader import Study
+from tests import factories
+
+CRS_ROW = {
+    "ASMDTM": "2026-03-03 08:00", "TMAX": "38.6", "FEVERYN": "Y", "ANTIPYR_ANTICYT": "N",
+    "HYPOTYN": "N", "FLUIDYN": "N", "VASONUM": "0", "VASOPRESSIN": "N", "O2DEV": "NONE",
+    "TOCINUM": "0", "STERYN": "N", "ICUYN": "N",
+}  # fmt: skip
+"""A day of grade 1 CRS: fever alone."""
+CRS_EPISODE = {"CRSSTDTM": "2026-03-02 20:00", "CRSDTHYN": "N", "CRSAEID": "AE001"}
+
+
+def crs(grade: str) -> dict[str, dict[int, dict[str, str]]]:
+    return {"IG.CRS": {1: CRS_EPISODE | {"CRSGRINV": grade}}, "IG.CRS.ASM": {1: CRS_ROW}}
+
+
+def test_a_hard_check_refuses_the_save_with_its_message_next_to_the_item(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = factories.register(session, zm001)
+        ae = {"AETERM": "Headache", "AESTDAT": "2026-02-10", "AEONGO": "N", "AEENDAT": "2026-02-01"}
+        outcome = factories.save(
+            session, zm001, subject, "F.AE", {"IG.AE": {1: ae}}, event="SE.LOG"
+        )
+        assert not outcome.saved
+        assert outcome.evaluation.errors[("IG.AE", 1, "AEENDAT")].startswith(
+            "The end date must be on or after the start date"
+        )
+        assert session.exec(select(ItemData)).all() == []
+        ae["AEENDAT"] = "2026-02-12"
+        assert factories.save(
+            session, zm001, subject, "F.AE", {"IG.AE": {1: ae}}, event="SE.LOG"
+        ).saved
+
+
+def test_a_hard_check_reads_another_form(demo_engine: Engine, zm001: Study) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = factories.register(session, zm001)
+        assert factories.save(
+            session, zm001, subject, "F.IC", {"IG.IC": {1: {"ICDAT": "2026-01-10"}}}
+        ).saved
+        ae = {"AETERM": "Headache", "AESTDAT": "2026-01-05"}
+        outcome = factories.save(
+            session, zm001, subject, "F.AE", {"IG.AE": {1: ae}}, event="SE.LOG"
+        )
+        assert "before informed consent" in outcome.evaluation.errors[("IG.AE", 1, "AESTDAT")]
+
+
+def test_a_soft_check_opens_a_query_that_the_system_closes_once_the_data_agree(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = factories.register(session, zm001)
+        saved = factories.save(session, zm001, subject, "F.CRS", crs("2"), event="SE.LOG")
+        assert saved.saved
+        query = session.exec(select(Query)).one()
+        assert (query.check_id, query.state, query.item_oid) == ("EC051", "open", "IT.CRS.CRSGRINV")
+        assert query.text.startswith("The investigator's CRS grade differs")
+
+        assert factories.save(session, zm001, subject, "F.CRS", crs("2"), event="SE.LOG").saved
+        assert len(session.exec(select(Query)).all()) == 1  # the same finding, the same query
+
+        assert factories.save(session, zm001, subject, "F.CRS", crs("1"), event="SE.LOG").saved
+        session.refresh(query)
+        assert query.state == QueryState.CLOSED
+        trail = session.exec(
+            select(AuditRecord.action, AuditRecord.old_value, AuditRecord.new_value, AuditRecord.username)
+            .where(col(AuditRecord.action).like("query_%"))
+            .order_by(col(AuditRecord.id))
+        ).all()  # fmt: skip
+        assert trail == [
+            (AuditAction.QUERY_OPEN, None, "open", "system"),
+            (AuditAction.QUERY_RESOLVE, "open", "resolved", "system"),
+            (AuditAction.QUERY_CLOSE, "resolved", "closed", "system"),
+        ]
+
+        assert factories.save(session, zm001, subject, "F.CRS", crs("3"), event="SE.LOG").saved
+        session.refresh(query)
+        assert query.state == QueryState.OPEN  # re-opened, not a new query
+        assert len(session.exec(select(Query)).all()) == 1
