@@ -29,7 +29,9 @@ from sqlmodel import Session
 from app import audit
 from app.access import Access, Permission
 from app.audit import AuditAction
+from app.checks.evaluate import CheckResult, compiled_checks, run_checks
 from app.checks.on_save import check_form_changes, refusals
+from app.checks.subject_data import load_subject_data
 from app.crf import persist, reads
 from app.crf.changes import (
     Change,
@@ -58,7 +60,7 @@ from app.crf.subject_changes import (
 )
 from app.crf.values import DateLimits
 from app.models import Site, StudyEventData, Subject, pk
-from app.review.system_queries import plan_system_queries, query_audit_entries
+from app.review.system_queries import QueryPlan, plan_system_queries, query_audit_entries
 from app.study.loader import Study
 from app.study.model import FormDef, Transition
 
@@ -136,6 +138,32 @@ def apply(session: Session, study: Study, change: Change, *, by: Author, now: da
     audit.record_all(session, audit_entries(plan, by.actor, now))
     _consequences(session, plan, by.actor, now)
     return Outcome(plan, saved=True)
+
+
+def run_subject_checks(
+    session: Session,
+    study: Study,
+    subject: Subject,
+    *,
+    actor: audit.Actor,
+    now: datetime,
+    dry_run: bool = False,
+) -> tuple[list[CheckResult], list[QueryPlan]]:
+    """Run every edit check on the subject's stored casebook and make the system queries
+    agree with the results (the batch run's way through the write path: nothing is evaluated
+    but the checks, and only queries change). A hard check's finding opens a query here: the
+    data were stored before the check existed, and a check never rewrites data. The caller
+    authorises (the data manager's page, or the command line's operator) and commits; with
+    `dry_run` nothing is written. Returns the results and what they do to queries."""
+    data = load_subject_data(session, study, subject)
+    results = run_checks(
+        study, data, compiled_checks(study), reads.site_today(session, subject, now)
+    )
+    queries = plan_system_queries(session, study.id, pk(subject), results)
+    if not dry_run:
+        persist.write_queries(session, queries, now=now)
+        audit.record_all(session, query_audit_entries(subject, queries, actor, now))
+    return results, queries
 
 
 # -- 1. authorise -----------------------------------------------------------------------------

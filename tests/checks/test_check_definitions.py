@@ -33,7 +33,9 @@ def test_the_study_check_reports_each_wrong_check_with_its_line(tmp_path: Path) 
     assert found[(2, "EC900")] == "EC900: form AE has no item AEENDATX"
     assert "it reads 'ICDATE', which does not exist" in found[(3, "EC901")]
     assert "Unsupported operation" in found[(4, "EC902")]
-    assert "a save of AE can never satisfy it" in found[(5, "EC903 is hard but reads no item of AE")]
+    assert (
+        "a save of AE can never satisfy it" in found[(5, "EC903 is hard but reads no item of AE")]
+    )
     assert found[(6, "EC904")] == "EC904: unknown name NOPE in condition 'NOPE > 1'"
     assert "must give true or false" in found[(7, "EC905")]
     assert found[(8, "EC906")] == "EC906: unknown form F.NONE"
