@@ -45,6 +45,11 @@ def persist(session: Session, plan: Plan, *, user_id: int | None, now: datetime)
         _write_form(session, subject, form_plan, user_id, now)
     if plan.status is not None:
         _set_status(session, subject, plan.status)
+    if plan.queries:
+        for query_plan in plan.queries:
+            if query_plan.query.id is None:
+                query_plan.query.opened_by_id = user_id
+        write_queries(session, plan.queries, now=now)
     return subject
 
 
@@ -270,12 +275,14 @@ def write_alerts(
 
 
 def write_queries(session: Session, plans: list[QueryPlan], *, now: datetime) -> None:
-    """Insert the new system queries and move the others to the state of their last
-    transition (each update bumps the query's version)."""
+    """Insert the new queries and move the others to the state of their last transition,
+    with the site's response (each update bumps the query's version)."""
     for plan in plans:
         query = plan.query
         query.state = plan.transitions[-1].new
         query.updated_at = now
+        if plan.response is not None:
+            query.response = plan.response
         if query.id is None:
             query.opened_at = now
         else:

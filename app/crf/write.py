@@ -40,6 +40,9 @@ from app.crf.changes import (
     ImportedStatus,
     NewSubject,
     NotFound,
+    QueryAction,
+    QueryChange,
+    QueryOpen,
     StatusRefused,
     SubjectStatus,
     VisitDate,
@@ -59,7 +62,8 @@ from app.crf.subject_changes import (
     visit_event,
 )
 from app.crf.values import DateLimits
-from app.models import Site, StudyEventData, Subject, pk
+from app.models import Query, Site, StudyEventData, Subject, pk
+from app.review.queries import load_query, plan_query_change, plan_query_open
 from app.review.system_queries import QueryPlan, plan_system_queries, query_audit_entries
 from app.study.loader import Study
 from app.study.model import FormDef, Transition
@@ -118,6 +122,7 @@ class Loaded:
     stored: StoredForm | None = None
     event: StudyEventData | None = None
     transition: Transition | None = None
+    query: Query | None = None
 
 
 def apply(session: Session, study: Study, change: Change, *, by: Author, now: datetime) -> Outcome:
@@ -194,6 +199,10 @@ def _authorise(session: Session, study: Study, change: Change, by: Author) -> Su
             if not by.importing:
                 raise StatusRefused("A status is set directly only by an ODM import.")
             permission = Permission.IMPORT
+        case QueryChange(action=QueryAction.ANSWER):
+            permission = Permission.ANSWER_QUERIES
+        case QueryOpen() | QueryChange():
+            permission = Permission.MANAGE_QUERIES
         case _:
             permission = Permission.ENTER_DATA
     by.access.require(_permission(by, permission), subject.site_id)
@@ -229,8 +238,11 @@ def _load(session: Session, study: Study, subject: Subject | None, change: Chang
         case SubjectStatus():
             assert subject is not None
             return Loaded(transition=transition_to(study, subject, change.to))
-        case ImportedStatus():
+        case ImportedStatus() | QueryOpen():
             return Loaded()
+        case QueryChange():
+            assert subject is not None
+            return Loaded(query=load_query(session, subject, change))
 
 
 # -- 3. guard ---------------------------------------------------------------------------------
@@ -271,6 +283,11 @@ def _evaluate(
             return Plan(subject, status=status)
         case ImportedStatus():
             return Plan(subject, status=plan_imported_status(study, subject, change))
+        case QueryOpen():
+            return Plan(subject, queries=[plan_query_open(study, subject, change)])
+        case QueryChange():
+            assert loaded.query is not None
+            return Plan(subject, queries=[plan_query_change(loaded.query, change)])
         case FormValues() | FormNotDone():
             assert loaded.form is not None
             return _evaluate_form(session, study, subject, change, loaded.form, loaded.stored, now)
@@ -346,6 +363,7 @@ def audit_entries(plan: Plan, actor: audit.Actor, now: datetime) -> list[dict[st
         )
     for form in plan.forms:
         entries += _form_entries(subject, form, actor, now)
+    entries += query_audit_entries(subject, plan.queries, actor, now, system=False)
     if plan.status is not None:
         status = plan.status
         entries.append(
