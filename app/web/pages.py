@@ -57,6 +57,7 @@ from app.web.deps import (
 )
 from app.web.formview import error_summary, field_reasons, form_view, removed_rows, submitted_rows
 from app.web.menu import home, menu
+from app.web.query_context import form_query_context
 
 SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
 Repeat = Annotated[int, PathParam(ge=1, le=9999)]
@@ -442,6 +443,8 @@ class OpenForm:
     form: FormDef
     stored: reads.StoredForm | None
     ref: FormRef
+    session: Session
+    """The request's session (the page also shows the form's queries)."""
 
 
 def open_form(
@@ -456,7 +459,7 @@ def open_form(
 ) -> OpenForm:
     ref = FormRef(event_oid, event_repeat, form_oid, form_repeat)
     subject, form, stored = reads.open_subject_form(session, study, access, subject_id, ref)
-    return OpenForm(study, access, subject, form, stored, ref)
+    return OpenForm(study, access, subject, form, stored, ref, session)
 
 
 OpenFormDep = Annotated[OpenForm, Depends(open_form)]
@@ -566,6 +569,8 @@ def render_form(
         "can_edit": page.access.can(Permission.ENTER_DATA, page.subject.site_id),
         "access": page.access,
         "action": str(request.url.path).removesuffix("/preview"),
+        "ref": page.ref,
+        **form_query_context(page.session, page.access, page.subject, page.form, page.ref),
     }
     template = "_form_body.html" if request.headers.get("hx-request") else "form.html"
     return render(request, template, context, status)
