@@ -14,7 +14,7 @@ import math
 import re
 import sys
 from collections.abc import Callable, Mapping
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
@@ -120,6 +120,27 @@ def _latest(values: list[Any]) -> str | None:
     return max(texts) if texts else None
 
 
+def _complete_datetime(text: Any) -> datetime | None:
+    """The datetime of an ISO datetime string with a time, or None when it is missing, a date
+    only, or partial."""
+    if not isinstance(text, str) or len(text) < 16:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _minutes_between(start: Any, end: Any) -> float | None:
+    """Minutes from the datetime `start` to the datetime `end` (end - start, negative when `end`
+    is earlier); null unless both are datetimes with a time (edit checks EC019, EC027, EC029,
+    EC035, EC036: thaw to infusion start, fever within 24 h)."""
+    first, last = _complete_datetime(start), _complete_datetime(end)
+    if first is None or last is None:
+        return None
+    return (last - first).total_seconds() / 60.0
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "first": _first,
     "last": _last,
@@ -133,6 +154,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "years_between": _years_between,
     "days_between": _days_between,
     "add_days": _add_days,
+    "minutes_between": _minutes_between,
 }
 
 
