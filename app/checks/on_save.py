@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from app.checks.evaluate import CheckResult, checks_reading, run_checks
 from app.checks.subject_data import FormInstance, SubjectData, VisitInstance, load_subject_data
-from app.crf.plans import FormPlan
+from app.crf.plans import FormPlan, VisitPlan
 from app.models import Subject
 from app.study.loader import LOG_EVENT_OID, Study
 
@@ -31,6 +31,31 @@ def check_form_changes(
     data = load_subject_data(session, study, subject)
     for plan in plans:
         _overlay(data, plan)
+    return run_checks(study, data, checks, today)
+
+
+def check_visit_date(
+    session: Session, study: Study, subject: Subject, visit: VisitPlan, today: date
+) -> list[CheckResult]:
+    """The results of the checks that read visit dates, anchors or study days, with the
+    visit dated as `visit` will date it (a visit date is not refused by a check: what a
+    check finds opens a query)."""
+    checks = checks_reading(study, (), timing=True)
+    if not checks:
+        return []
+    data = load_subject_data(session, study, subject)
+    instance = next(
+        (
+            v
+            for v in data.visits
+            if (v.event_oid, v.repeat) == (visit.event_oid, visit.event_repeat)
+        ),
+        None,
+    )
+    if instance is None:
+        data.visits.append(VisitInstance(visit.event_oid, visit.event_repeat, visit.new))
+    else:
+        instance.date = visit.new
     return run_checks(study, data, checks, today)
 
 

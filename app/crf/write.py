@@ -30,7 +30,7 @@ from app import audit
 from app.access import Access, Permission
 from app.audit import AuditAction
 from app.checks.evaluate import CheckResult, compiled_checks, run_checks
-from app.checks.on_save import check_form_changes, refusals
+from app.checks.on_save import check_form_changes, check_visit_date, refusals
 from app.checks.subject_data import load_subject_data
 from app.crf import persist, reads
 from app.crf.changes import (
@@ -275,7 +275,9 @@ def _evaluate(
     match change:
         case VisitDate():
             today = reads.site_today(session, subject, now)
-            return Plan(subject, visit=plan_visit_date(loaded.event, change, today))
+            visit = plan_visit_date(loaded.event, change, today)
+            results = check_visit_date(session, study, subject, visit, today) if visit else []
+            return Plan(subject, visit=visit, check_results=results)
         case SubjectStatus():
             assert loaded.transition is not None
             today = reads.site_today(session, subject, now)

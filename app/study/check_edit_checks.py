@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.expressions import ExpressionError, compile_expression, unknown_functions
+from app.expressions import Expression, ExpressionError, compile_expression, unknown_functions
 from app.study.edit_checks import EditCheck, Severity
 from app.study.loader import LOG_EVENT_OID, Study, find_item
 from app.study.model import FormDef, ItemGroupDef
@@ -19,6 +19,7 @@ from app.study.samples import sample_value
 def check_edit_checks(study: Study) -> list[Problem]:
     """Every problem of the study's edit checks."""
     problems: list[Problem] = []
+    samples = {form.name: _form_sample(study, form) for form in study.forms.values()}
     positions: dict[str, int] = {}
     seen: set[str] = set()
     for check, display in zip(study.checks, study.check_files, strict=True):
@@ -30,11 +31,13 @@ def check_edit_checks(study: Study) -> list[Problem]:
             problems.append(source.problem((*loc, "id"), f"duplicate check id {check.id}"))
             continue
         seen.add(check.id)
-        problems += _check_one(study, source, loc, check)
+        problems += _check_one(study, samples, source, loc, check)
     return problems
 
 
-def _check_one(study: Study, source: SourceFile, loc: Loc, check: EditCheck) -> list[Problem]:
+def _check_one(
+    study: Study, samples: dict[str, dict[str, Any]], source: SourceFile, loc: Loc, check: EditCheck
+) -> list[Problem]:
     form = study.forms.get(check.form)
     if form is None:
         return [source.problem((*loc, "form"), f"{check.id}: unknown form {check.form}")]
@@ -55,7 +58,7 @@ def _check_one(study: Study, source: SourceFile, loc: Loc, check: EditCheck) -> 
         return [source.problem(where, f"{check.id}: condition does not compile: {error}")]
     found = find_item(form, check.items[0])
     assert found is not None
-    scope = _sample_scope(study, form, found[0] if found[0].repeating else None)
+    scope = _sample_scope(study, samples, form, found[0] if found[0].repeating else None)
     unknown = sorted(expression.variables - scope.keys())
     problems += [
         source.problem(where, f"{check.id}: unknown name {name} in condition {check.condition!r}")
@@ -77,7 +80,7 @@ def _check_one(study: Study, source: SourceFile, loc: Loc, check: EditCheck) -> 
     if problems:
         return problems
     try:
-        result = expression.evaluate(scope)
+        result = _dry_run(study, expression, scope, found[0] if found[0].repeating else None)
     except ExpressionError as error:
         text = str(error)
         if text.startswith("KeyError: "):
@@ -90,6 +93,24 @@ def _check_one(study: Study, source: SourceFile, loc: Loc, check: EditCheck) -> 
     return []
 
 
+def _dry_run(
+    study: Study, expression: Expression, scope: dict[str, Any], row_group: ItemGroupDef | None
+) -> Any:
+    """The condition's result on the sample values; for a check on the rows of a group with
+    preset rows (lab tests), the first preset row it evaluates on (a lookup keyed by one
+    test's code legitimately fails on another's); raises the first row's error if none."""
+    presets = row_group.rows if row_group is not None and row_group.rows else ({},)
+    read = {name: scope[name] for name in expression.variables if name in scope}
+    first: ExpressionError | None = None
+    for preset in presets:
+        try:
+            return expression.evaluate(read | {k: v for k, v in preset.items() if k in read})
+        except ExpressionError as error:
+            first = first or error
+    assert first is not None
+    raise first
+
+
 def _scheduled(study: Study, form: FormDef) -> bool:
     return any(
         form.oid in study.forms_of_event(event)
@@ -97,9 +118,11 @@ def _scheduled(study: Study, form: FormDef) -> bool:
     )
 
 
-def _sample_scope(study: Study, form: FormDef, row_group: ItemGroupDef | None) -> dict[str, Any]:
-    """Sample values of every name a check on `form` may read."""
-    forms = {f.name: _form_sample(study, f) for f in study.forms.values()}
+def _sample_scope(
+    study: Study, forms: dict[str, dict[str, Any]], form: FormDef, row_group: ItemGroupDef | None
+) -> dict[str, Any]:
+    """Sample values of every name a check on `form` may read (`forms`: each form's sample
+    map, by name)."""
     scope: dict[str, Any] = {name: value for name, value in forms.items() if name != form.name}
     scope.update({k: v for k, v in forms[form.name].items() if k not in ("status", "repeat")})
     if row_group is not None:

@@ -4,11 +4,15 @@ system resolves and closes once the data agree (both databases)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import date
+
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from app.audit import AuditAction
 from app.models import AuditRecord, ItemData, Query, QueryState
+from app.study.edit_checks import EditCheck, Severity
 from app.study.loader import Study
 from tests import factories
 
@@ -90,3 +94,25 @@ def test_a_soft_check_opens_a_query_that_the_system_closes_once_the_data_agree(
         session.refresh(query)
         assert query.state == QueryState.OPEN  # re-opened, not a new query
         assert len(session.exec(select(Query)).all()) == 1
+
+
+def test_dating_a_visit_runs_the_checks_that_read_visit_dates(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    same_day = EditCheck(
+        id="EC900", form="F.PGA", items=("PGADAT",), severity=Severity.SOFT,
+        condition="PGADAT == null || visit.date == null || PGADAT == visit.date",
+        message="The assessment is dated on another day than the visit.",
+    )  # fmt: skip
+    study = replace(zm001, checks=(same_day,), check_files=("forms/checks/X.yaml",))
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = factories.register(session, study)
+        pga = {"IG.PGA": {1: {"PGADAT": "2026-01-05"}}}
+        assert factories.save(session, study, subject, "F.PGA", pga).saved
+        assert session.exec(select(Query)).all() == []  # the visit has no date yet
+        factories.date_visit(session, study, subject, "SE.SCR", date(2026, 1, 6))
+        query = session.exec(select(Query)).one()
+        assert (query.check_id, query.state) == ("EC900", "open")
+        factories.date_visit(session, study, subject, "SE.SCR", date(2026, 1, 5), reason="typo")
+        session.refresh(query)
+        assert query.state == QueryState.CLOSED
