@@ -29,6 +29,7 @@ class Permission(StrEnum):
     MANAGE_QUERIES = "manage_queries"
     ANSWER_QUERIES = "answer_queries"
     RUN_CHECKS = "run_checks"
+    LOCK_DATA = "lock_data"
 
 
 PERMISSIONS: dict[Permission, frozenset[Role]] = {
@@ -45,6 +46,7 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.MANAGE_QUERIES: frozenset({Role.DATA_MANAGER, Role.MONITOR}),
     Permission.ANSWER_QUERIES: frozenset({Role.INVESTIGATOR, Role.COORDINATOR}),
     Permission.RUN_CHECKS: frozenset({Role.DATA_MANAGER}),
+    Permission.LOCK_DATA: frozenset({Role.DATA_MANAGER}),
 }
 """Permission -> roles that hold it. Site roles act at their sites only."""
 

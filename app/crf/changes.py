@@ -153,9 +153,32 @@ class QueryChange:
     text: str | None = None
 
 
+@dataclass(frozen=True)
+class DataLockSet:
+    """A data manager freezes ("freeze") or locks ("lock") a subject's casebook, one visit
+    (`event_oid`) or one form (`form_oid` too)."""
+
+    subject_id: int
+    level: str
+    reason: str | None = None
+    event_oid: str | None = None
+    event_repeat: int | None = None
+    form_oid: str | None = None
+    form_repeat: int | None = None
+
+
+@dataclass(frozen=True)
+class DataLockRelease:
+    """A data manager releases a freeze or lock, with the reason."""
+
+    subject_id: int
+    lock_id: int
+    reason: str | None
+
+
 Change = (
     NewSubject | FormValues | FormNotDone | VisitDate | SubjectStatus | ImportedStatus
-    | QueryOpen | QueryChange
+    | QueryOpen | QueryChange | DataLockSet | DataLockRelease
 )  # fmt: skip
 
 

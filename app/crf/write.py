@@ -35,6 +35,8 @@ from app.checks.subject_data import load_subject_data
 from app.crf import persist, reads
 from app.crf.changes import (
     Change,
+    DataLockRelease,
+    DataLockSet,
     FormNotDone,
     FormValues,
     ImportedStatus,
@@ -62,7 +64,16 @@ from app.crf.subject_changes import (
     visit_event,
 )
 from app.crf.values import DateLimits
-from app.models import Query, Site, StudyEventData, Subject, pk
+from app.models import DataLock, LockLevel, Query, Site, StudyEventData, Subject, pk
+from app.review.locks import (
+    DataLocked,
+    LockPlace,
+    LockPlan,
+    active_locks,
+    plan_lock,
+    plan_release,
+    refusal,
+)
 from app.review.queries import load_query, plan_query_change, plan_query_open
 from app.review.system_queries import QueryPlan, plan_system_queries, query_audit_entries
 from app.study.loader import Study
@@ -134,10 +145,11 @@ def apply(session: Session, study: Study, change: Change, *, by: Author, now: da
     """
     subject = _authorise(session, study, change, by)
     loaded = _load(session, study, subject, change)
-    _guard(session, study, subject, change)
-    plan = _evaluate(session, study, subject, change, loaded, now)
+    locks = _guard(session, study, subject, change, loaded)
+    plan = _evaluate(session, study, subject, change, loaded, now, by, locks)
     if plan.refused:
         return Outcome(plan, saved=False)
+    _guard_dependants(plan, locks)
     user_id = by.actor.user.id if by.actor.user else None
     persist.persist(session, plan, user_id=user_id, now=now)
     audit.record_all(session, audit_entries(plan, by.actor, now))
@@ -201,6 +213,8 @@ def _authorise(session: Session, study: Study, change: Change, by: Author) -> Su
             permission = Permission.IMPORT
         case QueryChange(action=QueryAction.ANSWER):
             permission = Permission.ANSWER_QUERIES
+        case DataLockSet() | DataLockRelease():
+            permission = Permission.LOCK_DATA
         case QueryOpen() | QueryChange():
             permission = Permission.MANAGE_QUERIES
         case _:
@@ -238,7 +252,7 @@ def _load(session: Session, study: Study, subject: Subject | None, change: Chang
         case SubjectStatus():
             assert subject is not None
             return Loaded(transition=transition_to(study, subject, change.to))
-        case ImportedStatus() | QueryOpen():
+        case ImportedStatus() | QueryOpen() | DataLockSet() | DataLockRelease():
             return Loaded()
         case QueryChange():
             assert subject is not None
@@ -248,13 +262,53 @@ def _load(session: Session, study: Study, subject: Subject | None, change: Chang
 # -- 3. guard ---------------------------------------------------------------------------------
 
 
-def _guard(session: Session, study: Study, subject: Subject | None, change: Change) -> None:
-    """Refuse a target the casebook does not offer: a form only where the schedule has it
-    and in a repeat the casebook shows (`reads.scheduled_form`). Locks and signatures will
-    refuse here (issue 9)."""
+def _guard(
+    session: Session, study: Study, subject: Subject | None, change: Change, loaded: Loaded
+) -> list[DataLock]:
+    """Refuse a target the casebook does not offer (a form only where the schedule has it and
+    in a repeat the casebook shows, `reads.scheduled_form`) and a change to frozen or locked
+    data (a freeze lets queries go on, a lock stops them too). Signatures will refuse here.
+    Returns the subject's freezes and locks, for `_guard_dependants`."""
+    if subject is None:
+        return []
     if isinstance(change, FormValues | FormNotDone):
-        assert subject is not None
         reads.scheduled_form(session, study, subject, change.ref)
+    locks = active_locks(session, subject)
+    refused = None
+    match change:
+        case FormValues() | FormNotDone():
+            refused = refusal(locks, LockPlace.of(change.ref))
+        case VisitDate():
+            refused = refusal(locks, LockPlace(change.event_oid, change.event_repeat))
+        case SubjectStatus() | ImportedStatus():
+            refused = refusal([lock for lock in locks if lock.event_oid is None], LockPlace())
+        case QueryOpen():
+            target = change.target
+            place = LockPlace(
+                target.event_oid, target.event_repeat, target.form_oid, target.form_repeat
+            )
+            refused = refusal(locks, place, queries_only=True)
+        case QueryChange():
+            assert loaded.query is not None
+            query = loaded.query
+            place = LockPlace(
+                query.event_oid, query.event_repeat, query.form_oid, query.form_repeat
+            )
+            refused = refusal(locks, place, queries_only=True)
+    if refused is not None:
+        raise refused
+    return locks
+
+
+def _guard_dependants(plan: Plan, locks: list[DataLock]) -> None:
+    """Refuse a change that would re-derive a frozen or locked form of the subject."""
+    for dependant in plan.forms[1:]:
+        refused = refusal(locks, LockPlace.of(dependant.ref))
+        if refused is not None:
+            raise DataLocked(
+                f"This change recalculates {dependant.form.title}, which is frozen or locked: "
+                f"{refused}"
+            )
 
 
 # -- 4. evaluate ------------------------------------------------------------------------------
@@ -267,6 +321,8 @@ def _evaluate(
     change: Change,
     loaded: Loaded,
     now: datetime,
+    by: Author,
+    locks: list[DataLock],
 ) -> Plan:
     if isinstance(change, NewSubject):
         assert loaded.site is not None
@@ -290,6 +346,19 @@ def _evaluate(
         case QueryChange():
             assert loaded.query is not None
             return Plan(subject, queries=[plan_query_change(loaded.query, change)])
+        case DataLockSet():
+            place = LockPlace(
+                change.event_oid, change.event_repeat, change.form_oid, change.form_repeat
+            )
+            level = LockLevel(change.level)
+            name = by.actor.user.full_name if by.actor.user else by.actor.username
+            return Plan(
+                subject, locks=[plan_lock(locks, subject, place, level, change.reason, name)]
+            )
+        case DataLockRelease():
+            return Plan(
+                subject, locks=[plan_release(session, subject, change.lock_id, change.reason)]
+            )
         case FormValues() | FormNotDone():
             assert loaded.form is not None
             return _evaluate_form(session, study, subject, change, loaded.form, loaded.stored, now)
@@ -324,7 +393,9 @@ def _evaluate_form(
     if evaluation is not None:
         for result in refusals(results, plan):
             key = (result.group_oid, result.group_repeat, result.item_name)
-            evaluation.errors.setdefault(key, result.check.message)
+            if key not in evaluation.errors:
+                evaluation.errors[key] = result.check.message
+                evaluation.failed_checks[key] = result.check.id
     return Plan(
         subject, forms=plans, alerts=check.alerts, evaluation=evaluation, check_results=results
     )
@@ -366,6 +437,7 @@ def audit_entries(plan: Plan, actor: audit.Actor, now: datetime) -> list[dict[st
     for form in plan.forms:
         entries += _form_entries(subject, form, actor, now)
     entries += query_audit_entries(subject, plan.queries, actor, now, system=False)
+    entries += [_lock_entry(subject, lock_plan, actor, now) for lock_plan in plan.locks]
     if plan.status is not None:
         status = plan.status
         entries.append(
@@ -383,6 +455,24 @@ def audit_entries(plan: Plan, actor: audit.Actor, now: datetime) -> list[dict[st
             )
         )
     return entries
+
+
+def _lock_entry(
+    subject: Subject, plan: LockPlan, actor: audit.Actor, now: datetime
+) -> dict[str, Any]:
+    lock = plan.lock
+    released = plan.release_reason is not None
+    action = (
+        AuditAction.DATA_RELEASE if released
+        else AuditAction.DATA_LOCK if lock.level == LockLevel.LOCK
+        else AuditAction.DATA_FREEZE
+    )  # fmt: skip
+    return audit.entry(
+        actor=actor, action=action,
+        path=audit.DataPath(subject, lock.event_oid, lock.event_repeat, lock.form_oid, lock.form_repeat),
+        old_value=lock.level if released else None, new_value=None if released else lock.level,
+        reason=plan.release_reason if released else lock.reason, details=f"lock {pk(lock)}", at=now,
+    )  # fmt: skip
 
 
 def _form_entries(
