@@ -34,6 +34,7 @@ from app.web import (
     exports,
     health,
     import_pages,
+    lock_pages,
     pages,
     query_pages,
     tracing,
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     app.include_router(exports.api, responses=api.ERRORS)
     app.include_router(import_pages.router)
     app.include_router(query_pages.router)
+    app.include_router(lock_pages.router)
     protected = tracing.trace_requests(
         limit_body_size(
             asgi_csrf(

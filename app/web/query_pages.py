@@ -42,7 +42,7 @@ AGES = (("0-7", 0, 7), ("8-14", 8, 14), ("15-30", 15, 30), (">30", 31, None))
 """Age bands of open queries, in days (the dashboard's and the list's)."""
 
 
-def _local(path: str, fallback: str) -> str:
+def local_path(path: str, fallback: str) -> str:
     """A path on this server to return to (never another site: no scheme, no //host)."""
     return path if path.startswith("/") and not path.startswith("//") else fallback
 
@@ -90,7 +90,7 @@ def raise_query(
             )
     except Refused as refused:
         return _message(request, access, "Query not raised", str(refused), 422)
-    return RedirectResponse(_local(next, f"/subjects/{subject_id}") + "#queries-title", 303)
+    return RedirectResponse(local_path(next, f"/subjects/{subject_id}") + "#queries-title", 303)
 
 
 @router.post(
@@ -115,7 +115,7 @@ def move_query(
             write.apply(session, study, change, by=_author(access), now=utcnow())
     except Refused as refused:
         return _message(request, access, "Query not changed", str(refused), 409)
-    return RedirectResponse(_local(next, f"/subjects/{subject_id}") + f"#query-{query_id}", 303)
+    return RedirectResponse(local_path(next, f"/subjects/{subject_id}") + f"#query-{query_id}", 303)
 
 
 def _filter(
@@ -239,7 +239,7 @@ async def bulk_action(
     except ValueError:
         return _message(request, access, "Nothing changed", "Choose queries and an action.", 422)
     text = str(data.get("text") or "").strip() or None
-    back = _local(str(data.get("next") or ""), "/queries")
+    back = local_path(str(data.get("next") or ""), "/queries")
     if not selected:
         return _message(request, access, "Nothing changed", "Choose at least one query.", 422)
     try:
