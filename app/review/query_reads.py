@@ -143,7 +143,10 @@ def open_counts_by_subject(session: Session, access: Access) -> dict[int, int]:
     sites = access.site_ids(Permission.VIEW_SUBJECTS)
     if sites is not None:
         statement = statement.where(col(Subject.site_id).in_(sites))
-    return dict(session.execute(statement).tuples().all())
+    counts: dict[int, int] = {}
+    for subject_id, count in session.execute(statement):
+        counts[subject_id] = count
+    return counts
 
 
 QUERY_ACTIONS = (

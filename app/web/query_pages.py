@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from app import audit
 from app.access import Access, Permission
-from app.crf import write
+from app.crf import reads, write
 from app.crf.changes import QueryAction, QueryChange, QueryOpen, QueryTarget, Refused
 from app.db import unit_of_work
 from app.models import Site, utcnow
@@ -103,13 +103,17 @@ def move_query(
     access: ViewerDep,
     subject_id: SubjectId,
     query_id: QueryId,
-    action: Annotated[QueryAction, Form()],
-    version: Annotated[int, Form(ge=0, le=2**31)],
+    action: Annotated[str, Form(max_length=20)] = "",
+    version: Annotated[int, Form(ge=0, le=2**31)] = 0,
     text: Text = "",
     next: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    """Answer (site), close, cancel or re-open (data manager, monitor) one query."""
-    change = QueryChange(subject_id, query_id, version, action, text or None)
+    """Answer (site), close, cancel or re-open (data manager, monitor) one query. The subject
+    is looked up first: another site's subject is Not found, whatever was posted."""
+    reads.get_subject(session, access, subject_id)
+    if action not in {a.value for a in QueryAction}:
+        return _message(request, access, "Query not changed", "Choose what to do with it.", 422)
+    change = QueryChange(subject_id, query_id, version, QueryAction(action), text or None)
     try:
         with unit_of_work(session):
             write.apply(session, study, change, by=_author(access), now=utcnow())
