@@ -36,6 +36,7 @@ from app.web import (
     import_pages,
     lock_pages,
     pages,
+    query_api,
     query_pages,
     tracing,
 )
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     app.include_router(import_pages.router)
     app.include_router(query_pages.router)
     app.include_router(lock_pages.router)
+    app.include_router(query_api.router)
     protected = tracing.trace_requests(
         limit_body_size(
             asgi_csrf(

@@ -25,7 +25,9 @@ def test_a_query_is_answered_on_the_form_and_closed_from_the_list(
         site1 = factories.register(session, zm001)
         site2 = factories.register(session, zm001, site_id=2, by="coordinator2")
         for subject, by in ((site1, "coordinator"), (site2, "coordinator2")):
-            outcome = factories.save(session, zm001, subject, "F.CRS", crs("2"), event="SE.LOG", by=by)
+            outcome = factories.save(
+                session, zm001, subject, "F.CRS", crs("2"), event="SE.LOG", by=by
+            )
             assert outcome.saved
         first = session.exec(select(Query).where(Query.subject_id == site1.id)).one()
     form = f"/subjects/{site1.id}/events/SE.LOG/1/forms/F.CRS/1"
@@ -39,14 +41,20 @@ def test_a_query_is_answered_on_the_form_and_closed_from_the_list(
         "csrftoken": csrf_token(site, form), "action": "answer", "version": "1",
         "text": "Grade 2 as assessed at the bedside", "next": form,
     })  # fmt: skip
-    assert answered.status_code == 303 and answered.headers["location"] == f"{form}#query-{first.id}"
+    assert (
+        answered.status_code == 303 and answered.headers["location"] == f"{form}#query-{first.id}"
+    )
     mine = html.fromstring(site.get("/queries").text)
-    assert [row.find("td[3]").text_content() for row in mine.find_class("state-answered")] == ["01-001"]
+    assert [row.find("td[3]").text_content() for row in mine.find_class("state-answered")] == [
+        "01-001"
+    ]
     assert "02-001" not in site.get("/queries").text  # another site's query
 
     monitor = logged_in_client(app_server, "monitor")
     listed = html.fromstring(monitor.get("/queries?who=reviewer").text)
-    assert [td.text_content() for td in listed.xpath("//table[contains(@class,'query-list')]//td[3]")] == ["01-001"]
+    assert [
+        td.text_content() for td in listed.xpath("//table[contains(@class,'query-list')]//td[3]")
+    ] == ["01-001"]
     everything = monitor.get("/queries?check=EC051").text
     assert "01-001" in everything and "02-001" in everything
     ids = [str(q) for q in (first.id, first.id + 1)]
