@@ -14,7 +14,7 @@ import math
 import re
 import sys
 from collections.abc import Callable, Mapping
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
@@ -120,6 +120,19 @@ def _latest(values: list[Any]) -> str | None:
     return max(texts) if texts else None
 
 
+def _hours_between(start: Any, end: Any) -> float | None:
+    """Hours from the date and time `start` to the date and time `end` (end - start), or null
+    when either is missing or has no time of day (a date alone)."""
+    texts = (start, end)
+    if not all(isinstance(text, str) and len(text) >= 16 for text in texts):
+        return None
+    try:
+        first, last = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    except ValueError:
+        return None
+    return (last - first).total_seconds() / 3600.0
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "first": _first,
     "last": _last,
@@ -133,6 +146,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "years_between": _years_between,
     "days_between": _days_between,
     "add_days": _add_days,
+    "hours_between": _hours_between,
 }
 
 
