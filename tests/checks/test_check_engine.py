@@ -19,6 +19,11 @@ CRS_ROW = {
 }  # fmt: skip
 """A day of grade 1 CRS: fever alone."""
 CRS_EPISODE = {"CRSSTDTM": "2026-03-02 20:00", "CRSDTHYN": "N", "CRSAEID": "AE001"}
+CRS_AE = {
+    "AESPID": "AE001", "AETERM": "Cytokine release syndrome", "AESTDAT": "2026-03-02",
+    "AEONGO": "Y", "AETOXGR": "1", "AESIYN": "Y", "AESI": ["CRS"],
+}  # fmt: skip
+"""The AE the episode cites (EC053: a CRS episode needs its CRS AE, of the episode's grade)."""
 
 
 def crs(grade: str) -> dict[str, dict[int, dict[str, str]]]:
@@ -63,21 +68,24 @@ def test_a_soft_check_opens_a_query_that_the_system_closes_once_the_data_agree(
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
         subject = factories.register(session, zm001)
+        ae = {"IG.AE": {1: CRS_AE}}
+        assert factories.save(session, zm001, subject, "F.AE", ae, event="SE.LOG").saved
         saved = factories.save(session, zm001, subject, "F.CRS", crs("2"), event="SE.LOG")
         assert saved.saved
-        query = session.exec(select(Query)).one()
+        ec051 = select(Query).where(Query.check_id == "EC051")
+        query = session.exec(ec051).one()
         assert (query.check_id, query.state, query.item_oid) == ("EC051", "open", "IT.CRS.CRSGRINV")
         assert query.text.startswith("The investigator's CRS grade differs")
 
         assert factories.save(session, zm001, subject, "F.CRS", crs("2"), event="SE.LOG").saved
-        assert len(session.exec(select(Query)).all()) == 1  # the same finding, the same query
+        assert len(session.exec(ec051).all()) == 1  # the same finding, the same query
 
         assert factories.save(session, zm001, subject, "F.CRS", crs("1"), event="SE.LOG").saved
         session.refresh(query)
         assert query.state == QueryState.CLOSED
         trail = session.exec(
             select(AuditRecord.action, AuditRecord.old_value, AuditRecord.new_value, AuditRecord.username)
-            .where(col(AuditRecord.action).like("query_%"))
+            .where(col(AuditRecord.action).like("query_%"), AuditRecord.form_oid == "F.CRS")
             .order_by(col(AuditRecord.id))
         ).all()  # fmt: skip
         assert trail == [
@@ -89,4 +97,4 @@ def test_a_soft_check_opens_a_query_that_the_system_closes_once_the_data_agree(
         assert factories.save(session, zm001, subject, "F.CRS", crs("3"), event="SE.LOG").saved
         session.refresh(query)
         assert query.state == QueryState.OPEN  # re-opened, not a new query
-        assert len(session.exec(select(Query)).all()) == 1
+        assert len(session.exec(ec051).all()) == 1
