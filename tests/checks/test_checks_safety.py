@@ -612,3 +612,13 @@ def test_ec065_corticosteroid_above_the_limit_before_the_infusion(
     assert len(found) == (1 if asks else 0)
     if asks:
         assert found[0].item_oid == "IT.CM.CMDOSE" and found[0].require_response
+
+
+def test_ec065_the_query_opens_when_the_infusion_is_recorded_after_the_medication(
+    session: Session, zm001: Study
+) -> None:
+    subject = factories.register(session, zm001)
+    assert save_cm(session, zm001, subject, PREDNISONE).saved
+    assert queries(session, "EC065") == []
+    infuse(session, zm001, subject)
+    assert len(queries(session, "EC065")) == 1
