@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from app.crf.write import Outcome
+from app.expressions import compile_expression
 from app.models import Query, QueryState, Subject
 from app.study.loader import Study
 from tests import factories
@@ -129,6 +130,13 @@ def queries(session: Session, check_id: str) -> list[Query]:
 def refused(outcome: Outcome, group: str, item: str, words: str) -> bool:
     message = outcome.evaluation.errors.get((group, 1, item), "")
     return not outcome.saved and words in message
+
+
+def test_hours_between_is_null_unless_both_have_a_time() -> None:
+    hours = compile_expression("hours_between(a, b)")
+    assert hours.evaluate({"a": "2026-03-02T08:00:00", "b": "2026-03-05T09:30:00"}) == 73.5
+    assert hours.evaluate({"a": "2026-03-02", "b": "2026-03-05T09:30:00"}) is None
+    assert hours.evaluate({"a": None, "b": "2026-03-05T09:30:00"}) is None
 
 
 # -- EC047 serious AE and seriousness criteria -------------------------------------------------
