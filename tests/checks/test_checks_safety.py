@@ -174,17 +174,19 @@ def test_ec048_grade_5_fatal_outcome_and_death_criterion_go_together(
     assert save_ae(session, zm001, subject, FATAL).saved
 
 
-def test_ec048_2_a_grade_5_event_needs_the_death_form_with_its_date(
+def test_ec048_2_the_date_of_death_is_the_end_date_of_the_grade_5_event(
     session: Session, zm001: Study
 ) -> None:
     subject = factories.register(session, zm001)
-    outcome = save_ae(session, zm001, subject, FATAL)
-    assert refused(outcome, "IG.AE", "AETOXGR", "needs the Death form")
-    assert save_dd(session, zm001, subject, "2026-03-21").saved
-    outcome = save_ae(session, zm001, subject, FATAL)
-    assert refused(outcome, "IG.AE", "AETOXGR", "needs the Death form")  # another date
+    assert save_ae(session, zm001, subject, AE_ROW, FATAL | {"AESPID": "AE002"}).saved
+    outcome = save_dd(session, zm001, subject, "2026-03-21")
+    assert refused(outcome, "IG.DD", "DTHDAT", "end date of the grade 5 (fatal) adverse event")
     assert save_dd(session, zm001, subject, "2026-03-20").saved
-    assert save_ae(session, zm001, subject, FATAL).saved
+    ongoing = FATAL | {"AESPID": "AE002", "AEONGO": "Y"}  # no end date: not before onset
+    assert save_ae(session, zm001, subject, AE_ROW, ongoing).saved
+    outcome = save_dd(session, zm001, subject, "2026-03-04")
+    assert refused(outcome, "IG.DD", "DTHDAT", "end date of the grade 5 (fatal) adverse event")
+    assert save_dd(session, zm001, subject, "2026-03-05").saved
 
 
 # -- EC049 Death form, disposition and visits after death --------------------------------------
@@ -316,26 +318,6 @@ def test_ec053_2_an_icans_episode_needs_its_icans_ae_with_the_episode_grade(
     assert refused(outcome, "IG.ICANS", "ICANSAEID", "same maximum grade")
     assert save_ae(session, zm001, subject, ICANS_AE | {"AETOXGR": "1"}).saved
     assert save_icans(session, zm001, subject).saved
-
-
-def test_ec053_3_a_crs_ae_needs_a_crs_episode(session: Session, zm001: Study) -> None:
-    subject = factories.register(session, zm001)
-    infuse(session, zm001, subject)
-    assert save_ae(session, zm001, subject, CRS_AE | {"AESPID": "AE001"}).saved
-    [query] = queries(session, "EC053.3")
-    assert query.item_oid == "IT.AE.AESI"
-    assert save_crs(session, zm001, subject, CRSGRINV="1").saved
-    assert queries(session, "EC053.3") == []
-
-
-def test_ec053_4_an_icans_ae_needs_an_icans_episode(session: Session, zm001: Study) -> None:
-    subject = factories.register(session, zm001)
-    infuse(session, zm001, subject)
-    assert save_ae(session, zm001, subject, ICANS_AE).saved
-    [query] = queries(session, "EC053.4")
-    assert query.text.startswith("This event is an ICANS")
-    assert save_icans(session, zm001, subject).saved
-    assert queries(session, "EC053.4") == []
 
 
 # -- EC054, EC055 CRS episode ------------------------------------------------------------------
