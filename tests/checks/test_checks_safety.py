@@ -300,10 +300,12 @@ def test_ec053_a_crs_episode_needs_its_crs_ae_with_the_episode_grade(
     infuse(session, zm001, subject)
     if ae is not None:
         assert save_ae(session, zm001, subject, ae).saved
-    outcome = save_crs(session, zm001, subject, CRSGRINV="1")
-    assert refused(outcome, "IG.CRS", "CRSAEID", "linked AE number")
-    assert save_ae(session, zm001, subject, CRS_AE | {"AESPID": "AE001", "AETOXGR": "1"}).saved
     assert save_crs(session, zm001, subject, CRSGRINV="1").saved
+    [query] = queries(session, "EC053")
+    assert query.item_oid == "IT.CRS.CRSAEID"
+    assert query.text.startswith("The linked AE number must be an adverse event")
+    assert save_ae(session, zm001, subject, CRS_AE | {"AESPID": "AE001", "AETOXGR": "1"}).saved
+    assert queries(session, "EC053") == []  # the AE agrees now: closed by the AE's save
 
 
 def test_ec053_2_an_icans_episode_needs_its_icans_ae_with_the_episode_grade(
@@ -311,13 +313,12 @@ def test_ec053_2_an_icans_episode_needs_its_icans_ae_with_the_episode_grade(
 ) -> None:
     subject = factories.register(session, zm001)
     infuse(session, zm001, subject)
-    outcome = save_icans(session, zm001, subject)
-    assert refused(outcome, "IG.ICANS", "ICANSAEID", "linked AE number")
     assert save_ae(session, zm001, subject, ICANS_AE | {"AETOXGR": "3"}).saved
-    outcome = save_icans(session, zm001, subject)
-    assert refused(outcome, "IG.ICANS", "ICANSAEID", "same maximum grade")
-    assert save_ae(session, zm001, subject, ICANS_AE | {"AETOXGR": "1"}).saved
     assert save_icans(session, zm001, subject).saved
+    [query] = queries(session, "EC053.2")
+    assert query.item_oid == "IT.ICANS.ICANSAEID"
+    assert save_ae(session, zm001, subject, ICANS_AE | {"AETOXGR": "1"}).saved
+    assert queries(session, "EC053.2") == []
 
 
 # -- EC054, EC055 CRS episode ------------------------------------------------------------------
