@@ -422,12 +422,16 @@ def test_ec058_evaluable_without_dlt_needs_the_day_28_assessment(
     assert save_dlt(session, zm001, subject, DLTEVAL="Y", DLTYN="N").saved
 
 
-def test_ec058_evaluable_without_dlt_not_after_death_in_the_window(
-    session: Session, zm001: Study
+@pytest.mark.parametrize("left", ["died", "withdrew"])
+def test_ec058_evaluable_without_dlt_not_after_leaving_in_the_window(
+    session: Session, zm001: Study, left: str
 ) -> None:
     subject = factories.register(session, zm001)
     infuse(session, zm001, subject)
-    assert save_dd(session, zm001, subject, "2026-03-20").saved
+    if left == "died":
+        assert save_dd(session, zm001, subject, "2026-03-20").saved
+    else:
+        assert save_ds(session, zm001, subject, DSSTDAT="2026-03-20").saved
     assert factories.date_visit(session, zm001, subject, "SE.D28", date(2026, 3, 29)).saved
     pe = {"IG.PE": {1: {"PEDAT": "2026-03-29"}}}
     assert factories.save(session, zm001, subject, "F.PE", pe, event="SE.D28").saved
