@@ -141,6 +141,13 @@ def _minutes_between(start: Any, end: Any) -> float | None:
     return (last - first).total_seconds() / 60.0
 
 
+def _hours_between(start: Any, end: Any) -> float | None:
+    """Hours from the datetime `start` to the datetime `end`; null unless both have a time
+    (edit check EC059: CRS grade 3 lasting over 72 h)."""
+    minutes = _minutes_between(start, end)
+    return None if minutes is None else minutes / 60.0
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "first": _first,
     "last": _last,
@@ -155,6 +162,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "days_between": _days_between,
     "add_days": _add_days,
     "minutes_between": _minutes_between,
+    "hours_between": _hours_between,
 }
 
 

@@ -60,8 +60,19 @@ def check_visit_date(
 
 
 def refusals(results: Sequence[CheckResult], plan: FormPlan) -> list[CheckResult]:
-    """The failing hard checks of the form instance the user saved."""
-    return [r for r in results if r.hard and not r.passed and r.ref == plan.ref]
+    """The failing hard checks of the form instance the user saved, on the rows the save
+    changes (a row stored before, untouched by this save, gets a query instead: an old row
+    must not block adding a new adverse event)."""
+    changed_rows = {(change.group_oid, change.repeat) for change in plan.changes}
+    return [
+        r for r in results
+        if r.hard and not r.passed and r.ref == plan.ref
+        and (not _per_row(r, plan) or (r.group_oid, r.group_repeat) in changed_rows)
+    ]  # fmt: skip
+
+
+def _per_row(result: CheckResult, plan: FormPlan) -> bool:
+    return any(g.oid == result.group_oid and g.repeating for g in plan.form.item_groups)
 
 
 def _overlay(data: SubjectData, plan: FormPlan) -> None:
