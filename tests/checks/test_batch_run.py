@@ -46,20 +46,21 @@ def test_a_batch_run_opens_queries_for_stored_data_and_never_rewrites_them(
     assert sorted((f["check"], f["severity"], f["item"], f["repeat"]) for f in dry.findings) == [
         ("EC045", "hard", "IT.AE.AEENDAT", 1),
         ("EC051", "soft", "IT.CRS.CRSGRINV", 1),
+        ("EC053", "soft", "IT.CRS.CRSAEID", 1),  # the episode cites no CRS adverse event
     ]
-    assert dry.transitions == {"open": 2}
+    assert dry.transitions == {"open": 3}
     with Session(demo_engine) as session:
         assert session.exec(select(Query)).all() == []
 
     report = run_batch(demo_engine, zm001, subject_key=key, actor=actor)
-    assert (report.subjects, report.transitions) == (1, {"open": 2})
+    assert (report.subjects, report.transitions) == (1, {"open": 3})
     with Session(demo_engine) as session:
         queries = session.exec(select(Query.check_id, Query.state).order_by(Query.check_id)).all()
-        assert queries == [("EC045", "open"), ("EC051", "open")]
+        assert queries == [("EC045", "open"), ("EC051", "open"), ("EC053", "open")]
         ends = session.exec(select(ItemData.value).where(ItemData.item_oid == "IT.AE.AEENDAT"))
         assert ends.all() == ["2026-02-01"]  # the data stay as entered
     again = run_batch(demo_engine, zm001, actor=actor)
-    assert again.transitions == {} and len(again.findings) == 2  # no second query
+    assert again.transitions == {} and len(again.findings) == 3  # no second query
 
     with pytest.raises(LookupError, match="no site 99"):
         run_batch(demo_engine, zm001, site_number="99", actor=actor)
@@ -80,7 +81,7 @@ def test_the_command_line_runs_the_checks_and_prints_json(
         assert (printed["subjects"], printed["dry_run"], printed["queries"]) == (
             1,
             True,
-            {"open": 2},
+            {"open": 3},
         )
         (finding,) = [f for f in printed["findings"] if f["check"] == "EC045"]
         assert finding == {
@@ -90,7 +91,7 @@ def test_the_command_line_runs_the_checks_and_prints_json(
         }  # fmt: skip
         done = runner.invoke(cli, ["checks", "run", "--subject", key])
         assert done.exit_code == 0, done.output
-        assert "2 findings; query transitions made: 2 open" in done.stdout
+        assert "3 findings; query transitions made: 3 open" in done.stdout
         unknown = runner.invoke(cli, ["checks", "run", "--subject", "77-777"])
         assert unknown.exit_code == 1 and "no subject 77-777 in ZM001" in unknown.output
     finally:

@@ -135,7 +135,9 @@ def test_an_old_row_that_fails_a_hard_check_does_not_block_a_new_row(
         rows = {"IG.AE": {1: broken}}
         assert factories.save(session, unchecked, subject, "F.AE", rows, event="SE.LOG").saved
         headache = {"AETERM": "Headache", "AESTDAT": "2026-02-11", "AEONGO": "Y"}
-        saved = factories.save(session, zm001, subject, "F.AE", {"IG.AE": {2: headache}}, event="SE.LOG")
+        saved = factories.save(
+            session, zm001, subject, "F.AE", {"IG.AE": {2: headache}}, event="SE.LOG"
+        )
         assert saved.saved
         query = session.exec(select(Query)).one()
         assert (query.check_id, query.group_repeat, query.state) == ("EC045", 1, "open")

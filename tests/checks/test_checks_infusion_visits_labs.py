@@ -87,7 +87,18 @@ def save_crs(session: Session, zm001: Study, subject: Subject, onset: str) -> No
         "HYPOTYN": "N", "FLUIDYN": "N", "VASONUM": "0", "VASOPRESSIN": "N", "O2DEV": "NONE",
         "TOCINUM": "0", "STERYN": "N", "ICUYN": "N",
     }  # fmt: skip
-    episode = {"CRSSTDTM": onset, "CRSGRINV": "1", "CRSDTHYN": "N", "CRSAEID": "AE001"}
+    episode = {"CRSSTDTM": onset, "CRSGRINV": "1", "CRSDTHYN": "N", "CRSAEID": "AE009"}
+    cited = {
+        "AESPID": "AE009",
+        "AETERM": "Cytokine release syndrome",
+        "AESTDAT": onset[:10],
+        "AEONGO": "Y",
+        "AETOXGR": "1",
+        "AESIYN": "Y",
+        "AESI": ["CRS"],
+    }  # fmt: skip  (the AE the episode cites: EC053)
+    ae = {"IG.AE": {9: cited}}
+    assert factories.save(session, zm001, subject, "F.AE", ae, event="SE.LOG").saved
     rows = {"IG.CRS": {1: episode}, "IG.CRS.ASM": {1: assessment}}
     assert factories.save(session, zm001, subject, "F.CRS", rows, event="SE.LOG").saved
 

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from app.models import Query
 from app.study.loader import Study
 from tests import factories
-from tests.checks.test_check_engine import crs
+from tests.checks.test_check_engine import CRS_AE, crs
 from tests.conftest import InProcessServer, csrf_token, logged_in_client
 
 
@@ -25,6 +25,8 @@ def test_a_query_is_answered_on_the_form_and_closed_from_the_list(
         site1 = factories.register(session, zm001)
         site2 = factories.register(session, zm001, site_id=2, by="coordinator2")
         for subject, by in ((site1, "coordinator"), (site2, "coordinator2")):
+            ae = {"IG.AE": {1: CRS_AE}}
+            assert factories.save(session, zm001, subject, "F.AE", ae, event="SE.LOG", by=by).saved
             outcome = factories.save(
                 session, zm001, subject, "F.CRS", crs("2"), event="SE.LOG", by=by
             )

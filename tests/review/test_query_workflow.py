@@ -14,7 +14,7 @@ from app.models import AuditRecord, Query, QueryState, Subject, pk
 from app.review.queries import QueryConflict, QueryRefused
 from app.study.loader import Study
 from tests import factories
-from tests.checks.test_check_engine import crs
+from tests.checks.test_check_engine import CRS_AE, crs
 
 ICDAT = QueryTarget("SE.SCR", 1, "F.IC", 1, "IG.IC", 1, "IT.IC.ICDAT")
 
@@ -116,6 +116,8 @@ def test_a_system_query_the_site_answered_with_text_waits_for_a_person_to_close_
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
         subject = factories.register(session, zm001)
+        ae = {"IG.AE": {1: CRS_AE}}
+        assert factories.save(session, zm001, subject, "F.AE", ae, event="SE.LOG").saved
         assert factories.save(session, zm001, subject, "F.CRS", crs("2"), event="SE.LOG").saved
         query = session.exec(select(Query)).one()
         query = move(
