@@ -32,6 +32,7 @@ from app.access import load_access
 from app.crf import write
 from app.crf.changes import FormEdit, FormRef, FormValues, NewSubject, SubjectStatus, VisitDate
 from app.db import unit_of_work
+from app.demo_review import leave_cleaning_state
 from app.models import Role, Site, Subject, UserAccount, pk
 from app.study.loader import LOG_EVENT_OID, Study
 from app.study.model import Visit
@@ -203,6 +204,7 @@ def load_demo(
                     rng, now,
                 )  # fmt: skip
             progress(index + 1, subjects)
+        leave_cleaning_state(session, study, now)
     return True
 
 
@@ -261,6 +263,8 @@ class _Case:
     lot: str = ""
     """The product lot, from leukapheresis on."""
     last_entry: dict[date, datetime] = field(default_factory=dict, repr=False)
+    blood_counts: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+    """Event OID -> the haematology results entered there, by test code."""
 
     def entered(self, day: date) -> datetime:
         """When the site records what happened on `day`: that afternoon, after anything
@@ -436,9 +440,9 @@ def _screen(case: _Case) -> None:
     )  # fmt: skip
     case.save("SE.SCR", "F.DM", _demographics(profile, day, case.rng), day)
     case.save("SE.SCR", "F.EACR", _classification(case.rng), day, by=case.investigator)
-    _disease_activity(case, "SE.SCR", day, active=case.scenario.failed != "IN04")
     _vital_signs(case, "SE.SCR", [("SINGLE", _at(day, 9, case.rng.randint(0, 59)))])
     _labs(case, "SE.SCR", day)
+    _disease_activity(case, "SE.SCR", day, active=case.scenario.failed != "IN04")
 
 
 def _demographics(profile: _Profile, consent: date, rng: random.Random) -> Rows:
@@ -507,6 +511,12 @@ def _disease_activity(case: _Case, event_oid: str, day: date, *, active: bool) -
     else:
         present = {"DNABIND"} if rng.random() < 0.3 else set()
         pga = rng.uniform(0.0, 0.6)
+    counts = case.blood_counts.get(event_oid, {})
+    for name, test, limit in (("LEUKOPEN", "WBC", 3.0), ("THROMBO", "PLAT", 100.0)):
+        if counts.get(test, limit) < limit:  # the investigator scores what the labs show
+            present.add(name)
+        else:
+            present.discard(name)
     descriptors: Row = {name: _yn(name in present) for name in _SLEDAI_WEIGHTS}
     total = sum(_SLEDAI_WEIGHTS[name] for name in present)
     sledai = _one("IG.SLEDAI", SLEDAIDAT=day.isoformat(), **descriptors, SLEDAITOTINV=str(total))
@@ -753,6 +763,9 @@ def _labs(case: _Case, event_oid: str, day: date) -> None:
         results = [_lab_result(case, tests[code], shifts.get(code)) for code in codes]
         if "WBC" in codes:
             results[codes.index("WBC")] = _white_count(case, tests["WBC"], codes, results)
+            case.blood_counts[event_oid] = {
+                code: float(str(row["LBORRES"])) for code, row in zip(codes, results, strict=True)
+            }
         sample = _one(
             group_oid, LBDAT=day.isoformat(), LBTIM=f"07:{case.rng.randint(30, 59)}",
             LBNAM=f"Site {case.scenario.site} clinical laboratory",

@@ -6,8 +6,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from app.audit import ITEM_ACTIONS
 from app.demo import DEMO_ACCOUNTS, load_demo
-from app.models import AuditRecord, ItemData, Site, Subject
+from app.models import AuditRecord, DataLock, ItemData, Query, Site, Subject
 from app.study.loader import Study
 
 
@@ -38,8 +39,15 @@ def test_demo_builds_a_study_in_progress_entered_like_real_data(
         assert {"HIGH", "LOW"} & flags and "NORMAL" in flags
 
         item_changes = session.exec(
-            select(AuditRecord).where(col(AuditRecord.item_oid).is_not(None))
+            select(AuditRecord).where(col(AuditRecord.action).in_(ITEM_ACTIONS))
         ).all()
         assert len(item_changes) > 1000
         accounts = {username for username, _, _ in DEMO_ACCOUNTS}
         assert all(r.username in accounts and r.user_id for r in item_changes)
+
+        # A cleaning state: system and manual queries in each state someone acts on, and a
+        # frozen casebook.
+        queries = set(session.exec(select(col(Query.check_id).is_(None), Query.state)).all())
+        assert {(True, "open"), (True, "answered"), (True, "closed")} <= queries
+        assert {(False, "open"), (False, "answered"), (False, "closed")} <= queries
+        assert session.exec(select(DataLock.level)).all() == ["freeze"]
