@@ -33,7 +33,7 @@ from lxml import etree
 from sqlalchemy import BindParameter, bindparam, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Mapped
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from app.exporters.odm_common import (
     LOCATED_AUDIT_COLUMNS,
@@ -50,9 +50,11 @@ from app.exporters.odm_common import (
     data_key,
     dose_annotation,
     form_status_annotation,
+    lock_annotation,
     not_done_item,
     odm_document,
     q,
+    query_annotation,
     subject_status_annotation,
     visit_date_annotation,
 )
@@ -69,9 +71,11 @@ from app.models import (
     FormStatus,
     ItemData,
     ItemGroupData,
+    Query,
     StudyEventData,
     Subject,
 )
+from app.review.locks import LockPlace, active_locks, strongest
 from app.study.loader import Study
 
 SUBJECT_LEVEL: DataKey = (None, None, None, None, None, None, None)
@@ -187,6 +191,8 @@ class _SubjectWriter:
         etree.SubElement(element, q("SiteRef"), LocationOID=self.sites[subject.site_id])
         subject_status_annotation(element, subject.status, subject.status_date)
         dose_annotation(element, subject.dose_level, subject.phase)
+        queries = _queries_by_place(session, subject)
+        locks = active_locks(session, subject)
         rows = connection.execute(SUBJECT_DATA, params).all()
         changed: set[etree._Element] = set()  # containers changed since the moment
         items = 0
@@ -205,6 +211,8 @@ class _SubjectWriter:
                 if self._audit(event_el, latest.get(key)):
                     changed.add(event_el)
                 visit_date_annotation(event_el, visit_date)
+                for query in queries.get(key, ()):
+                    query_annotation(event_el, query)
             if f_id is None:
                 continue
             if f_id != form_id:
@@ -214,6 +222,11 @@ class _SubjectWriter:
                 form_changed = self._audit(form_el, latest.get(key))
                 form_not_done = status == FormStatus.NOT_DONE
                 form_status_annotation(form_el, status, reason if form_not_done else None)
+                lock = strongest(locks, LockPlace(event_oid, e_repeat, form_oid, f_repeat))
+                if lock is not None:
+                    lock_annotation(form_el, lock)
+                for query in queries.get(key, ()):
+                    query_annotation(form_el, query)
                 if form_changed:
                     changed.add(form_el)
                 if form_not_done and (self.since is None or form_changed):
@@ -225,14 +238,15 @@ class _SubjectWriter:
                 group_el = self.repeats.group(form_el, form_oid, group_oid, g_repeat)
             if value is None:
                 continue
-            record = latest.get(
-                (event_oid, e_repeat, form_oid, f_repeat, group_oid, g_repeat, item_oid)
-            )
+            item_key = (event_oid, e_repeat, form_oid, f_repeat, group_oid, g_repeat, item_oid)
+            record = latest.get(item_key)
             if self.since is not None and not self._after_since(record):
                 continue
             item_el = etree.SubElement(group_el, q("ItemData"), ItemOID=item_oid, Value=value)
             if record is not None:
                 item_el.append(self.audits.element(record))
+            for query in queries.get(item_key, ()):
+                query_annotation(item_el, query)
             items += 1
         if self.since is not None:
             _drop_unchanged_containers(element, changed)
@@ -276,3 +290,16 @@ def _drop_unchanged_containers(element: etree._Element, changed: set[etree._Elem
 
 def _no_child(element: etree._Element, tag: str) -> bool:
     return next(element.iterchildren(q(tag)), None) is None
+
+
+def _queries_by_place(session: Session, subject: Subject) -> dict[DataKey, list[Query]]:
+    """The subject's queries by the visit, form or item they are on, oldest first."""
+    found: dict[DataKey, list[Query]] = {}
+    statement = select(Query).where(Query.subject_id == subject.id).order_by(col(Query.id))
+    for query in session.exec(statement):
+        key: DataKey = (
+            query.event_oid, query.event_repeat, query.form_oid, query.form_repeat,
+            query.item_group_oid, query.group_repeat, query.item_oid,
+        )  # fmt: skip
+        found.setdefault(key, []).append(query)
+    return found

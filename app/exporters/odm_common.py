@@ -29,7 +29,9 @@ from app.exporters.odm_metadata import (
     DOSE_LEVEL_CODELIST,
     FLAG_TYPE_CODELIST,
     FORM_STATUS_CODELIST,
+    LOCK_STATE_CODELIST,
     PHASE_CODELIST,
+    QUERY_STATE_CODELIST,
     SUBJECT_STATUS_CODELIST,
     VISIT_OCCURRED,
     VISIT_STATUS_CODELIST,
@@ -38,7 +40,16 @@ from app.exporters.odm_metadata import (
     study_element,
 )
 from app.exporters.scope import ExportScope, ScopeKind
-from app.models import AuditRecord, RoleAssignment, Site, Subject, UserAccount, utcnow
+from app.models import (
+    AuditRecord,
+    DataLock,
+    Query,
+    RoleAssignment,
+    Site,
+    Subject,
+    UserAccount,
+    utcnow,
+)
 from app.study.loader import LOG_EVENT_OID, Study
 
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
@@ -381,3 +392,22 @@ def not_done_item(parent: etree._Element, item_oid: str, reason: str | None) -> 
     element = etree.SubElement(parent, q("ItemData"), ItemOID=item_oid, IsNull="Yes")
     annotate(element, [], reason)
     return element
+
+
+def query_annotation(element: etree._Element, query: Query) -> None:
+    """A query on the element: its state (CL.QUERYSTATE) and, as Comment, its number, origin,
+    question and the site's last answer (the history is in the transactional export's audit
+    records and in the query's own audit trail)."""
+    origin = f"check {query.check_id}" if query.check_id else "raised by a reviewer"
+    comment = f"Query {query.id} ({origin}): {query.text}"
+    if query.response:
+        comment += f" | Answer: {query.response}"
+    annotate(element, [(QUERY_STATE_CODELIST, query.state)], comment)
+
+
+def lock_annotation(element: etree._Element, lock: DataLock) -> None:
+    """The freeze or lock in force on a form (CL.LOCKSTATE), with who set it and why."""
+    comment = f"by {lock.set_by_name} since {lock.set_at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    if lock.reason:
+        comment += f": {lock.reason}"
+    annotate(element, [(LOCK_STATE_CODELIST, lock.level)], comment)

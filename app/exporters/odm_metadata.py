@@ -22,7 +22,7 @@ from odmlib.odm_element import ODMElement
 from app.crf.values import MAX_TEXT_LENGTH
 from app.exporters import odm_retired as retired
 from app.exporters.odm_elements import description, optional, text, yes_no
-from app.models import FormStatus
+from app.models import FormStatus, LockLevel, QueryState
 from app.study.loader import LOG_EVENT_OID, Study
 from app.study.model import (
     CodeList,
@@ -54,13 +54,15 @@ SUBJECT_STATUS_CODELIST = "CL.SUBJECTSTATUS"
 DOSE_LEVEL_CODELIST = "CL.DOSELEVEL"
 PHASE_CODELIST = "CL.PHASE"
 VISIT_STATUS_CODELIST = "CL.VISITSTATUS"
+QUERY_STATE_CODELIST = "CL.QUERYSTATE"
+LOCK_STATE_CODELIST = "CL.LOCKSTATE"
 FLAG_TYPE_CODELIST = "CL.FLAGTYPE"
 VISIT_OCCURRED = "occurred"
 
 
 def flag_codelists(study: Study) -> list[CodeList]:
     """The code lists of the Annotation Flags in ClinicalData (form status, subject status,
-    dose level, phase, visit status) and of their FlagTypes. A study's own list of the same OID
+    dose level, phase, visit status, query state, freeze or lock) and of their FlagTypes. A study's own list of the same OID
     (e.g. CL.PHASE on a CRF) is used as it is and not repeated; a study without dose levels or
     phases has no such flags and no list for them."""
     path = study.subject_path
@@ -74,6 +76,16 @@ def flag_codelists(study: Study) -> list[CodeList]:
         (DOSE_LEVEL_CODELIST, "Dose level", [(d.code, d.label) for d in study.info.dose_levels]),
         (PHASE_CODELIST, "Study phase", [(p.code, p.label) for p in study.info.phases]),
         (VISIT_STATUS_CODELIST, "Visit status", [(VISIT_OCCURRED, "Visit took place")]),
+        (
+            QUERY_STATE_CODELIST,
+            "Query state (ODM 2.0 QueryStateType)",
+            [(s.value, s.value.capitalize()) for s in QueryState],
+        ),
+        (
+            LOCK_STATE_CODELIST,
+            "Freeze or lock in force",
+            [(LockLevel.FREEZE.value, "Frozen: no data changes"), (LockLevel.LOCK.value, "Locked")],
+        ),
     ]
     lists = [_flag_codelist(oid, name, values) for oid, name, values in entries if values]
     kinds = [(flag_type(codelist.oid), codelist.name) for codelist in lists]

@@ -67,6 +67,12 @@ def covers(lock: DataLock, place: LockPlace) -> bool:
     )  # fmt: skip
 
 
+def strongest(locks: list[DataLock], place: LockPlace) -> DataLock | None:
+    """The lock covering `place` if there is one, else the freeze covering it, else None."""
+    covering = [lock for lock in locks if covers(lock, place)]
+    return min(covering, key=lambda lock: lock.level != LockLevel.LOCK, default=None)
+
+
 def refusal(
     locks: list[DataLock], place: LockPlace, *, queries_only: bool = False
 ) -> DataLocked | None:

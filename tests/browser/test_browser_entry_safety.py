@@ -75,7 +75,7 @@ def test_register_subject_asks_first_naming_the_site(live_server: LiveServer, pa
     page.get_by_role("button", name="Register the subject at site 01").click()
     expect(page.get_by_role("heading", name="Subject 01-001")).to_be_visible()
     page.goto(live_server.url + "/subjects")
-    registered = page.locator("table.grid tbody tr td").nth(4)
+    registered = page.locator("table.grid tbody tr td").nth(5)
     expect(registered).to_have_text(re.compile(r"^\d{4}-\d{2}-\d{2}$"))  # ISO, not MM/DD/YYYY
 
 
