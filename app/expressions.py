@@ -14,7 +14,7 @@ import math
 import re
 import sys
 from collections.abc import Callable, Mapping
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
@@ -120,6 +120,27 @@ def _latest(values: list[Any]) -> str | None:
     return max(texts) if texts else None
 
 
+def _complete_datetime(text: Any) -> datetime | None:
+    """The moment of an ISO datetime string ("2026-01-05T08:00:00", a space or seconds
+    optional), or of a complete date at midnight; None when it is missing or partial."""
+    if not isinstance(text, str) or len(text) < 10:
+        return None
+    try:
+        return datetime.fromisoformat(text) if len(text) > 10 else datetime.fromisoformat(text[:10])
+    except ValueError:
+        return None
+
+
+def _hours_between(start: Any, end: Any) -> float | None:
+    """Hours from `start` to `end` (end - start), each an ISO datetime or a complete date
+    (taken at midnight); null when either is missing or partial. E.g. a pregnancy test at most
+    72 hours before the first lymphodepletion dose (EC011)."""
+    first, last = _complete_datetime(start), _complete_datetime(end)
+    if first is None or last is None:
+        return None
+    return (last - first).total_seconds() / 3600.0
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "first": _first,
     "last": _last,
@@ -133,6 +154,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "years_between": _years_between,
     "days_between": _days_between,
     "add_days": _add_days,
+    "hours_between": _hours_between,
 }
 
 
