@@ -182,3 +182,270 @@ def test_ec003_birth_before_consent(demo_engine: Engine, zm001: Study) -> None:
 
 
 # -- §7.1 eligibility -------------------------------------------------------------------------
+
+
+def eacr(
+    session: Session, study: Study, subject: Subject, ana: str = "Y", total: str | None = "12"
+) -> Outcome:
+    """The classification criteria: with the ANA entry criterion, joint involvement (6) and
+    anti-dsDNA (6) score 12 and classify as SLE; without it the criteria are not scored (NA)."""
+    criteria = {"JOINT": "Y", "DSDNASM": "Y", "EACR_TOTINV": total} if ana == "Y" else {}
+    return save(session, study, subject, "F.EACR", {"ANAENTRY": ana} | criteria)
+
+
+@pytest.mark.parametrize(
+    ("answers", "eligible", "passes"),
+    [
+        (MET, "Y", True),
+        (MET | {"IN03": "N"}, "N", True),
+        (MET | {"IN03": None}, "N", True),  # not every criterion answered yet
+        (MET | {"IN03": "N"}, "Y", False),
+        (MET | {"EX04": "Y"}, "Y", False),
+        (MET | {"IN03": None}, "Y", False),
+        (MET, "N", False),
+    ],
+)
+def test_ec005_eligibility_answer_agrees_with_the_criteria(
+    demo_engine: Engine, zm001: Study, answers: dict[str, str], eligible: str, passes: bool
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        outcome = eligibility(session, zm001, subject, answers, eligible)
+        if passes:
+            saved(outcome)
+        else:
+            assert "does not agree with the criteria" in refusal(outcome, "IG.IE", "ELIGYN")
+
+
+@pytest.mark.parametrize(("ana", "passes"), [("Y", True), ("N", False)])
+def test_ec006_in01_requires_the_eular_acr_classification(
+    demo_engine: Engine, zm001: Study, ana: str, passes: bool
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        saved(eacr(session, zm001, subject, ana))
+        outcome = eligibility(session, zm001, subject, {"IN01": "Y"})
+        if passes:
+            saved(outcome)
+        else:
+            message = refusal(outcome, "IG.IE.IECRIT", "IEORRES", row_of("IN01"))
+            assert "does not classify the subject as SLE" in message
+            saved(eligibility(session, zm001, subject, {"IN01": "N"}))
+
+
+def test_ec006_the_classification_changed_later_opens_a_query(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        saved(eligibility(session, zm001, subject, {"IN01": "Y"}))  # criteria form not stored
+        saved(eacr(session, zm001, subject, "N"))
+        assert queried(session, subject, "EC006") == ["IT.IE.IEORRES"]
+
+
+@pytest.mark.parametrize(("total", "passes"), [("12", True), ("10", False)])
+def test_ec007_total_score_equals_the_derived_score(
+    demo_engine: Engine, zm001: Study, total: str, passes: bool
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        outcome = eacr(session, zm001, subject, total=total)
+        if passes:
+            saved(outcome)
+        else:
+            message = refusal(outcome, "IG.EACR.CRIT", "EACR_TOTINV")
+            assert "differs from the score derived" in message
+
+
+ANA_POSITIVE = {1: {"LBORRTIT": "1:160"}}
+ANA_NEGATIVE = {1: {"LBORRTIT": "<1:80"}}
+DSDNA_HIGH = {3: {"LBMETHOD": "ELISA", "LBORRES": "150", "LBORRESU": "IU/mL", "LBORNRHI": "100"}}
+DSDNA_NORMAL = {3: {"LBMETHOD": "ELISA", "LBORRES": "20", "LBORRESU": "IU/mL", "LBORNRHI": "100"}}
+SM_POSITIVE = {4: {"LBORRESC": "POSITIVE"}}
+SM_NEGATIVE = {4: {"LBORRESC": "NEGATIVE"}}
+
+
+@pytest.mark.parametrize(
+    ("results", "sampled", "collected", "passes"),
+    [
+        (ANA_POSITIVE, "2026-01-06", None, True),
+        (ANA_NEGATIVE | DSDNA_HIGH, "2026-01-06", None, True),
+        (ANA_NEGATIVE | SM_POSITIVE, "2026-01-06", L0, True),
+        (ANA_NEGATIVE | DSDNA_NORMAL | SM_NEGATIVE, "2026-01-06", None, False),
+        (ANA_POSITIVE, "2026-01-04", None, False),  # before consent
+        (ANA_POSITIVE, "2026-01-06", "2026-02-05", False),  # 30 days before leukapheresis
+    ],
+)
+def test_ec008_in03_requires_a_positive_screening_autoantibody(
+    demo_engine: Engine,
+    zm001: Study,
+    results: dict[int, Values],
+    sampled: str,
+    collected: str | None,
+    passes: bool,
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        consent(session, zm001, subject)
+        lab = {"IG.LBIMM.LB": results}
+        saved(save(session, zm001, subject, "F.LBIMM", {"LBDAT": sampled}, rows=lab))
+        if collected:
+            aph = {"APHYN": "Y", "APHDAT": collected}
+            saved(save(session, zm001, subject, "F.APH", aph, event="SE.APH"))
+        saved(eligibility(session, zm001, subject, {"IN03": "Y"}))
+        assert queried(session, subject, "EC008") == ([] if passes else ["IT.IE.IEORRES"])
+
+
+def prior_therapy(*agents: str) -> dict[str, dict[int, Values]]:
+    rows = {n: {"PTRT": agent, "PTSTDAT": "2022-01", "PTRSN": "ONGOING"} for n, agent in
+            enumerate(agents, start=1)}  # fmt: skip
+    return {"IG.SLEHX.PRIORTX": rows}
+
+
+@pytest.mark.parametrize(
+    ("agents", "passes"),
+    [
+        (("PREDNISONE", "MYCOPHENOLATE", "BELIMUMAB"), True),
+        (("METHYLPREDNISOLONE", "TACROLIMUS", "HYDROXYCHLOROQUINE", "RITUXIMAB"), True),
+        (("PREDNISONE", "MYCOPHENOLATE", "HYDROXYCHLOROQUINE"), False),  # no biologic
+        (("BELIMUMAB", "CYCLOPHOSPHAMIDE"), False),  # no glucocorticoid
+    ],
+)
+def test_ec012_in02_requires_glucocorticoid_immunosuppressant_and_biologic(
+    demo_engine: Engine, zm001: Study, agents: tuple[str, ...], passes: bool
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        history = {"SLEDIAGDT": "2018-03", "ORGHX": ["MUCOCUTANEOUS"], "REFRACYN": "Y"}
+        saved(save(session, zm001, subject, "F.SLEHX", history, rows=prior_therapy(*agents)))
+        saved(eligibility(session, zm001, subject, {"IN02": "Y"}))
+        assert queried(session, subject, "EC012") == ([] if passes else ["IT.IE.IEORRES"])
+
+
+@pytest.mark.parametrize(("enrolled", "passes"), [(ICDAT, True), ("2026-01-04", False)])
+def test_ec016_enrollment_on_or_after_consent(
+    demo_engine: Engine, zm001: Study, enrolled: str, passes: bool
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        consent(session, zm001, subject)
+        outcome = eligibility(session, zm001, subject, MET, "Y", enrolled)
+        if passes:
+            saved(outcome)
+        else:
+            assert "before the consent date" in refusal(outcome, "IG.IE", "ENRLDAT")
+
+
+# -- §7.1 screening window and §7.2 leukapheresis ---------------------------------------------
+
+
+def leukapheresis(
+    session: Session, study: Study, subject: Subject, day: str = L0, **values: str
+) -> Outcome:
+    """A performed collection on `day` (a CBC the day before, times and volumes in range)."""
+    collection = {"APHYN": "Y", "APHNUM": "1", "APHDAT": day, "APHSTTM": "08:30",
+                  "APHENTM": "12:00", "APHTBV": "12.0", "APHVOL": "150",
+                  "PRECBCDAT": "2026-01-31"}  # fmt: skip
+    return save(session, study, subject, "F.APH", collection | values, event="SE.APH")
+
+
+SCREENING = {"F.LBHEM": "2026-01-06", "F.PE": "2026-01-07", "F.SLEDAI": "2026-01-07"}
+"""Screening assessments by form: their date items are LBDAT, PEDAT, SLEDAIDAT."""
+DATE_ITEM = {"F.LBHEM": "LBDAT", "F.PE": "PEDAT", "F.SLEDAI": "SLEDAIDAT"}
+
+
+@pytest.mark.parametrize(
+    ("assessments", "collected", "passes"),
+    [
+        (SCREENING, L0, True),
+        (SCREENING, "2026-02-03", True),  # 28 days after the first screening assessment
+        (SCREENING, "2026-02-04", False),  # 29 days
+        (SCREENING | {"F.PE": "2026-02-02"}, L0, False),  # after the leukapheresis
+        (SCREENING | {"F.LBHEM": "2026-01-04"}, L0, False),  # before consent
+    ],
+)
+def test_ec013_screening_window(
+    demo_engine: Engine,
+    zm001: Study,
+    assessments: dict[str, str],
+    collected: str,
+    passes: bool,
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        consent(session, zm001, subject)
+        for form, day in assessments.items():
+            saved(save(session, zm001, subject, form, {DATE_ITEM[form]: day}))
+        rows = {"IG.VS.VSMEAS": {1: {"VSDTC": "2026-01-07T09:00:00", "TEMP": "36.6"}}}
+        saved(factories.save(session, zm001, subject, "F.VS", rows))
+        saved(leukapheresis(session, zm001, subject, collected, PRECBCDAT=collected))
+        assert queried(session, subject, "EC013") == ([] if passes else ["IT.APH.APHDAT"])
+
+
+def test_ec013_a_screening_assessment_entered_after_the_leukapheresis_is_checked(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        consent(session, zm001, subject)
+        saved(save(session, zm001, subject, "F.LBCOAG", {"LBDAT": "2026-01-10"}))
+        saved(leukapheresis(session, zm001, subject))
+        assert queried(session, subject, "EC013") == []
+        saved(save(session, zm001, subject, "F.LBURIN", {"LBDAT": "2026-01-03"}))
+        assert queried(session, subject, "EC013") == ["IT.APH.APHDAT"]
+
+
+@pytest.mark.parametrize(
+    ("cbc", "passes"),
+    [("2026-01-29", True), (L0, True), ("2026-01-28", False), ("2026-02-02", False)],
+)
+def test_ec014_pre_collection_cbc_0_to_3_days_before(
+    demo_engine: Engine, zm001: Study, cbc: str, passes: bool
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        outcome = leukapheresis(session, zm001, subject, PRECBCDAT=cbc)
+        if passes:
+            saved(outcome)
+        else:
+            message = refusal(outcome, "IG.APH.PROC", "PRECBCDAT")
+            assert "0 to 3 days before the leukapheresis" in message
+
+
+@pytest.mark.parametrize(
+    ("values", "check", "item"),
+    [
+        ({"APHSTTM": "12:00", "APHENTM": "08:30"}, "EC015.1", "IT.APH.APHENTM"),
+        ({"APHSTTM": "12:00", "APHENTM": "12:00"}, "EC015.1", "IT.APH.APHENTM"),
+        ({"APHTBV": "0.8"}, "EC015.2", "IT.APH.APHTBV"),
+        ({"APHTBV": "31.0"}, "EC015.2", "IT.APH.APHTBV"),
+        ({"APHVOL": "9"}, "EC015.3", "IT.APH.APHVOL"),
+        ({"APHVOL": "501"}, "EC015.3", "IT.APH.APHVOL"),
+    ],
+)
+def test_ec015_collection_times_and_volumes(
+    demo_engine: Engine, zm001: Study, values: dict[str, str], check: str, item: str
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        saved(leukapheresis(session, zm001, subject))
+        assert [c for c, _ in open_queries(session, subject) if c.startswith("EC015")] == []
+        saved(leukapheresis(session, zm001, subject, **values))
+        assert [(c, i) for c, i in open_queries(session, subject) if c.startswith("EC015")] == [
+            (check, item)
+        ]
+
+
+@pytest.mark.parametrize(("collected", "passes"), [("2026-01-10", True), ("2026-01-09", False)])
+def test_ec016_leukapheresis_on_or_after_enrollment(
+    demo_engine: Engine, zm001: Study, collected: str, passes: bool
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        consent(session, zm001, subject)
+        saved(eligibility(session, zm001, subject, MET, "Y", "2026-01-10"))
+        outcome = leukapheresis(session, zm001, subject, collected, PRECBCDAT=collected)
+        if passes:
+            saved(outcome)
+        else:
+            assert "before the enrollment date" in refusal(outcome, "IG.APH.PROC", "APHDAT")
