@@ -449,3 +449,250 @@ def test_ec016_leukapheresis_on_or_after_enrollment(
             saved(outcome)
         else:
             assert "before the enrollment date" in refusal(outcome, "IG.APH.PROC", "APHDAT")
+
+
+# -- §7.1 EC011 and §7.2 lymphodepletion ------------------------------------------------------
+
+LD_DAYS = {"D-5": "2026-02-24", "D-4": "2026-02-25", "D-3": "2026-02-26"}
+DOSING = {"LDHT": "170.0", "LDWT": "65.0", "LDWTDAT": "2026-02-20", "LDBSA": "1.75",
+          "LDCRCL": "90"}  # fmt: skip
+"""Height and weight used: Mosteller BSA 1.75 m2 (sqrt(170 x 65 / 3600) = 1.752)."""
+
+
+def dose(drug: str, day: str, planned: str, actual: str, hour: str = "09", **values: str) -> Values:
+    """An administration on nominal `day` (D-5 ... D-3), 30 minutes from `hour`:00."""
+    on = LD_DAYS[day]
+    return {"LDDRUG": drug, "LDDAY": day, "LDPLDOS": planned, "LDADOS": actual,
+            "LDSTDTM": f"{on}T{hour}:00:00", "LDENDTM": f"{on}T{hour}:30:00",
+            "LDROUTE": "INTRAVENOUS", "LDMODYN": "N"} | values  # fmt: skip
+
+
+def regimen() -> list[Values]:
+    """Fludarabine 25 mg/m2 (43.8 mg) and cyclophosphamide 300 mg/m2 (525 mg) on D-5 to D-3."""
+    return [
+        dose(drug, day, planned, actual, hour)
+        for day in LD_DAYS
+        for drug, planned, actual, hour in [
+            ("FLUDARABINE", "25", "43.8", "09"),
+            ("CYCLOPHOSPHAMIDE", "300", "525", "10"),
+        ]
+    ]
+
+
+def lymphodepletion(
+    session: Session,
+    study: Study,
+    subject: Subject,
+    doses: list[Values] | None = None,
+    **dosing: str,
+) -> Outcome:
+    rows = {"IG.LD.ADM": dict(enumerate(regimen() if doses is None else doses, start=1))}
+    return save(session, study, subject, "F.LD", DOSING | dosing, event="SE.LD", rows=rows)
+
+
+def pregnancy_test(
+    session: Session,
+    study: Study,
+    subject: Subject,
+    event: str,
+    day: str,
+    time: str | None = None,
+    specimen: str = "SERUM",
+    result: str = "NEGATIVE",
+) -> None:
+    test = {"PGDAT": day, "PGTIM": time, "PGSPEC": specimen, "PGRES": result}
+    saved(save(session, study, subject, "F.PREG", test, event=event))
+
+
+@pytest.mark.parametrize(
+    ("screening", "baseline", "passes"),
+    [
+        (("2026-01-06", None, "SERUM"), ("2026-02-23", "10:00", "SERUM"), True),  # 23 h
+        (("2026-01-06", None, "SERUM"), ("2026-02-21", "09:00", "SERUM"), True),  # 72 h
+        (("2026-01-06", None, "SERUM"), ("2026-02-21", None, "SERUM"), True),  # 3 days
+        (("2026-01-06", None, "SERUM"), ("2026-02-21", "08:59", "SERUM"), False),  # 72 h 1 min
+        (("2026-01-06", None, "SERUM"), ("2026-02-20", None, "SERUM"), False),  # 4 days
+        (("2026-01-06", None, "SERUM"), ("2026-02-23", "10:00", "URINE"), False),
+        (("2026-01-06", None, "URINE"), ("2026-02-23", "10:00", "SERUM"), False),
+        (None, ("2026-02-23", "10:00", "SERUM"), False),  # no screening test
+        (("2026-01-06", None, "SERUM"), None, False),  # no pre-lymphodepletion test
+    ],
+)
+def test_ec011_negative_serum_pregnancy_tests_before_lymphodepletion(
+    demo_engine: Engine,
+    zm001: Study,
+    screening: tuple[str, str | None, str] | None,
+    baseline: tuple[str, str | None, str] | None,
+    passes: bool,
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        saved(demographics(session, zm001, subject, "1990-06-15", "F", "Y"))
+        for event, test in [("SE.SCR", screening), ("SE.BL", baseline)]:
+            if test:
+                day, time, specimen = test
+                pregnancy_test(session, zm001, subject, event, day, time, specimen)
+        outcome = lymphodepletion(session, zm001, subject)
+        if passes:
+            saved(outcome)
+        else:
+            message = refusal(outcome, "IG.LD.ADM", "LDSTDTM", row=1)  # the first dose
+            assert "without a negative serum pregnancy test" in message
+            assert ("IG.LD.ADM", 2, "LDSTDTM") not in outcome.evaluation.errors
+
+
+@pytest.mark.parametrize(("sex", "wocbp"), [("M", None), ("F", "N")])
+def test_ec011_needs_no_test_for_a_man_or_a_woman_not_of_childbearing_potential(
+    demo_engine: Engine, zm001: Study, sex: str, wocbp: str | None
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        values = {"NCBPRSN": "POSTMENOPAUSAL"} if wocbp == "N" else {}
+        saved(demographics(session, zm001, subject, "1970-06-15", sex, wocbp))
+        if values:
+            saved(save(session, zm001, subject, "F.DM", values))
+        saved(lymphodepletion(session, zm001, subject))
+
+
+@pytest.mark.parametrize(("result", "passes"), [("RELEASED", True), ("OOS RELEASED", True),
+                                                ("PENDING", False), (None, False)])  # fmt: skip
+def test_ec017_lymphodepletion_after_product_release(
+    demo_engine: Engine, zm001: Study, result: str | None, passes: bool
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        if result:
+            product = {"MFGRES": result, "LOTNUM": "ZM-0001", "REMFGYN": "N"}
+            saved(save(session, zm001, subject, "F.PROD", product, event="SE.APH"))
+        saved(lymphodepletion(session, zm001, subject))
+        assert queried(session, subject, "EC017") == ([] if passes else ["IT.LD.LDSTDTM"])
+
+
+def infusion(session: Session, study: Study, subject: Subject, start: str) -> None:
+    saved(save(session, study, subject, "F.EX", {"EXSTDTM": start}, event="SE.D0"))
+
+
+def test_ec018_lymphodepletion_on_d5_to_d3(demo_engine: Engine, zm001: Study) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        saved(lymphodepletion(session, zm001, subject))
+        infusion(session, zm001, subject, f"{D0}T10:00:00")
+        assert queried(session, subject, "EC018.1") == []
+        assert queried(session, subject, "EC018.2") == []
+
+        infusion(session, zm001, subject, "2026-03-02T10:00:00")  # D-5 is now D-6
+        assert queried(session, subject, "EC018.1") == ["IT.LD.LDSTDTM"] * 2
+        infusion(session, zm001, subject, "2026-02-28T10:00:00")  # D-3 is now D-2
+        assert queried(session, subject, "EC018.1") == ["IT.LD.LDSTDTM"] * 2
+
+
+def test_ec018_lymphodepletion_complete_before_the_infusion(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        infusion(session, zm001, subject, "2026-02-26T10:15:00")
+        doses = [dose("FLUDARABINE", "D-3", "25", "43.8", "09"),
+                 dose("CYCLOPHOSPHAMIDE", "D-3", "300", "525", "10")]  # fmt: skip
+        saved(lymphodepletion(session, zm001, subject, doses))
+        assert queried(session, subject, "EC018.2") == ["IT.LD.LDENDTM"]  # ends 10:30
+
+
+@pytest.mark.parametrize(
+    ("bsa", "passes"),
+    [("1.75", True), ("1.80", True), ("1.71", True), ("1.81", False), ("1.70", False)],
+)  # Mosteller 1.752: 1.80 is 0.048 above, 1.70 is 0.052 below
+def test_ec020_bsa_within_005_of_mosteller(
+    demo_engine: Engine, zm001: Study, bsa: str, passes: bool
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        saved(lymphodepletion(session, zm001, subject, [], LDBSA=bsa))
+        assert queried(session, subject, "EC020.1") == ([] if passes else ["IT.LD.LDBSA"])
+
+
+@pytest.mark.parametrize(
+    ("weighed", "passes"),
+    [("2026-02-17", True), ("2026-02-24", True), ("2026-02-16", False), ("2026-02-25", False)],
+)
+def test_ec020_weight_at_most_7_days_before_the_first_dose(
+    demo_engine: Engine, zm001: Study, weighed: str, passes: bool
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        saved(lymphodepletion(session, zm001, subject, LDWTDAT=weighed))
+        assert queried(session, subject, "EC020.2") == ([] if passes else ["IT.LD.LDWTDAT"])
+
+
+@pytest.mark.parametrize(
+    ("actual", "modified", "passes"),
+    [
+        ("43.8", {}, True),
+        ("48.1", {}, True),  # +9.9 %
+        ("39.4", {}, True),  # -9.9 %
+        ("48.2", {}, False),  # +10.2 %
+        ("35.0", {}, False),  # -20 %
+        ("35.0", {"LDMODYN": "Y", "LDMODRSN": "RENAL FUNCTION"}, True),
+    ],
+)
+def test_ec021_actual_dose_within_10_percent_of_planned_times_bsa(
+    demo_engine: Engine, zm001: Study, actual: str, modified: dict[str, str], passes: bool
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        doses = [dose("FLUDARABINE", "D-5", "25", actual, **modified)]  # 25 x 1.75 = 43.75 mg
+        saved(lymphodepletion(session, zm001, subject, doses))
+        assert queried(session, subject, "EC021") == ([] if passes else ["IT.LD.LDADOS"])
+
+
+@pytest.mark.parametrize(
+    ("drug", "planned", "finding"),
+    [
+        ("FLUDARABINE", "20", None),
+        ("FLUDARABINE", "30", None),
+        ("FLUDARABINE", "19", "query"),
+        ("FLUDARABINE", "31", "query"),
+        ("FLUDARABINE", "60", "query"),
+        ("FLUDARABINE", "61", "refused"),
+        ("FLUDARABINE", "0", "refused"),
+        ("CYCLOPHOSPHAMIDE", "250", None),
+        ("CYCLOPHOSPHAMIDE", "1000", None),
+        ("CYCLOPHOSPHAMIDE", "200", "query"),
+        ("CYCLOPHOSPHAMIDE", "1500", "query"),
+        ("CYCLOPHOSPHAMIDE", "0", "refused"),
+        ("MESNA", "300", None),
+    ],
+)
+def test_ec022_planned_dose_ranges(
+    demo_engine: Engine, zm001: Study, drug: str, planned: str, finding: str | None
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        actual = str(round(float(planned) * 1.75, 1))
+        outcome = lymphodepletion(session, zm001, subject, [dose(drug, "D-5", planned, actual)])
+        if finding == "refused":
+            assert "planned dose is not possible" in refusal(outcome, "IG.LD.ADM", "LDPLDOS")
+        else:
+            saved(outcome)
+            expected = ["IT.LD.LDPLDOS"] if finding == "query" else []
+            assert queried(session, subject, "EC022.1") == expected
+
+
+@pytest.mark.parametrize(
+    ("clearance", "modified", "passes"),
+    [
+        ("70", {}, True),
+        ("65", {"LDMODYN": "Y", "LDMODRSN": "RENAL FUNCTION"}, True),
+        ("65", {}, False),
+        ("65", {"LDMODYN": "Y", "LDMODRSN": "ADVERSE EVENT"}, False),
+    ],
+)
+def test_ec023_fludarabine_reduced_below_70_ml_min(
+    demo_engine: Engine, zm001: Study, clearance: str, modified: dict[str, str], passes: bool
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        doses = [dose("FLUDARABINE", day, "25", "35.0", **modified) for day in LD_DAYS]
+        doses.append(dose("CYCLOPHOSPHAMIDE", "D-5", "300", "525", "10"))  # never reduced
+        saved(lymphodepletion(session, zm001, subject, doses, LDCRCL=clearance))
+        assert queried(session, subject, "EC023") == ([] if passes else ["IT.LD.LDCRCL"])
