@@ -7,6 +7,7 @@ item; a soft check lets the save through and opens a system query on its first i
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 
 import pytest
 from sqlalchemy import Engine
@@ -147,6 +148,19 @@ def test_ec001_a_procedure_dated_before_a_stored_consent_opens_a_query(
                    event="SE.APH"))  # fmt: skip
         assert queried(session, subject, "EC001") == ["IT.IC.ICDAT"]
         saved(save(session, zm001, subject, "F.APH", {"APHYN": "Y", "APHDAT": L0}, event="SE.APH"))
+        assert queried(session, subject, "EC001") == []
+
+
+def test_ec001_applies_to_the_main_consent_not_a_re_consent(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        consent(session, zm001, subject)
+        saved(save(session, zm001, subject, "F.LBHEM", {"LBDAT": "2026-01-06"}))
+        saved(factories.date_visit(session, zm001, subject, "SE.LTFU", date(2026, 11, 20)))
+        re_consent = {"ICVER": "3.0", "ICDAT": "2026-11-20", "ICLTFU": "Y"}
+        saved(save(session, zm001, subject, "F.IC", re_consent, event="SE.LTFU"))
         assert queried(session, subject, "EC001") == []
 
 
