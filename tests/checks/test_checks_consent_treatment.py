@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from app.crf.write import Outcome
+from app.expressions import compile_expression
 from app.models import Query, QueryState, Subject
 from app.study.loader import Study, find_item
 from tests import factories
@@ -27,7 +28,7 @@ D0 = "2026-03-01"
 """Infusion day; lymphodepletion on D-5 to D-3 (2026-02-24 to 2026-02-26)."""
 
 
-# -- saving forms -----------------------------------------------------------------------------
+# -- saving, refusals and queries -------------------------------------------------------------
 
 
 def save(
@@ -81,6 +82,9 @@ def new_subject(session: Session, study: Study) -> Subject:
     return factories.register(session, study)
 
 
+# -- building forms ---------------------------------------------------------------------------
+
+
 def consent(session: Session, study: Study, subject: Subject, day: str = ICDAT) -> None:
     saved(save(session, study, subject, "F.IC", {"ICVER": "2.0", "ICDAT": day, "ICLTFU": "Y"}))
 
@@ -117,6 +121,86 @@ def eligibility(
 
 def row_of(code: str) -> int:
     return CRITERIA.index(code) + 1
+
+
+def eacr(
+    session: Session, study: Study, subject: Subject, ana: str = "Y", total: str | None = "12"
+) -> Outcome:
+    """The classification criteria: with the ANA entry criterion, joint involvement (6) and
+    anti-dsDNA (6) score 12 and classify as SLE; without it the criteria are not scored (NA)."""
+    criteria = {"JOINT": "Y", "DSDNASM": "Y", "EACR_TOTINV": total} if ana == "Y" else {}
+    return save(session, study, subject, "F.EACR", {"ANAENTRY": ana} | criteria)
+
+
+def prior_therapy(*agents: str) -> dict[str, dict[int, Values]]:
+    rows = {n: {"PTRT": agent, "PTSTDAT": "2022-01", "PTRSN": "ONGOING"} for n, agent in
+            enumerate(agents, start=1)}  # fmt: skip
+    return {"IG.SLEHX.PRIORTX": rows}
+
+
+def leukapheresis(
+    session: Session, study: Study, subject: Subject, day: str = L0, **values: str
+) -> Outcome:
+    """A performed collection on `day` (a CBC the day before, times and volumes in range)."""
+    collection = {"APHYN": "Y", "APHNUM": "1", "APHDAT": day, "APHSTTM": "08:30",
+                  "APHENTM": "12:00", "APHTBV": "12.0", "APHVOL": "150",
+                  "PRECBCDAT": "2026-01-31"}  # fmt: skip
+    return save(session, study, subject, "F.APH", collection | values, event="SE.APH")
+
+
+LD_DAYS = {"D-5": "2026-02-24", "D-4": "2026-02-25", "D-3": "2026-02-26"}
+DOSING = {"LDHT": "170.0", "LDWT": "65.0", "LDWTDAT": "2026-02-20", "LDBSA": "1.75",
+          "LDCRCL": "90"}  # fmt: skip
+"""Height and weight used: Mosteller BSA 1.75 m2 (sqrt(170 x 65 / 3600) = 1.752)."""
+
+
+def dose(drug: str, day: str, planned: str, actual: str, hour: str = "09", **values: str) -> Values:
+    """An administration on nominal `day` (D-5 ... D-3), 30 minutes from `hour`:00."""
+    on = LD_DAYS[day]
+    return {"LDDRUG": drug, "LDDAY": day, "LDPLDOS": planned, "LDADOS": actual,
+            "LDSTDTM": f"{on}T{hour}:00:00", "LDENDTM": f"{on}T{hour}:30:00",
+            "LDROUTE": "INTRAVENOUS", "LDMODYN": "N"} | values  # fmt: skip
+
+
+def regimen() -> list[Values]:
+    """Fludarabine 25 mg/m2 (43.8 mg) and cyclophosphamide 300 mg/m2 (525 mg) on D-5 to D-3."""
+    return [
+        dose(drug, day, planned, actual, hour)
+        for day in LD_DAYS
+        for drug, planned, actual, hour in [
+            ("FLUDARABINE", "25", "43.8", "09"),
+            ("CYCLOPHOSPHAMIDE", "300", "525", "10"),
+        ]
+    ]
+
+
+def lymphodepletion(
+    session: Session,
+    study: Study,
+    subject: Subject,
+    doses: list[Values] | None = None,
+    **dosing: str,
+) -> Outcome:
+    rows = {"IG.LD.ADM": dict(enumerate(regimen() if doses is None else doses, start=1))}
+    return save(session, study, subject, "F.LD", DOSING | dosing, event="SE.LD", rows=rows)
+
+
+def pregnancy_test(
+    session: Session,
+    study: Study,
+    subject: Subject,
+    event: str,
+    day: str,
+    time: str | None = None,
+    specimen: str = "SERUM",
+    result: str = "NEGATIVE",
+) -> None:
+    test = {"PGDAT": day, "PGTIM": time, "PGSPEC": specimen, "PGRES": result}
+    saved(save(session, study, subject, "F.PREG", test, event=event))
+
+
+def infusion(session: Session, study: Study, subject: Subject, start: str) -> None:
+    saved(save(session, study, subject, "F.EX", {"EXSTDTM": start}, event="SE.D0"))
 
 
 # -- §7.1 consent and demographics ------------------------------------------------------------
@@ -195,16 +279,7 @@ def test_ec003_birth_before_consent(demo_engine: Engine, zm001: Study) -> None:
         saved(demographics(session, zm001, subject, "1990-06-15"))
 
 
-# -- §7.1 eligibility -------------------------------------------------------------------------
-
-
-def eacr(
-    session: Session, study: Study, subject: Subject, ana: str = "Y", total: str | None = "12"
-) -> Outcome:
-    """The classification criteria: with the ANA entry criterion, joint involvement (6) and
-    anti-dsDNA (6) score 12 and classify as SLE; without it the criteria are not scored (NA)."""
-    criteria = {"JOINT": "Y", "DSDNASM": "Y", "EACR_TOTINV": total} if ana == "Y" else {}
-    return save(session, study, subject, "F.EACR", {"ANAENTRY": ana} | criteria)
+# -- §7.1 eligibility and classification ------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -310,12 +385,6 @@ def test_ec008_in03_requires_a_positive_screening_autoantibody(
         assert queried(session, subject, "EC008") == ([] if passes else ["IT.IE.IEORRES"])
 
 
-def prior_therapy(*agents: str) -> dict[str, dict[int, Values]]:
-    rows = {n: {"PTRT": agent, "PTSTDAT": "2022-01", "PTRSN": "ONGOING"} for n, agent in
-            enumerate(agents, start=1)}  # fmt: skip
-    return {"IG.SLEHX.PRIORTX": rows}
-
-
 @pytest.mark.parametrize(
     ("agents", "passes"),
     [
@@ -337,7 +406,7 @@ def test_ec012_in02_requires_glucocorticoid_immunosuppressant_and_biologic(
 
 
 @pytest.mark.parametrize(("enrolled", "passes"), [(ICDAT, True), ("2026-01-04", False)])
-def test_ec016_enrollment_on_or_after_consent(
+def test_ec016_2_enrollment_on_or_after_consent(
     demo_engine: Engine, zm001: Study, enrolled: str, passes: bool
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
@@ -351,16 +420,6 @@ def test_ec016_enrollment_on_or_after_consent(
 
 
 # -- §7.1 screening window and §7.2 leukapheresis ---------------------------------------------
-
-
-def leukapheresis(
-    session: Session, study: Study, subject: Subject, day: str = L0, **values: str
-) -> Outcome:
-    """A performed collection on `day` (a CBC the day before, times and volumes in range)."""
-    collection = {"APHYN": "Y", "APHNUM": "1", "APHDAT": day, "APHSTTM": "08:30",
-                  "APHENTM": "12:00", "APHTBV": "12.0", "APHVOL": "150",
-                  "PRECBCDAT": "2026-01-31"}  # fmt: skip
-    return save(session, study, subject, "F.APH", collection | values, event="SE.APH")
 
 
 SCREENING = {"F.LBHEM": "2026-01-06", "F.PE": "2026-01-07", "F.SLEDAI": "2026-01-07"}
@@ -451,7 +510,7 @@ def test_ec015_collection_times_and_volumes(
 
 
 @pytest.mark.parametrize(("collected", "passes"), [("2026-01-10", True), ("2026-01-09", False)])
-def test_ec016_leukapheresis_on_or_after_enrollment(
+def test_ec016_1_leukapheresis_on_or_after_enrollment(
     demo_engine: Engine, zm001: Study, collected: str, passes: bool
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
@@ -466,56 +525,6 @@ def test_ec016_leukapheresis_on_or_after_enrollment(
 
 
 # -- §7.1 EC011 and §7.2 lymphodepletion ------------------------------------------------------
-
-LD_DAYS = {"D-5": "2026-02-24", "D-4": "2026-02-25", "D-3": "2026-02-26"}
-DOSING = {"LDHT": "170.0", "LDWT": "65.0", "LDWTDAT": "2026-02-20", "LDBSA": "1.75",
-          "LDCRCL": "90"}  # fmt: skip
-"""Height and weight used: Mosteller BSA 1.75 m2 (sqrt(170 x 65 / 3600) = 1.752)."""
-
-
-def dose(drug: str, day: str, planned: str, actual: str, hour: str = "09", **values: str) -> Values:
-    """An administration on nominal `day` (D-5 ... D-3), 30 minutes from `hour`:00."""
-    on = LD_DAYS[day]
-    return {"LDDRUG": drug, "LDDAY": day, "LDPLDOS": planned, "LDADOS": actual,
-            "LDSTDTM": f"{on}T{hour}:00:00", "LDENDTM": f"{on}T{hour}:30:00",
-            "LDROUTE": "INTRAVENOUS", "LDMODYN": "N"} | values  # fmt: skip
-
-
-def regimen() -> list[Values]:
-    """Fludarabine 25 mg/m2 (43.8 mg) and cyclophosphamide 300 mg/m2 (525 mg) on D-5 to D-3."""
-    return [
-        dose(drug, day, planned, actual, hour)
-        for day in LD_DAYS
-        for drug, planned, actual, hour in [
-            ("FLUDARABINE", "25", "43.8", "09"),
-            ("CYCLOPHOSPHAMIDE", "300", "525", "10"),
-        ]
-    ]
-
-
-def lymphodepletion(
-    session: Session,
-    study: Study,
-    subject: Subject,
-    doses: list[Values] | None = None,
-    **dosing: str,
-) -> Outcome:
-    rows = {"IG.LD.ADM": dict(enumerate(regimen() if doses is None else doses, start=1))}
-    return save(session, study, subject, "F.LD", DOSING | dosing, event="SE.LD", rows=rows)
-
-
-def pregnancy_test(
-    session: Session,
-    study: Study,
-    subject: Subject,
-    event: str,
-    day: str,
-    time: str | None = None,
-    specimen: str = "SERUM",
-    result: str = "NEGATIVE",
-) -> None:
-    test = {"PGDAT": day, "PGTIM": time, "PGSPEC": specimen, "PGRES": result}
-    saved(save(session, study, subject, "F.PREG", test, event=event))
 
 
 @pytest.mark.parametrize(
@@ -582,11 +591,7 @@ def test_ec017_lymphodepletion_after_product_release(
         assert queried(session, subject, "EC017") == ([] if passes else ["IT.LD.LDSTDTM"])
 
 
-def infusion(session: Session, study: Study, subject: Subject, start: str) -> None:
-    saved(save(session, study, subject, "F.EX", {"EXSTDTM": start}, event="SE.D0"))
-
-
-def test_ec018_lymphodepletion_on_d5_to_d3(demo_engine: Engine, zm001: Study) -> None:
+def test_ec018_1_lymphodepletion_on_d5_to_d3(demo_engine: Engine, zm001: Study) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
         subject = new_subject(session, zm001)
         saved(lymphodepletion(session, zm001, subject))
@@ -600,7 +605,7 @@ def test_ec018_lymphodepletion_on_d5_to_d3(demo_engine: Engine, zm001: Study) ->
         assert queried(session, subject, "EC018.1") == ["IT.LD.LDSTDTM"] * 2
 
 
-def test_ec018_lymphodepletion_complete_before_the_infusion(
+def test_ec018_2_lymphodepletion_complete_before_the_infusion(
     demo_engine: Engine, zm001: Study
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
@@ -616,7 +621,7 @@ def test_ec018_lymphodepletion_complete_before_the_infusion(
     ("bsa", "passes"),
     [("1.75", True), ("1.80", True), ("1.71", True), ("1.81", False), ("1.70", False)],
 )  # Mosteller 1.752: 1.80 is 0.048 above, 1.70 is 0.052 below
-def test_ec020_bsa_within_005_of_mosteller(
+def test_ec020_1_bsa_within_005_of_mosteller(
     demo_engine: Engine, zm001: Study, bsa: str, passes: bool
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
@@ -629,7 +634,7 @@ def test_ec020_bsa_within_005_of_mosteller(
     ("weighed", "passes"),
     [("2026-02-17", True), ("2026-02-24", True), ("2026-02-16", False), ("2026-02-25", False)],
 )
-def test_ec020_weight_at_most_7_days_before_the_first_dose(
+def test_ec020_2_weight_at_most_7_days_before_the_first_dose(
     demo_engine: Engine, zm001: Study, weighed: str, passes: bool
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
@@ -710,3 +715,22 @@ def test_ec023_fludarabine_reduced_below_70_ml_min(
         doses.append(dose("CYCLOPHOSPHAMIDE", "D-5", "300", "525", "10"))  # never reduced
         saved(lymphodepletion(session, zm001, subject, doses, LDCRCL=clearance))
         assert queried(session, subject, "EC023") == ([] if passes else ["IT.LD.LDCRCL"])
+
+
+# -- the function EC011 needs -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "hours"),
+    [
+        ("2026-02-21T09:00:00", "2026-02-24T09:00:00", 72.0),
+        ("2026-02-21 08:59", "2026-02-24T09:00:00", 72.0 + 1 / 60),
+        ("2026-02-21", "2026-02-21T06:30:00", 6.5),  # a date counts as its midnight
+        ("2026-02-24T09:00:00", "2026-02-23T09:00:00", -24.0),
+        ("2026-02", "2026-02-24T09:00:00", None),  # partial
+        (None, "2026-02-24T09:00:00", None),
+    ],
+)
+def test_hours_between(start: str | None, end: str, hours: float | None) -> None:
+    result = compile_expression("hours_between(start, end)").evaluate({"start": start, "end": end})
+    assert result == pytest.approx(hours) if hours is not None else result is None
