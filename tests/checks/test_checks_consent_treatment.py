@@ -589,6 +589,9 @@ def test_ec017_lymphodepletion_after_product_release(
             saved(save(session, zm001, subject, "F.PROD", product, event="SE.APH"))
         saved(lymphodepletion(session, zm001, subject))
         assert queried(session, subject, "EC017") == ([] if passes else ["IT.LD.LDSTDTM"])
+        if not passes:  # the site explains why lymphodepletion started before release
+            query = session.exec(select(Query).where(Query.check_id == "EC017")).one()
+            assert query.require_response
 
 
 def test_ec018_1_lymphodepletion_on_d5_to_d3(demo_engine: Engine, zm001: Study) -> None:
