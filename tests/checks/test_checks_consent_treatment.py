@@ -527,21 +527,62 @@ def test_ec016_1_leukapheresis_on_or_after_enrollment(
 # -- §7.1 EC011 and §7.2 lymphodepletion ------------------------------------------------------
 
 
+SERUM_AT_SCREENING = ("2026-01-06", None, "SERUM")
+
+
 @pytest.mark.parametrize(
     ("screening", "baseline", "passes"),
     [
-        (("2026-01-06", None, "SERUM"), ("2026-02-23", "10:00", "SERUM"), True),  # 23 h
-        (("2026-01-06", None, "SERUM"), ("2026-02-21", "09:00", "SERUM"), True),  # 72 h
-        (("2026-01-06", None, "SERUM"), ("2026-02-21", None, "SERUM"), True),  # 3 days
-        (("2026-01-06", None, "SERUM"), ("2026-02-21", "08:59", "SERUM"), False),  # 72 h 1 min
-        (("2026-01-06", None, "SERUM"), ("2026-02-20", None, "SERUM"), False),  # 4 days
-        (("2026-01-06", None, "SERUM"), ("2026-02-23", "10:00", "URINE"), False),
+        (SERUM_AT_SCREENING, ("2026-02-23", "10:00", "SERUM"), True),  # 23 h
+        (SERUM_AT_SCREENING, ("2026-02-21", "09:00", "SERUM"), True),  # 72 h
+        (SERUM_AT_SCREENING, ("2026-02-21", None, "SERUM"), True),  # 3 days
+        (SERUM_AT_SCREENING, ("2026-02-21", "08:59", "SERUM"), False),  # 72 h 1 min
+        (SERUM_AT_SCREENING, ("2026-02-20", None, "SERUM"), False),  # 4 days
+        (SERUM_AT_SCREENING, ("2026-02-23", "10:00", "URINE"), False),
         (("2026-01-06", None, "URINE"), ("2026-02-23", "10:00", "SERUM"), False),
-        (None, ("2026-02-23", "10:00", "SERUM"), False),  # no screening test
-        (("2026-01-06", None, "SERUM"), None, False),  # no pre-lymphodepletion test
     ],
 )
-def test_ec011_negative_serum_pregnancy_tests_before_lymphodepletion(
+def test_ec011_1_negative_serum_pregnancy_tests_before_lymphodepletion(
+    demo_engine: Engine,
+    zm001: Study,
+    screening: tuple[str, str | None, str],
+    baseline: tuple[str, str | None, str],
+    passes: bool,
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        saved(demographics(session, zm001, subject, "1990-06-15", "F", "Y"))
+        pregnancy_test(session, zm001, subject, "SE.SCR", *screening)
+        pregnancy_test(session, zm001, subject, "SE.BL", *baseline)
+        outcome = lymphodepletion(session, zm001, subject)
+        if passes:
+            saved(outcome)
+        else:
+            message = refusal(outcome, "IG.LD.ADM", "LDSTDTM", row=1)  # the first dose
+            assert "unless her pregnancy tests are negative serum tests" in message
+            assert ("IG.LD.ADM", 2, "LDSTDTM") not in outcome.evaluation.errors
+
+
+def test_ec011_1_a_positive_test_refuses_lymphodepletion(demo_engine: Engine, zm001: Study) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        saved(demographics(session, zm001, subject, "1990-06-15", "F", "Y"))
+        pregnancy_test(session, zm001, subject, "SE.SCR", *SERUM_AT_SCREENING)
+        pregnancy_test(session, zm001, subject, "SE.BL", "2026-02-23", "10:00", result="POSITIVE")
+        outcome = lymphodepletion(session, zm001, subject)
+        assert "negative serum tests" in refusal(outcome, "IG.LD.ADM", "LDSTDTM")
+
+
+@pytest.mark.parametrize(
+    ("screening", "baseline", "passes"),
+    [
+        (SERUM_AT_SCREENING, ("2026-02-23", "10:00", "SERUM"), True),
+        (None, ("2026-02-23", "10:00", "SERUM"), False),  # no screening test
+        (SERUM_AT_SCREENING, None, False),  # no pre-lymphodepletion test
+        (None, None, False),
+    ],
+)
+def test_ec011_2_pregnancy_tests_recorded_once_lymphodepletion_started(
     demo_engine: Engine,
     zm001: Study,
     screening: tuple[str, str | None, str] | None,
@@ -553,15 +594,13 @@ def test_ec011_negative_serum_pregnancy_tests_before_lymphodepletion(
         saved(demographics(session, zm001, subject, "1990-06-15", "F", "Y"))
         for event, test in [("SE.SCR", screening), ("SE.BL", baseline)]:
             if test:
-                day, time, specimen = test
-                pregnancy_test(session, zm001, subject, event, day, time, specimen)
-        outcome = lymphodepletion(session, zm001, subject)
-        if passes:
-            saved(outcome)
-        else:
-            message = refusal(outcome, "IG.LD.ADM", "LDSTDTM", row=1)  # the first dose
-            assert "without a negative serum pregnancy test" in message
-            assert ("IG.LD.ADM", 2, "LDSTDTM") not in outcome.evaluation.errors
+                pregnancy_test(session, zm001, subject, event, *test)
+        saved(lymphodepletion(session, zm001, subject))
+        assert queried(session, subject, "EC011.2") == ([] if passes else ["IT.LD.LDSTDTM"])
+        if not passes:  # entering the missing tests closes the query
+            pregnancy_test(session, zm001, subject, "SE.SCR", *SERUM_AT_SCREENING)
+            pregnancy_test(session, zm001, subject, "SE.BL", "2026-02-23", "10:00")
+            assert queried(session, subject, "EC011.2") == []
 
 
 @pytest.mark.parametrize(("sex", "wocbp"), [("M", None), ("F", "N")])
@@ -575,6 +614,7 @@ def test_ec011_needs_no_test_for_a_man_or_a_woman_not_of_childbearing_potential(
         if values:
             saved(save(session, zm001, subject, "F.DM", values))
         saved(lymphodepletion(session, zm001, subject))
+        assert queried(session, subject, "EC011.2") == []
 
 
 @pytest.mark.parametrize(("result", "passes"), [("RELEASED", True), ("OOS RELEASED", True),
