@@ -40,6 +40,9 @@ def save(
     *,
     event: str = "SE.SCR",
     rows: Mapping[str, Mapping[int, Values]] | None = None,
+    complete: bool = False,
+    reason: str | None = None,
+    by: str = "coordinator",
 ) -> Outcome:
     """Save `values` (items outside repeating groups, by name, each into its group) and the
     rows of repeating groups `rows` (by group OID)."""
@@ -49,7 +52,18 @@ def save(
         found = find_item(form, name)
         assert found is not None and not found[0].repeating, name
         groups.setdefault(found[0].oid, {}).setdefault(1, {})[name] = value
-    return factories.save(session, study, subject, form_oid, groups | dict(rows or {}), event=event)
+    every = groups | dict(rows or {})
+    return factories.save(
+        session,
+        study,
+        subject,
+        form_oid,
+        every,
+        event=event,
+        complete=complete,
+        reason=reason,
+        by=by,
+    )
 
 
 def saved(outcome: Outcome) -> Outcome:
@@ -112,11 +126,17 @@ def eligibility(
     enrolled: str | None = None,
     *,
     event: str = "SE.SCR",
+    complete: bool = False,
+    reason: str | None = None,
 ) -> Outcome:
-    """The eligibility form with criteria answered as `answers` (by IETESTCD)."""
+    """The eligibility form with criteria answered as `answers` (by IETESTCD), saved by the
+    investigator."""
     rows = {n: {"IEORRES": answers.get(code)} for n, code in enumerate(CRITERIA, start=1)}
     decision = {"ELIGYN": eligible, "ENRLDAT": enrolled}
-    return save(session, study, subject, "F.IE", decision, event=event, rows={"IG.IE.IECRIT": rows})
+    return save(
+        session, study, subject, "F.IE", decision, event=event, rows={"IG.IE.IECRIT": rows},
+        complete=complete, reason=reason, by="investigator",
+    )  # fmt: skip
 
 
 def row_of(code: str) -> int:
@@ -294,7 +314,7 @@ def test_ec003_birth_before_consent(demo_engine: Engine, zm001: Study) -> None:
         (MET, "N", False),
     ],
 )
-def test_ec005_eligibility_answer_agrees_with_the_criteria(
+def test_ec005_1_eligibility_answer_agrees_with_the_criteria_at_screening(
     demo_engine: Engine, zm001: Study, answers: dict[str, str], eligible: str, passes: bool
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
@@ -304,6 +324,25 @@ def test_ec005_eligibility_answer_agrees_with_the_criteria(
             saved(outcome)
         else:
             assert "does not agree with the criteria" in refusal(outcome, "IG.IE", "ELIGYN")
+
+
+def test_ec005_2_a_criterion_re_assessed_after_enrolment_opens_a_query(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = new_subject(session, zm001)
+        ic = {"ICVER": "2.0", "ICDAT": ICDAT, "ICLTFU": "Y"}
+        saved(save(session, zm001, subject, "F.IC", ic, complete=True))
+        saved(eligibility(session, zm001, subject, MET, "Y", "2026-01-10", complete=True))
+        moved = factories.move(session, zm001, subject, "enrolled", date(2026, 1, 10),
+                               dose_level="DL1", phase="ESCALATION", by="investigator")  # fmt: skip
+        assert moved.subject.status == "enrolled"
+        assert queried(session, subject, "EC005.2") == []
+        # IN03 re-assessed as not met, the decision not (yet) changed: saved, with a query
+        reassessed = MET | {"IN03": "N"}
+        reason = "IN03 re-assessed"
+        saved(eligibility(session, zm001, subject, reassessed, "Y", "2026-01-10", reason=reason))
+        assert queried(session, subject, "EC005.2") == ["IT.IE.ELIGYN"]
 
 
 @pytest.mark.parametrize(("ana", "passes"), [("Y", True), ("N", False)])
