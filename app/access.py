@@ -26,6 +26,10 @@ class Permission(StrEnum):
     CHANGE_STATUS = "change_status"
     ENROL = "enrol"
     IMPORT = "import"
+    MANAGE_QUERIES = "manage_queries"
+    ANSWER_QUERIES = "answer_queries"
+    RUN_CHECKS = "run_checks"
+    LOCK_DATA = "lock_data"
 
 
 PERMISSIONS: dict[Permission, frozenset[Role]] = {
@@ -39,6 +43,10 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.CHANGE_STATUS: frozenset({Role.INVESTIGATOR, Role.COORDINATOR}),
     Permission.ENROL: frozenset({Role.INVESTIGATOR}),
     Permission.IMPORT: frozenset({Role.DATA_MANAGER, Role.ADMIN}),
+    Permission.MANAGE_QUERIES: frozenset({Role.DATA_MANAGER, Role.MONITOR}),
+    Permission.ANSWER_QUERIES: frozenset({Role.INVESTIGATOR, Role.COORDINATOR}),
+    Permission.RUN_CHECKS: frozenset({Role.DATA_MANAGER}),
+    Permission.LOCK_DATA: frozenset({Role.DATA_MANAGER}),
 }
 """Permission -> roles that hold it. Site roles act at their sites only."""
 

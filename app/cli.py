@@ -678,3 +678,56 @@ def import_odm(
         errors.print(report.format(), markup=False, highlight=False)
         raise typer.Exit(1)
     console.print(report.format(), markup=False, highlight=False)
+
+
+checks_cli = typer.Typer(help="Edit checks.", no_args_is_help=True)
+cli.add_typer(checks_cli, name="checks")
+
+
+@checks_cli.command("run")
+def run_checks(
+    site: SiteOption = None,
+    subject: SubjectOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="report what would open and close; change nothing")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    study: StudyOption = None,
+) -> None:
+    """Run every edit check over the study (or one site or subject) and open, re-open,
+    resolve and close system queries to match, audited as the system; one subject at a
+    time, each in its own transaction."""
+    import json
+
+    from app import audit
+    from app.checks.batch import run_batch
+    from app.config import get_settings
+
+    with _display() as display:
+        bound, engine = _ready(display, get_settings(), study)
+        try:
+            report = run_batch(
+                engine, bound, site_number=site, subject_key=subject, dry_run=dry_run,
+                actor=audit.Actor(None, "cli"), progress=display.phase("subjects"),
+            )  # fmt: skip
+        except LookupError as unknown:
+            errors.print(str(unknown).strip("'\""), markup=False)
+            raise typer.Exit(1) from unknown
+        finally:
+            engine.dispose()
+    if as_json:
+        console.print_json(json.dumps(report.as_json()))
+        return
+    for finding in report.findings:
+        console.print(
+            f"{finding['check']} {finding['subject']} {finding['event']} {finding['form']} "
+            f"{finding['item']} #{finding['repeat']} ({finding['severity']}): {finding['message']}",
+            markup=False, highlight=False,
+        )  # fmt: skip
+    made = ", ".join(f"{n} {kind}" for kind, n in sorted(report.transitions.items())) or "none"
+    would = "would be made" if dry_run else "made"
+    console.print(
+        f"{report.checks} checks on {report.subjects} subjects in {report.seconds:.1f} s: "
+        f"{len(report.findings)} findings; query transitions {would}: {made}",
+        markup=False,
+    )

@@ -749,10 +749,10 @@ def _labs(case: _Case, event_oid: str, day: date) -> None:
         ("F.LBCHEM", "IG.LBCHEM", _CHEMISTRY),
     ):
         shifts = _LAB_SHIFTS.get(event_oid, {})
-        results = [
-            _lab_result(case, tests[row["LBTESTCD"]], shifts.get(row["LBTESTCD"]))
-            for row in _preset_rows(case.study, form_oid, f"{group_oid}.LB")
-        ]
+        codes = [row["LBTESTCD"] for row in _preset_rows(case.study, form_oid, f"{group_oid}.LB")]
+        results = [_lab_result(case, tests[code], shifts.get(code)) for code in codes]
+        if "WBC" in codes:
+            results[codes.index("WBC")] = _white_count(case, tests["WBC"], codes, results)
         sample = _one(
             group_oid, LBDAT=day.isoformat(), LBTIM=f"07:{case.rng.randint(30, 59)}",
             LBNAM=f"Site {case.scenario.site} clinical laboratory",
@@ -760,15 +760,36 @@ def _labs(case: _Case, event_oid: str, day: date) -> None:
         case.save(event_oid, form_oid, sample | _rows(f"{group_oid}.LB", results), day)
 
 
+DIFFERENTIAL = ("NEUT", "LYM", "MONO", "EOS", "BASO")
+
+
+def _white_count(case: _Case, test: _LabTest, codes: list[str], results: list[Row]) -> Row:
+    """The white cell count of a panel: its differential's sum and a little more (a count
+    below its own differential would be a query for every subject)."""
+    parts = [
+        float(str(r["LBORRES"])) for c, r in zip(codes, results, strict=True) if c in DIFFERENTIAL
+    ]
+    return _result_row(case, test, sum(parts) * case.rng.uniform(1.0, 1.04))
+
+
 def _lab_result(case: _Case, test: _LabTest, shift: float | None) -> Row:
     """A result near the middle of the normal range, moved by `shift` when given; otherwise
     now and then just outside the range. Clinically significant when far outside."""
     rng = case.rng
-    low, high = test.male if test.male and case.profile.sex == "M" else (test.low, test.high)
+    low, high = _normal_range(case, test)
     middle = (low + high) / 2 if low is not None else high * 0.55
     value = (middle + (high - (low or 0)) * rng.uniform(-0.25, 0.25)) * (shift or 1)
     if shift is None and rng.random() < 0.06:
         value = high * rng.uniform(1.05, 1.4) if rng.random() < 0.5 or not low else low * 0.85
+    return _result_row(case, test, value)
+
+
+def _normal_range(case: _Case, test: _LabTest) -> tuple[float | None, float]:
+    return test.male if test.male and case.profile.sex == "M" else (test.low, test.high)
+
+
+def _result_row(case: _Case, test: _LabTest, value: float) -> Row:
+    low, high = _normal_range(case, test)
     text = _num(max(value, 0), test.decimals)
     value = float(text)
     flagged = (low is not None and value < low) or value > high

@@ -121,24 +121,31 @@ def _latest(values: list[Any]) -> str | None:
 
 
 def _complete_datetime(text: Any) -> datetime | None:
-    """The moment of an ISO datetime string ("2026-01-05T08:00:00", a space or seconds
-    optional), or of a complete date at midnight; None when it is missing or partial."""
-    if not isinstance(text, str) or len(text) < 10:
+    """The datetime of an ISO datetime string with a time, or None when it is missing, a date
+    only, or partial."""
+    if not isinstance(text, str) or len(text) < 16:
         return None
     try:
-        return datetime.fromisoformat(text) if len(text) > 10 else datetime.fromisoformat(text[:10])
+        return datetime.fromisoformat(text)
     except ValueError:
         return None
 
 
-def _hours_between(start: Any, end: Any) -> float | None:
-    """Hours from `start` to `end` (end - start), each an ISO datetime or a complete date
-    (taken at midnight); null when either is missing or partial. E.g. a pregnancy test at most
-    72 hours before the first lymphodepletion dose (EC011)."""
+def _minutes_between(start: Any, end: Any) -> float | None:
+    """Minutes from the datetime `start` to the datetime `end` (end - start, negative when `end`
+    is earlier); null unless both are datetimes with a time (edit checks EC019, EC027, EC029,
+    EC035, EC036: thaw to infusion start, fever within 24 h)."""
     first, last = _complete_datetime(start), _complete_datetime(end)
     if first is None or last is None:
         return None
-    return (last - first).total_seconds() / 3600.0
+    return (last - first).total_seconds() / 60.0
+
+
+def _hours_between(start: Any, end: Any) -> float | None:
+    """Hours from the datetime `start` to the datetime `end`; null unless both have a time
+    (edit check EC059: CRS grade 3 lasting over 72 h)."""
+    minutes = _minutes_between(start, end)
+    return None if minutes is None else minutes / 60.0
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -154,6 +161,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "years_between": _years_between,
     "days_between": _days_between,
     "add_days": _add_days,
+    "minutes_between": _minutes_between,
     "hours_between": _hours_between,
 }
 

@@ -27,7 +27,19 @@ from app.db import make_engine, pending_migrations, transaction_capacity
 from app.models import utcnow
 from app.studies import DefinitionChanged, bind_studies, load_studies
 from app.study.loader import Study
-from app.web import admin_pages, api, docs, exports, health, import_pages, pages, tracing
+from app.web import (
+    admin_pages,
+    api,
+    docs,
+    exports,
+    health,
+    import_pages,
+    lock_pages,
+    pages,
+    query_api,
+    query_pages,
+    tracing,
+)
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -103,6 +115,9 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     app.include_router(exports.pages)
     app.include_router(exports.api, responses=api.ERRORS)
     app.include_router(import_pages.router)
+    app.include_router(query_pages.router)
+    app.include_router(lock_pages.router)
+    app.include_router(query_api.router)
     protected = tracing.trace_requests(
         limit_body_size(
             asgi_csrf(

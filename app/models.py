@@ -317,6 +317,37 @@ class Query(SQLModel, table=True):
     version: int = Field(default=1, description="optimistic lock, as a form's")
 
 
+class LockLevel(StrEnum):
+    FREEZE = "freeze"
+    """No data changes; queries and verification go on."""
+    LOCK = "lock"
+    """Nothing changes."""
+
+
+class DataLock(SQLModel, table=True):
+    """A freeze or lock set by a data manager on a form, a visit, a subject or the whole study
+    (the path columns say which: no subject is the study); active until released, with a
+    reason, by a data manager."""
+
+    __tablename__ = "data_lock"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    subject_id: int | None = Field(default=None, foreign_key="subject.id", index=True)
+    event_oid: str | None = Field(default=None, max_length=60)
+    event_repeat: int | None = None
+    form_oid: str | None = Field(default=None, max_length=60)
+    form_repeat: int | None = None
+    level: str = Field(max_length=10, description="LockLevel")
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    set_at: datetime = timestamp_field(default_factory=utcnow)
+    set_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    set_by_name: str = Field(max_length=200, description="the printed name of who set it")
+    released_at: datetime | None = timestamp_field(default=None, nullable=True)
+    released_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    release_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
 class AuditRecord(SQLModel, table=True):
     """Append-only audit trail (database triggers refuse UPDATE and DELETE).
 

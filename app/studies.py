@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy import Engine, func
 from sqlalchemy.exc import IntegrityError
@@ -229,6 +230,8 @@ class UpgradePreview:
     forms: tuple[FormChange, ...]
     schedule_changed: bool
     same: bool
+    checks: tuple[str, ...] = ()
+    """Edit checks added, removed or changed: "EC045 added" ..."""
 
     def format(self) -> str:
         """The preview as text, for the command line."""
@@ -237,6 +240,11 @@ class UpgradePreview:
         lines = [f"{self.study_oid}: {self.current} -> {self.proposed}"]
         if self.schedule_changed:
             lines.append("  The schedule, the subject path or the study's identification changes.")
+        if self.checks:
+            lines.append(
+                f"  Edit checks: {', '.join(self.checks)} (a batch run, `trialdesk checks run`, "
+                "reports what stored data they find)."
+            )
         for form in self.forms:
             stored = f"{form.stored_forms} stored" if form.stored_forms else "none stored"
             lines.append(f"  {form.form_oid} {form.title}: {form.change} ({stored})")
@@ -245,7 +253,7 @@ class UpgradePreview:
                 lines.append(
                     f"    {item.item_oid} {item.label}: {item.change}; {values}: {item.consequence}"
                 )
-        if not self.forms and not self.schedule_changed:
+        if not self.forms and not self.schedule_changed and not self.checks:
             lines.append("  Only code lists or units change.")
         lines.append(
             "Stored forms keep the version they were entered under until they are saved again; "
@@ -272,7 +280,22 @@ def upgrade_preview(session: Session, study: Study) -> UpgradePreview:
     )
     outside_forms = ("info", "schedule", "subject_path")
     schedule_changed = any(latest.definition[key] != study.content[key] for key in outside_forms)
-    return UpgradePreview(study.info.oid, current, proposed, forms, schedule_changed, False)
+    checks = _check_changes(latest.definition.get("checks", []), study.content.get("checks", []))
+    return UpgradePreview(study.info.oid, current, proposed, forms, schedule_changed, False, checks)
+
+
+def _check_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> tuple[str, ...]:
+    before = {check["id"]: check for check in old}
+    after = {check["id"]: check for check in new}
+    changes = []
+    for check_id in sorted(before.keys() | after.keys()):
+        if check_id not in before:
+            changes.append(f"{check_id} added")
+        elif check_id not in after:
+            changes.append(f"{check_id} removed")
+        elif before[check_id] != after[check_id]:
+            changes.append(f"{check_id} changed")
+    return tuple(changes)
 
 
 def apply_upgrade(session: Session, study: Study, *, actor: audit.Actor, now: datetime) -> Study:

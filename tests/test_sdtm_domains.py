@@ -18,6 +18,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from app.crf import reads
+from app.crf.changes import FormRef
 from app.crf.engine import RawRows
 from app.db import make_engine
 from app.demo import load_demo
@@ -105,6 +107,22 @@ def _demo_with_history(url: str, study: Study) -> Engine:
             },
         })  # fmt: skip
         in_window = session.exec(select(Subject).where(Subject.subject_key == DLT_SUBJECT)).one()
+        # EC057: a DLT needs an AE marked as meeting the DLT criteria, so AE 1 is marked first.
+        ae_form = study.form("F.AE")
+        stored = reads.load_form(session, in_window, ae_form, FormRef(LOG_EVENT_OID, 1, "F.AE", 1))
+        assert stored is not None
+        multichoice = {
+            i.name for g in ae_form.item_groups for i in g.items if i.type == "multichoice"
+        }
+        ae_1 = {
+            name: value.split(",") if name in multichoice and value else value
+            for name, value in stored.rows["IG.AE"][1].items()
+        } | {"AEDLTYN": "Y"}
+        flagged = factories.save(
+            session, study, in_window, "F.AE", {"IG.AE": {1: ae_1}}, event=LOG_EVENT_OID,
+            reason="Meets the DLT criteria", by="investigator3",
+        )  # fmt: skip
+        assert flagged.saved, flagged.evaluation.errors
         _saver(session, study, in_window, "investigator3")("SE.D28", "F.DLT", {
             "IG.DLT": {1: {"DLTEVAL": "Y", "DLTYN": "Y", "DLTCRIT": ["DLT09"],
                            "DLTOTHSP": "Judged dose-limiting by the DSMB", "DLTAEID": "1",

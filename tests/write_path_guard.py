@@ -24,6 +24,7 @@ CLINICAL_TABLES = frozenset(
         "item_data",
         "status_alert",
         "query",
+        "data_lock",
     }
 )
 DML = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)\"?", re.IGNORECASE)

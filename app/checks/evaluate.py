@@ -73,9 +73,12 @@ def compile_check(study: Study, check: EditCheck) -> CompiledCheck:
         raise KeyError(f"{check.form} has no item {check.items[0]}")
     expression = compile_expression(check.condition)
     names = {form.name for form in study.forms.values()}
+    read = set(_NAME.findall(check.condition)) & names
+    if "anchors" in expression.variables:  # an anchor date is an item of the form it names
+        read |= {anchor.source.split(".")[0] for anchor in study.schedule.anchors}
     return CompiledCheck(
         check=check, expression=expression, form=form, group=found[0], item=found[1],
-        forms_read=frozenset(set(_NAME.findall(check.condition)) & names) | {form.name},
+        forms_read=frozenset(read | {form.name}),
         reads_timing=not expression.variables.isdisjoint(_TIMING),
         reads_subject="subject" in expression.variables,
     )  # fmt: skip

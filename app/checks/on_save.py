@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from app.checks.evaluate import CheckResult, checks_reading, run_checks
 from app.checks.subject_data import FormInstance, SubjectData, VisitInstance, load_subject_data
-from app.crf.plans import FormPlan
+from app.crf.plans import FormPlan, VisitPlan
 from app.models import Subject
 from app.study.loader import LOG_EVENT_OID, Study
 
@@ -34,9 +34,45 @@ def check_form_changes(
     return run_checks(study, data, checks, today)
 
 
+def check_visit_date(
+    session: Session, study: Study, subject: Subject, visit: VisitPlan, today: date
+) -> list[CheckResult]:
+    """The results of the checks that read visit dates, anchors or study days, with the
+    visit dated as `visit` will date it (a visit date is not refused by a check: what a
+    check finds opens a query)."""
+    checks = checks_reading(study, (), timing=True)
+    if not checks:
+        return []
+    data = load_subject_data(session, study, subject)
+    instance = next(
+        (
+            v
+            for v in data.visits
+            if (v.event_oid, v.repeat) == (visit.event_oid, visit.event_repeat)
+        ),
+        None,
+    )
+    if instance is None:
+        data.visits.append(VisitInstance(visit.event_oid, visit.event_repeat, visit.new))
+    else:
+        instance.date = visit.new
+    return run_checks(study, data, checks, today)
+
+
 def refusals(results: Sequence[CheckResult], plan: FormPlan) -> list[CheckResult]:
-    """The failing hard checks of the form instance the user saved."""
-    return [r for r in results if r.hard and not r.passed and r.ref == plan.ref]
+    """The failing hard checks of the form instance the user saved, on the rows the save
+    changes (a row stored before, untouched by this save, gets a query instead: an old row
+    must not block adding a new adverse event)."""
+    changed_rows = {(change.group_oid, change.repeat) for change in plan.changes}
+    return [
+        r for r in results
+        if r.hard and not r.passed and r.ref == plan.ref
+        and (not _per_row(r, plan) or (r.group_oid, r.group_repeat) in changed_rows)
+    ]  # fmt: skip
+
+
+def _per_row(result: CheckResult, plan: FormPlan) -> bool:
+    return any(g.oid == result.group_oid and g.repeating for g in plan.form.item_groups)
 
 
 def _overlay(data: SubjectData, plan: FormPlan) -> None:

@@ -25,13 +25,9 @@ from typing import Any
 
 from app.checks.subject_data import FormInstance, SubjectData, VisitInstance
 from app.crf.values import expression_value
+from app.study.edit_checks import VOCABULARY
 from app.study.loader import Study
 from app.study.model import FormDef, ItemGroupDef
-
-VOCABULARY = frozenset(
-    {"visits", "visit", "previous", "next", "logs", "subject", "anchors", "today"}
-)
-"""The names a check reads besides its form's items and groups and other forms."""
 
 
 def form_map(form: FormDef, instance: FormInstance | None) -> dict[str, Any]:

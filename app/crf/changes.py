@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 
 from app.crf.engine import FieldKey, RawRows
 
@@ -109,7 +110,76 @@ class ImportedStatus:
     phase: str | None
 
 
-Change = NewSubject | FormValues | FormNotDone | VisitDate | SubjectStatus | ImportedStatus
+@dataclass(frozen=True)
+class QueryTarget:
+    """What a manual query is about: an item (all of it given), a form (no group or item) or
+    a visit (no form)."""
+
+    event_oid: str
+    event_repeat: int = 1
+    form_oid: str | None = None
+    form_repeat: int | None = None
+    item_group_oid: str | None = None
+    group_repeat: int | None = None
+    item_oid: str | None = None
+
+
+@dataclass(frozen=True)
+class QueryOpen:
+    """A data manager or monitor asks the site a question about a subject's data."""
+
+    subject_id: int
+    target: QueryTarget
+    text: str
+
+
+class QueryAction(StrEnum):
+    ANSWER = "answer"
+    """The site answers (open -> answered)."""
+    CLOSE = "close"
+    CANCEL = "cancel"
+    REOPEN = "reopen"
+
+
+@dataclass(frozen=True)
+class QueryChange:
+    """Move a query on: the site answers it; a data manager or monitor closes, cancels or
+    re-opens it. `base_version` is the query's version the user saw."""
+
+    subject_id: int
+    query_id: int
+    base_version: int
+    action: QueryAction
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class DataLockSet:
+    """A data manager freezes ("freeze") or locks ("lock") a subject's casebook, one visit
+    (`event_oid`) or one form (`form_oid` too)."""
+
+    subject_id: int
+    level: str
+    reason: str | None = None
+    event_oid: str | None = None
+    event_repeat: int | None = None
+    form_oid: str | None = None
+    form_repeat: int | None = None
+
+
+@dataclass(frozen=True)
+class DataLockRelease:
+    """A data manager releases a freeze or lock, with the reason."""
+
+    subject_id: int
+    lock_id: int
+    reason: str | None
+
+
+Change = (
+    NewSubject | FormValues | FormNotDone | VisitDate | SubjectStatus | ImportedStatus
+    | QueryOpen | QueryChange | DataLockSet | DataLockRelease
+)  # fmt: skip
 
 
 class NotFound(Exception):

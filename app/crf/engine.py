@@ -49,6 +49,8 @@ class FormEvaluation:
     missing: set[FieldKey] = field(default_factory=set)
     reason_needed: set[FieldKey] = field(default_factory=set)
     """Changed fields of a complete form that still need a reason (set when saving)."""
+    failed_checks: dict[FieldKey, str] = field(default_factory=dict)
+    """Fields whose error is a hard edit check's message, with the check's id."""
 
     @property
     def is_valid(self) -> bool:

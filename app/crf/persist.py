@@ -1,6 +1,6 @@
 """The persist step of the write path: the only code that inserts, updates or deletes rows of
 the clinical tables (subject, study_event_data, form_data, item_group_data, item_data,
-status_alert, query). `app.crf.write.apply` calls `persist` with a checked plan; a test instruments
+status_alert, query, data_lock). `app.crf.write.apply` calls `persist` with a checked plan; a test instruments
 the database to prove that nothing else writes these tables.
 
 Nothing here commits or rolls back: a concurrent change that got there first raises
@@ -28,6 +28,7 @@ from app.models import (
     Subject,
     pk,
 )
+from app.review.locks import LockPlan
 from app.review.system_queries import QueryPlan
 
 
@@ -45,6 +46,12 @@ def persist(session: Session, plan: Plan, *, user_id: int | None, now: datetime)
         _write_form(session, subject, form_plan, user_id, now)
     if plan.status is not None:
         _set_status(session, subject, plan.status)
+    write_locks(session, plan.locks, user_id=user_id, now=now)
+    if plan.queries:
+        for query_plan in plan.queries:
+            if query_plan.query.id is None:
+                query_plan.query.opened_by_id = user_id
+        write_queries(session, plan.queries, now=now)
     return subject
 
 
@@ -270,16 +277,34 @@ def write_alerts(
 
 
 def write_queries(session: Session, plans: list[QueryPlan], *, now: datetime) -> None:
-    """Insert the new system queries and move the others to the state of their last
-    transition (each update bumps the query's version)."""
+    """Insert the new queries and move the others to the state of their last transition,
+    with the site's response (each update bumps the query's version)."""
     for plan in plans:
         query = plan.query
         query.state = plan.transitions[-1].new
         query.updated_at = now
+        if plan.response is not None:
+            query.response = plan.response
         if query.id is None:
             query.opened_at = now
         else:
             query.version += 1
         session.add(query)
+    if plans:
+        session.flush()
+
+
+def write_locks(
+    session: Session, plans: list[LockPlan], *, user_id: int | None, now: datetime
+) -> None:
+    """Set the new freezes and locks; release the others."""
+    for plan in plans:
+        lock = plan.lock
+        if lock.id is None:
+            lock.set_at, lock.set_by_id = now, user_id
+        else:
+            lock.released_at, lock.released_by_id = now, user_id
+            lock.release_reason = plan.release_reason
+        session.add(lock)
     if plans:
         session.flush()

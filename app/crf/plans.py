@@ -16,6 +16,8 @@ from app.crf.changes import FormRef
 from app.crf.engine import FormEvaluation
 from app.crf.reads import StoredForm
 from app.models import StatusAlert, StudyEventData, Subject
+from app.review.locks import LockPlan
+from app.review.system_queries import QueryPlan
 from app.study.model import FormDef
 
 
@@ -108,6 +110,10 @@ class Plan:
     alerts: list[AlertPlan] = field(default_factory=list)
     evaluation: FormEvaluation | None = None
     """The evaluation of the form the user saved; its errors refuse the change."""
+    locks: list[LockPlan] = field(default_factory=list)
+    """Freezes and locks set or released."""
+    queries: list[QueryPlan] = field(default_factory=list)
+    """Queries a person opens or moves on (system queries are the consequences step's)."""
     check_results: list[CheckResult] = field(default_factory=list)
     """The edit checks the change's forms feed, run on the casebook as it will be; the
     consequences step turns them into system queries."""

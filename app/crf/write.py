@@ -29,15 +29,22 @@ from sqlmodel import Session
 from app import audit
 from app.access import Access, Permission
 from app.audit import AuditAction
-from app.checks.on_save import check_form_changes, refusals
+from app.checks.evaluate import CheckResult, compiled_checks, run_checks
+from app.checks.on_save import check_form_changes, check_visit_date, refusals
+from app.checks.subject_data import load_subject_data
 from app.crf import persist, reads
 from app.crf.changes import (
     Change,
+    DataLockRelease,
+    DataLockSet,
     FormNotDone,
     FormValues,
     ImportedStatus,
     NewSubject,
     NotFound,
+    QueryAction,
+    QueryChange,
+    QueryOpen,
     StatusRefused,
     SubjectStatus,
     VisitDate,
@@ -57,8 +64,18 @@ from app.crf.subject_changes import (
     visit_event,
 )
 from app.crf.values import DateLimits
-from app.models import Site, StudyEventData, Subject, pk
-from app.review.system_queries import plan_system_queries, query_audit_entries
+from app.models import DataLock, LockLevel, Query, Site, StudyEventData, Subject, pk
+from app.review.locks import (
+    DataLocked,
+    LockPlace,
+    LockPlan,
+    active_locks,
+    plan_lock,
+    plan_release,
+    refusal,
+)
+from app.review.queries import load_query, plan_query_change, plan_query_open
+from app.review.system_queries import QueryPlan, plan_system_queries, query_audit_entries
 from app.study.loader import Study
 from app.study.model import FormDef, Transition
 
@@ -116,6 +133,7 @@ class Loaded:
     stored: StoredForm | None = None
     event: StudyEventData | None = None
     transition: Transition | None = None
+    query: Query | None = None
 
 
 def apply(session: Session, study: Study, change: Change, *, by: Author, now: datetime) -> Outcome:
@@ -127,15 +145,42 @@ def apply(session: Session, study: Study, change: Change, *, by: Author, now: da
     """
     subject = _authorise(session, study, change, by)
     loaded = _load(session, study, subject, change)
-    _guard(session, study, subject, change)
-    plan = _evaluate(session, study, subject, change, loaded, now)
+    locks = _guard(session, study, subject, change, loaded)
+    plan = _evaluate(session, study, subject, change, loaded, now, by, locks)
     if plan.refused:
         return Outcome(plan, saved=False)
+    _guard_dependants(plan, locks)
     user_id = by.actor.user.id if by.actor.user else None
     persist.persist(session, plan, user_id=user_id, now=now)
     audit.record_all(session, audit_entries(plan, by.actor, now))
     _consequences(session, plan, by.actor, now)
     return Outcome(plan, saved=True)
+
+
+def run_subject_checks(
+    session: Session,
+    study: Study,
+    subject: Subject,
+    *,
+    actor: audit.Actor,
+    now: datetime,
+    dry_run: bool = False,
+) -> tuple[list[CheckResult], list[QueryPlan]]:
+    """Run every edit check on the subject's stored casebook and make the system queries
+    agree with the results (the batch run's way through the write path: nothing is evaluated
+    but the checks, and only queries change). A hard check's finding opens a query here: the
+    data were stored before the check existed, and a check never rewrites data. The caller
+    authorises (the data manager's page, or the command line's operator) and commits; with
+    `dry_run` nothing is written. Returns the results and what they do to queries."""
+    data = load_subject_data(session, study, subject)
+    results = run_checks(
+        study, data, compiled_checks(study), reads.site_today(session, subject, now)
+    )
+    queries = plan_system_queries(session, study.id, pk(subject), results)
+    if not dry_run:
+        persist.write_queries(session, queries, now=now)
+        audit.record_all(session, query_audit_entries(subject, queries, actor, now))
+    return results, queries
 
 
 # -- 1. authorise -----------------------------------------------------------------------------
@@ -166,6 +211,12 @@ def _authorise(session: Session, study: Study, change: Change, by: Author) -> Su
             if not by.importing:
                 raise StatusRefused("A status is set directly only by an ODM import.")
             permission = Permission.IMPORT
+        case QueryChange(action=QueryAction.ANSWER):
+            permission = Permission.ANSWER_QUERIES
+        case DataLockSet() | DataLockRelease():
+            permission = Permission.LOCK_DATA
+        case QueryOpen() | QueryChange():
+            permission = Permission.MANAGE_QUERIES
         case _:
             permission = Permission.ENTER_DATA
     by.access.require(_permission(by, permission), subject.site_id)
@@ -201,20 +252,63 @@ def _load(session: Session, study: Study, subject: Subject | None, change: Chang
         case SubjectStatus():
             assert subject is not None
             return Loaded(transition=transition_to(study, subject, change.to))
-        case ImportedStatus():
+        case ImportedStatus() | QueryOpen() | DataLockSet() | DataLockRelease():
             return Loaded()
+        case QueryChange():
+            assert subject is not None
+            return Loaded(query=load_query(session, subject, change))
 
 
 # -- 3. guard ---------------------------------------------------------------------------------
 
 
-def _guard(session: Session, study: Study, subject: Subject | None, change: Change) -> None:
-    """Refuse a target the casebook does not offer: a form only where the schedule has it
-    and in a repeat the casebook shows (`reads.scheduled_form`). Locks and signatures will
-    refuse here (issue 9)."""
+def _guard(
+    session: Session, study: Study, subject: Subject | None, change: Change, loaded: Loaded
+) -> list[DataLock]:
+    """Refuse a target the casebook does not offer (a form only where the schedule has it and
+    in a repeat the casebook shows, `reads.scheduled_form`) and a change to frozen or locked
+    data (a freeze lets queries go on, a lock stops them too). Signatures will refuse here.
+    Returns the subject's freezes and locks, for `_guard_dependants`."""
+    if subject is None:
+        return []
     if isinstance(change, FormValues | FormNotDone):
-        assert subject is not None
         reads.scheduled_form(session, study, subject, change.ref)
+    locks = active_locks(session, subject)
+    refused = None
+    match change:
+        case FormValues() | FormNotDone():
+            refused = refusal(locks, LockPlace.of(change.ref))
+        case VisitDate():
+            refused = refusal(locks, LockPlace(change.event_oid, change.event_repeat))
+        case SubjectStatus() | ImportedStatus():
+            refused = refusal([lock for lock in locks if lock.event_oid is None], LockPlace())
+        case QueryOpen():
+            target = change.target
+            place = LockPlace(
+                target.event_oid, target.event_repeat, target.form_oid, target.form_repeat
+            )
+            refused = refusal(locks, place, queries_only=True)
+        case QueryChange():
+            assert loaded.query is not None
+            query = loaded.query
+            place = LockPlace(
+                query.event_oid, query.event_repeat, query.form_oid, query.form_repeat
+            )
+            refused = refusal(locks, place, queries_only=True)
+    if refused is not None:
+        raise refused
+    return locks
+
+
+def _guard_dependants(plan: Plan, locks: list[DataLock]) -> None:
+    """Refuse a change that would re-derive a frozen or locked form of the subject."""
+    for dependant in plan.forms[1:]:
+        refused = refusal(locks, LockPlace.of(dependant.ref))
+        if refused is not None:
+            raise DataLocked(
+                f"This change recalculates {dependant.form.title}, which is frozen or locked: "
+                f"{refused}"
+            )
 
 
 # -- 4. evaluate ------------------------------------------------------------------------------
@@ -227,6 +321,8 @@ def _evaluate(
     change: Change,
     loaded: Loaded,
     now: datetime,
+    by: Author,
+    locks: list[DataLock],
 ) -> Plan:
     if isinstance(change, NewSubject):
         assert loaded.site is not None
@@ -235,7 +331,9 @@ def _evaluate(
     match change:
         case VisitDate():
             today = reads.site_today(session, subject, now)
-            return Plan(subject, visit=plan_visit_date(loaded.event, change, today))
+            visit = plan_visit_date(loaded.event, change, today)
+            results = check_visit_date(session, study, subject, visit, today) if visit else []
+            return Plan(subject, visit=visit, check_results=results)
         case SubjectStatus():
             assert loaded.transition is not None
             today = reads.site_today(session, subject, now)
@@ -243,6 +341,24 @@ def _evaluate(
             return Plan(subject, status=status)
         case ImportedStatus():
             return Plan(subject, status=plan_imported_status(study, subject, change))
+        case QueryOpen():
+            return Plan(subject, queries=[plan_query_open(study, subject, change)])
+        case QueryChange():
+            assert loaded.query is not None
+            return Plan(subject, queries=[plan_query_change(loaded.query, change)])
+        case DataLockSet():
+            place = LockPlace(
+                change.event_oid, change.event_repeat, change.form_oid, change.form_repeat
+            )
+            level = LockLevel(change.level)
+            name = by.actor.user.full_name if by.actor.user else by.actor.username
+            return Plan(
+                subject, locks=[plan_lock(locks, subject, place, level, change.reason, name)]
+            )
+        case DataLockRelease():
+            return Plan(
+                subject, locks=[plan_release(session, subject, change.lock_id, change.reason)]
+            )
         case FormValues() | FormNotDone():
             assert loaded.form is not None
             return _evaluate_form(session, study, subject, change, loaded.form, loaded.stored, now)
@@ -277,7 +393,9 @@ def _evaluate_form(
     if evaluation is not None:
         for result in refusals(results, plan):
             key = (result.group_oid, result.group_repeat, result.item_name)
-            evaluation.errors.setdefault(key, result.check.message)
+            if key not in evaluation.errors:
+                evaluation.errors[key] = result.check.message
+                evaluation.failed_checks[key] = result.check.id
     return Plan(
         subject, forms=plans, alerts=check.alerts, evaluation=evaluation, check_results=results
     )
@@ -318,6 +436,8 @@ def audit_entries(plan: Plan, actor: audit.Actor, now: datetime) -> list[dict[st
         )
     for form in plan.forms:
         entries += _form_entries(subject, form, actor, now)
+    entries += query_audit_entries(subject, plan.queries, actor, now, system=False)
+    entries += [_lock_entry(subject, lock_plan, actor, now) for lock_plan in plan.locks]
     if plan.status is not None:
         status = plan.status
         entries.append(
@@ -335,6 +455,24 @@ def audit_entries(plan: Plan, actor: audit.Actor, now: datetime) -> list[dict[st
             )
         )
     return entries
+
+
+def _lock_entry(
+    subject: Subject, plan: LockPlan, actor: audit.Actor, now: datetime
+) -> dict[str, Any]:
+    lock = plan.lock
+    released = plan.release_reason is not None
+    action = (
+        AuditAction.DATA_RELEASE if released
+        else AuditAction.DATA_LOCK if lock.level == LockLevel.LOCK
+        else AuditAction.DATA_FREEZE
+    )  # fmt: skip
+    return audit.entry(
+        actor=actor, action=action,
+        path=audit.DataPath(subject, lock.event_oid, lock.event_repeat, lock.form_oid, lock.form_repeat),
+        old_value=lock.level if released else None, new_value=None if released else lock.level,
+        reason=plan.release_reason if released else lock.reason, details=f"lock {pk(lock)}", at=now,
+    )  # fmt: skip
 
 
 def _form_entries(

@@ -38,11 +38,12 @@ class Transition:
 
 @dataclass
 class QueryPlan:
-    """A system query to insert (`query.id` None) or update, and the transitions it makes."""
+    """A query to insert (`query.id` None) or update, the transitions it makes and, for the
+    site's answer, the response it records."""
 
     query: Query
     transitions: list[Transition]
-    result: CheckResult
+    response: str | None = None
 
 
 def check_key(subject_id: int, result: CheckResult) -> str:
@@ -88,7 +89,7 @@ def plan_system_queries(
                 require_response=result.check.require_response,
                 require_manual_close=result.check.require_manual_close,
             )  # fmt: skip
-        plans.append(QueryPlan(query, transitions, result))
+        plans.append(QueryPlan(query, transitions))
     return plans
 
 
@@ -111,11 +112,17 @@ def _transitions(query: Query | None, result: CheckResult) -> list[Transition]:
 
 
 def query_audit_entries(
-    subject: Subject, plans: Iterable[QueryPlan], actor: audit.Actor, now: datetime
+    subject: Subject,
+    plans: Iterable[QueryPlan],
+    actor: audit.Actor,
+    now: datetime,
+    *,
+    system: bool = True,
 ) -> list[dict[str, Any]]:
-    """One audit record per transition, by the system (through the channel of the change
-    that ran the check), naming the query in `details`; call once the queries are stored."""
-    system = audit.Actor(None, actor.source)
+    """One audit record per transition, naming the query in `details`, by `actor` or (for
+    the moves of edit checks) by the system through the channel of the change that ran the
+    check; call once the queries are stored."""
+    by = audit.Actor(None, actor.source) if system else actor
     entries = []
     for plan in plans:
         query = plan.query
@@ -126,9 +133,10 @@ def query_audit_entries(
         for transition in plan.transitions:
             entries.append(
                 audit.entry(
-                    actor=system, action=transition.action, path=path, old_value=transition.old,
+                    actor=by, action=transition.action, path=path, old_value=transition.old,
                     new_value=transition.new, reason=transition.text,
-                    details=f"query {pk(query)} {query.check_id}", at=now,
+                    details=f"query {pk(query)}" + (f" {query.check_id}" if query.check_id else ""),
+                    at=now,
                 )
             )  # fmt: skip
     return entries

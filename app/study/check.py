@@ -13,10 +13,12 @@ from typing import Any
 import yaml
 
 from app.expressions import ExpressionError, compile_expression, unknown_functions
+from app.study.check_edit_checks import check_edit_checks
 from app.study.derivations import DerivationCycle, derivation_order
 from app.study.loader import Study, find_item
 from app.study.model import CodeList, DataType, FormDef, ItemDef, ItemGroupDef
 from app.study.problems import Loc, Problem, SourceFile
+from app.study.samples import plain_items, sample_value
 
 CROSS_FORM_REFERENCE = re.compile(r"\b([A-Z][A-Z0-9_]*)\.([A-Z][A-Z0-9_]*)\b")
 
@@ -31,7 +33,7 @@ def check_study(study: Study) -> list[Problem]:
     checker.check_subject_path()
     for form in study.forms.values():
         checker.check_form(form)
-    return checker.problems
+    return checker.problems + check_edit_checks(study)
 
 
 class _Checker:
@@ -315,8 +317,8 @@ class _Checker:
                 )
             else:
                 scope[form_name] = {
-                    i.name: _sample(i, self.study.codelists.get(i.codelist or ""))
-                    for g, i in _plain_items(other)
+                    i.name: sample_value(i, self.study.codelists.get(i.codelist or ""))
+                    for g, i in plain_items(other)
                 }
         for function in sorted(unknown_functions(expression)):
             self.add(source, loc, f"unknown function {function}() in expression {text!r}")
@@ -336,14 +338,14 @@ class _Checker:
         codelists = self.study.codelists
         scope: dict[str, Any] = {}
         for group in form.item_groups:
-            row = {i.name: _sample(i, codelists.get(i.codelist or "")) for i in group.items}
+            row = {i.name: sample_value(i, codelists.get(i.codelist or "")) for i in group.items}
             if group.repeating:
                 scope[group.name] = [row]
             else:
                 scope.update(row)
         if own_group is not None:
             scope.update(
-                {i.name: _sample(i, codelists.get(i.codelist or "")) for i in own_group.items}
+                {i.name: sample_value(i, codelists.get(i.codelist or "")) for i in own_group.items}
             )
         return scope
 
@@ -367,27 +369,6 @@ def _declared_oids(source: SourceFile, key: str) -> list[tuple[int, str]]:
                         if k.value == "oid":
                             result.append((index, str(v.value)))
     return result
-
-
-def _plain_items(form: FormDef) -> list[tuple[ItemGroupDef, ItemDef]]:
-    return [(g, i) for g in form.item_groups if not g.repeating for i in g.items]
-
-
-def _sample(item: ItemDef, codelist: CodeList | None) -> Any:
-    """A representative non-null value of an item's type, for dry-running expressions."""
-    if item.type in (DataType.CHOICE, DataType.MULTICHOICE):
-        code = codelist.items[0].code if codelist else "X"
-        return [code] if item.type == DataType.MULTICHOICE else code
-    return {
-        DataType.TEXT: "text",
-        DataType.INTEGER: 1.0,
-        DataType.FLOAT: 1.0,
-        DataType.DATE: "2020-01-01",
-        DataType.PARTIAL_DATE: "2020-01-01",
-        DataType.DATETIME: "2020-01-01T08:00",
-        DataType.TIME: "08:00",
-        DataType.BOOLEAN: True,
-    }[item.type]
 
 
 def _result_mismatch(result: Any, expected: ItemDef | str) -> str | None:

@@ -16,6 +16,11 @@ from pydantic import Field
 
 from app.study.model import NAME_PATTERN, OID_PATTERN, Definition
 
+VOCABULARY = frozenset(
+    {"visits", "visit", "previous", "next", "logs", "subject", "anchors", "today"}
+)
+"""The names a condition reads besides its form's items and groups and other forms' names."""
+
 
 class Severity(StrEnum):
     HARD = "hard"

@@ -73,8 +73,8 @@ class Study:
     """The folder of the study's SDTM mappings, if it has them."""
     checks: tuple[EditCheck, ...] = ()
     """The edit checks of `checks/`, in file then declaration order."""
-    check_files: dict[str, str] = field(default_factory=dict, repr=False)
-    """Check id -> display name of the file it was read from."""
+    check_files: tuple[str, ...] = field(default=(), repr=False)
+    """The display name of the file each check of `checks` was read from."""
     retired: RetiredDefinitions = field(default_factory=RetiredDefinitions, repr=False)
     """Items, item groups and forms that earlier released versions had and this one removed:
     their stored values are kept, shown and exported (`app.studies.bind`)."""
@@ -233,12 +233,12 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
             forms[form.oid] = form
             form_files[form.oid] = _display(path, directory)
     checks: list[EditCheck] = []
-    check_files: dict[str, str] = {}
+    check_files: list[str] = []
     for path in _yaml_files(directory / "checks"):
         check_file = read(path, CheckFile)
         for check in check_file.checks if check_file else ():
             checks.append(check)
-            check_files.setdefault(check.id, _display(path, directory))
+            check_files.append(_display(path, directory))
     if not forms and not problems:
         problems.append(Problem(f"{directory.name}/ecrf", None, "", "holds no form definitions"))
 
@@ -254,7 +254,7 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
         sources=sources,
         form_files=form_files,
         checks=tuple(checks),
-        check_files=check_files,
+        check_files=tuple(check_files),
     )
     return study, problems, left_out
 

@@ -128,6 +128,8 @@ class FieldView:
     width: int | None
     """Characters a number input needs for any value its hard range allows (None: no range)."""
     error: str | None
+    check: str | None
+    """The id of the hard edit check whose message `error` is (a sentence of its own)."""
     flag: str | None
     hidden: bool
     needs_reason: bool
@@ -208,6 +210,7 @@ def _field(
         units=unit.symbol if unit else None,
         width=_number_width(item, value) if widget == "number" else None,
         error=error,
+        check=evaluation.failed_checks.get(key) if evaluation else None,
         flag=evaluation.flags.get(key) if evaluation else None,
         hidden=evaluation is not None and key in evaluation.hidden,
         needs_reason=evaluation is not None and key in evaluation.reason_needed,

@@ -40,6 +40,8 @@ from app.crf.retired_forms import retired_values
 from app.crf.values import InvalidValue, calendar_date, shown_text
 from app.db import unit_of_work
 from app.models import Site, Subject, pk, utcnow
+from app.review.locks import LockPlace, active_locks, covers
+from app.review.query_reads import open_counts_by_form, open_counts_by_subject
 from app.studies import StudyRegistry
 from app.study.loader import Study, find_item
 from app.study.model import FormDef, ItemDef
@@ -57,6 +59,7 @@ from app.web.deps import (
 )
 from app.web.formview import error_summary, field_reasons, form_view, removed_rows, submitted_rows
 from app.web.menu import home, menu
+from app.web.query_context import form_query_context
 
 SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
 Repeat = Annotated[int, PathParam(ge=1, le=9999)]
@@ -276,7 +279,10 @@ def _register_sites(session: Session, access: Access) -> list[Site]:
 def subjects_page(request: Request, session: SessionDep, access: ViewerDep) -> Response:
     subjects = reads.list_subjects(session, access)
     sites = _register_sites(session, access)
-    context = {"subjects": subjects, "sites": sites, "access": access}
+    context = {
+        "subjects": subjects, "sites": sites, "access": access,
+        "open_queries": open_counts_by_subject(session, access),
+    }  # fmt: skip
     return render(request, "subjects.html", context)
 
 
@@ -341,6 +347,9 @@ def _casebook(
         "today": today.isoformat(),
         "status_error": status_error,
         "access": access,
+        "open_queries": open_counts_by_form(session, subject),
+        "locks": active_locks(session, subject),
+        "can_lock": access.can(Permission.LOCK_DATA, subject.site_id),
     }
     return render(request, "casebook.html", context, status)
 
@@ -442,6 +451,8 @@ class OpenForm:
     form: FormDef
     stored: reads.StoredForm | None
     ref: FormRef
+    session: Session
+    """The request's session (the page also shows the form's queries)."""
 
 
 def open_form(
@@ -456,7 +467,7 @@ def open_form(
 ) -> OpenForm:
     ref = FormRef(event_oid, event_repeat, form_oid, form_repeat)
     subject, form, stored = reads.open_subject_form(session, study, access, subject_id, ref)
-    return OpenForm(study, access, subject, form, stored, ref)
+    return OpenForm(study, access, subject, form, stored, ref, session)
 
 
 OpenFormDep = Annotated[OpenForm, Depends(open_form)]
@@ -545,6 +556,8 @@ def render_form(
     stored = page.stored
     visit = page.study.visit(page.ref.event_oid)
     saved_status = stored.form_data.status if stored else "not_started"
+    place = LockPlace.of(page.ref)
+    locks_here = [lock for lock in active_locks(page.session, page.subject) if covers(lock, place)]
     context = {
         "subject": page.subject,
         "form": page.form,
@@ -563,9 +576,14 @@ def render_form(
         "unsaved": status != 200,  # a refused save: what the user typed is not stored
         "conflict": conflict,
         "form_errors": form_errors or [],
-        "can_edit": page.access.can(Permission.ENTER_DATA, page.subject.site_id),
+        "can_edit": page.access.can(Permission.ENTER_DATA, page.subject.site_id) and not locks_here,
         "access": page.access,
         "action": str(request.url.path).removesuffix("/preview"),
+        "ref": page.ref,
+        "lock_place": LockPlace.of(page.ref),
+        "locks_here": locks_here,
+        "can_lock": page.access.can(Permission.LOCK_DATA, page.subject.site_id),
+        **form_query_context(page.session, page.access, page.subject, page.form, page.ref),
     }
     template = "_form_body.html" if request.headers.get("hx-request") else "form.html"
     return render(request, template, context, status)

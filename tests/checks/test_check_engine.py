@@ -4,11 +4,15 @@ system resolves and closes once the data agree (both databases)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import date
+
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from app.audit import AuditAction
 from app.models import AuditRecord, ItemData, Query, QueryState
+from app.study.edit_checks import EditCheck, Severity
 from app.study.loader import Study
 from tests import factories
 
@@ -19,6 +23,11 @@ CRS_ROW = {
 }  # fmt: skip
 """A day of grade 1 CRS: fever alone."""
 CRS_EPISODE = {"CRSSTDTM": "2026-03-02 20:00", "CRSDTHYN": "N", "CRSAEID": "AE001"}
+CRS_AE = {
+    "AESPID": "AE001", "AETERM": "Cytokine release syndrome", "AESTDAT": "2026-03-02",
+    "AEONGO": "Y", "AETOXGR": "1", "AESIYN": "Y", "AESI": ["CRS"],
+}  # fmt: skip
+"""The AE the episode cites (EC053: a CRS episode needs its CRS AE, of the episode's grade)."""
 
 
 def crs(grade: str) -> dict[str, dict[int, dict[str, str]]]:
@@ -63,6 +72,8 @@ def test_a_soft_check_opens_a_query_that_the_system_closes_once_the_data_agree(
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
         subject = factories.register(session, zm001)
+        ae = {"IG.AE": {1: CRS_AE}}
+        assert factories.save(session, zm001, subject, "F.AE", ae, event="SE.LOG").saved
         saved = factories.save(session, zm001, subject, "F.CRS", crs("2"), event="SE.LOG")
         assert saved.saved
         query = session.exec(select(Query)).one()
@@ -90,3 +101,41 @@ def test_a_soft_check_opens_a_query_that_the_system_closes_once_the_data_agree(
         session.refresh(query)
         assert query.state == QueryState.OPEN  # re-opened, not a new query
         assert len(session.exec(select(Query)).all()) == 1
+
+
+def test_dating_a_visit_runs_the_checks_that_read_visit_dates(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    same_day = EditCheck(
+        id="EC900", form="F.PGA", items=("PGADAT",), severity=Severity.SOFT,
+        condition="PGADAT == null || visit.date == null || PGADAT == visit.date",
+        message="The assessment is dated on another day than the visit.",
+    )  # fmt: skip
+    study = replace(zm001, checks=(same_day,), check_files=("forms/checks/X.yaml",))
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = factories.register(session, study)
+        pga = {"IG.PGA": {1: {"PGADAT": "2026-01-05"}}}
+        assert factories.save(session, study, subject, "F.PGA", pga).saved
+        assert session.exec(select(Query)).all() == []  # the visit has no date yet
+        factories.date_visit(session, study, subject, "SE.SCR", date(2026, 1, 6))
+        query = session.exec(select(Query)).one()
+        assert (query.check_id, query.state) == ("EC900", "open")
+        factories.date_visit(session, study, subject, "SE.SCR", date(2026, 1, 5), reason="typo")
+        session.refresh(query)
+        assert query.state == QueryState.CLOSED
+
+
+def test_an_old_row_that_fails_a_hard_check_does_not_block_a_new_row(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    broken = {"AETERM": "Rash", "AESTDAT": "2026-02-10", "AEONGO": "N", "AEENDAT": "2026-02-01"}
+    unchecked = replace(zm001, checks=(), check_files=())
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = factories.register(session, zm001)
+        rows = {"IG.AE": {1: broken}}
+        assert factories.save(session, unchecked, subject, "F.AE", rows, event="SE.LOG").saved
+        headache = {"AETERM": "Headache", "AESTDAT": "2026-02-11", "AEONGO": "Y"}
+        saved = factories.save(session, zm001, subject, "F.AE", {"IG.AE": {2: headache}}, event="SE.LOG")
+        assert saved.saved
+        query = session.exec(select(Query)).one()
+        assert (query.check_id, query.group_repeat, query.state) == ("EC045", 1, "open")

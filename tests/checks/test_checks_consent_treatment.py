@@ -14,7 +14,6 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from app.crf.write import Outcome
-from app.expressions import compile_expression
 from app.models import Query, QueryState, Subject
 from app.study.loader import Study, find_item
 from tests import factories
@@ -778,22 +777,3 @@ def test_ec023_fludarabine_reduced_below_70_ml_min(
         doses.append(dose("CYCLOPHOSPHAMIDE", "D-5", "300", "525", "10"))  # never reduced
         saved(lymphodepletion(session, zm001, subject, doses, LDCRCL=clearance))
         assert queried(session, subject, "EC023") == ([] if passes else ["IT.LD.LDCRCL"])
-
-
-# -- the function EC011 needs -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("start", "end", "hours"),
-    [
-        ("2026-02-21T09:00:00", "2026-02-24T09:00:00", 72.0),
-        ("2026-02-21 08:59", "2026-02-24T09:00:00", 72.0 + 1 / 60),
-        ("2026-02-21", "2026-02-21T06:30:00", 6.5),  # a date counts as its midnight
-        ("2026-02-24T09:00:00", "2026-02-23T09:00:00", -24.0),
-        ("2026-02", "2026-02-24T09:00:00", None),  # partial
-        (None, "2026-02-24T09:00:00", None),
-    ],
-)
-def test_hours_between(start: str | None, end: str, hours: float | None) -> None:
-    result = compile_expression("hours_between(start, end)").evaluate({"start": start, "end": end})
-    assert result == pytest.approx(hours) if hours is not None else result is None

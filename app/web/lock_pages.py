@@ -1,0 +1,81 @@
+"""The data manager's freeze, lock and release, posted from the casebook and the form page;
+each goes through the write path (`app.crf.write.apply`), which checks the permission."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app import audit
+from app.access import Access, Permission
+from app.crf import write
+from app.crf.changes import Change, DataLockRelease, DataLockSet, Refused
+from app.db import unit_of_work
+from app.models import LockLevel, utcnow
+from app.study.loader import Study
+from app.web.deps import SessionDep, StudyDep, requires
+from app.web.pages import render
+from app.web.query_pages import local_path
+
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+LockerDep = Annotated[Access, requires(Permission.LOCK_DATA)]
+SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
+Reason = Annotated[str, Form(max_length=500)]
+Oid = Annotated[str, Form(max_length=60)]
+Repeat = Annotated[int, Form(ge=1, le=9999)]
+
+
+def _apply(
+    request: Request, session: SessionDep, study: Study, access: Access, change: Change, back: str
+) -> Response:
+    try:
+        with unit_of_work(session):
+            author = write.Author(access, audit.Actor(access.user))
+            write.apply(session, study, change, by=author, now=utcnow())
+    except Refused as refused:
+        context = {"title": "Nothing changed", "message": str(refused), "access": access}
+        return render(request, "message.html", context, 409)
+    return RedirectResponse(back + "#locks-title", status_code=303)
+
+
+@router.post("/subjects/{subject_id}/locks")
+def set_lock(
+    request: Request,
+    session: SessionDep,
+    study: StudyDep,
+    access: LockerDep,
+    subject_id: SubjectId,
+    level: Annotated[LockLevel, Form()],
+    reason: Reason = "",
+    event_oid: Oid = "",
+    event_repeat: Repeat = 1,
+    form_oid: Oid = "",
+    form_repeat: Repeat = 1,
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Freeze or lock the casebook, or (with `event_oid` and `form_oid`) one form."""
+    change = DataLockSet(
+        subject_id, level, reason.strip() or None, event_oid or None,
+        event_repeat if event_oid else None, form_oid or None, form_repeat if form_oid else None,
+    )  # fmt: skip
+    back = local_path(next, f"/subjects/{subject_id}")
+    return _apply(request, session, study, access, change, back)
+
+
+@router.post("/subjects/{subject_id}/locks/{lock_id}/release")
+def release_lock(
+    request: Request,
+    session: SessionDep,
+    study: StudyDep,
+    access: LockerDep,
+    subject_id: SubjectId,
+    lock_id: Annotated[int, PathParam(ge=1, le=2**62)],
+    reason: Reason = "",
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    change = DataLockRelease(subject_id, lock_id, reason)
+    back = local_path(next, f"/subjects/{subject_id}")
+    return _apply(request, session, study, access, change, back)

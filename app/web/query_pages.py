@@ -1,0 +1,261 @@
+"""Query pages: the list a data manager, monitor or site works through (filters, several
+queries answered, closed or cancelled in one action, CSV), and the moves posted from a form's
+query panel. Every move goes through the write path (`app.crf.write.apply`), which checks the
+permission the move needs at the subject's site."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session, select
+
+from app import audit
+from app.access import Access, Permission
+from app.crf import reads, write
+from app.crf.changes import QueryAction, QueryChange, QueryOpen, QueryTarget, Refused
+from app.db import unit_of_work
+from app.models import Site, utcnow
+from app.review.query_reads import (
+    QueryFilter,
+    QueryRow,
+    WhoActs,
+    list_queries,
+    visible_query,
+    who_acts,
+)
+from app.study.loader import Study
+from app.web.deps import SessionDep, StudyDep, requires
+from app.web.pages import render
+
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+ViewerDep = Annotated[Access, requires(Permission.VIEW_SUBJECTS)]
+SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
+QueryId = Annotated[int, PathParam(ge=1, le=2**62)]
+Text = Annotated[str, Form(max_length=4000)]
+AGES = (("0-7", 0, 7), ("8-14", 8, 14), ("15-30", 15, 30), (">30", 31, None))
+"""Age bands of open queries, in days (the dashboard's and the list's)."""
+
+
+def local_path(path: str, fallback: str) -> str:
+    """A path on this server to return to (never another site: no scheme, no //host)."""
+    return path if path.startswith("/") and not path.startswith("//") else fallback
+
+
+def _author(access: Access) -> write.Author:
+    return write.Author(access, audit.Actor(access.user))
+
+
+def _message(request: Request, access: Access, title: str, text: str, status: int) -> Response:
+    return render(
+        request, "message.html", {"title": title, "message": text, "access": access}, status
+    )
+
+
+@router.post("/subjects/{subject_id}/queries", dependencies=[requires(Permission.MANAGE_QUERIES)])
+def raise_query(
+    request: Request,
+    session: SessionDep,
+    study: StudyDep,
+    access: ViewerDep,
+    subject_id: SubjectId,
+    event_oid: Annotated[str, Form(max_length=60)],
+    text: Text,
+    event_repeat: Annotated[int, Form(ge=1, le=9999)] = 1,
+    form_oid: Annotated[str, Form(max_length=60)] = "",
+    form_repeat: Annotated[int, Form(ge=1, le=9999)] = 1,
+    item: Annotated[str, Form(max_length=130)] = "",
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Open a manual query on a form, one of its items (`item` = "group OID:item OID") or a
+    visit (no form)."""
+    group_oid, _, item_oid = item.partition(":")
+    target = QueryTarget(
+        event_oid, event_repeat, form_oid or None, form_repeat if form_oid else None,
+        group_oid or None, 1 if item_oid else None, item_oid or None,
+    )  # fmt: skip
+    try:
+        with unit_of_work(session):
+            write.apply(
+                session,
+                study,
+                QueryOpen(subject_id, target, text),
+                by=_author(access),
+                now=utcnow(),
+            )
+    except Refused as refused:
+        return _message(request, access, "Query not raised", str(refused), 422)
+    return RedirectResponse(local_path(next, f"/subjects/{subject_id}") + "#queries-title", 303)
+
+
+@router.post(
+    "/subjects/{subject_id}/queries/{query_id}", dependencies=[requires(Permission.VIEW_SUBJECTS)]
+)
+def move_query(
+    request: Request,
+    session: SessionDep,
+    study: StudyDep,
+    access: ViewerDep,
+    subject_id: SubjectId,
+    query_id: QueryId,
+    action: Annotated[str, Form(max_length=20)] = "",
+    version: Annotated[int, Form(ge=0, le=2**31)] = 0,
+    text: Text = "",
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Answer (site), close, cancel or re-open (data manager, monitor) one query. The subject
+    is looked up first: another site's subject is Not found, whatever was posted."""
+    reads.get_subject(session, access, subject_id)
+    if action not in {a.value for a in QueryAction}:
+        return _message(request, access, "Query not changed", "Choose what to do with it.", 422)
+    change = QueryChange(subject_id, query_id, version, QueryAction(action), text or None)
+    try:
+        with unit_of_work(session):
+            write.apply(session, study, change, by=_author(access), now=utcnow())
+    except Refused as refused:
+        return _message(request, access, "Query not changed", str(refused), 409)
+    return RedirectResponse(local_path(next, f"/subjects/{subject_id}") + f"#query-{query_id}", 303)
+
+
+def _filter(
+    session: Session,
+    study: Study,
+    site: str | None,
+    subject: str | None,
+    form: str | None,
+    check: str | None,
+    state: str | None,
+    age: str | None,
+    who: str | None,
+) -> QueryFilter:
+    site_id = None
+    if site:
+        found = session.exec(
+            select(Site).where(Site.study_id == study.id, Site.number == site)
+        ).first()
+        site_id = found.id if found else -1
+    older = next((low - 1 for label, low, _ in AGES if label == age), None)
+    return QueryFilter(
+        site_id=site_id, subject_key=subject or None, form_oid=form or None,
+        check_id=check or None, state=state or None,
+        older_than_days=older if older is not None and older >= 0 else None,
+        who=WhoActs(who) if who in {w.value for w in WhoActs} else None,
+    )  # fmt: skip
+
+
+FilterParam = Annotated[str | None, Query(max_length=60)]
+
+
+@router.get("/queries")
+def query_list(
+    request: Request,
+    session: SessionDep,
+    study: StudyDep,
+    access: ViewerDep,
+    site: FilterParam = None,
+    subject: FilterParam = None,
+    form: FilterParam = None,
+    check: FilterParam = None,
+    state: FilterParam = None,
+    age: FilterParam = None,
+    who: FilterParam = None,
+) -> Response:
+    where = _filter(session, study, site, subject, form, check, state, age, who)
+    now = utcnow()
+    rows = list_queries(session, access, where, now=now)
+    context = {
+        "access": access, "rows": rows, "today": now.date(), "who_acts": who_acts,
+        "filters": {"site": site, "subject": subject, "form": form, "check": check,
+                    "state": state, "age": age, "who": who},
+        "forms": sorted(study.forms.values(), key=lambda f: f.title),
+        "checks": sorted({c.id for c in study.checks}),
+        "sites": session.exec(select(Site).where(Site.study_id == study.id).order_by(Site.number)).all(),
+        "ages": [(label, f"more than {low - 1} days") for label, low, _ in AGES[1:]],
+        "can_manage": access.can(Permission.MANAGE_QUERIES),
+        "can_answer": access.can(Permission.ANSWER_QUERIES),
+        "query_string": request.url.query,
+        "done": request.query_params.get("done"),
+    }  # fmt: skip
+    return render(request, "queries.html", context)
+
+
+@router.get("/queries.csv")
+def query_csv(
+    session: SessionDep,
+    study: StudyDep,
+    access: ViewerDep,
+    site: FilterParam = None,
+    subject: FilterParam = None,
+    form: FilterParam = None,
+    check: FilterParam = None,
+    state: FilterParam = None,
+    age: FilterParam = None,
+    who: FilterParam = None,
+) -> Response:
+    """The list as filtered, as CSV (UTF-8, one query per row)."""
+    now = utcnow()
+    rows = list_queries(
+        session,
+        access,
+        _filter(session, study, site, subject, form, check, state, age, who),
+        now=now,
+    )
+    buffer = io.StringIO()
+    out = csv.writer(buffer)
+    out.writerow(
+        ["query", "site", "subject", "event", "event_repeat", "form", "form_repeat", "item",
+         "row", "check", "state", "who_acts", "opened_at_utc", "age_days", "text", "response"]
+    )  # fmt: skip
+    for row in rows:
+        out.writerow(_csv_row(row, now.date()))
+    return Response(
+        buffer.getvalue(), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{study.info.oid}-queries.csv"'},
+    )  # fmt: skip
+
+
+def _csv_row(row: QueryRow, today: date) -> list[object]:
+    q = row.query
+    return [
+        q.id, row.site_number, row.subject_key, q.event_oid, q.event_repeat, q.form_oid or "",
+        q.form_repeat or "", q.item_oid or "", q.group_repeat or "", q.check_id or "", q.state,
+        who_acts(q.state) or "", q.opened_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        row.age_days(today),
+        q.text, q.response or "",
+    ]  # fmt: skip
+
+
+@router.post("/queries/bulk", dependencies=[requires(Permission.VIEW_SUBJECTS)])
+async def bulk_action(
+    request: Request, session: SessionDep, study: StudyDep, access: ViewerDep
+) -> Response:
+    """Answer, close or cancel the selected queries with one text; all of them or none (one
+    refused move refuses the action, saying which query and why)."""
+    data = await request.form(max_fields=2000)
+    try:
+        action = QueryAction(str(data.get("action")))
+        selected = [int(str(value)) for value in data.getlist("query")]
+    except ValueError:
+        return _message(request, access, "Nothing changed", "Choose queries and an action.", 422)
+    text = str(data.get("text") or "").strip() or None
+    back = local_path(str(data.get("next") or ""), "/queries")
+    if not selected:
+        return _message(request, access, "Nothing changed", "Choose at least one query.", 422)
+    try:
+        with unit_of_work(session):
+            for query_id in selected:
+                query = visible_query(session, access, query_id)
+                change = QueryChange(query.subject_id, query_id, query.version, action, text)
+                try:
+                    write.apply(session, study, change, by=_author(access), now=utcnow())
+                except Refused as refused:
+                    raise Refused(f"Query {query_id}: {refused}") from refused
+    except Refused as refused:
+        return _message(request, access, "Nothing changed", str(refused), 409)
+    separator = "&" if "?" in back else "?"
+    return RedirectResponse(f"{back}{separator}done={len(selected)}", status_code=303)
