@@ -7,7 +7,8 @@ repeating group):
 - `FORM.ITEM`: another form at the same visit or, when the visit has none, its first
   instance in schedule order (e.g. `IC.ICDAT`);
 - `visits.SCR.FORM.ITEM`, `visits.SCR.date`: a named visit (its OID without `SE.`; the first
-  repeat of a repeating one);
+  repeat of a repeating one); every visit of the schedule is there, and every form it
+  schedules, as nulls until stored;
 - `visit.date`, `visit.day`, and `previous` / `next`: the visit the form is at and the dated
   visits just before and after it (null for a log form, or when there is none);
 - `logs.AE`: every instance of a log form, a list of maps, for `exists` / `all` / `filter` /
@@ -108,10 +109,15 @@ class SubjectScope:
         subject = self.data.subject
         match name:
             case "visits":
-                found: dict[str, Any] = {}
+                stored: dict[str, VisitInstance] = {}
                 for v in self.data.visits:
-                    found.setdefault(v.event_oid.removeprefix("SE."), self._visit_map(v))
-                return found
+                    stored.setdefault(v.event_oid, v)
+                return {
+                    visit.oid.removeprefix("SE."): self._visit_map(
+                        stored.get(visit.oid) or VisitInstance(visit.oid, 1, None)
+                    )
+                    for visit in self.study.schedule.visits
+                }
             case "logs":
                 logs: dict[str, Any] = {log: [] for log in self._log_names()}
                 for form_name, instances in self.data.logs.items():
@@ -158,6 +164,10 @@ class SubjectScope:
                 "date": visit.date.isoformat() if visit.date else None,
                 "day": self._study_day(visit.date),
             }
+            for entry in definition.forms if definition else ():
+                form = self.study.forms.get(entry.form)
+                if form is not None:  # a form not stored at the visit reads as nulls
+                    values[form.name] = form_map(form, None)
             for name, instance in visit.forms.items():
                 values[name] = self._instance_map(instance)
             self._visits[key] = values
