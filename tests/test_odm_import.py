@@ -35,6 +35,7 @@ from app.models import (
     UserAccount,
     pk,
 )
+from app.review.query_reads import QUERY_ACTIONS
 from app.schemas import odm_schema, validate_streaming
 from app.study.loader import Study
 from tests import factories
@@ -99,6 +100,17 @@ def clinical_data(path: Path, element_path: str = "odm:ClinicalData") -> bytes:
         parent = record.getparent()
         assert parent is not None
         parent.remove(record)
+    # Queries and freezes are not imported (yet): the import's own checks open queries anew.
+    review = {"CL.QUERYSTATE", "CL.LOCKSTATE"}
+    for annotation in list(element.iter(f"{ODM}Annotation")):
+        codes = {v.get("CodeListOID") for v in annotation.iter(f"{ODM}FlagValue")}
+        if codes & review:
+            parent = annotation.getparent()
+            assert parent is not None
+            parent.remove(annotation)
+    for parent in element.iter():  # renumber what is left, as an export numbers it
+        for seq, annotation in enumerate(parent.iterchildren(f"{ODM}Annotation"), start=1):
+            annotation.set("SeqNum", str(seq))
     return etree.tostring(element, method="c14n")
 
 
@@ -128,6 +140,7 @@ def test_an_export_imported_into_an_empty_database_exports_the_same_clinical_dat
         sources = session.exec(
             select(AuditRecord.source, AuditRecord.username, func.count())
             .where(col(AuditRecord.subject_id).is_not(None))
+            .where(col(AuditRecord.action).not_in(QUERY_ACTIONS))  # the checks' own, by the system
             .group_by(col(AuditRecord.source), col(AuditRecord.username))
         ).all()
         assert sources == [("import:zm001-snapshot.xml", "datamanager", sources[0][2])]
@@ -316,19 +329,27 @@ def test_hard_ranges_partial_dates_and_show_if_refuse_values_like_data_entry(
 def test_a_derived_value_that_differs_is_a_warning_and_trialdesk_derives_it(
     demo_engine: Engine, zm001: Study, demo_export: Path, tmp_path: Path
 ) -> None:
-    path = one_subject(demo_export, tmp_path / "age.xml", {("F.DM", "IT.DM.AGE"): "41"})
+    exported = etree.parse(str(demo_export))
+    item = exported.find(
+        ".//odm:SubjectData[@SubjectKey='01-002']//odm:ItemData[@ItemOID='IT.DM.AGE']",
+        {"odm": ODM[1:-1]},
+    )
+    assert item is not None
+    age = str(item.get("Value"))
+    wrong = str(int(age) - 1)
+    path = one_subject(demo_export, tmp_path / "age.xml", {("F.DM", "IT.DM.AGE"): wrong})
 
     report = run_import(demo_engine, zm001, path)
 
     assert report.stored and report.problems == []
-    line = line_of(path, 'ItemOID="IT.DM.AGE" Value="41"')
+    line = line_of(path, f'ItemOID="IT.DM.AGE" Value="{wrong}"')
     assert [str(w) for w in report.warnings] == [
         f"line {line}: 01-002/SE.SCR/F.DM/IG.DM/IT.DM.AGE: the file's derived "
-        "value '41' differs from TrialDesk's '42'; TrialDesk's is stored"
+        f"value '{wrong}' differs from TrialDesk's '{age}'; TrialDesk's is stored"
     ]
     with Session(demo_engine) as session:
         ages = session.exec(select(ItemData.value).where(ItemData.item_oid == "IT.DM.AGE")).all()
-    assert ages == ["42"]
+    assert ages == [age]
 
 
 def test_valid_subjects_only_stores_the_subjects_without_problems(

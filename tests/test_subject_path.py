@@ -202,8 +202,9 @@ def test_the_infusion_is_recorded_only_at_the_dose_level_assigned_at_enrolment(
         assert subject.dose_level == "DL3"
         day = reads.site_today(session, subject, utcnow())
         factories.date_visit(session, zm001, subject, "SE.D0", day, by="coordinator2")
+        lot = reads.SubjectValues(session, zm001, subject).values({"PROD"})["PROD"]["LOTNUM"]
         infusion = {
-            "PRECHK": "Y", "DOSELVL": "DL2", "EXDOSE": "48.0", "EXLOT": "L-1", "EXBAGN": "1",
+            "PRECHK": "Y", "DOSELVL": "DL2", "EXDOSE": "48.0", "EXLOT": lot, "EXBAGN": "1",
             "EXVOL": "60.0", "THAWDTM": f"{day}T09:30", "EXSTDTM": f"{day}T10:00",
             "EXENDTM": f"{day}T10:15", "EXCOMP": "Y", "EXINTYN": "N", "PREMEDYN": "Y",
             "IRRYN": "N",

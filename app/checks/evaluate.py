@@ -133,10 +133,7 @@ def _evaluate(
 ) -> CheckResult:
     group = compiled.group if compiled.per_row else None
     variables = scope.variables(
-        compiled.expression.variables,
-        instance,
-        group,
-        repeat,
+        compiled.expression.variables, instance, group, repeat, compiled.forms_read
     )
     try:
         consistent = compiled.expression.evaluate(variables) is not False

@@ -63,8 +63,8 @@ class SubjectScope:
         self.anchors = anchor_dates(study, data)
         self.today = today
         self._forms: dict[tuple[str, int, str, int], dict[str, Any]] = {}
-        self._visits: dict[tuple[str, int], dict[str, Any]] = {}
-        self._shared: dict[str, Any] = {}
+        self._visits: dict[tuple[str, int, frozenset[str]], dict[str, Any]] = {}
+        self._shared: dict[tuple[str, frozenset[str]], Any] = {}
         self._dated = [v for v in data.visits if v.date is not None]
 
     def variables(
@@ -73,8 +73,11 @@ class SubjectScope:
         instance: FormInstance,
         group: ItemGroupDef | None,
         repeat: int | None,
+        forms: frozenset[str],
     ) -> dict[str, Any]:
-        """The values of `names` for a check on `instance` (row `repeat` of `group`)."""
+        """The values of `names` for a check on `instance` (row `repeat` of `group`). Visits
+        and logs hold only `forms` (the forms the check names): CEL converts every value it
+        is given on each evaluation, and a whole casebook is thousands."""
         own = self._instance_map(instance)
         row = instance.rows.get(group.oid, {}).get(repeat or 0, {}) if group else {}
         row_items = {item.name: item for item in group.items} if group else {}
@@ -86,26 +89,27 @@ class SubjectScope:
             elif name in own:
                 scope[name] = own[name]
             elif name in VOCABULARY:
-                scope[name] = self._vocabulary(name, visit)
+                scope[name] = self._vocabulary(name, visit, forms)
             else:
                 form = self.study.form_by_name(name)
                 if form is not None:
                     scope[name] = self._other_form(form, visit)
         return scope
 
-    def _vocabulary(self, name: str, visit: VisitInstance | None) -> Any:
+    def _vocabulary(self, name: str, visit: VisitInstance | None, forms: frozenset[str]) -> Any:
         match name:
             case "visit":
-                return self._visit_map(visit) if visit else None
+                return self._visit_map(visit, forms) if visit else None
             case "previous" | "next":
-                return self._neighbour(visit, before=name == "previous")
+                return self._neighbour(visit, forms, before=name == "previous")
             case "today":
                 return self.today.isoformat()
-        if name not in self._shared:
-            self._shared[name] = self._build_shared(name)
-        return self._shared[name]
+        key = (name, forms if name in ("visits", "logs") else frozenset())
+        if key not in self._shared:
+            self._shared[key] = self._build_shared(name, forms)
+        return self._shared[key]
 
-    def _build_shared(self, name: str) -> Any:
+    def _build_shared(self, name: str, forms: frozenset[str]) -> Any:
         subject = self.data.subject
         match name:
             case "visits":
@@ -114,14 +118,15 @@ class SubjectScope:
                     stored.setdefault(v.event_oid, v)
                 return {
                     visit.oid.removeprefix("SE."): self._visit_map(
-                        stored.get(visit.oid) or VisitInstance(visit.oid, 1, None)
+                        stored.get(visit.oid) or VisitInstance(visit.oid, 1, None), forms
                     )
                     for visit in self.study.schedule.visits
                 }
             case "logs":
-                logs: dict[str, Any] = {log: [] for log in self._log_names()}
+                logs: dict[str, Any] = {log: [] for log in self._log_names() if log in forms}
                 for form_name, instances in self.data.logs.items():
-                    logs[form_name] = [self._instance_map(i) for i in instances]
+                    if form_name in forms:
+                        logs[form_name] = [self._instance_map(i) for i in instances]
                 return logs
             case "subject":
                 return {
@@ -153,8 +158,8 @@ class SubjectScope:
             self._forms[key] = form_map(instance.form, instance)
         return self._forms[key]
 
-    def _visit_map(self, visit: VisitInstance) -> dict[str, Any]:
-        key = (visit.event_oid, visit.repeat)
+    def _visit_map(self, visit: VisitInstance, forms: frozenset[str]) -> dict[str, Any]:
+        key = (visit.event_oid, visit.repeat, forms)
         if key not in self._visits:
             definition = self.study.visit(visit.event_oid)
             values: dict[str, Any] = {
@@ -166,10 +171,11 @@ class SubjectScope:
             }
             for entry in definition.forms if definition else ():
                 form = self.study.forms.get(entry.form)
-                if form is not None:  # a form not stored at the visit reads as nulls
+                if form is not None and form.name in forms:  # nulls until stored
                     values[form.name] = form_map(form, None)
             for name, instance in visit.forms.items():
-                values[name] = self._instance_map(instance)
+                if name in forms:
+                    values[name] = self._instance_map(instance)
             self._visits[key] = values
         return self._visits[key]
 
@@ -179,7 +185,9 @@ class SubjectScope:
             return None
         return float((day - self.anchors[anchor]).days)
 
-    def _neighbour(self, visit: VisitInstance | None, *, before: bool) -> dict[str, Any] | None:
+    def _neighbour(
+        self, visit: VisitInstance | None, forms: frozenset[str], *, before: bool
+    ) -> dict[str, Any] | None:
         """The dated visit just before (or after) `visit`, by date, then schedule order."""
         if visit is None or visit.date is None or visit not in self._dated:
             return None
@@ -187,9 +195,9 @@ class SubjectScope:
         others = [v for v in self._dated if v is not visit]
         if before:
             earlier = [v for v in others if (v.date, self._dated.index(v)) < (visit.date, index)]
-            return self._visit_map(max(earlier, key=self._when)) if earlier else None
+            return self._visit_map(max(earlier, key=self._when), forms) if earlier else None
         later = [v for v in others if (v.date, self._dated.index(v)) > (visit.date, index)]
-        return self._visit_map(min(later, key=self._when)) if later else None
+        return self._visit_map(min(later, key=self._when), forms) if later else None
 
     def _when(self, visit: VisitInstance) -> tuple[date, int]:
         assert visit.date is not None
