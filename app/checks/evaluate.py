@@ -107,15 +107,33 @@ def checks_reading(
     ]
 
 
+_ACROSS_INSTANCES = frozenset({"visits", "logs", "previous", "next", "visit"})
+"""Names through which a check on one instance reads other visits or instances."""
+
+
 def run_checks(
-    study: Study, data: SubjectData, checks: Iterable[CompiledCheck], today: date
+    study: Study,
+    data: SubjectData,
+    checks: Iterable[CompiledCheck],
+    today: date,
+    changed: Iterable[FormRef] | None = None,
 ) -> list[CheckResult]:
-    """Evaluate `checks` on the subject's casebook, in check then casebook order."""
+    """Evaluate `checks` on the subject's casebook, in check then casebook order. With
+    `changed` (the form instances a save writes), a check that reads no other form than its
+    own and nothing across instances runs only on the changed instances of its form: its
+    other instances read nothing that changed."""
     scope = SubjectScope(study, data, today)
+    refs = set(changed) if changed is not None else None
+    names = {ref.form_oid for ref in refs} if refs is not None else set()
+    changed_names = {study.forms[oid].name for oid in names if oid in study.forms}
     results = []
     for compiled in checks:
+        local = refs is not None and not (
+            (compiled.forms_read - {compiled.form.name}) & changed_names
+            or compiled.expression.variables & _ACROSS_INSTANCES
+        )
         for instance in data.instances(compiled.form.oid):
-            if instance.not_done:
+            if instance.not_done or (local and refs is not None and instance.ref not in refs):
                 continue
             for repeat in _repeats(compiled, instance):
                 results.append(_evaluate(scope, compiled, instance, repeat))

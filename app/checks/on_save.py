@@ -31,7 +31,7 @@ def check_form_changes(
     data = load_subject_data(session, study, subject)
     for plan in plans:
         _overlay(data, plan)
-    return run_checks(study, data, checks, today)
+    return run_checks(study, data, checks, today, changed=[plan.ref for plan in plans])
 
 
 def check_visit_date(
