@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from app import audit
 from app.access import Access, Permission
@@ -29,7 +30,6 @@ from app.review.query_reads import (
     visible_query,
     who_acts,
 )
-from app.study.loader import Study
 from app.web.deps import SessionDep, StudyDep, requires
 from app.web.pages import render
 
@@ -122,17 +122,29 @@ def move_query(
     return RedirectResponse(local_path(next, f"/subjects/{subject_id}") + f"#query-{query_id}", 303)
 
 
-def _filter(
-    session: Session,
-    study: Study,
-    site: str | None,
-    subject: str | None,
-    form: str | None,
-    check: str | None,
-    state: str | None,
-    age: str | None,
-    who: str | None,
-) -> QueryFilter:
+FilterParam = Annotated[str | None, Query(max_length=60)]
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """The query list's filters as the page's form sent them, and as the reads take them."""
+
+    shown: dict[str, str | None]
+    where: QueryFilter
+
+
+def list_filter(
+    session: SessionDep,
+    study: StudyDep,
+    site: FilterParam = None,
+    subject: FilterParam = None,
+    form: FilterParam = None,
+    check: FilterParam = None,
+    state: FilterParam = None,
+    age: FilterParam = None,
+    who: FilterParam = None,
+) -> ListFilter:
+    """The filters of `/queries` and `/queries.csv` (an unknown site matches nothing)."""
     site_id = None
     if site:
         found = session.exec(
@@ -140,15 +152,18 @@ def _filter(
         ).first()
         site_id = found.id if found else -1
     older = next((low - 1 for label, low, _ in AGES if label == age), None)
-    return QueryFilter(
+    where = QueryFilter(
         site_id=site_id, subject_key=subject or None, form_oid=form or None,
         check_id=check or None, state=state or None,
         older_than_days=older if older is not None and older >= 0 else None,
         who=WhoActs(who) if who in {w.value for w in WhoActs} else None,
     )  # fmt: skip
+    shown = {"site": site, "subject": subject, "form": form, "check": check, "state": state,
+             "age": age, "who": who}  # fmt: skip
+    return ListFilter(shown, where)
 
 
-FilterParam = Annotated[str | None, Query(max_length=60)]
+ListFilterDep = Annotated[ListFilter, Depends(list_filter)]
 
 
 @router.get("/queries")
@@ -157,21 +172,14 @@ def query_list(
     session: SessionDep,
     study: StudyDep,
     access: ViewerDep,
-    site: FilterParam = None,
-    subject: FilterParam = None,
-    form: FilterParam = None,
-    check: FilterParam = None,
-    state: FilterParam = None,
-    age: FilterParam = None,
-    who: FilterParam = None,
+    filters: ListFilterDep,
 ) -> Response:
-    where = _filter(session, study, site, subject, form, check, state, age, who)
+    where = filters.where
     now = utcnow()
     rows = list_queries(session, access, where, now=now)
     context = {
         "access": access, "rows": rows, "today": now.date(), "who_acts": who_acts,
-        "filters": {"site": site, "subject": subject, "form": form, "check": check,
-                    "state": state, "age": age, "who": who},
+        "filters": filters.shown,
         "forms": sorted(study.forms.values(), key=lambda f: f.title),
         "checks": sorted({c.id for c in study.checks}),
         "sites": session.exec(select(Site).where(Site.study_id == study.id).order_by(Site.number)).all(),
@@ -186,25 +194,11 @@ def query_list(
 
 @router.get("/queries.csv")
 def query_csv(
-    session: SessionDep,
-    study: StudyDep,
-    access: ViewerDep,
-    site: FilterParam = None,
-    subject: FilterParam = None,
-    form: FilterParam = None,
-    check: FilterParam = None,
-    state: FilterParam = None,
-    age: FilterParam = None,
-    who: FilterParam = None,
+    study: StudyDep, access: ViewerDep, session: SessionDep, filters: ListFilterDep
 ) -> Response:
     """The list as filtered, as CSV (UTF-8, one query per row)."""
     now = utcnow()
-    rows = list_queries(
-        session,
-        access,
-        _filter(session, study, site, subject, form, check, state, age, who),
-        now=now,
-    )
+    rows = list_queries(session, access, filters.where, now=now)
     buffer = io.StringIO()
     out = csv.writer(buffer)
     out.writerow(
