@@ -23,7 +23,8 @@ from app.study.loader import Study, find_item
 from app.study.model import FormDef, ItemDef, ItemGroupDef
 
 _NAME = re.compile(r"\b[A-Z][A-Z0-9_]*\b")
-_TIMING = frozenset({"visit", "previous", "next", "visits", "anchors", "today"})
+_TIMING = frozenset({"visit", "previous", "next", "visits", "anchors"})
+"""Names that change when a visit is dated (an anchor's date is an item: a form save)."""
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,21 @@ def compile_check(study: Study, check: EditCheck) -> CompiledCheck:
     return CompiledCheck(
         check=check, expression=expression, form=form, group=found[0], item=found[1],
         forms_read=frozenset(read | {form.name}),
-        reads_timing=not expression.variables.isdisjoint(_TIMING),
+        reads_timing=_reads_timing(expression, check.condition),
         reads_subject="subject" in expression.variables,
     )  # fmt: skip
+
+
+_DATE_OF_A_VISIT = re.compile(r"\.\s*(?:date|day)\b")
+
+
+def _reads_timing(expression: Expression, condition: str) -> bool:
+    """Whether dating a visit can change the condition's result: it reads anchors, the
+    neighbours of its visit (which are so by date), or a visit's `date` or `day`."""
+    names = expression.variables
+    if names & {"anchors", "previous", "next"}:
+        return True
+    return bool(names & {"visit", "visits"}) and _DATE_OF_A_VISIT.search(condition) is not None
 
 
 _COMPILED: dict[str, tuple[CompiledCheck, ...]] = {}
@@ -117,11 +130,13 @@ def run_checks(
     checks: Iterable[CompiledCheck],
     today: date,
     changed: Iterable[FormRef] | None = None,
+    dated_visit: tuple[str, int] | None = None,
 ) -> list[CheckResult]:
     """Evaluate `checks` on the subject's casebook, in check then casebook order. With
     `changed` (the form instances a save writes), a check that reads no other form than its
     own and nothing across instances runs only on the changed instances of its form: its
-    other instances read nothing that changed."""
+    other instances read nothing that changed. With `dated_visit` (a visit whose date
+    changes), a check that reads no date but its own visit's runs only at that visit."""
     scope = SubjectScope(study, data, today)
     refs = set(changed) if changed is not None else None
     names = {ref.form_oid for ref in refs} if refs is not None else set()
@@ -132,8 +147,12 @@ def run_checks(
             (compiled.forms_read - {compiled.form.name}) & changed_names
             or compiled.expression.variables & _ACROSS_INSTANCES
         )
+        own_visit = dated_visit is not None and compiled.expression.variables & _TIMING == {"visit"}
         for instance in data.instances(compiled.form.oid):
             if instance.not_done or (local and refs is not None and instance.ref not in refs):
+                continue
+            where = (instance.ref.event_oid, instance.ref.event_repeat)
+            if own_visit and where != dated_visit:
                 continue
             for repeat in _repeats(compiled, instance):
                 results.append(_evaluate(scope, compiled, instance, repeat))

@@ -56,7 +56,8 @@ def check_visit_date(
         data.visits.append(VisitInstance(visit.event_oid, visit.event_repeat, visit.new))
     else:
         instance.date = visit.new
-    return run_checks(study, data, checks, today)
+    dated = (visit.event_oid, visit.event_repeat)
+    return run_checks(study, data, checks, today, dated_visit=dated)
 
 
 def refusals(results: Sequence[CheckResult], plan: FormPlan) -> list[CheckResult]:
