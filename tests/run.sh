@@ -60,4 +60,6 @@ if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
     trialdesk:test sh -c 'trialdesk db upgrade && trialdesk create-admin &&
       trialdesk study check forms --exports exports && trialdesk export define -o /tmp/define' >/dev/null
 fi
-.venv/bin/python -m pytest "$@"
+# One worker per core (pytest-xdist); each test file stays on one worker, so its module
+# fixtures (demo databases, servers) are built once.
+.venv/bin/python -m pytest -n auto --dist loadfile "$@"
