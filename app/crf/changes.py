@@ -176,10 +176,34 @@ class DataLockRelease:
     reason: str | None
 
 
-Change = (
+@dataclass(frozen=True)
+class StudyLockSet:
+    """A data manager freezes or locks the whole study (the database lock). A lock while
+    queries are open needs `confirm_open_queries` and a reason."""
+
+    level: str
+    reason: str | None = None
+    confirm_open_queries: bool = False
+
+
+@dataclass(frozen=True)
+class StudyLockRelease:
+    """A data manager releases the study's freeze or lock, with the reason."""
+
+    lock_id: int
+    reason: str | None
+
+
+SubjectChange = (
     NewSubject | FormValues | FormNotDone | VisitDate | SubjectStatus | ImportedStatus
     | QueryOpen | QueryChange | DataLockSet | DataLockRelease
 )  # fmt: skip
+"""Changes to one subject's casebook (a new subject included)."""
+
+StudyChange = StudyLockSet | StudyLockRelease
+"""Changes to the whole study."""
+
+Change = SubjectChange | StudyChange
 
 
 class NotFound(Exception):

@@ -69,8 +69,9 @@ def audit_entries(plan: Plan, actor: audit.Actor, now: datetime) -> list[dict[st
 
 
 def _lock_entry(
-    subject: Subject, plan: LockPlan, actor: audit.Actor, now: datetime
-) -> dict[str, Any]:
+    subject: Subject | None, plan: LockPlan, actor: audit.Actor, now: datetime,
+    study_id: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
     lock = plan.lock
     released = plan.release_reason is not None
     action = (
@@ -78,12 +79,22 @@ def _lock_entry(
         else AuditAction.DATA_LOCK if lock.level == LockLevel.LOCK
         else AuditAction.DATA_FREEZE
     )  # fmt: skip
+    path = (
+        audit.DataPath(subject, lock.event_oid, lock.event_repeat, lock.form_oid, lock.form_repeat)
+        if subject is not None else None
+    )  # fmt: skip
     return audit.entry(
-        actor=actor, action=action,
-        path=audit.DataPath(subject, lock.event_oid, lock.event_repeat, lock.form_oid, lock.form_repeat),
+        actor=actor, action=action, path=path, study_id=study_id,
         old_value=lock.level if released else None, new_value=None if released else lock.level,
         reason=plan.release_reason if released else lock.reason, details=f"lock {pk(lock)}", at=now,
     )  # fmt: skip
+
+
+def study_lock_entry(
+    study_id: int, plan: LockPlan, actor: audit.Actor, now: datetime
+) -> dict[str, Any]:
+    """The audit record of the study's freeze, lock or release (no subject in its path)."""
+    return _lock_entry(None, plan, actor, now, study_id=study_id)
 
 
 def _form_entries(

@@ -26,7 +26,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from app import audit
-from app.access import Access, Permission
+from app.access import Access, AccessDenied, Permission
 from app.audit import AuditAction
 from app.checks.evaluate import CheckResult, compiled_checks, run_checks
 from app.checks.on_save import check_form_changes, check_visit_date, refusals
@@ -45,13 +45,17 @@ from app.crf.changes import (
     QueryChange,
     QueryOpen,
     StatusRefused,
+    StudyChange,
+    StudyLockRelease,
+    StudyLockSet,
+    SubjectChange,
     SubjectStatus,
     VisitDate,
 )
 from app.crf.dependants import rederive
 from app.crf.engine import FormEvaluation
 from app.crf.form_changes import check_version, conflict_with, plan_not_done, plan_values
-from app.crf.plan_audit import audit_entries
+from app.crf.plan_audit import audit_entries, study_lock_entry
 from app.crf.plans import FormPlan, Plan
 from app.crf.reads import StoredForm, SubjectValues
 from app.crf.status import PERMISSION_OF, transition_to
@@ -74,6 +78,7 @@ from app.review.locks import (
     refusal,
 )
 from app.review.queries import load_query, plan_query_change, plan_query_open
+from app.review.study_lock import plan_study_lock, plan_study_release, study_locks
 from app.review.system_queries import QueryPlan, plan_system_queries, query_audit_entries
 from app.study.loader import Study
 from app.study.model import FormDef, Transition
@@ -142,6 +147,8 @@ def apply(session: Session, study: Study, change: Change, *, by: Author, now: da
     SaveConflict, or a Refused naming what is wrong; returns an unsaved Outcome when a form's
     values need correcting (its evaluation's errors).
     """
+    if isinstance(change, StudyLockSet | StudyLockRelease):
+        return _apply_to_study(session, study, change, by, now)
     subject = _authorise(session, study, change, by)
     loaded = _load(session, study, subject, change)
     locks = _guard(session, study, subject, change, loaded)
@@ -154,6 +161,25 @@ def apply(session: Session, study: Study, change: Change, *, by: Author, now: da
     audit.record_all(session, audit_entries(plan, by.actor, now))
     _consequences(session, plan, by.actor, now)
     return Outcome(plan, saved=True)
+
+
+def _apply_to_study(
+    session: Session, study: Study, change: StudyChange, by: Author, now: datetime
+) -> Outcome:
+    """The database freeze, lock or release: authorised study-wide (a data manager of one
+    site cannot lock the others'), planned, persisted and audited like a subject's change."""
+    if by.importing or by.access.site_ids(Permission.LOCK_DATA) is not None:
+        raise AccessDenied("only a study-wide data manager freezes or locks the study")
+    study_id = study.id
+    if isinstance(change, StudyLockSet):
+        name = by.actor.user.full_name if by.actor.user else by.actor.username
+        lock_plan = plan_study_lock(session, study_id, change, name)
+    else:
+        lock_plan = plan_study_release(session, study_id, change)
+    user_id = by.actor.user.id if by.actor.user else None
+    persist.write_locks(session, [lock_plan], user_id=user_id, now=now)
+    audit.record_all(session, [study_lock_entry(study_id, lock_plan, by.actor, now)])
+    return Outcome(Plan(None, locks=[lock_plan]), saved=True)
 
 
 def run_subject_checks(
@@ -185,7 +211,7 @@ def run_subject_checks(
 # -- 1. authorise -----------------------------------------------------------------------------
 
 
-def _authorise(session: Session, study: Study, change: Change, by: Author) -> Subject | None:
+def _authorise(session: Session, study: Study, change: SubjectChange, by: Author) -> Subject | None:
     """The subject the change is for (None for a new subject), once the user may make it."""
     if isinstance(change, NewSubject):
         site = session.get(Site, change.site_id)
@@ -229,7 +255,7 @@ def _permission(by: Author, permission: Permission) -> Permission:
 # -- 2. load and version-check ----------------------------------------------------------------
 
 
-def _load(session: Session, study: Study, subject: Subject | None, change: Change) -> Loaded:
+def _load(session: Session, study: Study, subject: Subject | None, change: SubjectChange) -> Loaded:
     match change:
         case NewSubject():
             return Loaded(site=session.get(Site, change.site_id))
@@ -262,13 +288,16 @@ def _load(session: Session, study: Study, subject: Subject | None, change: Chang
 
 
 def _guard(
-    session: Session, study: Study, subject: Subject | None, change: Change, loaded: Loaded
+    session: Session, study: Study, subject: Subject | None, change: SubjectChange, loaded: Loaded
 ) -> list[DataLock]:
     """Refuse a target the casebook does not offer (a form only where the schedule has it and
     in a repeat the casebook shows, `reads.scheduled_form`) and a change to frozen or locked
     data (a freeze lets queries go on, a lock stops them too). Signatures will refuse here.
     Returns the subject's freezes and locks, for `_guard_dependants`."""
-    if subject is None:
+    if subject is None:  # a new subject: refused while the study is frozen or locked
+        refused = refusal(study_locks(session, study.id), LockPlace())
+        if refused is not None:
+            raise refused
         return []
     if isinstance(change, FormValues | FormNotDone):
         reads.scheduled_form(session, study, subject, change.ref)
@@ -317,7 +346,7 @@ def _evaluate(
     session: Session,
     study: Study,
     subject: Subject | None,
-    change: Change,
+    change: SubjectChange,
     loaded: Loaded,
     now: datetime,
     by: Author,

@@ -1,5 +1,7 @@
-"""The data manager's freeze, lock and release, posted from the casebook and the form page;
-each goes through the write path (`app.crf.write.apply`), which checks the permission."""
+"""The data manager's freeze, lock and release, posted from the casebook and the form page,
+and the database lock page (`/locks`: the study's freeze or lock, and every freeze and lock
+in force). Each goes through the write path (`app.crf.write.apply`), which checks the
+permission."""
 
 from __future__ import annotations
 
@@ -8,13 +10,23 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import col, select
 
 from app import audit
 from app.access import Access, Permission
 from app.crf import write
-from app.crf.changes import Change, DataLockRelease, DataLockSet, Refused
+from app.crf.changes import (
+    Change,
+    DataLockRelease,
+    DataLockSet,
+    NotFound,
+    Refused,
+    StudyLockRelease,
+    StudyLockSet,
+)
 from app.db import unit_of_work
-from app.models import LockLevel, utcnow
+from app.models import DataLock, LockLevel, Subject, utcnow
+from app.review.study_lock import open_query_count, study_locks
 from app.study.loader import Study
 from app.web.deps import SessionDep, StudyDep, requires
 from app.web.pages import render
@@ -35,10 +47,59 @@ def _apply(
         with unit_of_work(session):
             author = write.Author(access, audit.Actor(access.user))
             write.apply(session, study, change, by=author, now=utcnow())
-    except Refused as refused:
+    except (Refused, NotFound) as refused:
         context = {"title": "Nothing changed", "message": str(refused), "access": access}
         return render(request, "message.html", context, 409)
     return RedirectResponse(back + "#locks-title", status_code=303)
+
+
+@router.get("/locks")
+def locks_page(
+    request: Request, session: SessionDep, study: StudyDep, access: LockerDep
+) -> Response:
+    """The study's freeze or lock with its controls, and the subjects' freezes and locks."""
+    in_force = session.exec(
+        select(DataLock, Subject)
+        .join(Subject, col(Subject.id) == col(DataLock.subject_id))
+        .where(col(DataLock.study_id) == study.id, col(DataLock.released_at).is_(None))
+        .order_by(col(Subject.subject_key), col(DataLock.set_at))
+    ).all()
+    context = {
+        "access": access,
+        "study_locks": study_locks(session, study.id),
+        "subject_locks": in_force,
+        "open_queries": open_query_count(session, study.id),
+        "study_wide": access.site_ids(Permission.LOCK_DATA) is None,
+    }
+    return render(request, "locks.html", context)
+
+
+@router.post("/locks")
+def set_study_lock(
+    request: Request,
+    session: SessionDep,
+    study: StudyDep,
+    access: LockerDep,
+    level: Annotated[LockLevel, Form()],
+    reason: Reason = "",
+    confirm_open_queries: Annotated[bool, Form()] = False,
+) -> Response:
+    """Freeze or lock the whole study (a lock with open queries needs confirming)."""
+    change = StudyLockSet(level, reason.strip() or None, confirm_open_queries)
+    return _apply(request, session, study, access, change, "/locks")
+
+
+@router.post("/locks/{lock_id}/release")
+def release_study_lock(
+    request: Request,
+    session: SessionDep,
+    study: StudyDep,
+    access: LockerDep,
+    lock_id: Annotated[int, PathParam(ge=1, le=2**62)],
+    reason: Reason = "",
+) -> Response:
+    change = StudyLockRelease(lock_id, reason)
+    return _apply(request, session, study, access, change, "/locks")
 
 
 @router.post("/subjects/{subject_id}/locks")
