@@ -61,6 +61,7 @@ class AuditAction(StrEnum):
     IMPORT_REQUESTED = "import_requested"
     IMPORT = "import"
     IMPORT_FAILED = "import_failed"
+    CHECK_RUN = "check_run"
 
 
 ITEM_ACTIONS = (AuditAction.ITEM_INSERT, AuditAction.ITEM_UPDATE, AuditAction.ITEM_REMOVE)

@@ -45,30 +45,10 @@ INTERRUPTED = (
 
 
 @dataclass(frozen=True)
-class ImportJobView:
-    """A job as pages show it: use `state` and `message`, not the job's own, which an
-    interrupted job has not had written yet."""
+class ImportJobView(jobs.JobView[ImportJob]):
+    """An import job as pages show it, with its report once done."""
 
-    job: ImportJob
-    requested_by: str
-    interrupted: bool
-
-    @property
-    def state(self) -> str:
-        return JobState.FAILED if self.interrupted else self.job.state
-
-    @property
-    def busy(self) -> bool:
-        return self.state in (JobState.QUEUED, JobState.RUNNING)
-
-    @property
-    def message(self) -> str | None:
-        return INTERRUPTED if self.interrupted else self.job.message
-
-    @property
-    def percent(self) -> int:
-        total = self.job.progress_total
-        return min(100, int(100 * self.job.progress_done / total)) if total else 0
+    interrupted_message = INTERRUPTED
 
     @property
     def report(self) -> ImportReport | None:

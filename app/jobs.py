@@ -1,4 +1,4 @@
-"""What export and import jobs share: claiming a queued job, the heartbeat that shows its
+"""What export, import and check-run jobs share: claiming a queued job, the heartbeat that shows its
 process is alive, and finding the jobs whose process stopped.
 
 A job is a row of a job table (`ExportJob`, `ImportJob`) with `state`, `worker`,
@@ -14,21 +14,54 @@ import logging
 import os
 import socket
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import ClassVar, Generic, TypeVar
 
 from sqlalchemy import Engine, or_, update
 from sqlmodel import Session, col
 
-from app.models import ExportJob, ImportJob, JobState, utcnow
+from app.models import CheckRunJob, ExportJob, ImportJob, JobState, utcnow
 
 logger = logging.getLogger(__name__)
 
-JobTable = type[ExportJob] | type[ImportJob]
+JobTable = type[ExportJob] | type[ImportJob] | type[CheckRunJob]
 HEARTBEAT_SECONDS = 2.0
 STALE_AFTER = timedelta(seconds=60)
 """A running job whose heartbeat is older than this has lost its process."""
 INTERRUPTED = "Interrupted: the server process running it stopped. Start it again."
 STOPPED = "Interrupted: the server was stopped while it ran. Start it again."
+
+
+Job = TypeVar("Job", ImportJob, CheckRunJob)
+
+
+@dataclass(frozen=True)
+class JobView(Generic[Job]):
+    """A job as pages show it: use `state` and `message`, not the job's own, which an
+    interrupted job has not had written yet (`interrupted_message` says what it left)."""
+
+    interrupted_message: ClassVar[str] = INTERRUPTED
+    job: Job
+    requested_by: str
+    interrupted: bool
+
+    @property
+    def state(self) -> str:
+        return JobState.FAILED if self.interrupted else self.job.state
+
+    @property
+    def busy(self) -> bool:
+        return self.state in (JobState.QUEUED, JobState.RUNNING)
+
+    @property
+    def message(self) -> str | None:
+        return self.interrupted_message if self.interrupted else self.job.message
+
+    @property
+    def percent(self) -> int:
+        total = self.job.progress_total
+        return min(100, int(100 * self.job.progress_done / total)) if total else 0
 
 
 def this_worker() -> str:
@@ -87,7 +120,7 @@ class Heartbeat(threading.Thread):
         self.join()
 
 
-def is_interrupted(job: ExportJob | ImportJob, now: datetime) -> bool:
+def is_interrupted(job: ExportJob | ImportJob | CheckRunJob, now: datetime) -> bool:
     """Whether the job's process stopped: running without a recent heartbeat, or queued for
     longer than that without being claimed."""
     stale = now - STALE_AFTER

@@ -22,6 +22,7 @@ from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import export_jobs, import_jobs, logs
+from app.checks import run_jobs
 from app.config import Settings, get_settings
 from app.db import make_engine, pending_migrations, transaction_capacity
 from app.models import utcnow
@@ -30,6 +31,7 @@ from app.study.loader import Study
 from app.web import (
     admin_pages,
     api,
+    check_pages,
     docs,
     exports,
     health,
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
         with Session(engine) as session:
             export_jobs.fail_interrupted(session)
             import_jobs.fail_interrupted(session)
+            run_jobs.fail_interrupted(session)
         # What startup built (the study definition, the routes, compiled templates: about
         # 200,000 objects) lives as long as the server: leave it out of the garbage collector's
         # full passes, which took 130 ms each and showed as the slowest requests.
@@ -96,6 +99,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
         with Session(engine) as session:
             export_jobs.fail_own_running(session)
             import_jobs.fail_own_running(session)
+            run_jobs.fail_own_running(session)
         engine.dispose()
 
     app = FastAPI(
@@ -117,6 +121,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     app.include_router(import_pages.router)
     app.include_router(query_pages.router)
     app.include_router(lock_pages.router)
+    app.include_router(check_pages.router)
     app.include_router(query_api.router)
     protected = tracing.trace_requests(
         limit_body_size(

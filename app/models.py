@@ -483,6 +483,31 @@ class ImportJob(SQLModel, table=True):
     worker: str | None = Field(default=None, max_length=100, description="host:pid running it")
 
 
+class CheckRunJob(SQLModel, table=True):
+    """A batch run of the edit checks asked for on the checks page, and its progress (kept in
+    the database, like `ImportJob`, so that any server process can report on it). The result
+    is the run's summary as JSON (`app.checks.batch.BatchReport.summary`)."""
+
+    __tablename__ = "check_run_job"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    site_number: str | None = Field(default=None, max_length=20)
+    subject_key: str | None = Field(default=None, max_length=40)
+    dry_run: bool = False
+    state: str = Field(default=JobState.QUEUED, max_length=20, index=True)
+    progress_done: int = 0
+    progress_total: int = 0
+    message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    report: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    requested_by_id: int = Field(foreign_key="user_account.id", index=True)
+    requested_at: datetime = timestamp_field(default_factory=utcnow)
+    started_at: datetime | None = timestamp_field(default=None, nullable=True)
+    finished_at: datetime | None = timestamp_field(default=None, nullable=True)
+    heartbeat_at: datetime | None = timestamp_field(default=None, nullable=True)
+    worker: str | None = Field(default=None, max_length=100, description="host:pid running it")
+
+
 class ImportChunk(SQLModel, table=True):
     """A piece of an import job's uploaded file, stored in order, so that any server process
     can run the job."""

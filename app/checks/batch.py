@@ -37,6 +37,15 @@ class BatchReport:
     resolve, close."""
     dry_run: bool = False
 
+    def summary(self) -> dict[str, Any]:
+        """What the checks page shows of a run: `as_json` with the findings counted per
+        check instead of listed (the list is in the queries the run opened)."""
+        by_check = Counter(finding["check"] for finding in self.findings)
+        return {
+            **{key: value for key, value in self.as_json().items() if key != "findings"},
+            "findings": len(self.findings), "by_check": dict(sorted(by_check.items())),
+        }  # fmt: skip
+
     def as_json(self) -> dict[str, Any]:
         return {
             "checks": self.checks, "subjects": self.subjects, "seconds": round(self.seconds, 2),
@@ -60,7 +69,7 @@ def run_batch(
     started = time.perf_counter()
     report = BatchReport(checks=len(compiled_checks(study)), dry_run=dry_run)
     with Session(engine) as session:
-        ids = _subject_ids(session, study, site_number, subject_key)
+        ids = subject_ids(session, study, site_number, subject_key)
     for done, subject_id in enumerate(ids, start=1):
         with Session(engine, expire_on_commit=False) as session, unit_of_work(session):
             subject = session.get(Subject, subject_id)
@@ -77,7 +86,7 @@ def run_batch(
     return report
 
 
-def _subject_ids(
+def subject_ids(
     session: Session, study: Study, site_number: str | None, subject_key: str | None
 ) -> list[int]:
     statement = select(Subject.id).where(Subject.study_id == study.id)
