@@ -1,0 +1,109 @@
+"""Issue 9 acceptance in headless Chromium: a coordinator saves a CRS episode whose
+investigator grade differs from the derived one; a query opens next to the item; the
+coordinator answers it and corrects the grade, and the system resolves and closes it; the data
+manager freezes then locks the subject, and the coordinator's edit is refused on the page and
+through the API; the data manager releases it with a reason. Screenshots: test-artifacts/."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from app.study.loader import Study
+from app.study.model import ItemDef, ItemGroupDef
+from tests import factories
+from tests.browser.fill import add_rows, fill_form, settle
+from tests.browser.test_browser_walkthrough import login
+from tests.conftest import ARTIFACTS, LiveServer
+
+pytestmark = pytest.mark.browser
+
+CRS_ROWS = {
+    "FEVERYN": "Y", "ANTIPYR_ANTICYT": "N", "HYPOTYN": "Y", "VASOPRESSIN": "N",
+    "O2DEV": "LOW-FLOW NASAL CANNULA", "O2FLOW": "3", "TMAX": "39.2", "CRSDTHYN": "N",
+}  # fmt: skip
+
+
+def crs_with_grade(grade: str) -> object:
+    def choose(_group: ItemGroupDef, repeat: int, item: ItemDef) -> str | None:
+        if item.name == "VASONUM":
+            return "0" if repeat == 1 else "1"  # the derived grade is 3
+        return grade if item.name == "CRSGRINV" else CRS_ROWS.get(item.name)
+
+    return choose
+
+
+def casebook_lock(page: Page, level: str, reason: str) -> None:
+    panel = page.locator("section.locks-panel")
+    panel.get_by_label("Reason", exact=True).fill(reason)
+    panel.get_by_role("button", name=f"{level} the casebook").click()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_query_from_a_check_to_a_locked_casebook(
+    browser: Browser, live_server: LiveServer, demo_engine: Engine, zm001: Study
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = factories.register(session, zm001)
+        token = factories.api_token(session, "coordinator")
+    casebook = f"{live_server.url}/subjects/{subject.id}"
+
+    site = login(browser, live_server, "coordinator")
+    site.goto(casebook)
+    site.get_by_role("link", name="New: Cytokine Release Syndrome Episode").click()
+    add_rows(site, "Assessments (daily or per assessment, worst values in the interval)", 2)
+    fill_form(site, zm001, "F.CRS", "2026-04-11", crs_with_grade("2"))  # type: ignore[arg-type]
+    expect(site.locator("output#f-IG_CRS-1-CRSGRDER")).to_have_text("3")
+    site.get_by_role("button", name="Save and mark complete", exact=True).click()
+    expect(site.locator("p.notice")).to_have_text("Saved.")
+    badge = site.locator("a.query-badge", has_text="EC051")
+    expect(badge).to_have_text(re.compile(r"Query open \(EC051\)"))
+    form_url = site.url.split("#")[0]
+    site.screenshot(path=str(ARTIFACTS / "form-with-query.png"), full_page=True)
+
+    query = site.locator("article.query", has_text="check EC051")
+    query.get_by_label("Answer").fill("Grade 2 was a transcription error; corrected to 3.")
+    query.get_by_role("button", name="Answer query").click()
+    expect(query.locator(".query-state")).to_have_text("answered")
+    site.locator("#f-IG_CRS-1-CRSGRINV").fill("3")
+    settle(site)
+    site.get_by_label("Reason for change").fill("Query EC051: grade corrected")
+    site.get_by_role("button", name="Save and mark complete", exact=True).click()
+    expect(site.locator("p.notice")).to_have_text("Saved.")
+    # Answered with text: a person closes it (InForm's rule); the data now agree.
+    expect(query.locator(".query-state")).to_have_text("resolved")
+
+    manager = login(browser, live_server, "datamanager")
+    manager.goto(live_server.url + "/queries")
+    manager.screenshot(path=str(ARTIFACTS / "query-list.png"), full_page=True)
+    manager.goto(form_url)
+    reviewed = manager.locator("article.query", has_text="check EC051")
+    reviewed.get_by_role("button", name="Close query").click()
+    expect(reviewed.locator(".query-state")).to_have_text("closed")
+
+    manager.goto(casebook)
+    casebook_lock(manager, "Freeze", "monitoring visit")
+    expect(manager.locator(".lock.level-freeze")).to_contain_text("Frozen")
+    casebook_lock(manager, "Lock", "interim lock")
+    expect(manager.locator(".lock.level-lock")).to_contain_text("Locked")
+
+    site.goto(form_url)  # the page offers no edit, and says why
+    expect(site.locator("#f-IG_CRS-1-CRSGRINV")).to_be_disabled()
+    expect(site.locator("section.locks-panel")).to_contain_text("Locked: the casebook by Liu Yang")
+    api = httpx.put(
+        f"{live_server.url}/api/v1/studies/ZM001{form_url.removeprefix(live_server.url)}",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"version": 2, "values": {"IG.CRS": {"1": {"CRSGRINV": "2"}}}, "reason": "try"},
+    )
+    assert api.status_code == 422 and "locked by Liu Yang" in api.json()["detail"]
+
+    manager.goto(casebook)
+    for lock in manager.locator(".lock").all()[::-1]:
+        lock.get_by_label("Reason for releasing").fill("lock set in error")
+        lock.get_by_role("button", name="Release").click()
+    expect(manager.locator(".lock")).to_have_count(0)
