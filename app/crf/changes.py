@@ -176,9 +176,30 @@ class DataLockRelease:
     reason: str | None
 
 
+@dataclass(frozen=True)
+class VerifyForm:
+    """A monitor verifies a complete form against the source: what the study's SDV plan asks
+    of it (the whole form, or each listed item not verified yet). `base_version` is the form
+    data version the monitor saw: a form saved since is refused."""
+
+    subject_id: int
+    ref: FormRef
+    base_version: int
+
+
+@dataclass(frozen=True)
+class WithdrawVerification:
+    """A monitor withdraws the form's verifications (given by mistake), with the reason."""
+
+    subject_id: int
+    ref: FormRef
+    reason: str | None
+
+
 Change = (
     NewSubject | FormValues | FormNotDone | VisitDate | SubjectStatus | ImportedStatus
-    | QueryOpen | QueryChange | DataLockSet | DataLockRelease
+    | QueryOpen | QueryChange | DataLockSet | DataLockRelease | VerifyForm
+    | WithdrawVerification
 )  # fmt: skip
 
 
