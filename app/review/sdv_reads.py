@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from app.access import Access, Permission
 from app.crf.changes import FormRef
-from app.models import FormData, FormStatus, Site, SourceVerification, StudyEventData, Subject
+from app.models import FormData, FormStatus, Site, SourceVerification, StudyEventData, Subject, pk
 from app.review.verification import form_requirement, item_oids
 from app.study.loader import Study, all_items
 from app.study.sdv_plan import Requirement, requirement
@@ -224,7 +224,7 @@ def casebook_sdv(
     """(event OID, repeat, form OID, repeat) -> state, for each of the subject's complete
     forms the plan asks to verify (the casebook's marks)."""
     marks: dict[tuple[str, int, str, int], SdvState] = {}
-    for site in sdv_by_site(session, study, {subject.site_id}, {subject.id or 0}):
+    for site in sdv_by_site(session, study, {subject.site_id}, {pk(subject)}):
         for entry in (*site.due, *site.verified, *site.dropped):
             ref = entry.ref
             marks[(ref.event_oid, ref.event_repeat, ref.form_oid, ref.form_repeat)] = (
