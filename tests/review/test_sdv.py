@@ -7,6 +7,8 @@ lists only the monitor's sites."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -197,3 +199,19 @@ def test_the_monitor_verifies_on_the_form_page_and_sees_drops_on_the_sdv_page(
         other + "/verify", data={"csrftoken": csrf_token(monitor, form), "version": "1"}
     )
     assert refused.status_code == 404
+
+
+def test_a_value_recalculated_from_another_form_drops_that_forms_verification(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    assert zm001.sdv is not None
+    whole = replace(zm001, sdv=zm001.sdv.model_copy(update={"items": {}}))  # DM verified whole
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = factories.register(session, whole)
+        consent(session, whole, subject)
+        rows = {"IG.DM": {1: DEMOGRAPHICS}}
+        assert factories.save(session, whole, subject, "F.DM", rows, complete=True).saved
+        verify(session, whole, subject, DM)
+        consent(session, whole, subject, ICDAT="2025-01-04")  # a year earlier: AGE changes
+        dm = form_sdv(session, whole, subject, DM, "complete")
+        assert dm.state == SdvState.DROPPED and [d.items for d in dm.dropped] == [("Age at consent",)]
