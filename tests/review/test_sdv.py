@@ -214,4 +214,6 @@ def test_a_value_recalculated_from_another_form_drops_that_forms_verification(
         verify(session, whole, subject, DM)
         consent(session, whole, subject, ICDAT="2025-01-04")  # a year earlier: AGE changes
         dm = form_sdv(session, whole, subject, DM, "complete")
-        assert dm.state == SdvState.DROPPED and [d.items for d in dm.dropped] == [("Age at consent",)]
+        assert dm.state == SdvState.DROPPED and [d.items for d in dm.dropped] == [
+            ("Age at consent",)
+        ]
