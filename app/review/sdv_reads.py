@@ -133,6 +133,8 @@ class SdvEntry:
     subject: Subject
     site: Site
     ref: FormRef
+    visit: str
+    """The visit's name ("Logs" for log forms)."""
     title: str
     sdv: FormSdv
 
@@ -199,9 +201,10 @@ def sdv_by_site(
         key = (subject_id, event_oid, event_repeat, form_oid, form_repeat)
         state = form_state(study, form_oid, needed, FormStatus.COMPLETE, rows.get(key, ()))
         site = sites[subject.site_id]
+        visit = study.visit(event_oid)
         entry = SdvEntry(
             subject, site.site, FormRef(event_oid, event_repeat, form_oid, form_repeat),
-            study.forms[form_oid].title, state,
+            visit.name if visit else "Logs", study.forms[form_oid].title, state,
         )  # fmt: skip
         getattr(site, state.state.value).append(entry)
     return list(sites.values())

@@ -68,7 +68,12 @@ def requirement(
     if form_oid in plan.every_subject:
         why = "verified for every subject"
     elif site_rank <= plan.first_subjects_per_site:
-        why = f"one of the site's first {plan.first_subjects_per_site} subjects"
+        first = plan.first_subjects_per_site
+        why = (
+            "the site's first subject"
+            if first == 1
+            else f"one of the site's first {first} subjects"
+        )
     elif in_sample(study_oid, subject_key, plan.sample_percent):
         why = f"subject in the {plan.sample_percent:g} % sample"
     else:
