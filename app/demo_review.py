@@ -1,7 +1,8 @@
 """The data-cleaning state the demo leaves: what a monitor and a data manager would find in a
 study under way. The edit checks have opened system queries while the demo entered its data;
 here a monitor raises a few queries by hand, the site answers some, the data manager closes
-one, and one subject's casebook is frozen. Every step goes through the write path as the
+one, the monitor verifies forms against the source (and the site's later correction of one
+drops its verification), and one subject's casebook is frozen. Every step goes through the write path as the
 person who would take it."""
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from app.crf.changes import (
     QueryChange,
     QueryOpen,
     QueryTarget,
+    VerifyForm,
 )
 from app.db import unit_of_work
 from app.models import Query, QueryState, Site, Subject, UserAccount, pk
+from app.review.sdv_reads import sdv_by_site
 from app.study.loader import LOG_EVENT_OID, Study
 
 MANUAL_QUERIES = (
@@ -76,6 +79,7 @@ def leave_cleaning_state(session: Session, study: Study, now: datetime) -> None:
         apply(QueryChange(system.subject_id, pk(system), system.version, QueryAction.ANSWER,
                           "Value confirmed with the laboratory report."), "coordinator")  # fmt: skip
     _grade_queries(session, study, subjects, apply)
+    _verify_sources(session, study, subjects, apply)
     frozen = subjects[3]
     apply(DataLockSet(pk(frozen), "freeze", "Frozen for the interim safety review."), "datamanager")
 
@@ -110,6 +114,36 @@ def _grade_queries(
         elif index == 2:
             apply(QueryChange(pk(subject), pk(query), query.version, QueryAction.ANSWER,
                               "Grade kept: oxygen at night was not on the daily rows."), "coordinator")  # fmt: skip
+
+
+VERIFIED_PER_SUBJECT = 10
+"""Forms the demo monitor verifies of each of the site's first two subjects (enough to show,
+few enough to keep the demo fast)."""
+
+
+def _verify_sources(
+    session: Session, study: Study, subjects: Sequence[Subject],
+    apply: Callable[[Change, str], write.Outcome],
+) -> None:  # fmt: skip
+    """The monitor verifies complete forms the SDV plan asks of the site's first two
+    subjects; then the site adds the time of consent to the first one's verified consent
+    form, which drops that verification."""
+    if study.sdv is None:
+        return
+    (site,) = sdv_by_site(session, study, {subjects[0].site_id}, {pk(s) for s in subjects[:2]})
+    for subject in subjects[:2]:
+        due = [entry for entry in site.due if entry.subject.id == subject.id]
+        for entry in due[:VERIFIED_PER_SUBJECT]:
+            stored = reads.load_form(session, subject, study.forms[entry.ref.form_oid], entry.ref)
+            assert stored is not None
+            apply(VerifyForm(pk(subject), entry.ref, stored.form_data.version), "monitor")
+    first, ref = subjects[0], FormRef("SE.SCR", 1, "F.IC", 1)
+    stored = reads.load_form(session, first, study.forms["F.IC"], ref)
+    assert stored is not None
+    row = {**stored.rows["IG.IC"][1], "ICTIM": "09:30"}
+    reason = "Time of consent added from the signed ICF."
+    edit = FormEdit({"IG.IC": {1: row}}, stored.form_data.version, complete=True, reason=reason)
+    apply(FormValues(pk(first), ref, edit), "coordinator")
 
 
 def _author(session: Session, study: Study, username: str) -> write.Author:

@@ -40,6 +40,7 @@ from app.web import (
     pages,
     query_api,
     query_pages,
+    sdv_pages,
     tracing,
 )
 
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     app.include_router(query_pages.router)
     app.include_router(lock_pages.router)
     app.include_router(check_pages.router)
+    app.include_router(sdv_pages.router)
     app.include_router(query_api.router)
     protected = tracing.trace_requests(
         limit_body_size(

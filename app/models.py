@@ -319,7 +319,7 @@ class Query(SQLModel, table=True):
 
 class LockLevel(StrEnum):
     FREEZE = "freeze"
-    """No data changes; queries and verification go on."""
+    """No data changes; queries and source data verification go on."""
     LOCK = "lock"
     """Nothing changes."""
 
@@ -346,6 +346,41 @@ class DataLock(SQLModel, table=True):
     released_at: datetime | None = timestamp_field(default=None, nullable=True)
     released_by_id: int | None = Field(default=None, foreign_key="user_account.id")
     release_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class SourceVerification(SQLModel, table=True):
+    """A monitor's verification of a form instance against the source (SDV): the whole form
+    (`item_oid` None) or one item of it (per-item SDV, every row of the item's group), at the
+    form data version the monitor saw. It ends when a change to a verified value drops it
+    (`changed_items` names what changed, `changed_in_version` the form version that changed
+    it) or when a monitor withdraws it (`end_reason`); a new verification is a new row."""
+
+    __tablename__ = "source_verification"
+    __table_args__ = (Index("ix_source_verification_form", "subject_id", "event_oid", "form_oid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    subject_id: int = Field(foreign_key="subject.id")
+    event_oid: str = Field(max_length=60)
+    event_repeat: int = 1
+    form_oid: str = Field(max_length=60)
+    form_repeat: int = 1
+    item_oid: str | None = Field(default=None, max_length=60, description="per-item SDV")
+    form_version: int = Field(description="the form data version verified")
+    verified_at: datetime = timestamp_field(default_factory=utcnow)
+    verified_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    verified_by_name: str = Field(max_length=200, description="the monitor's printed name")
+    ended_at: datetime | None = timestamp_field(default=None, nullable=True)
+    ended_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    ended_by_name: str | None = Field(default=None, max_length=200)
+    end_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    changed_items: str | None = Field(
+        default=None, sa_column=Column(Text, nullable=True),
+        description="the items whose change dropped it (FORM.ITEM, comma-separated)",
+    )  # fmt: skip
+    changed_in_version: int | None = Field(
+        default=None, description="the form data version whose change dropped it"
+    )
 
 
 class AuditRecord(SQLModel, table=True):

@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from app.audit import ITEM_ACTIONS
 from app.demo import DEMO_ACCOUNTS, load_demo
-from app.models import AuditRecord, DataLock, ItemData, Query, Site, Subject
+from app.models import AuditRecord, DataLock, ItemData, Query, Site, SourceVerification, Subject
 from app.study.loader import Study
 
 
@@ -51,3 +51,8 @@ def test_demo_builds_a_study_in_progress_entered_like_real_data(
         assert {(True, "open"), (True, "answered"), (True, "closed")} <= queries
         assert {(False, "open"), (False, "answered"), (False, "closed")} <= queries
         assert session.exec(select(DataLock.level)).all() == ["freeze"]
+        # Source data verification: forms verified, and one verification dropped by a change.
+        verifications = session.exec(select(SourceVerification)).all()
+        assert sum(v.ended_at is None for v in verifications) >= 10
+        dropped = [v for v in verifications if v.changed_items]
+        assert [(v.form_oid, v.changed_items) for v in dropped] == [("F.IC", "IT.IC.ICTIM")]

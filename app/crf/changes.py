@@ -194,9 +194,30 @@ class StudyLockRelease:
     reason: str | None
 
 
+@dataclass(frozen=True)
+class VerifyForm:
+    """A monitor verifies a complete form against the source: what the study's SDV plan asks
+    of it (the whole form, or each listed item not verified yet). `base_version` is the form
+    data version the monitor saw: a form saved since is refused."""
+
+    subject_id: int
+    ref: FormRef
+    base_version: int
+
+
+@dataclass(frozen=True)
+class WithdrawVerification:
+    """A monitor withdraws the form's verifications (given by mistake), with the reason."""
+
+    subject_id: int
+    ref: FormRef
+    reason: str | None
+
+
 SubjectChange = (
     NewSubject | FormValues | FormNotDone | VisitDate | SubjectStatus | ImportedStatus
-    | QueryOpen | QueryChange | DataLockSet | DataLockRelease
+    | QueryOpen | QueryChange | DataLockSet | DataLockRelease | VerifyForm
+    | WithdrawVerification
 )  # fmt: skip
 """Changes to one subject's casebook (a new subject included)."""
 

@@ -1,6 +1,6 @@
 """The persist step of the write path: the only code that inserts, updates or deletes rows of
 the clinical tables (subject, study_event_data, form_data, item_group_data, item_data,
-status_alert, query, data_lock). `app.crf.write.apply` calls `persist` with a checked plan; a test instruments
+status_alert, query, data_lock, source_verification). `app.crf.write.apply` calls `persist` with a checked plan; a test instruments
 the database to prove that nothing else writes these tables.
 
 Nothing here commits or rolls back: a concurrent change that got there first raises
@@ -30,6 +30,7 @@ from app.models import (
 )
 from app.review.locks import LockPlan
 from app.review.system_queries import QueryPlan
+from app.review.verification import VerificationPlan
 
 
 def persist(session: Session, plan: Plan, *, user_id: int | None, now: datetime) -> Subject:
@@ -52,6 +53,7 @@ def persist(session: Session, plan: Plan, *, user_id: int | None, now: datetime)
             if query_plan.query.id is None:
                 query_plan.query.opened_by_id = user_id
         write_queries(session, plan.queries, now=now)
+    write_verifications(session, plan.verifications, user_id=user_id, now=now)
     return subject
 
 
@@ -306,5 +308,23 @@ def write_locks(
             lock.released_at, lock.released_by_id = now, user_id
             lock.release_reason = plan.release_reason
         session.add(lock)
+    if plans:
+        session.flush()
+
+
+def write_verifications(
+    session: Session, plans: list[VerificationPlan], *, user_id: int | None, now: datetime
+) -> None:
+    """Store the new source data verifications; end the others (withdrawn or dropped)."""
+    for plan in plans:
+        row, end = plan.row, plan.end
+        if end is None:
+            row.verified_at, row.verified_by_id = now, user_id
+        else:
+            row.ended_at, row.ended_by_id, row.ended_by_name = now, user_id, end.by_name
+            row.end_reason = end.reason
+            row.changed_items = ",".join(end.changed_items) or None
+            row.changed_in_version = end.changed_in_version
+        session.add(row)
     if plans:
         session.flush()

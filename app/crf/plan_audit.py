@@ -1,6 +1,6 @@
 """The audit step of the write path: one audit record per change a plan makes (values, form
 statuses, visit dates, subject status, new subjects, queries a person moves, freezes and
-locks), in the order a reader replays them."""
+locks, source data verifications), in the order a reader replays them."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from app.crf.plans import FormPlan, Plan
 from app.models import LockLevel, Subject, pk
 from app.review.locks import LockPlan
 from app.review.system_queries import query_audit_entries
+from app.review.verification import VerificationPlan
 
 
 def audit_entries(plan: Plan, actor: audit.Actor, now: datetime) -> list[dict[str, Any]]:
@@ -49,6 +50,7 @@ def audit_entries(plan: Plan, actor: audit.Actor, now: datetime) -> list[dict[st
         entries += _form_entries(subject, form, actor, now)
     entries += query_audit_entries(subject, plan.queries, actor, now, system=False)
     entries += [_lock_entry(subject, lock_plan, actor, now) for lock_plan in plan.locks]
+    entries += verification_audit_entries(subject, plan.verifications, actor, now)
     if plan.status is not None:
         status = plan.status
         entries.append(
@@ -95,6 +97,36 @@ def study_lock_entry(
 ) -> dict[str, Any]:
     """The audit record of the study's freeze, lock or release (no subject in its path)."""
     return _lock_entry(None, plan, actor, now, study_id=study_id)
+
+
+def verification_audit_entries(
+    subject: Subject, plans: list[VerificationPlan], actor: audit.Actor, now: datetime
+) -> list[dict[str, Any]]:
+    """A record per verification given, withdrawn (with the reason) or dropped (the items
+    that changed, in `details` with the verification's id)."""
+    entries = []
+    for plan in plans:
+        row, end = plan.row, plan.end
+        action = (
+            AuditAction.SDV_VERIFY if end is None
+            else AuditAction.SDV_DROP if end.changed_items
+            else AuditAction.SDV_WITHDRAW
+        )  # fmt: skip
+        details = f"verification {pk(row)}"
+        if end is not None and end.changed_items:
+            details += (
+                f"; changed: {', '.join(end.changed_items)} (form version {end.changed_in_version})"
+            )
+        entries.append(
+            audit.entry(
+                actor=actor, action=action,
+                path=audit.DataPath(subject, row.event_oid, row.event_repeat, row.form_oid, row.form_repeat, item_oid=row.item_oid),
+                old_value=None if end is None else "verified",
+                new_value="verified" if end is None else None,
+                reason=end.reason if end else None, details=details, at=now,
+            )
+        )  # fmt: skip
+    return entries
 
 
 def _form_entries(

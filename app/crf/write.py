@@ -10,8 +10,8 @@ comes from (pages, API, ODM import, demo, command line).
    forms re-derived, requirements of reached statuses checked again); errors refuse;
 5. persist (`app.crf.persist`, the only code that writes clinical tables);
 6. audit (`app.crf.plan_audit`): a record per change, old and new value, who, when and why;
-7. consequences: status alerts opened or closed; queries, verification and signatures will
-   react here.
+7. consequences: status alerts opened or closed, system queries moved, verifications of
+   changed values dropped (`app.review.verification`); signatures will react here.
 
 Plain functions, no ORM events. Nothing here commits or rolls back: the caller's unit of work
 (`app.db.unit_of_work`) does, so one user action, however many changes it makes, is stored
@@ -50,12 +50,14 @@ from app.crf.changes import (
     StudyLockSet,
     SubjectChange,
     SubjectStatus,
+    VerifyForm,
     VisitDate,
+    WithdrawVerification,
 )
 from app.crf.dependants import rederive
 from app.crf.engine import FormEvaluation
 from app.crf.form_changes import check_version, conflict_with, plan_not_done, plan_values
-from app.crf.plan_audit import audit_entries, study_lock_entry
+from app.crf.plan_audit import audit_entries, study_lock_entry, verification_audit_entries
 from app.crf.plans import FormPlan, Plan
 from app.crf.reads import StoredForm, SubjectValues
 from app.crf.status import PERMISSION_OF, transition_to
@@ -80,6 +82,7 @@ from app.review.locks import (
 from app.review.queries import load_query, plan_query_change, plan_query_open
 from app.review.study_lock import plan_study_lock, plan_study_release, study_locks
 from app.review.system_queries import QueryPlan, plan_system_queries, query_audit_entries
+from app.review.verification import plan_drops, plan_verify, plan_withdraw
 from app.study.loader import Study
 from app.study.model import FormDef, Transition
 
@@ -240,6 +243,8 @@ def _authorise(session: Session, study: Study, change: SubjectChange, by: Author
             permission = Permission.ANSWER_QUERIES
         case DataLockSet() | DataLockRelease():
             permission = Permission.LOCK_DATA
+        case VerifyForm() | WithdrawVerification():
+            permission = Permission.VERIFY_DATA
         case QueryOpen() | QueryChange():
             permission = Permission.MANAGE_QUERIES
         case _:
@@ -259,6 +264,11 @@ def _load(session: Session, study: Study, subject: Subject | None, change: Subje
     match change:
         case NewSubject():
             return Loaded(site=session.get(Site, change.site_id))
+        case VerifyForm() | WithdrawVerification():
+            assert subject is not None
+            scheduled = reads.scheduled_form(session, study, subject, change.ref)
+            stored = reads.load_form(session, subject, scheduled, change.ref)
+            return Loaded(form=scheduled, stored=stored)
         case FormValues() | FormNotDone():
             assert subject is not None
             form = study.forms.get(change.ref.form_oid)
@@ -292,7 +302,8 @@ def _guard(
 ) -> list[DataLock]:
     """Refuse a target the casebook does not offer (a form only where the schedule has it and
     in a repeat the casebook shows, `reads.scheduled_form`) and a change to frozen or locked
-    data (a freeze lets queries go on, a lock stops them too). Signatures will refuse here.
+    data (a freeze lets queries and verification go on, a lock stops them too). Signatures
+    will refuse here.
     Returns the subject's freezes and locks, for `_guard_dependants`."""
     if subject is None:  # a new subject: refused while the study is frozen or locked
         refused = refusal(study_locks(session, study.id), LockPlace())
@@ -323,6 +334,8 @@ def _guard(
                 query.event_oid, query.event_repeat, query.form_oid, query.form_repeat
             )
             refused = refusal(locks, place, queries_only=True)
+        case VerifyForm() | WithdrawVerification():
+            refused = refusal(locks, LockPlace.of(change.ref), queries_only=True)
     if refused is not None:
         raise refused
     return locks
@@ -379,7 +392,7 @@ def _evaluate(
                 change.event_oid, change.event_repeat, change.form_oid, change.form_repeat
             )
             level = LockLevel(change.level)
-            name = by.actor.user.full_name if by.actor.user else by.actor.username
+            name = _printed_name(by.actor)
             return Plan(
                 subject, locks=[plan_lock(locks, subject, place, level, change.reason, name)]
             )
@@ -387,9 +400,23 @@ def _evaluate(
             return Plan(
                 subject, locks=[plan_release(session, subject, change.lock_id, change.reason)]
             )
+        case VerifyForm():
+            verify = plan_verify(
+                session, study, subject, change.ref, loaded.stored, change.base_version,
+                _printed_name(by.actor),
+            )  # fmt: skip
+            return Plan(subject, verifications=verify)
+        case WithdrawVerification():
+            name = _printed_name(by.actor)
+            withdraw = plan_withdraw(session, subject, change.ref, change.reason, name)
+            return Plan(subject, verifications=withdraw)
         case FormValues() | FormNotDone():
             assert loaded.form is not None
             return _evaluate_form(session, study, subject, change, loaded.form, loaded.stored, now)
+
+
+def _printed_name(actor: audit.Actor) -> str:
+    return actor.user.full_name if actor.user else actor.username
 
 
 def _evaluate_form(
@@ -434,18 +461,22 @@ def _evaluate_form(
 
 def _consequences(session: Session, plan: Plan, actor: audit.Actor, now: datetime) -> None:
     """React to what was stored: status alerts opened or closed (decided with the plan, which
-    holds the values before and after the change) and system queries opened, re-opened,
-    resolved or closed by the edit checks the change fed, each audited. Verification and
-    signatures will react here."""
+    holds the values before and after the change), system queries opened, re-opened,
+    resolved or closed by the edit checks the change fed, and verifications of the values it
+    changed dropped, each audited. Signatures will react here."""
     subject = plan.subject
     assert subject is not None
+    user_id = actor.user.id if actor.user else None
+    drops = plan_drops(session, plan, _printed_name(actor))
+    if drops:
+        persist.write_verifications(session, drops, user_id=user_id, now=now)
+        audit.record_all(session, verification_audit_entries(subject, drops, actor, now))
     if plan.check_results:
         queries = plan_system_queries(session, subject.study_id, pk(subject), plan.check_results)
         persist.write_queries(session, queries, now=now)
         audit.record_all(session, query_audit_entries(subject, queries, actor, now))
     if not plan.alerts:
         return
-    user_id = actor.user.id if actor.user else None
     persist.write_alerts(session, subject, plan.alerts, user_id=user_id, now=now)
     audit.record_all(
         session,

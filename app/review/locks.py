@@ -77,7 +77,8 @@ def refusal(
     locks: list[DataLock], place: LockPlace, *, queries_only: bool = False
 ) -> DataLocked | None:
     """Why a change at `place` is refused, or None: any freeze or lock covering it refuses a
-    data change; only a lock refuses a change to queries (`queries_only`)."""
+    data change; only a lock refuses a change to review data, queries and source data
+    verification (`queries_only`)."""
     for lock in sorted(locks, key=lambda lock: lock.level != LockLevel.LOCK):
         if covers(lock, place) and (not queries_only or lock.level == LockLevel.LOCK):
             return DataLocked(describe(lock))

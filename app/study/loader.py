@@ -7,6 +7,8 @@ Folder layout (documented in `forms/README.md`):
     codelists/*.yaml    CodeListFile
     units/*.yaml        UnitFile
     ecrf/*.yaml         one FormDef per file
+    checks/*.yaml       CheckFile (edit checks)
+    sdv.yaml            SdvPlan (optional: the source data verification plan)
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from app.study.model import (
 )
 from app.study.problems import Problem, SourceFile, StudyDefinitionError
 from app.study.retired import RetiredDefinitions
+from app.study.sdv_plan import SdvPlan
 from app.study.validation import follows_from, salvage, validation_problems
 
 try:  # libyaml's parser, in PyYAML's wheels: about ten times faster than the pure-Python one
@@ -76,6 +79,10 @@ class Study:
     check_files: tuple[str, ...] = field(default=(), repr=False)
     """The display name of the file each check of `checks` was read from."""
     retired: RetiredDefinitions = field(default_factory=RetiredDefinitions, repr=False)
+    sdv: SdvPlan | None = None
+    """The source data verification plan (`sdv.yaml`); None when the study has none. It is
+    the monitoring plan, not the eCRF: it is no part of `content`, so changing it releases
+    no new definition version."""
     """Items, item groups and forms that earlier released versions had and this one removed:
     their stored values are kept, shown and exported (`app.studies.bind`)."""
 
@@ -239,6 +246,7 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
         for check in check_file.checks if check_file else ():
             checks.append(check)
             check_files.append(_display(path, directory))
+    sdv = read(directory / "sdv.yaml", SdvPlan) if (directory / "sdv.yaml").is_file() else None
     if not forms and not problems:
         problems.append(Problem(f"{directory.name}/ecrf", None, "", "holds no form definitions"))
 
@@ -255,6 +263,7 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
         form_files=form_files,
         checks=tuple(checks),
         check_files=tuple(check_files),
+        sdv=sdv,
     )
     return study, problems, left_out
 

@@ -21,6 +21,7 @@ MENU = (
     MenuLink("Queries", "/queries", Permission.VIEW_SUBJECTS),
     MenuLink("Checks", "/checks", Permission.RUN_CHECKS),
     MenuLink("Locks", "/locks", Permission.LOCK_DATA),
+    MenuLink("Verification", "/sdv", Permission.VERIFY_DATA),
     MenuLink("Administration", "/admin", Permission.ADMINISTER),
     MenuLink("Exports", "/exports", Permission.EXPORT),
     MenuLink("Import", "/admin/import", Permission.IMPORT),

@@ -42,6 +42,7 @@ from app.db import unit_of_work
 from app.models import Site, Subject, pk, utcnow
 from app.review.locks import LockPlace, active_locks, covers
 from app.review.query_reads import open_counts_by_form, open_counts_by_subject
+from app.review.sdv_reads import casebook_sdv, form_sdv, sees_verification
 from app.studies import StudyRegistry
 from app.study.loader import Study, find_item
 from app.study.model import FormDef, ItemDef
@@ -350,6 +351,9 @@ def _casebook(
         "open_queries": open_counts_by_form(session, subject),
         "locks": active_locks(session, subject),
         "can_lock": access.can(Permission.LOCK_DATA, subject.site_id),
+        "sdv_marks": casebook_sdv(session, study, subject)
+        if sees_verification(access, subject.site_id)
+        else {},
     }
     return render(request, "casebook.html", context, status)
 
@@ -583,6 +587,10 @@ def render_form(
         "lock_place": LockPlace.of(page.ref),
         "locks_here": locks_here,
         "can_lock": page.access.can(Permission.LOCK_DATA, page.subject.site_id),
+        "can_verify": page.access.can(Permission.VERIFY_DATA, page.subject.site_id),
+        "sdv": form_sdv(page.session, page.study, page.subject, page.ref, saved_status)
+        if page.access.can(Permission.VERIFY_DATA, page.subject.site_id)
+        else None,
         **form_query_context(page.session, page.access, page.subject, page.form, page.ref),
     }
     template = "_form_body.html" if request.headers.get("hx-request") else "form.html"
