@@ -30,6 +30,7 @@ from app.study.loader import Study
 from app.web import (
     admin_pages,
     api,
+    dashboard_pages,
     docs,
     exports,
     health,
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     app.include_router(import_pages.router)
     app.include_router(query_pages.router)
     app.include_router(lock_pages.router)
+    app.include_router(dashboard_pages.router)
     app.include_router(query_api.router)
     protected = tracing.trace_requests(
         limit_body_size(

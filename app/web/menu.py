@@ -19,6 +19,7 @@ class MenuLink:
 MENU = (
     MenuLink("Subjects", "/subjects", Permission.VIEW_SUBJECTS),
     MenuLink("Queries", "/queries", Permission.VIEW_SUBJECTS),
+    MenuLink("Dashboard", "/dashboard", Permission.VIEW_SUBJECTS),
     MenuLink("Administration", "/admin", Permission.ADMINISTER),
     MenuLink("Exports", "/exports", Permission.EXPORT),
     MenuLink("Import", "/admin/import", Permission.IMPORT),
