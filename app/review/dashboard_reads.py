@@ -30,7 +30,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, sel
 from sqlmodel import Session, col
 
 from app.access import Access, Permission
-from app.crf.casebook import VisitEntry, build_casebook
+from app.crf.casebook import VisitEntry, timed_visits
 from app.models import (
     DataLock,
     FormData,
@@ -42,6 +42,7 @@ from app.models import (
     Site,
     StudyEventData,
     Subject,
+    pk,
 )
 from app.review.query_ages import AGE_BANDS, in_band
 from app.review.query_reads import OPEN_STATES
@@ -311,18 +312,24 @@ def overdue_visits(
     session: Session, study: Study, sites: Iterable[Site], *, now: datetime
 ) -> list[tuple[Subject, VisitEntry]]:
     """Every overdue visit of the subjects at `sites`, by subject: the casebook's window
-    states at each site's today. Only subjects whose status is not final can have one (no
-    visit is due once a subject has left), so only theirs are built."""
+    states at each site's today (`app.crf.casebook.timed_visits`). Only subjects whose status
+    is not final can have one (no visit is due once a subject has left), so only theirs are
+    read."""
     by_id = {site.id: site for site in sites}
     final = [status.code for status in study.subject_path.statuses if status.final]
-    subjects = session.execute(
-        select(Subject)
-        .where(col(Subject.site_id).in_(by_id), col(Subject.status).not_in(final))
-        .order_by(col(Subject.subject_key))
-    ).scalars()
-    found = []
-    for subject in subjects:
-        today = local_date(by_id[subject.site_id].time_zone, now)
-        casebook = build_casebook(session, study, subject, today)
-        found += [(subject, visit) for visit in casebook.visits if visit.state == "overdue"]
-    return found
+    subjects = list(
+        session.execute(
+            select(Subject)
+            .where(col(Subject.site_id).in_(by_id), col(Subject.status).not_in(final))
+            .order_by(col(Subject.subject_key))
+        ).scalars()
+    )
+    visits = timed_visits(
+        session, study, subjects, lambda subject: local_date(by_id[subject.site_id].time_zone, now)
+    )
+    return [
+        (subject, visit)
+        for subject in subjects
+        for visit in visits[pk(subject)]
+        if visit.state == "overdue"
+    ]
