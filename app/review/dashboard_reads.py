@@ -272,14 +272,16 @@ class FormListRow:
     status: str
 
 
+FORM_LIST_LIMIT = 5000
+"""The most forms `forms_of` lists (the page says when it shows only the first)."""
+
+
 def forms_of(
-    session: Session, access: Access, kind: FormKind, site_id: int | None = None, limit: int = 2000
+    session: Session, sites: Iterable[Site], kind: FormKind, limit: int = FORM_LIST_LIMIT
 ) -> list[FormListRow]:
-    """The forms a count of `kind` counts, at the sites the user sees (or `site_id`), by
-    subject and visit: the list behind the dashboard's number."""
-    ids = [s.id for s in visible_sites(session, access) if s.id is not None]
-    if site_id is not None:
-        ids = [s for s in ids if s == site_id]
+    """The forms a count of `kind` counts at `sites` (the user's: `visible_sites`), by subject
+    and visit: the list behind the dashboard's number."""
+    ids = [site.id for site in sites]
     rows = session.execute(
         _joined_forms(select(*_LIST_COLUMNS))
         .where(col(Subject.site_id).in_(ids), KIND_CONDITIONS[kind])

@@ -47,13 +47,15 @@ def dashboard_page(
 ) -> Response:
     board = counts.dashboard(session, study, access, now=utcnow())
     every = (board.study, *board.sites)
+    study_wide = access.site_ids(Permission.VIEW_SUBJECTS) is None
     scope = (
-        "the study" if access.site_ids(Permission.VIEW_SUBJECTS) is None
+        "the study" if study_wide
         else f"site {board.sites[0].site.number}" if len(board.sites) == 1 and board.sites[0].site
         else "your sites"
     )  # fmt: skip
     context = {
-        "access": access, "board": board, "scope": scope, "bands": [b.label for b in AGE_BANDS],
+        "access": access, "board": board, "scope": scope,
+        "total_label": "All sites" if study_wide else "Your sites", "bands": [b.label for b in AGE_BANDS],
         "age_bars": [(f"{b.label} days", n) for b, n in zip(AGE_BANDS, board.study.queries_by_age, strict=True)],
         "statuses": study.subject_path.statuses,
         "dose_levels": [*(level.code for level in study.info.dose_levels), counts.NO_DOSE_LEVEL],
@@ -66,13 +68,13 @@ def dashboard_page(
     return render(request, "dashboard.html", context)
 
 
-def _site(session: SessionDep, access: Access, number: str | None) -> Site | None:
-    """The site numbered `number` among those the user sees; None for every site (no number);
-    an unknown or hidden site shows nothing."""
+def _sites(session: SessionDep, access: Access, number: str | None) -> tuple[list[Site], str]:
+    """The sites a list covers: every site the user sees, or the one numbered `number` if
+    it is one of them (none otherwise); and the heading's words for them."""
+    sites = counts.visible_sites(session, access)
     if not number:
-        return None
-    found = [s for s in counts.visible_sites(session, access) if s.number == number]
-    return found[0] if found else Site(id=-1, study_id=-1, oid="", number=number, name="")
+        return sites, ""
+    return [site for site in sites if site.number == number], f" at site {number}"
 
 
 @router.get("/dashboard/forms")
@@ -85,10 +87,10 @@ def forms_page(
     site: SiteParam = None,
 ) -> Response:
     """The forms one of the dashboard's form counts counts."""
-    where = _site(session, access, site)
-    rows = counts.forms_of(session, access, kind, where.id if where else None)
+    sites, where = _sites(session, access, site)
     context = {
-        "access": access, "rows": rows, "kind": kind, "site": where,
+        "access": access, "rows": counts.forms_of(session, sites, kind), "kind": kind,
+        "limit": counts.FORM_LIST_LIMIT, "where": where,
         "titles": {oid: form.title for oid, form in study.forms.items()},
     }  # fmt: skip
     return render(request, "dashboard_forms.html", context)
@@ -103,9 +105,8 @@ def overdue_page(
     site: SiteParam = None,
 ) -> Response:
     """Overdue visits, by subject, with their windows."""
-    where = _site(session, access, site)
-    sites = counts.visible_sites(session, access) if where is None else [where]
+    sites, where = _sites(session, access, site)
     rows = counts.overdue_visits(session, study, sites, now=utcnow())
     return render(
-        request, "dashboard_overdue.html", {"access": access, "rows": rows, "site": where}
+        request, "dashboard_overdue.html", {"access": access, "rows": rows, "where": where}
     )
