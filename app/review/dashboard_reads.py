@@ -20,13 +20,15 @@ What each number counts, and the list behind it (`app.web.dashboard_pages` links
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from functools import reduce
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col
 
 from app.access import Access, Permission
@@ -88,6 +90,11 @@ class FormCounts:
         )  # fmt: skip
 
 
+NO_FORMS = FormCounts()
+"""A site's form counts before any form is entered there (a verified or signed count, once
+known, is 0 here)."""
+
+
 @dataclass(frozen=True)
 class Counts:
     """What the dashboard shows of one site (`site`) or of the study (`site` None)."""
@@ -132,7 +139,7 @@ def dashboard(session: Session, study: Study, access: Access, *, now: datetime) 
     ids = [site.id for site in sites if site.id is not None]
     ages = _queries_by_age(session, {s.id: s.time_zone for s in sites if s.id is not None}, now)
     forms = _form_counts(session, ids)
-    statuses = _subjects_by(session, ids, func.coalesce(Subject.status, ""))
+    statuses = _subjects_by(session, ids, col(Subject.status))
     doses = _subjects_by(session, ids, func.coalesce(Subject.dose_level, NO_DOSE_LEVEL))
     overdue = Counter(
         subject.site_id for subject, _ in overdue_visits(session, study, sites, now=now)
@@ -141,7 +148,7 @@ def dashboard(session: Session, study: Study, access: Access, *, now: datetime) 
         Counts(
             site,
             tuple(ages.get((site.id, b.label), 0) for b in AGE_BANDS),
-            forms.get(site.id, FormCounts()),
+            forms.get(site.id, NO_FORMS),
             overdue[site.id],
             statuses.get(site.id, {}),
             doses.get(site.id, {}),
@@ -152,10 +159,11 @@ def dashboard(session: Session, study: Study, access: Access, *, now: datetime) 
     return Dashboard(_total(per_site), per_site)
 
 
-def _total(sites: Iterable[Counts]) -> Counts:
-    total = Counts(None)
-    for counts in sites:
-        total = Counts(
+def _total(sites: Sequence[Counts]) -> Counts:
+    """The sum of the sites' counts (a count unknown at one site is unknown in the sum)."""
+
+    def plus(total: Counts, counts: Counts) -> Counts:
+        return Counts(
             None,
             tuple(a + b for a, b in zip(total.queries_by_age, counts.queries_by_age, strict=True)),
             total.forms + counts.forms,
@@ -163,7 +171,8 @@ def _total(sites: Iterable[Counts]) -> Counts:
             dict(Counter(total.by_status) + Counter(counts.by_status)),
             dict(Counter(total.by_dose_level) + Counter(counts.by_dose_level)),
         )
-    return total
+
+    return reduce(plus, sites[1:], replace(sites[0], site=None)) if sites else Counts(None)
 
 
 def _queries_by_age(
@@ -297,8 +306,9 @@ def forms_of(
 
 
 def _subjects_by(
-    session: Session, site_ids: list[int], key: ColumnElement[str]
+    session: Session, site_ids: list[int], key: ColumnElement[str] | Mapped[str]
 ) -> dict[int, dict[str, int]]:
+    """Site id -> `key` (a subject column or expression) -> subjects."""
     rows = session.execute(
         select(col(Subject.site_id), key, func.count())
         .where(col(Subject.site_id).in_(site_ids))

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 from lxml import etree, html
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from app.crf.casebook import build_casebook
 from app.crf.changes import (
@@ -19,7 +19,8 @@ from app.crf.changes import (
     QueryOpen,
     QueryTarget,
 )
-from app.models import Subject, pk, utcnow
+from app.models import Query, Subject, pk, utcnow
+from app.review.dashboard_reads import FormCounts
 from app.review.query_ages import age_days
 from app.site_time import day_start, local_date
 from app.study.loader import Study
@@ -43,6 +44,13 @@ def _open_query(session: Session, study: Study, subject: Subject, at: datetime) 
     target = QueryTarget("SE.SCR", 1, "F.IC", 1, "IG.IC", 1, "IT.IC.ICDAT")
     change = QueryOpen(pk(subject), target, f"Opened {at:%Y-%m-%d %H:%M}")
     factories.apply(session, study, change, by="datamanager", now=at)
+
+
+def _first_query(session: Session, subject: Subject) -> int:
+    query = session.exec(
+        select(Query).where(Query.subject_id == subject.id).order_by(col(Query.id))
+    )
+    return pk(query.first())
 
 
 def _page(client: httpx.Client, path: str) -> html.HtmlElement:
@@ -109,13 +117,12 @@ def test_each_number_is_what_the_casebooks_show_and_links_to_as_many_rows(
         _open_query(session, zm001, other, now - timedelta(days=3))
         _open_query(session, zm001, other, now - timedelta(days=3))
         # One answered (still open: the reviewer acts), one closed (no longer counted).
-        factories.apply(session, zm001, QueryChange(pk(first), 1, 1, QueryAction.ANSWER, "ok"))
+        answered, closed = _first_query(session, first), _first_query(session, other)
         factories.apply(
-            session,
-            zm001,
-            QueryChange(pk(other), 7, 1, QueryAction.CLOSE, "fine"),
-            by="datamanager",
+            session, zm001, QueryChange(pk(first), answered, 1, QueryAction.ANSWER, "ok")
         )
+        close = QueryChange(pk(other), closed, 1, QueryAction.CLOSE, "fine")
+        factories.apply(session, zm001, close, by="datamanager")
         # The first subject's consent frozen; the second subject's casebook locked.
         form = {"event_oid": "SE.SCR", "event_repeat": 1, "form_oid": "F.IC", "form_repeat": 1}
         factories.apply(
@@ -206,3 +213,10 @@ def test_a_site_user_sees_their_own_site_only(app_server: InProcessServer, zm001
     assert _rows(site, "/dashboard/overdue?site=01") == 0
     assert _rows(site, "/subjects?site=01") == 0
     assert _rows(site, "/queries?site=01&state=pending", "query-list") == 0
+
+
+def test_a_count_known_at_every_site_adds_up_and_an_unknown_one_stays_unknown() -> None:
+    # How the verified and signed counts will add up once SDV and signatures fill them in.
+    a, b = FormCounts(4, 2, 1, 0, verified=1), FormCounts(3, 3, 0, 1, verified=2)
+    assert a + b == FormCounts(7, 5, 1, 1, verified=3, signed=None)
+    assert (a + FormCounts(1, 1, 0, 0)).verified is None
