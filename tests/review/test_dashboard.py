@@ -5,6 +5,8 @@ only; the charts are well-formed inline SVG (both databases)."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -163,6 +165,13 @@ def test_each_number_is_what_the_casebooks_show_and_links_to_as_many_rows(
     assert [n for n, _ in cells] == [2, 1, 1, 1, 5]
     for count, link in cells:
         assert _rows(manager, link, "query-list") == count, link
+
+    # The list's "older than" filter and its CSV count the same days.
+    assert _rows(manager, "/queries?site=01&state=pending&age=8-14", "query-list") == 3
+    csv_text = manager.get("/queries.csv?site=01&state=pending").text
+    assert sorted(int(row["age_days"]) for row in csv.DictReader(io.StringIO(csv_text))) == [
+        0, 7, 8, 20, 40
+    ]  # fmt: skip
 
     site01 = _site_row(page, "01")
     assert {head: n for head, (n, _) in site01.items()} == {
