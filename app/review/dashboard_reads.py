@@ -77,7 +77,11 @@ class FormCounts:
     verified: int | None = None
     """Added when SDV lands: entered forms whose source data are verified."""
     signed: int | None = None
-    """Added when e-signatures land: entered forms under a valid investigator signature."""
+    """Added when e-signatures land: entered forms under a valid investigator signature.
+
+    To add either: a `FormKind` member of the same name and its condition in
+    `KIND_CONDITIONS` (`_form_counts` then fills the field, `forms_of` lists it and the page
+    shows the column, linked), and 0 for it in `NO_FORMS`."""
 
     def __add__(self, other: FormCounts) -> FormCounts:
         def plus(a: int | None, b: int | None) -> int | None:

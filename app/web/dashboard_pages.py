@@ -11,7 +11,7 @@ template (`_charts.html`): no script runs for them."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
@@ -22,6 +22,7 @@ from app.models import Site, utcnow
 from app.review import dashboard_reads as counts
 from app.review.query_ages import AGE_BANDS
 from app.review.query_reads import PENDING
+from app.study.loader import Study
 from app.web.deps import SessionDep, StudyDep, requires
 from app.web.pages import render
 
@@ -41,30 +42,38 @@ def queries_link(site: Site | None, band: str | None = None) -> str:
     return link("/queries", site, state=PENDING, **({"band": band} if band else {}))
 
 
-@router.get("/dashboard")
-def dashboard_page(
-    request: Request, session: SessionDep, study: StudyDep, access: ViewerDep
-) -> Response:
-    board = counts.dashboard(session, study, access, now=utcnow())
+def dashboard_context(study: Study, board: counts.Dashboard, *, study_wide: bool) -> dict[str, Any]:
+    """What `dashboard.html` shows of `board` (`study_wide`: the user sees every site)."""
     every = (board.study, *board.sites)
-    study_wide = access.site_ids(Permission.VIEW_SUBJECTS) is None
     scope = (
         "the study" if study_wide
         else f"site {board.sites[0].site.number}" if len(board.sites) == 1 and board.sites[0].site
         else "your sites"
     )  # fmt: skip
-    context = {
-        "access": access, "board": board, "scope": scope,
-        "total_label": "All sites" if study_wide else "Your sites", "bands": [b.label for b in AGE_BANDS],
-        "age_bars": [(f"{b.label} days", n) for b, n in zip(AGE_BANDS, board.study.queries_by_age, strict=True)],
+    return {
+        "board": board, "scope": scope, "total_label": "All sites" if study_wide else "Your sites",
+        "bands": [b.label for b in AGE_BANDS],
+        "age_bars": [
+            (f"{b.label} days", n) for b, n in zip(AGE_BANDS, board.study.queries_by_age, strict=True)
+        ],
         "statuses": study.subject_path.statuses,
         "dose_levels": [*(level.code for level in study.info.dose_levels), counts.NO_DOSE_LEVEL],
         "no_dose": counts.NO_DOSE_LEVEL,
         # A count this build does not know (SDV, signatures) is None everywhere: no column.
         "show_verified": any(c.forms.verified is not None for c in every),
         "show_signed": any(c.forms.signed is not None for c in every),
+        "form_kinds": {kind.value for kind in counts.FormKind},
         "link": link, "queries_link": queries_link,
     }  # fmt: skip
+
+
+@router.get("/dashboard")
+def dashboard_page(
+    request: Request, session: SessionDep, study: StudyDep, access: ViewerDep
+) -> Response:
+    board = counts.dashboard(session, study, access, now=utcnow())
+    study_wide = access.site_ids(Permission.VIEW_SUBJECTS) is None
+    context = {"access": access, **dashboard_context(study, board, study_wide=study_wide)}
     return render(request, "dashboard.html", context)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -21,11 +22,13 @@ from app.crf.changes import (
     QueryOpen,
     QueryTarget,
 )
-from app.models import Query, Subject, pk, utcnow
-from app.review.dashboard_reads import FormCounts
+from app.models import Query, Site, Subject, pk, utcnow
+from app.review.dashboard_reads import Counts, Dashboard, FormCounts
 from app.review.query_ages import age_days
 from app.site_time import day_start, local_date
 from app.study.loader import Study
+from app.web import dashboard_pages
+from app.web.pages import TEMPLATES
 from tests import factories
 from tests.conftest import InProcessServer, logged_in_client
 
@@ -229,3 +232,21 @@ def test_a_count_known_at_every_site_adds_up_and_an_unknown_one_stays_unknown() 
     a, b = FormCounts(4, 2, 1, 0, verified=1), FormCounts(3, 3, 0, 1, verified=2)
     assert a + b == FormCounts(7, 5, 1, 1, verified=3, signed=None)
     assert (a + FormCounts(1, 1, 0, 0)).verified is None
+
+
+def test_the_verified_and_signed_columns_show_once_their_counts_exist(zm001: Study) -> None:
+    """The page as SDV and signatures will fill it: a count that is not None gets its column."""
+    site = Site(id=1, study_id=1, oid="SITE.01", number="01", name="One")
+    forms = FormCounts(5, 3, 1, 0, verified=2, signed=1)
+    counts = Counts(site, (1, 2, 0, 0), forms, 1, {"screening": 2}, {"none": 2})
+    board = Dashboard(replace(counts, site=None), (counts,))
+    context = dashboard_pages.dashboard_context(zm001, board, study_wide=True)
+    text = TEMPLATES.env.get_template("dashboard.html").render(
+        context, study=None, csrftoken="", user=None, menu=[], home="/"
+    )
+    table = html.fromstring(text).xpath('//table[contains(@class, "dashboard-sites")]')[0]
+    heads = [th.text_content() for th in table.xpath("./thead/tr/th")]
+    assert heads[4:9] == ["Complete of entered", "Verified", "Frozen", "Locked", "Signed"]
+    assert [td.text_content().strip() for td in table.xpath("./tbody/tr/td")][4:8] == [
+        "2", "1", "0", "1"
+    ]  # fmt: skip
