@@ -32,6 +32,7 @@ from app.web import (
     admin_pages,
     api,
     check_pages,
+    dashboard_pages,
     docs,
     exports,
     health,
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     app.include_router(lock_pages.router)
     app.include_router(check_pages.router)
     app.include_router(sdv_pages.router)
+    app.include_router(dashboard_pages.router)
     app.include_router(query_api.router)
     protected = tracing.trace_requests(
         limit_body_size(

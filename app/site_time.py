@@ -3,7 +3,7 @@ windows, due and overdue, study days) is the date in the site's IANA time zone."
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -16,6 +16,11 @@ def _zone(name: str) -> ZoneInfo:
 def local_date(time_zone: str, now: datetime) -> date:
     """The date at `now` (an aware datetime) in `time_zone`."""
     return now.astimezone(_zone(time_zone)).date()
+
+
+def day_start(time_zone: str, day: date) -> datetime:
+    """The instant (aware) at which `day` begins in `time_zone`."""
+    return datetime.combine(day, time(), _zone(time_zone))
 
 
 def check_time_zone(name: str) -> str:

@@ -10,6 +10,7 @@ infusion day, D0 = day 0, negative before; spec §4.1).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from app.crf.reads import SubjectValues
-from app.models import FormData, FormStatus, StudyEventData, Subject
+from app.models import FormData, FormStatus, ItemData, ItemGroupData, StudyEventData, Subject, pk
 from app.study.loader import LOG_EVENT_OID, Study
 from app.study.model import Visit
 
@@ -110,8 +111,6 @@ def build_casebook(session: Session, study: Study, subject: Subject, today: date
     ):
         statuses[(event_oid, event_repeat, form_oid, form_repeat)] = status
     anchors = anchor_dates(session, study, subject)
-    status = study.subject_path.status(subject.status)
-    active = status is None or not status.final  # no visit is due once a subject has left
 
     def forms_of(visit: Visit, repeat: int) -> tuple[FormEntry, ...]:
         return tuple(
@@ -125,31 +124,116 @@ def build_casebook(session: Session, study: Study, subject: Subject, today: date
             for entry in visit.forms
         )
 
+    dates = {key: event.visit_date for key, event in events.items()}
+    visits, next_repeats = _scheduled(study, subject, dates, anchors, today, forms_of)
+    visits.append(_logs(study, statuses, next_repeats))
+    return Casebook(visits, anchors, next_repeats)
+
+
+def _scheduled(
+    study: Study,
+    subject: Subject,
+    dates: dict[tuple[str, int], date | None],
+    anchors: dict[str, date],
+    today: date,
+    forms_of: Callable[[Visit, int], tuple[FormEntry, ...]],
+) -> tuple[list[VisitEntry], dict[str, int]]:
+    """The scheduled visits (repeating ones once per stored occurrence, `dates` holding every
+    stored visit and its date) timed at `today`, and the next repeat of each repeating visit."""
+    status = study.subject_path.status(subject.status)
+    active = status is None or not status.final  # no visit is due once a subject has left
     visits: list[VisitEntry] = []
     next_repeats: dict[str, int] = {}
     for visit in study.schedule.visits:
-        repeats = sorted(r for (oid, r) in events if oid == visit.oid)
+        repeats = sorted(r for (oid, r) in dates if oid == visit.oid)
         if visit.repeating:
             next_repeats[visit.oid] = max(repeats, default=0) + 1
         else:
             repeats = [1]
         for repeat in repeats:
-            event = events.get((visit.oid, repeat))
-            visit_date = event.visit_date if event else None
             visits.append(
                 _timed(
-                    visit,
-                    repeat,
-                    forms_of(visit, repeat),
-                    anchors,
-                    visit_date,
-                    today,
-                    study,
-                    active,
+                    visit, repeat, forms_of(visit, repeat), anchors, dates.get((visit.oid, repeat)),
+                    today, study, active,
                 )
-            )
-    visits.append(_logs(study, statuses, next_repeats))
-    return Casebook(visits, anchors, next_repeats)
+            )  # fmt: skip
+    return visits, next_repeats
+
+
+def timed_visits(
+    session: Session, study: Study, subjects: Sequence[Subject], today: Callable[[Subject], date]
+) -> dict[int, list[VisitEntry]]:
+    """The scheduled visits of many subjects with their window states at each one's `today`,
+    as their casebooks show them (without forms), read in three statements whatever their
+    number: the dashboard's overdue visits."""
+    ids = [pk(subject) for subject in subjects]
+    dates: dict[int, dict[tuple[str, int], date | None]] = {i: {} for i in ids}
+    for subject_id, event_oid, repeat, visit_date in session.execute(
+        select(
+            col(StudyEventData.subject_id), col(StudyEventData.event_oid),
+            col(StudyEventData.repeat_key), col(StudyEventData.visit_date),
+        ).where(col(StudyEventData.subject_id).in_(ids))
+    ):  # fmt: skip
+        dates[subject_id][(event_oid, repeat)] = visit_date
+    anchors = _anchor_dates_of(session, study, ids)
+    return {
+        pk(subject): _scheduled(
+            study, subject, dates[pk(subject)], anchors.get(pk(subject), {}), today(subject),
+            lambda _visit, _repeat: (),
+        )[0]
+        for subject in subjects
+    }  # fmt: skip
+
+
+def _anchor_dates_of(session: Session, study: Study, ids: list[int]) -> dict[int, dict[str, date]]:
+    """`anchor_dates` of many subjects: each anchor read from the first instance of its form
+    in schedule order, as `SubjectValues` reads it."""
+    order = {visit.oid: index for index, visit in enumerate(study.schedule.visits)}
+    sources: dict[tuple[str, str], str] = {}
+    for anchor in study.schedule.anchors:
+        form_name, item_name = anchor.source.split(".")
+        form = study.form_by_name(form_name)
+        item = next(
+            (i for g in form.item_groups if not g.repeating for i in g.items if i.name == item_name),
+            None,
+        ) if form else None  # fmt: skip
+        if form is not None and item is not None:
+            sources[(form.oid, item.oid)] = anchor.id
+    if not sources:
+        return {}
+    first: dict[tuple[int, str], tuple[tuple[int, int, int], int]] = {}
+    for subject_id, event_oid, event_repeat, form_oid, form_repeat, form_id in session.execute(
+        select(
+            col(StudyEventData.subject_id), col(StudyEventData.event_oid),
+            col(StudyEventData.repeat_key), col(FormData.form_oid), col(FormData.repeat_key),
+            col(FormData.id),
+        )
+        .join(FormData, col(FormData.study_event_id) == StudyEventData.id)
+        .where(
+            col(StudyEventData.subject_id).in_(ids),
+            col(FormData.form_oid).in_({form for form, _ in sources}),
+        )
+    ):  # fmt: skip
+        position = (order.get(event_oid, len(order)), event_repeat, form_repeat)
+        known = first.get((subject_id, form_oid))
+        if known is None or position < known[0]:
+            first[(subject_id, form_oid)] = (position, form_id)
+    forms = {form_id: key for key, (_, form_id) in first.items()}
+    found: dict[int, dict[str, date]] = {}
+    for form_id, item_oid, value in session.execute(
+        select(col(ItemGroupData.form_data_id), col(ItemData.item_oid), col(ItemData.value))
+        .join(ItemData, col(ItemData.item_group_data_id) == ItemGroupData.id)
+        .where(
+            col(ItemGroupData.form_data_id).in_(forms),
+            col(ItemGroupData.repeat_key) == 1,
+            col(ItemData.item_oid).in_({item for _, item in sources}),
+        )
+    ):
+        subject_id, form_oid = forms[form_id]
+        anchor_id = sources.get((form_oid, item_oid))
+        if anchor_id is not None and value and len(value) >= 10:
+            found.setdefault(subject_id, {})[anchor_id] = date.fromisoformat(value[:10])
+    return found
 
 
 def _timed(

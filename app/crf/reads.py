@@ -30,7 +30,19 @@ from app.study.loader import LOG_EVENT_OID, Study
 from app.study.model import FormDef
 
 
-def list_subjects(session: Session, access: Access) -> list[tuple[Subject, Site]]:
+@dataclass(frozen=True)
+class SubjectFilter:
+    """Which subjects the list shows; None: no filter."""
+
+    site_number: str | None = None
+    status: str | None = None
+    dose_level: str | None = None
+    """A dose level code, or "" for subjects without one."""
+
+
+def list_subjects(
+    session: Session, access: Access, where: SubjectFilter = SubjectFilter()
+) -> list[tuple[Subject, Site]]:
     """The subjects of the access's study at the sites where the user may see them."""
     sites = access.site_ids(Permission.VIEW_SUBJECTS)
     statement = (
@@ -40,6 +52,14 @@ def list_subjects(session: Session, access: Access) -> list[tuple[Subject, Site]
     )
     if sites is not None:
         statement = statement.where(col(Subject.site_id).in_(sites))
+    if where.site_number is not None:
+        statement = statement.where(col(Site.number) == where.site_number)
+    if where.status is not None:
+        statement = statement.where(col(Subject.status) == where.status)
+    if where.dose_level == "":
+        statement = statement.where(col(Subject.dose_level).is_(None))
+    elif where.dose_level is not None:
+        statement = statement.where(col(Subject.dose_level) == where.dose_level)
     return list(session.exec(statement.order_by(col(Subject.subject_key))).all())
 
 

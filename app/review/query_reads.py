@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import select as sa_select
@@ -16,9 +16,12 @@ from app.access import Access, Permission
 from app.audit import AuditAction
 from app.crf.changes import FormRef, NotFound
 from app.models import AuditRecord, Query, QueryState, Site, Subject
+from app.review.query_ages import age_days, at_most, older_than
 
 OPEN_STATES = (QueryState.OPEN, QueryState.ANSWERED, QueryState.RESOLVED)
 """States of a query someone still has to act on."""
+PENDING = "pending"
+"""The list's state filter for any of OPEN_STATES (the open queries the dashboard counts)."""
 
 
 class WhoActs(StrEnum):
@@ -46,7 +49,10 @@ class QueryFilter:
     form_oid: str | None = None
     check_id: str | None = None
     state: str | None = None
+    """A QueryState, or PENDING: any of OPEN_STATES."""
     older_than_days: int | None = None
+    at_most_days: int | None = None
+    """With `older_than_days`, an age band (`app.review.query_ages.AGE_BANDS`)."""
     who: WhoActs | None = None
 
 
@@ -55,9 +61,11 @@ class QueryRow:
     query: Query
     subject_key: str
     site_number: str
+    time_zone: str
+    """The site's: a query's age is counted in the site's days (`app.review.query_ages`)."""
 
-    def age_days(self, today: date) -> int:
-        return (today - self.query.opened_at.date()).days
+    def age_days(self, now: datetime) -> int:
+        return age_days(self.time_zone, self.query.opened_at, now)
 
 
 def list_queries(
@@ -65,7 +73,7 @@ def list_queries(
 ) -> list[QueryRow]:
     """Queries the user may see, matching `where`, oldest first."""
     statement = (
-        select(Query, Subject.subject_key, Site.number)
+        select(Query, Subject.subject_key, Site.number, Site.time_zone)
         .join(Subject, col(Subject.id) == Query.subject_id)
         .join(Site, col(Site.id) == Subject.site_id)
     )
@@ -81,7 +89,9 @@ def list_queries(
         statement = statement.where(col(Query.form_oid) == where.form_oid)
     if where.check_id:
         statement = statement.where(col(Query.check_id) == where.check_id)
-    if where.state:
+    if where.state == PENDING:
+        statement = statement.where(col(Query.state).in_(OPEN_STATES))
+    elif where.state:
         statement = statement.where(col(Query.state) == where.state)
     if where.who == WhoActs.SITE:
         statement = statement.where(col(Query.state) == QueryState.OPEN)
@@ -89,12 +99,20 @@ def list_queries(
         statement = statement.where(
             col(Query.state).in_([QueryState.ANSWERED, QueryState.RESOLVED])
         )
+    if where.older_than_days is not None or where.at_most_days is not None:
+        zones = site_time_zones(session, access)
+        if where.older_than_days is not None:
+            statement = statement.where(older_than(zones, now, where.older_than_days))
+        if where.at_most_days is not None:
+            statement = statement.where(at_most(zones, now, where.at_most_days))
     rows = session.exec(statement.order_by(col(Query.opened_at), col(Query.id)).limit(limit))
-    found = [QueryRow(query, key, number) for query, key, number in rows]
-    if where.older_than_days is not None:
-        today = now.date()
-        found = [row for row in found if row.age_days(today) > where.older_than_days]
-    return found
+    return [QueryRow(query, key, number, zone) for query, key, number, zone in rows]
+
+
+def site_time_zones(session: Session, access: Access) -> dict[int, str]:
+    """The time zone of every site of the access's study, by site id."""
+    rows = session.exec(select(Site.id, Site.time_zone).where(Site.study_id == access.study_id))
+    return {site_id: zone for site_id, zone in rows if site_id is not None}
 
 
 def form_queries(session: Session, subject: Subject, ref: FormRef) -> list[Query]:

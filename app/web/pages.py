@@ -276,13 +276,30 @@ def _register_sites(session: Session, access: Access) -> list[Site]:
     ]
 
 
+SubjectFilterParam = Annotated[str | None, Query(max_length=30)]
+
+
 @router.get("/subjects")
-def subjects_page(request: Request, session: SessionDep, access: ViewerDep) -> Response:
-    subjects = reads.list_subjects(session, access)
+def subjects_page(
+    request: Request,
+    session: SessionDep,
+    access: ViewerDep,
+    site: SubjectFilterParam = None,
+    status: SubjectFilterParam = None,
+    dose: SubjectFilterParam = None,
+) -> Response:
+    """The subjects the user sees; `site` (number), `status` (code) and `dose` (dose level,
+    or "none" for none assigned) filter it (the dashboard's links)."""
+    where = reads.SubjectFilter(
+        site or None, status or None, ("" if dose == "none" else dose) if dose else None
+    )
+    subjects = reads.list_subjects(session, access, where)
     sites = _register_sites(session, access)
+    filters = {"site": site, "status": status, "dose": dose}
     context = {
         "subjects": subjects, "sites": sites, "access": access,
         "open_queries": open_counts_by_subject(session, access),
+        "filters": {name: value for name, value in filters.items() if value},
     }  # fmt: skip
     return render(request, "subjects.html", context)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -22,7 +22,9 @@ from app.crf import reads, write
 from app.crf.changes import QueryAction, QueryChange, QueryOpen, QueryTarget, Refused
 from app.db import unit_of_work
 from app.models import Site, utcnow
+from app.review import query_ages
 from app.review.query_reads import (
+    PENDING,
     QueryFilter,
     QueryRow,
     WhoActs,
@@ -38,8 +40,6 @@ ViewerDep = Annotated[Access, requires(Permission.VIEW_SUBJECTS)]
 SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
 QueryId = Annotated[int, PathParam(ge=1, le=2**62)]
 Text = Annotated[str, Form(max_length=4000)]
-AGES = (("0-7", 0, 7), ("8-14", 8, 14), ("15-30", 15, 30), (">30", 31, None))
-"""Age bands of open queries, in days (the dashboard's and the list's)."""
 
 
 def local_path(path: str, fallback: str) -> str:
@@ -142,24 +142,29 @@ def list_filter(
     check: FilterParam = None,
     state: FilterParam = None,
     age: FilterParam = None,
+    band: FilterParam = None,
     who: FilterParam = None,
 ) -> ListFilter:
-    """The filters of `/queries` and `/queries.csv` (an unknown site matches nothing)."""
+    """The filters of `/queries` and `/queries.csv` (an unknown site matches nothing): `age`
+    a band's label, for queries older than the band's youngest; `band` a band's label, for
+    queries in it (the dashboard's links)."""
     site_id = None
     if site:
         found = session.exec(
             select(Site).where(Site.study_id == study.id, Site.number == site)
         ).first()
         site_id = found.id if found else -1
-    older = next((low - 1 for label, low, _ in AGES if label == age), None)
+    older_band, in_band = query_ages.band(age), query_ages.band(band)
+    lows = [b.low - 1 for b in (older_band, in_band) if b is not None and b.low > 0]
     where = QueryFilter(
         site_id=site_id, subject_key=subject or None, form_oid=form or None,
         check_id=check or None, state=state or None,
-        older_than_days=older if older is not None and older >= 0 else None,
+        older_than_days=max(lows) if lows else None,
+        at_most_days=in_band.high if in_band else None,
         who=WhoActs(who) if who in {w.value for w in WhoActs} else None,
     )  # fmt: skip
     shown = {"site": site, "subject": subject, "form": form, "check": check, "state": state,
-             "age": age, "who": who}  # fmt: skip
+             "age": age, "band": band, "who": who}  # fmt: skip
     return ListFilter(shown, where)
 
 
@@ -178,12 +183,13 @@ def query_list(
     now = utcnow()
     rows = list_queries(session, access, where, now=now)
     context = {
-        "access": access, "rows": rows, "today": now.date(), "who_acts": who_acts,
+        "access": access, "rows": rows, "now": now, "who_acts": who_acts,
         "filters": filters.shown,
         "forms": sorted(study.forms.values(), key=lambda f: f.title),
         "checks": sorted({c.id for c in study.checks}),
         "sites": session.exec(select(Site).where(Site.study_id == study.id).order_by(Site.number)).all(),
-        "ages": [(label, f"more than {low - 1} days") for label, low, _ in AGES[1:]],
+        "ages": [(b.label, f"more than {b.low - 1} days") for b in query_ages.AGE_BANDS[1:]],
+        "bands": [b.label for b in query_ages.AGE_BANDS], "pending": PENDING,
         "can_manage": access.can(Permission.MANAGE_QUERIES),
         "can_answer": access.can(Permission.ANSWER_QUERIES),
         "query_string": request.url.query,
@@ -206,20 +212,20 @@ def query_csv(
          "row", "check", "state", "who_acts", "opened_at_utc", "age_days", "text", "response"]
     )  # fmt: skip
     for row in rows:
-        out.writerow(_csv_row(row, now.date()))
+        out.writerow(_csv_row(row, now))
     return Response(
         buffer.getvalue(), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{study.info.oid}-queries.csv"'},
     )  # fmt: skip
 
 
-def _csv_row(row: QueryRow, today: date) -> list[object]:
+def _csv_row(row: QueryRow, now: datetime) -> list[object]:
     q = row.query
     return [
         q.id, row.site_number, row.subject_key, q.event_oid, q.event_repeat, q.form_oid or "",
         q.form_repeat or "", q.item_oid or "", q.group_repeat or "", q.check_id or "", q.state,
         who_acts(q.state) or "", q.opened_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        row.age_days(today),
+        row.age_days(now),
         q.text, q.response or "",
     ]  # fmt: skip
 
