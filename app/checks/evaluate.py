@@ -23,7 +23,7 @@ from app.study.loader import Study, find_item
 from app.study.model import FormDef, ItemDef, ItemGroupDef
 
 _NAME = re.compile(r"\b[A-Z][A-Z0-9_]*\b")
-_TIMING = frozenset({"visit", "previous", "next", "visits", "anchors"})
+_TIMING = frozenset({"visit", "previous", "next", "visits"})
 """Names that change when a visit is dated (an anchor's date is an item: a form save)."""
 
 
@@ -39,6 +39,9 @@ class CompiledCheck:
     item: ItemDef
     forms_read: frozenset[str]
     """Names of the forms whose items the condition reads, its own included."""
+    visits_read: frozenset[str] | None
+    """The visits it reads as `visits.NAME`; None when it reads the map otherwise (a macro
+    over its keys): then every visit."""
     reads_timing: bool
     """Reads visit dates, anchors or study days: re-run when a visit is dated."""
     reads_subject: bool
@@ -79,20 +82,36 @@ def compile_check(study: Study, check: EditCheck) -> CompiledCheck:
         read |= {anchor.source.split(".")[0] for anchor in study.schedule.anchors}
     return CompiledCheck(
         check=check, expression=expression, form=form, group=found[0], item=found[1],
-        forms_read=frozenset(read | {form.name}),
+        forms_read=frozenset(read | {form.name}), visits_read=_visits_read(study, check.condition),
         reads_timing=_reads_timing(expression, check.condition),
         reads_subject="subject" in expression.variables,
     )  # fmt: skip
+
+
+_VISITS = re.compile(r"\bvisits\b(?:\s*\.\s*(\w+))?")
+
+
+def _visits_read(study: Study, condition: str) -> frozenset[str] | None:
+    """The visit names `condition` reads as `visits.NAME` (CEL converts every value it is
+    given on each evaluation: a check reading the screening visit gets only that one)."""
+    names = {visit.oid.removeprefix("SE.") for visit in study.schedule.visits}
+    read = set()
+    for match in _VISITS.finditer(condition):
+        if match[1] not in names:
+            return None
+        read.add(match[1])
+    return frozenset(read)
 
 
 _DATE_OF_A_VISIT = re.compile(r"\.\s*(?:date|day)\b")
 
 
 def _reads_timing(expression: Expression, condition: str) -> bool:
-    """Whether dating a visit can change the condition's result: it reads anchors, the
-    neighbours of its visit (which are so by date), or a visit's `date` or `day`."""
+    """Whether dating a visit can change the condition's result: it reads the neighbours of
+    its visit (which are so by date) or a visit's `date` or `day`. Anchors are items of forms
+    (`forms_read` has their forms), so dating a visit leaves them as they are."""
     names = expression.variables
-    if names & {"anchors", "previous", "next"}:
+    if names & {"previous", "next"}:
         return True
     return bool(names & {"visit", "visits"}) and _DATE_OF_A_VISIT.search(condition) is not None
 
@@ -170,8 +189,9 @@ def _evaluate(
 ) -> CheckResult:
     group = compiled.group if compiled.per_row else None
     variables = scope.variables(
-        compiled.expression.variables, instance, group, repeat, compiled.forms_read
-    )
+        compiled.expression.variables, instance, group, repeat, compiled.forms_read,
+        compiled.visits_read,
+    )  # fmt: skip
     try:
         consistent = compiled.expression.evaluate(variables) is not False
     except ExpressionError:

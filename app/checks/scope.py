@@ -64,7 +64,7 @@ class SubjectScope:
         self.today = today
         self._forms: dict[tuple[str, int, str, int], dict[str, Any]] = {}
         self._visits: dict[tuple[str, int, frozenset[str]], dict[str, Any]] = {}
-        self._shared: dict[tuple[str, frozenset[str]], Any] = {}
+        self._shared: dict[tuple[str, frozenset[str], frozenset[str] | None], Any] = {}
         self._dated = [v for v in data.visits if v.date is not None]
 
     def variables(
@@ -74,10 +74,12 @@ class SubjectScope:
         group: ItemGroupDef | None,
         repeat: int | None,
         forms: frozenset[str],
+        visits: frozenset[str] | None = None,
     ) -> dict[str, Any]:
         """The values of `names` for a check on `instance` (row `repeat` of `group`). Visits
-        and logs hold only `forms` (the forms the check names): CEL converts every value it
-        is given on each evaluation, and a whole casebook is thousands."""
+        and logs hold only `forms` (the forms the check names), and `visits` only the named
+        ones (all when None): CEL converts every value it is given on each evaluation, and a
+        whole casebook is thousands."""
         own = self._instance_map(instance)
         row = instance.rows.get(group.oid, {}).get(repeat or 0, {}) if group else {}
         row_items = {item.name: item for item in group.items} if group else {}
@@ -89,14 +91,20 @@ class SubjectScope:
             elif name in own:
                 scope[name] = own[name]
             elif name in VOCABULARY:
-                scope[name] = self._vocabulary(name, visit, forms)
+                scope[name] = self._vocabulary(name, visit, forms, visits)
             else:
                 form = self.study.form_by_name(name)
                 if form is not None:
                     scope[name] = self._other_form(form, visit)
         return scope
 
-    def _vocabulary(self, name: str, visit: VisitInstance | None, forms: frozenset[str]) -> Any:
+    def _vocabulary(
+        self,
+        name: str,
+        visit: VisitInstance | None,
+        forms: frozenset[str],
+        visits: frozenset[str] | None,
+    ) -> Any:
         match name:
             case "visit":
                 return self._visit_map(visit, forms) if visit else None
@@ -104,12 +112,15 @@ class SubjectScope:
                 return self._neighbour(visit, forms, before=name == "previous")
             case "today":
                 return self.today.isoformat()
-        key = (name, forms if name in ("visits", "logs") else frozenset())
+        key = (
+            name, forms if name in ("visits", "logs") else frozenset(),
+            visits if name == "visits" else None,
+        )  # fmt: skip
         if key not in self._shared:
-            self._shared[key] = self._build_shared(name, forms)
+            self._shared[key] = self._build_shared(name, forms, visits)
         return self._shared[key]
 
-    def _build_shared(self, name: str, forms: frozenset[str]) -> Any:
+    def _build_shared(self, name: str, forms: frozenset[str], visits: frozenset[str] | None) -> Any:
         subject = self.data.subject
         match name:
             case "visits":
@@ -121,6 +132,7 @@ class SubjectScope:
                         stored.get(visit.oid) or VisitInstance(visit.oid, 1, None), forms
                     )
                     for visit in self.study.schedule.visits
+                    if visits is None or visit.oid.removeprefix("SE.") in visits
                 }
             case "logs":
                 logs: dict[str, Any] = {log: [] for log in self._log_names() if log in forms}

@@ -42,6 +42,7 @@ from app.models import (
     LockLevel,
     Query,
     Site,
+    SourceVerification,
     StudyEventData,
     Subject,
     pk,
@@ -63,6 +64,7 @@ class FormKind(StrEnum):
     COMPLETE = "complete"
     FROZEN = "frozen"
     LOCKED = "locked"
+    VERIFIED = "verified"
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ class FormCounts:
     frozen: int = 0
     locked: int = 0
     verified: int | None = None
-    """Added when SDV lands: entered forms whose source data are verified."""
+    """Entered forms with a source data verification in force (of the form, or of the items
+    the SDV plan lists for it)."""
     signed: int | None = None
     """Added when e-signatures land: entered forms under a valid investigator signature.
 
@@ -94,7 +97,7 @@ class FormCounts:
         )  # fmt: skip
 
 
-NO_FORMS = FormCounts()
+NO_FORMS = FormCounts(verified=0)
 """A site's form counts before any form is entered there (a verified or signed count, once
 known, is 0 here)."""
 
@@ -232,11 +235,20 @@ _ENTERED = exists().where(
     col(ItemData.value).is_not(None),
 )
 _LOCKED = _covered(LockLevel.LOCK)
+_VERIFIED = exists().where(
+    col(SourceVerification.subject_id) == Subject.id,
+    col(SourceVerification.event_oid) == StudyEventData.event_oid,
+    col(SourceVerification.event_repeat) == StudyEventData.repeat_key,
+    col(SourceVerification.form_oid) == FormData.form_oid,
+    col(SourceVerification.form_repeat) == FormData.repeat_key,
+    col(SourceVerification.ended_at).is_(None),
+)
 KIND_CONDITIONS: Mapping[FormKind, ColumnElement[bool]] = {
     FormKind.ENTERED: _ENTERED,
     FormKind.COMPLETE: and_(_ENTERED, col(FormData.status) == FormStatus.COMPLETE),
     FormKind.FROZEN: and_(_ENTERED, _covered(LockLevel.FREEZE), ~_LOCKED),
     FormKind.LOCKED: and_(_ENTERED, _LOCKED),
+    FormKind.VERIFIED: and_(_ENTERED, _VERIFIED),
 }
 """Which forms each count counts (in a statement joined form -> visit -> subject)."""
 

@@ -1,5 +1,5 @@
 """Where source data verification stands: per form instance (the form page, the casebook),
-per site (the monitor's `/sdv` page) and as counts (`sdv_counts`, for dashboards). Nothing
+per site (the monitor's `/sdv` page) and per form of a casebook (`casebook_sdv`). Nothing
 here writes.
 
 A form instance the study's SDV plan asks to verify is, once complete, *due* (never
@@ -149,15 +149,6 @@ class SiteSdv:
     dropped: list[SdvEntry] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class SdvCounts:
-    """Complete forms the SDV plan asks to verify, by state."""
-
-    due: int = 0
-    verified: int = 0
-    dropped: int = 0
-
-
 def sdv_by_site(
     session: Session, study: Study, site_ids: set[int] | None, subject_ids: set[int] | None = None
 ) -> list[SiteSdv]:
@@ -208,17 +199,6 @@ def sdv_by_site(
         )  # fmt: skip
         getattr(site, state.state.value).append(entry)
     return list(sites.values())
-
-
-def sdv_counts(session: Session, study: Study, site_id: int | None = None) -> SdvCounts:
-    """How many complete forms are due, verified and dropped, in the study or at one site.
-    The caller decides who may see them."""
-    sites = sdv_by_site(session, study, None if site_id is None else {site_id})
-    return SdvCounts(
-        due=sum(len(site.due) for site in sites),
-        verified=sum(len(site.verified) for site in sites),
-        dropped=sum(len(site.dropped) for site in sites),
-    )
 
 
 def casebook_sdv(

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from app.crf.casebook import build_casebook
 from app.crf.changes import (
     DataLockSet,
+    FormRef,
     QueryAction,
     QueryChange,
     QueryOpen,
@@ -31,6 +32,7 @@ from app.web import dashboard_pages
 from app.web.pages import TEMPLATES
 from tests import factories
 from tests.conftest import InProcessServer, logged_in_client
+from tests.review.test_sdv import verify
 
 ZONE = "Asia/Shanghai"
 """The demo sites' time zone."""
@@ -109,6 +111,7 @@ def test_each_number_is_what_the_casebooks_show_and_links_to_as_many_rows(
         assert factories.save(session, zm001, first, "F.DM", {"IG.DM": {1: {"SEX": "F"}}}).saved
         assert factories.save(session, zm001, second, "F.IC", IC, complete=True).saved
         assert factories.save(session, zm001, other, "F.IC", IC, by="coordinator2").saved
+        verify(session, zm001, first, FormRef("SE.SCR", 1, "F.IC", 1))
         # Leukapheresis 10 days ago: the visits timed from it before today are overdue.
         l0 = (local_date(ZONE, now) - timedelta(days=10)).isoformat()
         aph = {"IG.APH": {1: {"APHYN": "Y"}}, "IG.APH.PROC": {1: {"APHDAT": l0}}}
@@ -145,7 +148,7 @@ def test_each_number_is_what_the_casebooks_show_and_links_to_as_many_rows(
     page = _page(manager, "/dashboard")
     expected = {
         "Subjects": 3, "Open queries": 6, "Forms entered": 5, "Complete": 2, "Frozen": 1,
-        "Locked": 2, "Overdue visits": overdue,
+        "Locked": 2, "Verified": 1, "Overdue visits": overdue,
     }  # fmt: skip
     for label, count in expected.items():
         shown, link = _figure(page, label)
@@ -179,7 +182,7 @@ def test_each_number_is_what_the_casebooks_show_and_links_to_as_many_rows(
     site01 = _site_row(page, "01")
     assert {head: n for head, (n, _) in site01.items()} == {
         "Subjects": 2, "Forms entered": 4, "Complete": 2, "Frozen": 1, "Locked": 2,
-        "Open queries": 5, "Overdue visits": overdue,
+        "Verified": 1, "Open queries": 5, "Overdue visits": overdue,
     }  # fmt: skip
     for head, (count, link) in site01.items():
         assert _rows(manager, link, "query-list" if head == "Open queries" else "grid") == count
@@ -189,7 +192,7 @@ def test_each_number_is_what_the_casebooks_show_and_links_to_as_many_rows(
     assert etree.fromstring(etree.tostring(bar)).get("aria-label") == (
         "2 of 4 entered forms complete (50%)"
     )
-    assert "Verified" not in page.text_content() and "Signed" not in page.text_content()
+    assert "Signed" not in page.text_content()
 
     # Subjects by status and dose level, each linking to the subject list filtered.
     (screening,) = page.xpath('//section[h2="Subjects by status"]//tr[th="Screening"]')

@@ -17,7 +17,7 @@ from app.access import AccessDenied
 from app.crf.changes import DataLockSet, FormRef, VerifyForm, WithdrawVerification
 from app.models import AuditRecord, SourceVerification, Subject, pk
 from app.review.locks import DataLocked
-from app.review.sdv_reads import SdvState, form_sdv, sdv_counts
+from app.review.sdv_reads import SdvState, form_sdv, sdv_by_site
 from app.review.verification import VerificationRefused
 from app.study.loader import Study
 from tests import factories
@@ -70,14 +70,14 @@ def test_a_change_to_a_verified_value_drops_its_verification(
         assert state(session, zm001, subject, IC) == SdvState.VERIFIED
         with pytest.raises(VerificationRefused, match="verified already"):
             verify(session, zm001, subject, IC)
-        assert sdv_counts(session, zm001, site_id=1).verified == 1
+        assert len(sdv_by_site(session, zm001, {1})[0].verified) == 1
 
         consent(session, zm001, subject, ICDAT="2026-01-04")
         dropped = form_sdv(session, zm001, subject, IC, "complete")
         assert dropped.state == SdvState.DROPPED
         (drop,) = dropped.dropped
         assert drop.items == ("Date main ICF signed",) and drop.by_name
-        assert sdv_counts(session, zm001, site_id=1).dropped == 1
+        assert len(sdv_by_site(session, zm001, {1})[0].dropped) == 1
         row = session.exec(select(SourceVerification)).one()
         assert (row.changed_items, row.changed_in_version) == ("IT.IC.ICDAT", 3)
 
