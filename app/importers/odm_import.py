@@ -41,6 +41,8 @@ What an import does, and the decisions behind it:
   subject path's transitions: the source system was the system of record when the subject
   moved, and the transitions check today's date and the order of steps, which an imported
   history has already been through.
+- Queries and freezes or locks in TrialDesk's own Annotations are restored after the
+  subject's values (`odm_review_import`), with their states and texts.
 - The file's AuditRecords are not replayed: TrialDesk's trail records the import itself; the
   history before it stays with the source system and in the file.
 - Short transactions, never one for the whole file (on SQLite that would hold the database
@@ -89,6 +91,7 @@ from app.crf.changes import (
 )
 from app.crf.engine import FieldKey, FormEvaluation
 from app.exporters.odm_common import ODM_NS, q
+from app.importers import odm_review_import
 from app.exporters.odm_metadata import (
     DOSE_LEVEL_CODELIST,
     FORM_STATUS_CODELIST,
@@ -441,6 +444,10 @@ class _Reader:
         for event_el in element.iterchildren(q("StudyEventData")):
             self._event(subject, event_el, key, seen, counts)
         self._subject_status(element, subject, key)
+        review = odm_review_import.notes(element, key)
+        odm_review_import.restore(
+            self.session, subject, review, self._apply, self.problem, self.warning
+        )
         if len(self.report.problems) > before:
             self.session.rollback()
             self._skip(key)

@@ -10,6 +10,7 @@ forms a change would re-derive, so that nothing reaches frozen or locked data by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlmodel import Session, col, or_, select
 
@@ -41,6 +42,8 @@ class LockPlan:
 
     lock: DataLock
     release_reason: str | None = None
+    set_at: datetime | None = None
+    """When the source system set a lock an import restores (else: now)."""
 
 
 def active_locks(session: Session, subject: Subject) -> list[DataLock]:
@@ -116,6 +119,17 @@ def plan_lock(
             form_repeat=place.form_repeat, level=level, reason=reason, set_by_name=set_by_name,
         )
     )  # fmt: skip
+
+
+def plan_study_lock(
+    study_id: int, level: LockLevel, reason: str | None, set_by_name: str
+) -> LockPlan:
+    """A freeze or lock of the whole study (no subject). Nothing sets one through the write
+    path yet (no page); the ODM tests set one through `persist.write_locks` to see it in
+    the export's manifest."""
+    return LockPlan(
+        DataLock(study_id=study_id, level=level, reason=reason, set_by_name=set_by_name)
+    )
 
 
 def plan_release(session: Session, subject: Subject, lock_id: int, reason: str | None) -> LockPlan:
