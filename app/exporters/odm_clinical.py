@@ -225,9 +225,9 @@ class _SubjectWriter:
                 form_changed = self._audit(form_el, latest.get(key))
                 form_not_done = status == FormStatus.NOT_DONE
                 form_status_annotation(form_el, status, reason if form_not_done else None)
-                lock = strongest(locks, LockPlace(event_oid, e_repeat, form_oid, f_repeat))
-                if lock is not None:
-                    lock_annotation(form_el, lock)
+                in_force = strongest(locks, LockPlace(event_oid, e_repeat, form_oid, f_repeat))
+                if in_force is not None:
+                    lock_annotation(form_el, in_force)
                 for query in queries.get(key, ()):
                     query_annotation(session, form_el, query)
                 if form_changed:

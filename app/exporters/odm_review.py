@@ -196,7 +196,7 @@ def write_review_history(
             annotate(
                 place,
                 [(LOCK_STATE_CODELIST, lock.level)],
-                _comment({**_lock_fields(lock), **moment}),
+                _comment(_lock_fields(lock)),
             )
             _last_annotation(place).set("TransactionType", "Remove" if released else "Insert")
         else:
@@ -259,17 +259,17 @@ def lock_status(session: Session, study_id: int) -> dict[str, Any]:
         for lock in active:
             assert lock.subject_id is not None
             by_subject.setdefault(lock.subject_id, []).append(lock)
-        rows = session.exec(
-            select(StudyEventData.subject_id, StudyEventData.event_oid, StudyEventData.repeat_key,
-                   FormData.form_oid, FormData.repeat_key)
+        rows = session.execute(
+            sa_select(col(StudyEventData.subject_id), col(StudyEventData.event_oid),
+                   col(StudyEventData.repeat_key), col(FormData.form_oid), col(FormData.repeat_key))
             .join(FormData, col(FormData.study_event_id) == col(StudyEventData.id))
             .where(col(StudyEventData.subject_id).in_(list(by_subject)))
         )  # fmt: skip
         for subject_id, event_oid, event_repeat, form_oid, form_repeat in rows:
             place = LockPlace(event_oid, event_repeat, form_oid, form_repeat)
-            lock = strongest(by_subject[subject_id], place)
-            if lock is not None:
-                forms[lock.level] += 1
+            covering = strongest(by_subject[subject_id], place)
+            if covering is not None:
+                forms[covering.level] += 1
     study = None
     if study_wide is not None:
         study = {**_lock_fields(study_wide), "level": study_wide.level}

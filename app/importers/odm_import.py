@@ -12,8 +12,10 @@ What an import does, and the decisions behind it:
   A MetaDataVersionOID other than that of the definition this server runs (another system's,
   or an older build's) is a warning: every value is checked against the running definition
   anyway, so a file still fits or is refused item by item.
-- The file is a Snapshot (current data). A Transactional file, a history of Insert, Update
-  and Remove, is refused: replaying another system's history is not an import.
+- The file is a Snapshot (current data). Of a Transactional file, a history of Insert,
+  Update and Remove, only TrialDesk's query and lock Annotations are read, for subjects
+  already here: replaying another system's value history is not an import, but the history
+  of queries restores what a snapshot cannot hold (each transition).
 - Subjects are added, never updated: a SubjectKey already in the database (or twice in the
   file) is a problem. Updating a casebook from a file would need a reason for every changed
   value of a complete form and a Transactional file to say what was removed; an import does
@@ -91,7 +93,6 @@ from app.crf.changes import (
 )
 from app.crf.engine import FieldKey, FormEvaluation
 from app.exporters.odm_common import ODM_NS, q
-from app.importers import odm_review_import
 from app.exporters.odm_metadata import (
     DOSE_LEVEL_CODELIST,
     FORM_STATUS_CODELIST,
@@ -101,6 +102,7 @@ from app.exporters.odm_metadata import (
     VISIT_STATUS_CODELIST,
     metadata_version_oid,
 )
+from app.importers import odm_review_import
 from app.models import FormStatus, Site, Subject, pk, utcnow
 from app.schemas import SchemaInvalid, odm_schema, safe_parser, validate_streaming
 from app.study.loader import LOG_EVENT_OID, Study
@@ -343,6 +345,8 @@ class _Reader:
         """Whether the ClinicalData being read is this study's."""
         self.subject_key: str | None = None
         self.warnings_before = 0
+        self.history: dict[str, tuple[int | None, list[odm_review_import.Note]]] | None = None
+        """A Transactional file's query and lock notes by SubjectKey (None for a Snapshot)."""
 
     def _apply(self, change: Change) -> write.Outcome:
         assert self.session is not None, "writes happen within a subject's transaction"
@@ -363,19 +367,17 @@ class _Reader:
         ):
             if event == "start":
                 if element.tag == q("ODM") and element.get("FileType") == "Transactional":
-                    self.problem(
-                        _line(element), "ODM",
-                        "a Transactional file (a history of changes) cannot be imported: "
-                        "give a Snapshot of the current data",
-                    )  # fmt: skip
-                    return
+                    self.history = {}
                 if element.tag == q("ClinicalData"):
                     clinical_data += 1
                     self.accepting = self._is_this_study(element)
                 continue
             if element.tag == q("SubjectData"):
                 key = element.get("SubjectKey", "")
-                if self.accepting and (self.run.store is None or key in self.run.store):
+                if self.history is not None and self.accepting:
+                    notes = odm_review_import.notes(element, key)
+                    self.history.setdefault(key, (_line(element), []))[1].extend(notes)
+                elif self.accepting and (self.run.store is None or key in self.run.store):
                     with Session(self.engine) as session:
                         self.session = session
                         self._subject(element)
@@ -390,6 +392,44 @@ class _Reader:
                 _release(element)
         if clinical_data == 0:
             self.problem(None, "", f"the file holds no ClinicalData for {self.study.info.oid}")
+        for key, (line, notes) in (self.history or {}).items():
+            if self.run.store is None or key in self.run.store:
+                with Session(self.engine) as session:
+                    self.session = session
+                    self._review_only(key, line, notes)
+                    self.session = None
+                self.run.advance()
+
+    def _review_only(self, key: str, line: int | None, notes: list[odm_review_import.Note]) -> None:
+        """Restore the queries and locks a Transactional file holds for a subject already
+        here (its values are not replayed: see the module docstring)."""
+        assert self.session is not None
+        self.subject_key = key
+        before = len(self.report.problems)
+        self.warnings_before = len(self.report.warnings)
+        subject = self.session.exec(
+            select(Subject).where(Subject.study_id == self.study.id, Subject.subject_key == key)
+        ).first()
+        if subject is None or subject.site_id not in self.sites.values():
+            self.problem(
+                line, key, "not in TrialDesk: a Transactional file restores only the queries "
+                "and locks of subjects already here (import a Snapshot of their data first)",
+            )  # fmt: skip
+            self._skip(key)
+            return
+        self.now = utcnow()
+        odm_review_import.restore(
+            self.session, subject, notes, self._apply, self.problem, self.warning
+        )
+        if len(self.report.problems) > before:
+            self.session.rollback()
+            self._skip(key)
+            return
+        if self.run.store is None:
+            self.session.rollback()
+        else:
+            self.session.commit()
+        self.good.append(key)
 
     def _is_this_study(self, element: etree._Element) -> bool:
         study_oid = element.get("StudyOID")

@@ -42,6 +42,7 @@ from app.exporters.odm_common import q
 from app.exporters.odm_metadata import LOCK_STATE_CODELIST, QUERY_STATE_CODELIST
 from app.models import LockLevel, Subject, pk
 from app.review.locks import LockPlace, active_locks, covers
+from app.review.query_import import already_restored
 
 Report = Callable[[int | None, str, str], None]
 """Told (line, path, message) of a problem or warning."""
@@ -94,15 +95,18 @@ def restore(
 ) -> None:
     """Apply the queries, then the locks, that `found` (the subject's notes) carry."""
     found = list(found)
-    for note, change in _query_changes(pk(subject), found):
-        _apply(apply, change, note, problem)
+    for note, restored in _query_changes(pk(subject), found):
+        if not already_restored(session, subject, restored):
+            _apply(apply, restored, note, problem)
     locks = sorted(_lock_notes(found), key=lambda note: _PLACE_ORDER.get(note.fields["on"], 3))
     for note in locks:
         if note.fields["on"] == "study":
             warning(note.line, note.path, "a study-wide lock is not restored by an import")
             continue
         change = _lock_change(pk(subject), note)
-        place = LockPlace(change.event_oid, change.event_repeat, change.form_oid, change.form_repeat)
+        place = LockPlace(
+            change.event_oid, change.event_repeat, change.form_oid, change.form_repeat
+        )
         in_force = active_locks(session, subject)
         if any(
             covers(lock, place) and lock.level in (LockLevel.LOCK, change.level)
@@ -166,7 +170,7 @@ def _lock_change(subject_id: int, note: Note) -> DataLockSet:
     event = (target.event_oid, target.event_repeat) if on in ("visit", "form") else (None, None)
     form = (target.form_oid, target.form_repeat) if on == "form" else (None, None)
     return DataLockSet(
-        subject_id, note.value, note.fields.get("reason"), *event, *form,
+        subject_id, note.value, note.fields.get("reason"), event[0], event[1], form[0], form[1],
         set_by_name=note.fields.get("by"), set_at=_moment(note.fields.get("at")),
     )  # fmt: skip
 

@@ -66,6 +66,17 @@ def matching_query(session: Session, subject: Subject, change: ImportedQuery) ->
     )
 
 
+def already_restored(session: Session, subject: Subject, change: ImportedQuery) -> bool:
+    """Whether the casebook holds the query as the file does (state and answer): an import
+    skips it before the write path, whose lock guard would refuse even a change of nothing."""
+    existing = matching_query(session, subject, change)
+    return existing is not None and _unchanged(existing, change)
+
+
+def _unchanged(query: Query, change: ImportedQuery) -> bool:
+    return query.state == change.state and query.response == change.response
+
+
 def plan_imported_query(
     session: Session, study: Study, subject: Subject, change: ImportedQuery
 ) -> QueryPlan | None:
@@ -78,7 +89,7 @@ def plan_imported_query(
     check_target(study, change.target)
     existing = matching_query(session, subject, change)
     if existing is not None:
-        if existing.state == change.state and existing.response == change.response:
+        if _unchanged(existing, change):
             return None
         if existing.check_id is None:
             raise QueryRefused(
