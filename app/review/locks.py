@@ -121,17 +121,6 @@ def plan_lock(
     )  # fmt: skip
 
 
-def plan_study_lock(
-    study_id: int, level: LockLevel, reason: str | None, set_by_name: str
-) -> LockPlan:
-    """A freeze or lock of the whole study (no subject). Nothing sets one through the write
-    path yet (no page); the ODM tests set one through `persist.write_locks` to see it in
-    the export's manifest."""
-    return LockPlan(
-        DataLock(study_id=study_id, level=level, reason=reason, set_by_name=set_by_name)
-    )
-
-
 def plan_release(session: Session, subject: Subject, lock_id: int, reason: str | None) -> LockPlan:
     """Release one of the subject's freezes or locks; a reason is required."""
     lock = session.get(DataLock, lock_id)

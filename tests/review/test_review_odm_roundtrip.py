@@ -21,16 +21,21 @@ from sqlmodel import Session, col, select
 from app import audit, export_jobs
 from app.access import load_access
 from app.config import Settings
-from app.crf import persist
-from app.crf.changes import DataLockSet, QueryAction, QueryChange, QueryOpen, QueryTarget
+from app.crf.changes import (
+    DataLockSet,
+    QueryAction,
+    QueryChange,
+    QueryOpen,
+    QueryTarget,
+    StudyLockSet,
+)
 from app.db import make_engine
 from app.demo import load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_transactional import write_odm_transactional
 from app.exporters.produce import ExportKind, ExportRequest
 from app.exporters.scope import ExportScope
-from app.models import DataLock, LockLevel, Query, Subject, pk, utcnow
-from app.review.locks import plan_study_lock
+from app.models import DataLock, Query, Subject, pk
 from app.review.query_reads import query_history
 from app.schemas import odm_schema, validate_streaming
 from app.study.loader import Study
@@ -206,10 +211,8 @@ def test_the_manifest_states_the_study_lock(
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
         build_review_state(session, zm001)
+        factories.apply(session, zm001, StudyLockSet("freeze", "Database freeze"), by="datamanager")
         manager = factories.user(session, "datamanager")
-        plan = plan_study_lock(zm001.id, LockLevel.FREEZE, "Database freeze", manager.full_name)
-        persist.write_locks(session, [plan], user_id=manager.id, now=utcnow())
-        session.commit()
         access = load_access(session, manager, zm001.id)
         request = ExportRequest(ExportKind.ODM_SNAPSHOT, ExportScope(study_id=zm001.id))
         job = export_jobs.create_job(session, zm001, access, request, audit.Actor(manager))
