@@ -340,9 +340,12 @@ Flag = tuple[str, str]
 """A flag's code list OID and its value."""
 
 
-def annotate(parent: etree._Element, flags: Sequence[Flag], comment: str | None = None) -> None:
-    """Append an Annotation (numbered after the parent's others) with a Comment and Flags.
-    Call after the parent's AuditRecord and Signature and before its child data."""
+def annotate(
+    parent: etree._Element, flags: Sequence[Flag], comment: str | None = None
+) -> etree._Element:
+    """Append an Annotation (numbered after the parent's others) with a Comment and Flags,
+    and return it. Call after the parent's AuditRecord and Signature and before its child
+    data."""
     seq = sum(1 for _ in parent.iterchildren(q("Annotation"))) + 1
     annotation = etree.SubElement(parent, q("Annotation"), SeqNum=str(seq))
     if comment:
@@ -353,6 +356,7 @@ def annotate(parent: etree._Element, flags: Sequence[Flag], comment: str | None 
         etree.SubElement(flag, q("FlagType"), CodeListOID=FLAG_TYPE_CODELIST).text = flag_type(
             codelist
         )
+    return annotation
 
 
 def subject_status_annotation(

@@ -157,7 +157,8 @@ def write_review_history(
 ) -> int:
     """Write the subject's query and lock transitions, one SubjectData each; returns how many."""
     queries = {
-        q_.id: q_ for q_ in session.exec(select(Query).where(Query.subject_id == subject.id))
+        query.id: query
+        for query in session.exec(select(Query).where(Query.subject_id == subject.id))
     }
     locks = {
         lock.id: lock
@@ -184,21 +185,18 @@ def write_review_history(
             place.append(audit_element(audit, sites))
             fields = {**_query_fields(session, query), **moment, "from": audit.old_value,
                       "step": audit.reason}  # fmt: skip
-            annotate(place, [(QUERY_STATE_CODELIST, audit.value)], _comment(fields))
+            annotation = annotate(place, [(QUERY_STATE_CODELIST, audit.value)], _comment(fields))
             opening = audit.action == AuditAction.QUERY_OPEN
-            _last_annotation(place).set("TransactionType", "Insert" if opening else "Update")
+            annotation.set("TransactionType", "Insert" if opening else "Update")
         elif kind == "lock" and number in locks:
             lock = locks[number]
             place = _place(element, repeats, lock.event_oid, lock.event_repeat, lock.form_oid,
                            lock.form_repeat)  # fmt: skip
             place.append(audit_element(audit, sites))
             released = audit.action == AuditAction.DATA_RELEASE
-            annotate(
-                place,
-                [(LOCK_STATE_CODELIST, lock.level)],
-                _comment(_lock_fields(lock)),
-            )
-            _last_annotation(place).set("TransactionType", "Remove" if released else "Insert")
+            flags = [(LOCK_STATE_CODELIST, lock.level)]
+            annotation = annotate(place, flags, _comment(_lock_fields(lock)))
+            annotation.set("TransactionType", "Remove" if released else "Insert")
         else:
             continue
         xf.write(element)
@@ -226,10 +224,6 @@ def _place(
     element = repeats.group(element, form_oid, group_oid, group_repeat)
     element.set("TransactionType", "Context")
     return etree.SubElement(element, q("ItemData"), ItemOID=item_oid, TransactionType="Context")
-
-
-def _last_annotation(element: etree._Element) -> etree._Element:
-    return list(element.iterchildren(q("Annotation")))[-1]
 
 
 # -- the manifest -----------------------------------------------------------------------------

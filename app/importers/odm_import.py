@@ -144,6 +144,10 @@ class ImportReport:
     subjects: int = 0
     forms: int = 0
     items: int = 0
+    queries: int = 0
+    """Queries restored or moved to the file's state (`odm_review_import`)."""
+    locks: int = 0
+    """Freezes and locks restored."""
     problems: list[ImportProblem] = field(default_factory=list)
     warnings: list[ImportProblem] = field(default_factory=list)
     skipped_subjects: list[str] = field(default_factory=list)
@@ -170,6 +174,8 @@ class ImportReport:
                 f"{self.file_name}: imported {self.subjects} subjects, {self.forms} forms, "
                 f"{self.items} item values."
             ]
+            if self.queries or self.locks:
+                lines.append(f"Restored {self.queries} queries and {self.locks} freezes or locks.")
             if self.skipped_subjects:
                 lines.append(
                     f"Left out {len(self.skipped_subjects)} subject(s) with problems: "
@@ -238,6 +244,8 @@ def import_odm(
     report.subjects = storer.stored.subjects
     report.forms = storer.stored.forms
     report.items = storer.stored.items
+    report.queries = storer.stored.queries
+    report.locks = storer.stored.locks
     report.skipped_subjects = checker.skipped
     report.stored_subjects = storer.good
     report.not_stored = storer.skipped
@@ -286,6 +294,8 @@ class _Counts:
     subjects: int = 0
     forms: int = 0
     items: int = 0
+    queries: int = 0
+    locks: int = 0
 
 
 @dataclass
@@ -418,18 +428,27 @@ class _Reader:
             self._skip(key)
             return
         self.now = utcnow()
-        odm_review_import.restore(
+        restored = odm_review_import.restore(
             self.session, subject, notes, self._apply, self.problem, self.warning
         )
-        if len(self.report.problems) > before:
+        if self._finish(key, before):
+            self.stored.queries += restored.queries
+            self.stored.locks += restored.locks
+
+    def _finish(self, key: str, problems_before: int) -> bool:
+        """End the subject's transaction: rolled back when it has problems (it is skipped)
+        or in the check pass, else committed; True when the subject was accepted."""
+        assert self.session is not None
+        if len(self.report.problems) > problems_before:
             self.session.rollback()
             self._skip(key)
-            return
+            return False
         if self.run.store is None:
             self.session.rollback()
         else:
             self.session.commit()
         self.good.append(key)
+        return True
 
     def _is_this_study(self, element: etree._Element) -> bool:
         study_oid = element.get("StudyOID")
@@ -485,18 +504,13 @@ class _Reader:
             self._event(subject, event_el, key, seen, counts)
         self._subject_status(element, subject, key)
         review = odm_review_import.notes(element, key)
-        odm_review_import.restore(
+        restored = odm_review_import.restore(
             self.session, subject, review, self._apply, self.problem, self.warning
         )
-        if len(self.report.problems) > before:
-            self.session.rollback()
-            self._skip(key)
+        if not self._finish(key, before):
             return
-        if self.run.store is None:
-            self.session.rollback()
-        else:
-            self.session.commit()
-        self.good.append(key)
+        self.stored.queries += restored.queries
+        self.stored.locks += restored.locks
         self.stored.subjects += counts.subjects
         self.stored.forms += counts.forms
         self.stored.items += counts.items

@@ -85,6 +85,14 @@ def notes(subject_el: etree._Element, path: str) -> list[Note]:
     return found
 
 
+@dataclass
+class Restored:
+    """How many queries were restored (or moved to the file's state) and locks set."""
+
+    queries: int = 0
+    locks: int = 0
+
+
 def restore(
     session: Session,
     subject: Subject,
@@ -92,38 +100,46 @@ def restore(
     apply: Callable[[Change], write.Outcome],
     problem: Report,
     warning: Report,
-) -> None:
+) -> Restored:
     """Apply the queries, then the locks, that `found` (the subject's notes) carry."""
     found = list(found)
-    for note, restored in _query_changes(pk(subject), found):
-        if not already_restored(session, subject, restored):
-            _apply(apply, restored, note, problem)
+    restored = Restored()
+    for note, change in _query_changes(pk(subject), found):
+        if not already_restored(session, subject, change):
+            restored.queries += _apply(apply, change, note, problem)
     locks = sorted(_lock_notes(found), key=lambda note: _PLACE_ORDER.get(note.fields["on"], 3))
     for note in locks:
         if note.fields["on"] == "study":
             warning(note.line, note.path, "a study-wide lock is not restored by an import")
             continue
-        change = _lock_change(pk(subject), note)
+        lock_change = _lock_change(pk(subject), note)
         place = LockPlace(
-            change.event_oid, change.event_repeat, change.form_oid, change.form_repeat
+            lock_change.event_oid,
+            lock_change.event_repeat,
+            lock_change.form_oid,
+            lock_change.form_repeat,
         )
         in_force = active_locks(session, subject)
         if any(
-            covers(lock, place) and lock.level in (LockLevel.LOCK, change.level)
+            covers(lock, place) and lock.level in (LockLevel.LOCK, lock_change.level)
             for lock in in_force
         ):
             continue  # already set (an import of the same file, or a stronger lock covers it)
-        _apply(apply, change, note, problem)
+        restored.locks += _apply(apply, lock_change, note, problem)
+    return restored
 
 
 def _apply(
     apply: Callable[[Change], write.Outcome], change: Change, note: Note, problem: Report
-) -> None:
+) -> int:
+    """1 when the write path made `change`, 0 (and a problem) when it refused it."""
     try:
         apply(change)
     except (Refused, NotFound) as refusal:
         what = "query" if note.codelist == QUERY_STATE_CODELIST else "lock"
         problem(note.line, note.path, f"{what}: {refusal}")
+        return 0
+    return 1
 
 
 def _query_changes(subject_id: int, found: list[Note]) -> list[tuple[Note, ImportedQuery]]:

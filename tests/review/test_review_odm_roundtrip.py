@@ -152,6 +152,9 @@ def test_queries_and_locks_round_trip_through_an_odm_export(
     else:
         report = run_import(target, zm001, snapshot)
     assert report.stored and not report.problems, report.format()
+    # The system query is the one the check opened on the imported values, already open.
+    assert (report.queries, report.locks) == (3, 2), report.format()
+    assert "Restored 3 queries and 2 freezes or locks." in report.format()
     with Session(target) as session:
         assert queries(session) == expected_queries
         assert locks(session) == expected_locks
@@ -171,6 +174,8 @@ def test_queries_and_locks_round_trip_through_an_odm_export(
             ("open", "closed", "Yes, at the clinic."),
         ]
     again = run_import(target, zm001, transactional if kind == "transactional" else snapshot)
+    # A snapshot's subjects are refused as already here; a transactional file restores nothing.
+    assert again.stored == (kind == "transactional") and (again.queries, again.locks) == (0, 0)
     with Session(target) as session:
         assert queries(session) == expected_queries, again.format()
         assert locks(session) == expected_locks
