@@ -402,7 +402,17 @@ class _Reader:
                 _release(element)
         if clinical_data == 0:
             self.problem(None, "", f"the file holds no ClinicalData for {self.study.info.oid}")
-        for key, (line, notes) in (self.history or {}).items():
+        if self.history is not None:
+            self._restore_history(self.history)
+
+    def _restore_history(
+        self, history: dict[str, tuple[int | None, list[odm_review_import.Note]]]
+    ) -> None:
+        """A Transactional file's queries and locks, subject by subject once all are read
+        (a query's transitions are spread over the file)."""
+        if self.run.store is None:
+            self.run.total = len(history)  # a subject has many SubjectData in a history
+        for key, (line, notes) in history.items():
             if self.run.store is None or key in self.run.store:
                 with Session(self.engine) as session:
                     self.session = session
