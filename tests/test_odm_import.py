@@ -100,7 +100,8 @@ def clinical_data(path: Path, element_path: str = "odm:ClinicalData") -> bytes:
         parent = record.getparent()
         assert parent is not None
         parent.remove(record)
-    # Queries and freezes are not imported (yet): the import's own checks open queries anew.
+    # Queries and freezes are restored, but with new numbers, the import's own check runs
+    # opening system queries first: tests/review/test_review_odm_roundtrip.py compares them.
     review = {"CL.QUERYSTATE", "CL.LOCKSTATE"}
     for annotation in list(element.iter(f"{ODM}Annotation")):
         codes = {v.get("CodeListOID") for v in annotation.iter(f"{ODM}FlagValue")}
