@@ -33,6 +33,7 @@ from app.audit import AuditAction
 from app.config import Settings
 from app.crf.changes import NotFound
 from app.db import make_engine
+from app.exporters.odm_review import lock_status
 from app.exporters.produce import ExportedFile, ExportKind, ExportRequest, file_manifest, produce
 from app.exporters.scope import ExportScope, ScopeKind, subjects_only
 from app.models import (
@@ -211,8 +212,9 @@ def run_job(engine: Engine, study: Study, settings: Settings, job_id: int) -> No
                     read_session, study, request, out_dir,
                     subjects_only(heartbeat.progress),
                 )  # fmt: skip
+                locks = lock_status(read_session, study.id)
             zip_path = Path(folder) / "export.zip"
-            manifest = _package(out_dir, files, zip_path)
+            manifest = _package(out_dir, files, zip_path, locks)
             _store_result(engine, job_id, zip_path, manifest, _file_name(study, job_id, request))
     except Exception as error:  # any failure must end the job, with its reason
         logger.exception("export job %s failed", job_id)
@@ -234,13 +236,16 @@ def _file_name(study: Study, job_id: int, request: ExportRequest) -> str:
     return f"{study.info.oid.lower()}-{request.kind.replace('_', '-')}-{label}-job{job_id}.zip"
 
 
-def _package(out_dir: Path, files: list[ExportedFile], zip_path: Path) -> list[dict[str, Any]]:
-    """Zip the files with a manifest.json (name, rows, bytes, SHA-256 of each)."""
+def _package(
+    out_dir: Path, files: list[ExportedFile], zip_path: Path, locks: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Zip the files with a manifest.json: name, rows, bytes, SHA-256 of each, and the
+    study's freeze or lock status when the export ran (`odm_review.lock_status`)."""
     manifest = file_manifest(out_dir, files)
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
         for entry in manifest:
             zf.write(out_dir / entry["name"], entry["name"])
-        zf.writestr("manifest.json", json.dumps({"files": manifest}, indent=2))
+        zf.writestr("manifest.json", json.dumps({"files": manifest, "locks": locks}, indent=2))
     return manifest
 
 

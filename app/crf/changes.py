@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 
 from app.crf.engine import FieldKey, RawRows
@@ -154,9 +154,42 @@ class QueryChange:
 
 
 @dataclass(frozen=True)
+class ImportedTransition:
+    """One state change of a query as another system (or a TrialDesk export) recorded it:
+    from which state to which, with its text, by whom and when there."""
+
+    old: str | None
+    new: str
+    text: str | None
+    by: str | None
+    at: datetime | None
+
+
+@dataclass(frozen=True)
+class ImportedQuery:
+    """A query as an ODM file carries it (an import): its place, texts and state, and its
+    history as far as the file holds it (the snapshot: none; the transactional export: every
+    transition). A system query (`check_id`) is matched on its check and place, a manual one
+    on its place, question and opening time, so importing it again changes nothing."""
+
+    subject_id: int
+    target: QueryTarget
+    state: str
+    text: str
+    response: str | None
+    check_id: str | None
+    opened_at: datetime | None
+    opened_by: str | None
+    require_response: bool = False
+    require_manual_close: bool = False
+    history: tuple[ImportedTransition, ...] = ()
+
+
+@dataclass(frozen=True)
 class DataLockSet:
     """A data manager freezes ("freeze") or locks ("lock") a subject's casebook, one visit
-    (`event_oid`) or one form (`form_oid` too)."""
+    (`event_oid`) or one form (`form_oid` too). An import keeps who set it and when in the
+    source (`set_by_name`, `set_at`; ignored on every other channel)."""
 
     subject_id: int
     level: str
@@ -165,6 +198,8 @@ class DataLockSet:
     event_repeat: int | None = None
     form_oid: str | None = None
     form_repeat: int | None = None
+    set_by_name: str | None = None
+    set_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -216,7 +251,7 @@ class WithdrawVerification:
 
 SubjectChange = (
     NewSubject | FormValues | FormNotDone | VisitDate | SubjectStatus | ImportedStatus
-    | QueryOpen | QueryChange | DataLockSet | DataLockRelease | VerifyForm
+    | QueryOpen | QueryChange | ImportedQuery | DataLockSet | DataLockRelease | VerifyForm
     | WithdrawVerification
 )  # fmt: skip
 """Changes to one subject's casebook (a new subject included)."""

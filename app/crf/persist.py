@@ -288,7 +288,7 @@ def write_queries(session: Session, plans: list[QueryPlan], *, now: datetime) ->
         if plan.response is not None:
             query.response = plan.response
         if query.id is None:
-            query.opened_at = now
+            query.opened_at = plan.opened_at or now
         else:
             query.version += 1
         session.add(query)
@@ -303,7 +303,7 @@ def write_locks(
     for plan in plans:
         lock = plan.lock
         if lock.id is None:
-            lock.set_at, lock.set_by_id = now, user_id
+            lock.set_at, lock.set_by_id = plan.set_at or now, user_id
         else:
             lock.released_at, lock.released_by_id = now, user_id
             lock.release_reason = plan.release_reason

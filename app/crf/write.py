@@ -38,6 +38,7 @@ from app.crf.changes import (
     DataLockSet,
     FormNotDone,
     FormValues,
+    ImportedQuery,
     ImportedStatus,
     NewSubject,
     NotFound,
@@ -79,7 +80,8 @@ from app.review.locks import (
     plan_release,
     refusal,
 )
-from app.review.queries import load_query, plan_query_change, plan_query_open
+from app.review.queries import QueryRefused, load_query, plan_query_change, plan_query_open
+from app.review.query_import import plan_imported_query
 from app.review.study_lock import plan_study_lock, plan_study_release, study_locks
 from app.review.system_queries import QueryPlan, plan_system_queries, query_audit_entries
 from app.review.verification import plan_drops, plan_verify, plan_withdraw
@@ -239,6 +241,10 @@ def _authorise(session: Session, study: Study, change: SubjectChange, by: Author
             if not by.importing:
                 raise StatusRefused("A status is set directly only by an ODM import.")
             permission = Permission.IMPORT
+        case ImportedQuery():
+            if not by.importing:
+                raise QueryRefused("A query is restored with its state only by an ODM import.")
+            permission = Permission.IMPORT
         case QueryChange(action=QueryAction.ANSWER):
             permission = Permission.ANSWER_QUERIES
         case DataLockSet() | DataLockRelease():
@@ -287,7 +293,7 @@ def _load(session: Session, study: Study, subject: Subject | None, change: Subje
         case SubjectStatus():
             assert subject is not None
             return Loaded(transition=transition_to(study, subject, change.to))
-        case ImportedStatus() | QueryOpen() | DataLockSet() | DataLockRelease():
+        case ImportedStatus() | QueryOpen() | ImportedQuery() | DataLockSet() | DataLockRelease():
             return Loaded()
         case QueryChange():
             assert subject is not None
@@ -321,7 +327,7 @@ def _guard(
             refused = refusal(locks, LockPlace(change.event_oid, change.event_repeat))
         case SubjectStatus() | ImportedStatus():
             refused = refusal([lock for lock in locks if lock.event_oid is None], LockPlace())
-        case QueryOpen():
+        case QueryOpen() | ImportedQuery():
             target = change.target
             place = LockPlace(
                 target.event_oid, target.event_repeat, target.form_oid, target.form_repeat
@@ -387,15 +393,20 @@ def _evaluate(
         case QueryChange():
             assert loaded.query is not None
             return Plan(subject, queries=[plan_query_change(loaded.query, change)])
+        case ImportedQuery():
+            restored = plan_imported_query(session, study, subject, change)
+            return Plan(subject, queries=[restored] if restored else [])
         case DataLockSet():
             place = LockPlace(
                 change.event_oid, change.event_repeat, change.form_oid, change.form_repeat
             )
             level = LockLevel(change.level)
             name = _printed_name(by.actor)
-            return Plan(
-                subject, locks=[plan_lock(locks, subject, place, level, change.reason, name)]
-            )
+            if by.importing and change.set_by_name:
+                name = change.set_by_name
+            lock = plan_lock(locks, subject, place, level, change.reason, name)
+            lock.set_at = change.set_at if by.importing else None
+            return Plan(subject, locks=[lock])
         case DataLockRelease():
             return Plan(
                 subject, locks=[plan_release(session, subject, change.lock_id, change.reason)]

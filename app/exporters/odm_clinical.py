@@ -50,14 +50,13 @@ from app.exporters.odm_common import (
     data_key,
     dose_annotation,
     form_status_annotation,
-    lock_annotation,
     not_done_item,
     odm_document,
     q,
-    query_annotation,
     subject_status_annotation,
     visit_date_annotation,
 )
+from app.exporters.odm_review import lock_annotation, placed_at, query_annotation
 from app.exporters.scope import (
     ExportScope,
     Progress,
@@ -193,6 +192,8 @@ class _SubjectWriter:
         dose_annotation(element, subject.dose_level, subject.phase)
         queries = _queries_by_place(session, subject)
         locks = active_locks(session, subject)
+        for lock in placed_at(locks):
+            lock_annotation(element, lock)
         rows = connection.execute(SUBJECT_DATA, params).all()
         changed: set[etree._Element] = set()  # containers changed since the moment
         items = 0
@@ -211,8 +212,10 @@ class _SubjectWriter:
                 if self._audit(event_el, latest.get(key)):
                     changed.add(event_el)
                 visit_date_annotation(event_el, visit_date)
+                for lock in placed_at(locks, event_oid, e_repeat):
+                    lock_annotation(event_el, lock)
                 for query in queries.get(key, ()):
-                    query_annotation(event_el, query)
+                    query_annotation(session, event_el, query)
             if f_id is None:
                 continue
             if f_id != form_id:
@@ -222,11 +225,11 @@ class _SubjectWriter:
                 form_changed = self._audit(form_el, latest.get(key))
                 form_not_done = status == FormStatus.NOT_DONE
                 form_status_annotation(form_el, status, reason if form_not_done else None)
-                lock = strongest(locks, LockPlace(event_oid, e_repeat, form_oid, f_repeat))
-                if lock is not None:
-                    lock_annotation(form_el, lock)
+                in_force = strongest(locks, LockPlace(event_oid, e_repeat, form_oid, f_repeat))
+                if in_force is not None:
+                    lock_annotation(form_el, in_force)
                 for query in queries.get(key, ()):
-                    query_annotation(form_el, query)
+                    query_annotation(session, form_el, query)
                 if form_changed:
                     changed.add(form_el)
                 if form_not_done and (self.since is None or form_changed):
@@ -246,7 +249,7 @@ class _SubjectWriter:
             if record is not None:
                 item_el.append(self.audits.element(record))
             for query in queries.get(item_key, ()):
-                query_annotation(item_el, query)
+                query_annotation(session, item_el, query)
             items += 1
         if self.since is not None:
             _drop_unchanged_containers(element, changed)

@@ -7,8 +7,8 @@ Flags whose FlagValue comes from a code list of the MetaDataVersion (CL.FORMSTAT
 CL.SUBJECTSTATUS, CL.DOSELEVEL, CL.PHASE, CL.VISITSTATUS) and whose FlagType, from
 CL.FLAGTYPE, names that list; its Comment, when present, holds the date or the reason that
 goes with the flag (a status's effective date, a visit's date, why a form was not done).
-A new kind of annotation (a query as an Annotation Comment, a source data verification flag)
-is one more function here and one more code list in `odm_metadata.flag_codelists`; Signatures
+Queries and locks are `odm_review`'s. A new kind of annotation (a source data verification
+flag) is one more function and one more code list in `odm_metadata.flag_codelists`; Signatures
 go between AuditRecord and Annotation, which every writer already orders that way.
 """
 
@@ -29,9 +29,7 @@ from app.exporters.odm_metadata import (
     DOSE_LEVEL_CODELIST,
     FLAG_TYPE_CODELIST,
     FORM_STATUS_CODELIST,
-    LOCK_STATE_CODELIST,
     PHASE_CODELIST,
-    QUERY_STATE_CODELIST,
     SUBJECT_STATUS_CODELIST,
     VISIT_OCCURRED,
     VISIT_STATUS_CODELIST,
@@ -42,8 +40,6 @@ from app.exporters.odm_metadata import (
 from app.exporters.scope import ExportScope, ScopeKind
 from app.models import (
     AuditRecord,
-    DataLock,
-    Query,
     RoleAssignment,
     Site,
     Subject,
@@ -344,9 +340,12 @@ Flag = tuple[str, str]
 """A flag's code list OID and its value."""
 
 
-def annotate(parent: etree._Element, flags: Sequence[Flag], comment: str | None = None) -> None:
-    """Append an Annotation (numbered after the parent's others) with a Comment and Flags.
-    Call after the parent's AuditRecord and Signature and before its child data."""
+def annotate(
+    parent: etree._Element, flags: Sequence[Flag], comment: str | None = None
+) -> etree._Element:
+    """Append an Annotation (numbered after the parent's others) with a Comment and Flags,
+    and return it. Call after the parent's AuditRecord and Signature and before its child
+    data."""
     seq = sum(1 for _ in parent.iterchildren(q("Annotation"))) + 1
     annotation = etree.SubElement(parent, q("Annotation"), SeqNum=str(seq))
     if comment:
@@ -357,6 +356,7 @@ def annotate(parent: etree._Element, flags: Sequence[Flag], comment: str | None 
         etree.SubElement(flag, q("FlagType"), CodeListOID=FLAG_TYPE_CODELIST).text = flag_type(
             codelist
         )
+    return annotation
 
 
 def subject_status_annotation(
@@ -392,22 +392,3 @@ def not_done_item(parent: etree._Element, item_oid: str, reason: str | None) -> 
     element = etree.SubElement(parent, q("ItemData"), ItemOID=item_oid, IsNull="Yes")
     annotate(element, [], reason)
     return element
-
-
-def query_annotation(element: etree._Element, query: Query) -> None:
-    """A query on the element: its state (CL.QUERYSTATE) and, as Comment, its number, origin,
-    question and the site's last answer (the history is in the transactional export's audit
-    records and in the query's own audit trail)."""
-    origin = f"check {query.check_id}" if query.check_id else "raised by a reviewer"
-    comment = f"Query {query.id} ({origin}): {query.text}"
-    if query.response:
-        comment += f" | Answer: {query.response}"
-    annotate(element, [(QUERY_STATE_CODELIST, query.state)], comment)
-
-
-def lock_annotation(element: etree._Element, lock: DataLock) -> None:
-    """The freeze or lock in force on a form (CL.LOCKSTATE), with who set it and why."""
-    comment = f"by {lock.set_by_name} since {lock.set_at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-    if lock.reason:
-        comment += f": {lock.reason}"
-    annotate(element, [(LOCK_STATE_CODELIST, lock.level)], comment)

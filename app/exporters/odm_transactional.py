@@ -11,7 +11,9 @@ why, through what):
   and, on enrolment, the dose level and phase flags;
 - a visit dated or its date corrected: StudyEventData Insert / Update with the date annotation;
 - a form status change (in progress, complete, not done with its reason): FormData Insert (the
-  form's first status) or Update with the status flag.
+  form's first status) or Update with the status flag;
+- after the subject's values, each query transition and each freeze or lock set or released
+  (`odm_review`).
 The flags are the Annotations of the snapshot export (see `odm_common`).
 
 `scope.changed_since` keeps only the changes recorded after that moment. Streamed: a subject's
@@ -46,6 +48,7 @@ from app.exporters.odm_common import (
     subject_status_annotation,
     visit_date_annotation,
 )
+from app.exporters.odm_review import review_history_statement, write_review_history
 from app.exporters.scope import (
     ExportScope,
     Progress,
@@ -86,6 +89,7 @@ def write_odm_transactional(
     total = len(scoped_subject_ids(session, scope))
     repeats = RepeatKeys(study)
     statement = _history_statement(scope)
+    review = review_history_statement(scope.changed_since)
     with odm_document(str(path), session, study, "Transactional", scope) as (xf, sites):
         for done, subject in enumerate(scoped_subjects(session, scope), start=1):
             history = _SubjectHistory(xf, study, repeats, sites, subject)
@@ -95,6 +99,8 @@ def write_odm_transactional(
             for row in audit_rows(rows):
                 history.add(row)
             history.flush()
+            # After the values: an import restores queries and locks once values are stored.
+            history.changes += write_review_history(xf, session, review, subject, repeats, sites)
             if history.changes:
                 counts.subjects += 1
             counts.items += history.items

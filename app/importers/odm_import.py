@@ -12,8 +12,10 @@ What an import does, and the decisions behind it:
   A MetaDataVersionOID other than that of the definition this server runs (another system's,
   or an older build's) is a warning: every value is checked against the running definition
   anyway, so a file still fits or is refused item by item.
-- The file is a Snapshot (current data). A Transactional file, a history of Insert, Update
-  and Remove, is refused: replaying another system's history is not an import.
+- The file is a Snapshot (current data). Of a Transactional file, a history of Insert,
+  Update and Remove, only TrialDesk's query and lock Annotations are read, for subjects
+  already here: replaying another system's value history is not an import, but the history
+  of queries restores what a snapshot cannot hold (each transition).
 - Subjects are added, never updated: a SubjectKey already in the database (or twice in the
   file) is a problem. Updating a casebook from a file would need a reason for every changed
   value of a complete form and a Transactional file to say what was removed; an import does
@@ -41,6 +43,8 @@ What an import does, and the decisions behind it:
   subject path's transitions: the source system was the system of record when the subject
   moved, and the transitions check today's date and the order of steps, which an imported
   history has already been through.
+- Queries and freezes or locks in TrialDesk's own Annotations are restored after the
+  subject's values (`odm_review_import`), with their states and texts.
 - The file's AuditRecords are not replayed: TrialDesk's trail records the import itself; the
   history before it stays with the source system and in the file.
 - Short transactions, never one for the whole file (on SQLite that would hold the database
@@ -98,6 +102,7 @@ from app.exporters.odm_metadata import (
     VISIT_STATUS_CODELIST,
     metadata_version_oid,
 )
+from app.importers import odm_review_import
 from app.models import FormStatus, Site, Subject, pk, utcnow
 from app.schemas import SchemaInvalid, odm_schema, safe_parser, validate_streaming
 from app.study.loader import LOG_EVENT_OID, Study
@@ -139,6 +144,10 @@ class ImportReport:
     subjects: int = 0
     forms: int = 0
     items: int = 0
+    queries: int = 0
+    """Queries restored or moved to the file's state (`odm_review_import`)."""
+    locks: int = 0
+    """Freezes and locks restored."""
     problems: list[ImportProblem] = field(default_factory=list)
     warnings: list[ImportProblem] = field(default_factory=list)
     skipped_subjects: list[str] = field(default_factory=list)
@@ -165,6 +174,8 @@ class ImportReport:
                 f"{self.file_name}: imported {self.subjects} subjects, {self.forms} forms, "
                 f"{self.items} item values."
             ]
+            if self.queries or self.locks:
+                lines.append(f"Restored {self.queries} queries and {self.locks} freezes or locks.")
             if self.skipped_subjects:
                 lines.append(
                     f"Left out {len(self.skipped_subjects)} subject(s) with problems: "
@@ -233,6 +244,8 @@ def import_odm(
     report.subjects = storer.stored.subjects
     report.forms = storer.stored.forms
     report.items = storer.stored.items
+    report.queries = storer.stored.queries
+    report.locks = storer.stored.locks
     report.skipped_subjects = checker.skipped
     report.stored_subjects = storer.good
     report.not_stored = storer.skipped
@@ -281,6 +294,8 @@ class _Counts:
     subjects: int = 0
     forms: int = 0
     items: int = 0
+    queries: int = 0
+    locks: int = 0
 
 
 @dataclass
@@ -340,6 +355,8 @@ class _Reader:
         """Whether the ClinicalData being read is this study's."""
         self.subject_key: str | None = None
         self.warnings_before = 0
+        self.history: dict[str, tuple[int | None, list[odm_review_import.Note]]] | None = None
+        """A Transactional file's query and lock notes by SubjectKey (None for a Snapshot)."""
 
     def _apply(self, change: Change) -> write.Outcome:
         assert self.session is not None, "writes happen within a subject's transaction"
@@ -360,19 +377,17 @@ class _Reader:
         ):
             if event == "start":
                 if element.tag == q("ODM") and element.get("FileType") == "Transactional":
-                    self.problem(
-                        _line(element), "ODM",
-                        "a Transactional file (a history of changes) cannot be imported: "
-                        "give a Snapshot of the current data",
-                    )  # fmt: skip
-                    return
+                    self.history = {}
                 if element.tag == q("ClinicalData"):
                     clinical_data += 1
                     self.accepting = self._is_this_study(element)
                 continue
             if element.tag == q("SubjectData"):
                 key = element.get("SubjectKey", "")
-                if self.accepting and (self.run.store is None or key in self.run.store):
+                if self.history is not None and self.accepting:
+                    notes = odm_review_import.notes(element, key)
+                    self.history.setdefault(key, (_line(element), []))[1].extend(notes)
+                elif self.accepting and (self.run.store is None or key in self.run.store):
                     with Session(self.engine) as session:
                         self.session = session
                         self._subject(element)
@@ -387,6 +402,63 @@ class _Reader:
                 _release(element)
         if clinical_data == 0:
             self.problem(None, "", f"the file holds no ClinicalData for {self.study.info.oid}")
+        if self.history is not None:
+            self._restore_history(self.history)
+
+    def _restore_history(
+        self, history: dict[str, tuple[int | None, list[odm_review_import.Note]]]
+    ) -> None:
+        """A Transactional file's queries and locks, subject by subject once all are read
+        (a query's transitions are spread over the file)."""
+        if self.run.store is None:
+            self.run.total = len(history)  # a subject has many SubjectData in a history
+        for key, (line, notes) in history.items():
+            if self.run.store is None or key in self.run.store:
+                with Session(self.engine) as session:
+                    self.session = session
+                    self._review_only(key, line, notes)
+                    self.session = None
+                self.run.advance()
+
+    def _review_only(self, key: str, line: int | None, notes: list[odm_review_import.Note]) -> None:
+        """Restore the queries and locks a Transactional file holds for a subject already
+        here (its values are not replayed: see the module docstring)."""
+        assert self.session is not None
+        self.subject_key = key
+        before = len(self.report.problems)
+        self.warnings_before = len(self.report.warnings)
+        subject = self.session.exec(
+            select(Subject).where(Subject.study_id == self.study.id, Subject.subject_key == key)
+        ).first()
+        if subject is None or subject.site_id not in self.sites.values():
+            self.problem(
+                line, key, "not in TrialDesk: a Transactional file restores only the queries "
+                "and locks of subjects already here (import a Snapshot of their data first)",
+            )  # fmt: skip
+            self._skip(key)
+            return
+        self.now = utcnow()
+        restored = odm_review_import.restore(
+            self.session, subject, notes, self._apply, self.problem, self.warning
+        )
+        if self._finish(key, before):
+            self.stored.queries += restored.queries
+            self.stored.locks += restored.locks
+
+    def _finish(self, key: str, problems_before: int) -> bool:
+        """End the subject's transaction: rolled back when it has problems (it is skipped)
+        or in the check pass, else committed; True when the subject was accepted."""
+        assert self.session is not None
+        if len(self.report.problems) > problems_before:
+            self.session.rollback()
+            self._skip(key)
+            return False
+        if self.run.store is None:
+            self.session.rollback()
+        else:
+            self.session.commit()
+        self.good.append(key)
+        return True
 
     def _is_this_study(self, element: etree._Element) -> bool:
         study_oid = element.get("StudyOID")
@@ -441,15 +513,14 @@ class _Reader:
         for event_el in element.iterchildren(q("StudyEventData")):
             self._event(subject, event_el, key, seen, counts)
         self._subject_status(element, subject, key)
-        if len(self.report.problems) > before:
-            self.session.rollback()
-            self._skip(key)
+        review = odm_review_import.notes(element, key)
+        restored = odm_review_import.restore(
+            self.session, subject, review, self._apply, self.problem, self.warning
+        )
+        if not self._finish(key, before):
             return
-        if self.run.store is None:
-            self.session.rollback()
-        else:
-            self.session.commit()
-        self.good.append(key)
+        self.stored.queries += restored.queries
+        self.stored.locks += restored.locks
         self.stored.subjects += counts.subjects
         self.stored.forms += counts.forms
         self.stored.items += counts.items

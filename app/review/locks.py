@@ -10,6 +10,7 @@ forms a change would re-derive, so that nothing reaches frozen or locked data by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlmodel import Session, col, or_, select
 
@@ -41,6 +42,8 @@ class LockPlan:
 
     lock: DataLock
     release_reason: str | None = None
+    set_at: datetime | None = None
+    """When the source system set a lock an import restores (else: now)."""
 
 
 def active_locks(session: Session, subject: Subject) -> list[DataLock]:

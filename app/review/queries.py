@@ -23,6 +23,7 @@ from app.crf.changes import (
     QueryAction,
     QueryChange,
     QueryOpen,
+    QueryTarget,
     Refused,
 )
 from app.models import Query, QueryState, Subject, pk
@@ -65,7 +66,21 @@ def plan_query_open(study: Study, subject: Subject, change: QueryOpen) -> QueryP
     """A new manual query on what `change.target` names; raises NotFound for a place the
     study does not have, QueryRefused for missing text."""
     target = change.target
-    text = _text(change.text, "the question")
+    text = checked_text(change.text, "the question")
+    check_target(study, target)
+    query = Query(
+        study_id=subject.study_id, subject_id=pk(subject), event_oid=target.event_oid,
+        event_repeat=target.event_repeat, form_oid=target.form_oid,
+        form_repeat=target.form_repeat if target.form_oid else None,
+        item_group_oid=target.item_group_oid if target.item_oid else None,
+        group_repeat=target.group_repeat if target.item_oid else None,
+        item_oid=target.item_oid, state=QueryState.OPEN, text=text, require_response=True,
+    )  # fmt: skip
+    return QueryPlan(query, [Transition(AuditAction.QUERY_OPEN, None, QueryState.OPEN, text)])
+
+
+def check_target(study: Study, target: QueryTarget) -> None:
+    """Raise NotFound unless the study has the visit, form or item `target` names."""
     if study.visit(target.event_oid) is None and target.event_oid != LOG_EVENT_OID:
         raise NotFound(f"visit {target.event_oid}")
     if target.form_oid is not None:
@@ -77,15 +92,6 @@ def plan_query_open(study: Study, subject: Subject, change: QueryOpen) -> QueryP
             found = items.get(target.item_oid)
             if found is None or found[0].oid != target.item_group_oid:
                 raise NotFound(f"item {target.item_oid}")
-    query = Query(
-        study_id=subject.study_id, subject_id=pk(subject), event_oid=target.event_oid,
-        event_repeat=target.event_repeat, form_oid=target.form_oid,
-        form_repeat=target.form_repeat if target.form_oid else None,
-        item_group_oid=target.item_group_oid if target.item_oid else None,
-        group_repeat=target.group_repeat if target.item_oid else None,
-        item_oid=target.item_oid, state=QueryState.OPEN, text=text, require_response=True,
-    )  # fmt: skip
-    return QueryPlan(query, [Transition(AuditAction.QUERY_OPEN, None, QueryState.OPEN, text)])
 
 
 def load_query(session: Session, subject: Subject, change: QueryChange) -> Query:
@@ -111,7 +117,7 @@ def plan_query_change(query: Query, change: QueryChange) -> QueryPlan:
         change.action == QueryAction.CLOSE and query.state == QueryState.OPEN
     )
     what = "an answer" if change.action == QueryAction.ANSWER else "a reason"
-    text = _text(change.text, what) if needs_text else _optional_text(change.text)
+    text = checked_text(change.text, what) if needs_text else _optional_text(change.text)
     response = text if change.action == QueryAction.ANSWER else None
     return QueryPlan(query, [Transition(action, query.state, reaches, text)], response=response)
 
@@ -122,7 +128,8 @@ def _past(action: QueryAction) -> str:
     ]
 
 
-def _text(text: str | None, what: str) -> str:
+def checked_text(text: str | None, what: str) -> str:
+    """`text` stripped; QueryRefused when empty or longer than MAX_TEXT."""
     cleaned = (text or "").strip()
     if not cleaned:
         raise QueryRefused(f"Give {what}.")
@@ -132,4 +139,4 @@ def _text(text: str | None, what: str) -> str:
 
 
 def _optional_text(text: str | None) -> str | None:
-    return _text(text, "text") if text and text.strip() else None
+    return checked_text(text, "text") if text and text.strip() else None

@@ -34,6 +34,8 @@ class Transition:
     old: str | None
     new: str
     text: str | None = None
+    origin: str | None = None
+    """Who made it and when in the source system, for a transition an import restores."""
 
 
 @dataclass
@@ -44,6 +46,8 @@ class QueryPlan:
     query: Query
     transitions: list[Transition]
     response: str | None = None
+    opened_at: datetime | None = None
+    """When the source system opened a query an import restores (else: now)."""
 
 
 def check_key(subject_id: int, result: CheckResult) -> str:
@@ -130,12 +134,14 @@ def query_audit_entries(
             subject, query.event_oid, query.event_repeat, query.form_oid, query.form_repeat,
             query.item_group_oid, query.group_repeat, query.item_oid,
         )  # fmt: skip
+        named = f"query {pk(query)}" + (f" {query.check_id}" if query.check_id else "")
         for transition in plan.transitions:
+            origin = f" (in the source: {transition.origin})" if transition.origin else ""
             entries.append(
                 audit.entry(
                     actor=by, action=transition.action, path=path, old_value=transition.old,
                     new_value=transition.new, reason=transition.text,
-                    details=f"query {pk(query)}" + (f" {query.check_id}" if query.check_id else ""),
+                    details=named + origin,
                     at=now,
                 )
             )  # fmt: skip

@@ -1,9 +1,10 @@
 """Queries and freezes in the ODM snapshot: an Annotation on the item, form or visit with a
-coded Flag (CL.QUERYSTATE, CL.LOCKSTATE) and a Comment, valid against the ODM 1.3.2 schema
+coded Flag (CL.QUERYSTATE, CL.LOCKSTATE) and a JSON Comment, valid against the ODM 1.3.2 schema
 (both databases)."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -64,11 +65,15 @@ def test_queries_and_freezes_are_annotations_of_the_snapshot(
     assert item is not None
     ((codelist, state, comment),) = flags(item)
     assert (codelist, state) == ("CL.QUERYSTATE", "open")
-    assert comment.startswith("Query 1 (check EC051): The investigator's CRS grade differs")
+    query = json.loads(comment)
+    assert (query["query"], query["check"], query["response"]) == (1, "EC051", None)
+    assert query["text"].startswith("The investigator's CRS grade differs")
     form = document.find(".//odm:FormData[@FormOID='F.CRS']", NS)
     assert form is not None
     ((codelist, level, comment),) = flags(form)
-    assert (codelist, level) == ("CL.LOCKSTATE", "freeze") and comment.endswith(": SDV done")
+    assert (codelist, level) == ("CL.LOCKSTATE", "freeze")
+    lock = json.loads(comment)
+    assert (lock["on"], lock["reason"], lock["by"]) == ("form", "SDV done", "Liu Yang")
     event = document.find(".//odm:StudyEventData[@StudyEventOID='SE.SCR']", NS)
     assert event is not None
     assert [(c, s) for c, s, _ in flags(event)] == [("CL.QUERYSTATE", "open")]
