@@ -494,7 +494,7 @@ def test_the_command_line_exits_1_with_the_report_and_imports_as_the_named_user(
     assert who == [("admin", "import:broken.xml")]
 
 
-def finished_job_page(client: httpx.Client, path: str, timeout: float = 120) -> httpx.Response:
+def finished_job_page(client: httpx.Client, path: str, timeout: float = 240) -> httpx.Response:
     """The job page at `path` once the job has finished (polled as the page's htmx does)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -14,7 +14,7 @@ from datetime import date
 
 from sqlmodel import Session
 
-from app.checks.evaluate import CheckResult, checks_reading, run_checks
+from app.checks.evaluate import CheckResult, CompiledCheck, checks_reading, run_checks
 from app.checks.subject_data import FormInstance, SubjectData, VisitInstance, load_subject_data
 from app.crf.plans import FormPlan, VisitPlan
 from app.models import Subject
@@ -28,7 +28,7 @@ def check_form_changes(
     checks = checks_reading(study, {plan.form.name for plan in plans})
     if not checks:
         return []
-    data = load_subject_data(session, study, subject)
+    data = load_subject_data(session, study, subject, forms_read(study, checks))
     for plan in plans:
         _overlay(data, plan)
     return run_checks(study, data, checks, today, changed=[plan.ref for plan in plans])
@@ -43,7 +43,7 @@ def check_visit_date(
     checks = checks_reading(study, (), timing=True)
     if not checks:
         return []
-    data = load_subject_data(session, study, subject)
+    data = load_subject_data(session, study, subject, forms_read(study, checks))
     instance = next(
         (
             v
@@ -58,6 +58,14 @@ def check_visit_date(
         instance.date = visit.new
     dated = (visit.event_oid, visit.event_repeat)
     return run_checks(study, data, checks, today, dated_visit=dated)
+
+
+def forms_read(study: Study, checks: Sequence[CompiledCheck]) -> set[str]:
+    """The OIDs of the forms `checks` read, and of the anchors' forms (a visit's study day
+    counts from an anchor): all a save's checks need of the stored casebook."""
+    names = {name for check in checks for name in check.forms_read}
+    names |= {anchor.source.split(".")[0] for anchor in study.schedule.anchors}
+    return {form.oid for name in names if (form := study.form_by_name(name)) is not None}
 
 
 def refusals(results: Sequence[CheckResult], plan: FormPlan) -> list[CheckResult]:

@@ -8,10 +8,11 @@ written, so that checks see the casebook as the change leaves it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlmodel import Session, col
 
 from app.crf.changes import FormRef
@@ -79,8 +80,14 @@ class SubjectData:
         )
 
 
-def load_subject_data(session: Session, study: Study, subject: Subject) -> SubjectData:
-    """The subject's stored casebook (forms the definition no longer has are left out)."""
+def load_subject_data(
+    session: Session, study: Study, subject: Subject, form_oids: Collection[str] | None = None
+) -> SubjectData:
+    """The subject's stored casebook (forms the definition no longer has are left out): every
+    visit with its date, and the forms of `form_oids` (all when None)."""
+    forms_joined = col(FormData.study_event_id) == col(StudyEventData.id)
+    if form_oids is not None:
+        forms_joined = and_(forms_joined, col(FormData.form_oid).in_(sorted(form_oids)))
     statement = (
         select(
             col(StudyEventData.event_oid), col(StudyEventData.repeat_key),
@@ -89,7 +96,7 @@ def load_subject_data(session: Session, study: Study, subject: Subject) -> Subje
             col(ItemData.item_oid), col(ItemData.value),
         )
         .select_from(StudyEventData)
-        .outerjoin(FormData, col(FormData.study_event_id) == col(StudyEventData.id))
+        .outerjoin(FormData, forms_joined)
         .outerjoin(ItemGroupData, col(ItemGroupData.form_data_id) == col(FormData.id))
         .outerjoin(ItemData, col(ItemData.item_group_data_id) == col(ItemGroupData.id))
         .where(col(StudyEventData.subject_id) == subject.id)
