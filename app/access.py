@@ -30,6 +30,7 @@ class Permission(StrEnum):
     ANSWER_QUERIES = "answer_queries"
     RUN_CHECKS = "run_checks"
     LOCK_DATA = "lock_data"
+    SIGN = "sign"
 
 
 PERMISSIONS: dict[Permission, frozenset[Role]] = {
@@ -47,6 +48,7 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.ANSWER_QUERIES: frozenset({Role.INVESTIGATOR, Role.COORDINATOR}),
     Permission.RUN_CHECKS: frozenset({Role.DATA_MANAGER}),
     Permission.LOCK_DATA: frozenset({Role.DATA_MANAGER}),
+    Permission.SIGN: frozenset({Role.INVESTIGATOR}),
 }
 """Permission -> roles that hold it. Site roles act at their sites only."""
 

@@ -38,6 +38,7 @@ from app.web import (
     pages,
     query_api,
     query_pages,
+    signature_pages,
     tracing,
 )
 
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     app.include_router(import_pages.router)
     app.include_router(query_pages.router)
     app.include_router(lock_pages.router)
+    app.include_router(signature_pages.router)
     app.include_router(query_api.router)
     protected = tracing.trace_requests(
         limit_body_size(

@@ -25,6 +25,7 @@ CLINICAL_TABLES = frozenset(
         "status_alert",
         "query",
         "data_lock",
+        "signature",
     }
 )
 DML = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)\"?", re.IGNORECASE)
