@@ -213,7 +213,7 @@ def plan_signing(
                 f"{what} is already signed by {signature.signer_name} on "
                 f"{signature.signed_at:%Y-%m-%d %H:%M} UTC."
             )
-    waiting = _waiting_queries(session, subject, ref)
+    waiting = waiting_queries(session, subject, ref)
     if settings.refuse_with_open_queries and waiting:
         plural = "query waits" if waiting == 1 else "queries wait"
         raise SignatureRefused(
@@ -230,7 +230,7 @@ def plan_signing(
     return SignaturePlan(signature, first_in_session=first)
 
 
-def _waiting_queries(session: Session, subject: Subject, ref: FormRef | None) -> int:
+def waiting_queries(session: Session, subject: Subject, ref: FormRef | None) -> int:
     """Open or answered queries on the signed data (the casebook: any of the subject's)."""
     statement = sa_select(func.count()).where(
         col(Query.subject_id) == subject.id,
