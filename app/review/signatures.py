@@ -256,6 +256,8 @@ def _check_signer(
         if login_session is None or login_session.user_id != user.id or login_session.ended_at:
             raise SignatureRefused("Your login session has ended; log in again to sign.")
     both = login_session is None or login_session.signed_at is None
+    if not change.password:
+        raise SignatureRefused("Give your password to sign.")
     if both and not change.username:
         raise SignatureRefused(
             "The first signature of a session needs your username and your password."

@@ -36,7 +36,7 @@ def sign(
     access: SignerDep,
     caller: CallerDep,
     subject_id: Annotated[int, PathParam(ge=1, le=2**62)],
-    password: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=200)] = "",
     username: Annotated[str, Form(max_length=80)] = "",
     event_oid: Oid = "",
     event_repeat: Repeat = 1,
