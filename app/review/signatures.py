@@ -278,9 +278,15 @@ def record_failed_signing(
     user = session.get(UserAccount, refused.user_id)
     assert user is not None
     details = auth.count_failure(session, user, now)
+    subject, ref = refused.subject, refused.ref
+    what = f"subject {subject.subject_key}" + (
+        f", {ref.event_oid} #{ref.event_repeat} {ref.form_oid} #{ref.form_repeat}" if ref else ""
+    )
+    # Like a failed login, a security event, not a change of the subject's data: it names
+    # what was to be signed, but has no data path (an export's AuditRecord is a data change's).
     audit.record(
         session, actor=audit.Actor(user, source), action=AuditAction.SIGN_FAILED,
-        path=_path(refused.subject, refused.ref), details=details, at=now,
+        study_id=subject.study_id, details=f"{details}; signing {what}", at=now,
     )  # fmt: skip
 
 

@@ -241,7 +241,9 @@ def test_signing_on_the_pages_asks_both_components_first_then_the_password(
         first = session.exec(
             select(LoginSession.signed_at).where(col(LoginSession.signed_at).is_not(None))
         ).all()
-    assert user.failed_logins == 1 and failed == ["wrong password"]
+    assert user.failed_logins == 1 and failed == [
+        f"wrong password; signing subject {subject.subject_key}"
+    ]
     assert len(first) == 1
     with Session(demo_engine) as session:
         assert len(session.exec(select(Signature)).all()) == 2
