@@ -8,6 +8,7 @@ data breaks the signature visibly in the same transaction, and the investigator 
 from __future__ import annotations
 
 import re
+from datetime import date
 
 import httpx
 import pytest
@@ -265,3 +266,15 @@ def test_wrong_signing_passwords_lock_the_account_as_failed_logins_do(
         assert locked.locked_until is not None
         with pytest.raises(SignatureRefused, match="locked after repeated wrong passwords"):
             sign(session, zm001, subject)
+
+
+def test_a_visit_date_is_part_of_the_signed_casebook(demo_engine: Engine, zm001: Study) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        subject = screened_subject(session, zm001)
+        casebook = sign(session, zm001, subject)
+        form = sign(session, zm001, subject, IE)
+        factories.date_visit(session, zm001, subject, "SE.SCR", date(2026, 1, 10))
+        session.refresh(casebook)
+        session.refresh(form)
+    assert casebook.broken_by_change == "visit date of Screening changed from none to 2026-01-10"
+    assert form.broken_at is None
