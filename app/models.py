@@ -355,7 +355,7 @@ class DataLock(SQLModel, table=True):
 class Signature(SQLModel, table=True):
     """An investigator's electronic signature (21 CFR Part 11) of a form (the path columns)
     or of a subject's whole casebook (no event): who (id and printed name), when (UTC), what it
-    means, and the SHA-256 of the signed values (`app.review.signatures.signed_content`).
+    means, and the SHA-256 of the signed values (`app.review.signed_content`).
     A change to the signed data breaks it (`broken_*`, which change, by whom, when); it stays
     as history, and the investigator signs again with a new row."""
 

@@ -41,10 +41,10 @@ from app.review.locks import DataLocked
 from app.review.signatures import (
     SignatureRefused,
     WrongPassword,
-    content_hash,
     intact,
     record_failed_signing,
 )
+from app.review.signed_content import content_hash
 from app.study.loader import Study
 from tests import factories
 from tests.conftest import InProcessServer, csrf_token, logged_in_client
