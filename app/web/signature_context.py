@@ -42,13 +42,20 @@ def signature_context(
     request: Request, session: Session, study: Study, access: Access, subject: Subject,
     ref: FormRef | None = None,
 ) -> dict[str, object]:  # fmt: skip
-    """Template variable `signing`: the panel, or None when the study does not sign what the
-    page shows."""
+    """Template variables `signing`: the panel, or None when the study does not sign what the
+    page shows; and, for the casebook's list of forms, `form_signatures`: (event OID, repeat,
+    form OID, repeat) -> "signed" or "signature broken", the state of each signed form."""
     settings = study.signatures
     meaning = settings.meaning_of(ref.form_oid if ref else None) if settings else None
+    every = signatures_of(session, subject) if settings else []
+    states: dict[tuple[str, int, str, int], str] = {}
+    for signature in reversed(every):  # oldest first: the latest of each form stays
+        form = ref_of(signature)
+        if ref is None and form is not None:
+            key = (form.event_oid, form.event_repeat, form.form_oid, form.form_repeat)
+            states[key] = "signature broken" if signature.broken_at else "signed"
     if meaning is None:
-        return {"signing": None}
-    every = signatures_of(session, subject)
+        return {"signing": None, "form_signatures": states}
     mine = [signature for signature in every if ref_of(signature) == ref]
     valid = next((signature for signature in mine if signature.broken_at is None), None)
     shown = every if ref is None else mine
@@ -62,7 +69,7 @@ def signature_context(
         can_sign=access.can(Permission.SIGN, subject.site_id) and login_session is not None,
         ask_username=login_session is None or login_session.signed_at is None,
     )  # fmt: skip
-    return {"signing": panel}
+    return {"signing": panel, "form_signatures": states}
 
 
 def _what(study: Study, signature: Signature) -> str:

@@ -233,6 +233,7 @@ def test_signing_on_the_pages_asks_both_components_first_then_the_password(
             r"changed, Zhang Min, \d{4}-\d\d-\d\d \d\d:\d\d UTC.", page,
         )  # fmt: skip
         assert "Sign again" in page and "History of signatures (2)" in page
+        assert '<span class="signature-state broken">signature broken</span>' in page
         assert "Signature broken by Eligibility Criteria" in investigator.get(form).text
     with Session(demo_engine) as session:
         user = factories.user(session, "investigator")
