@@ -31,6 +31,7 @@ class Permission(StrEnum):
     RUN_CHECKS = "run_checks"
     LOCK_DATA = "lock_data"
     VERIFY_DATA = "verify_data"
+    SIGN = "sign"
 
 
 PERMISSIONS: dict[Permission, frozenset[Role]] = {
@@ -49,6 +50,7 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.RUN_CHECKS: frozenset({Role.DATA_MANAGER}),
     Permission.LOCK_DATA: frozenset({Role.DATA_MANAGER}),
     Permission.VERIFY_DATA: frozenset({Role.MONITOR}),
+    Permission.SIGN: frozenset({Role.INVESTIGATOR}),
 }
 """Permission -> roles that hold it. Site roles act at their sites only."""
 

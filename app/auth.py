@@ -105,20 +105,14 @@ def login(session: Session, *, username: str, password: str, source: str, now: d
         )  # fmt: skip
         raise LoginFailed("Unknown username or wrong password.")
     actor = audit.Actor(user, source)
-    if user.locked_until is not None and user.locked_until > now:
+    if is_locked(user, now):
         audit.record(
             session, actor=actor, action=AuditAction.LOGIN_FAILED, details="account locked"
         )
         raise LoginFailed("This account is locked after repeated failed logins; try later.")
     if not user.is_active or not _verify(user.password_hash, password):
-        user.failed_logins += 1
-        details = "wrong password"
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.locked_until = now + LOCKOUT
-            user.failed_logins = 0
-            details = "wrong password; account locked"
+        details = count_failure(session, user, now)
         audit.record(session, actor=actor, action=AuditAction.LOGIN_FAILED, details=details)
-        session.add(user)
         raise LoginFailed("Unknown username or wrong password.")
     user.failed_logins = 0
     user.locked_until = None
@@ -129,6 +123,29 @@ def login(session: Session, *, username: str, password: str, source: str, now: d
     audit.record(session, actor=actor, action=AuditAction.LOGIN)
     session.add(user)
     return token
+
+
+def count_failure(session: Session, user: UserAccount, now: datetime) -> str:
+    """Count a wrong password of `user` (at login, or when signing): the MAX_FAILED_LOGINS-th
+    locks the account for LOCKOUT. Returns what to audit; the caller commits."""
+    user.failed_logins += 1
+    details = "wrong password"
+    if user.failed_logins >= MAX_FAILED_LOGINS:
+        user.locked_until = now + LOCKOUT
+        user.failed_logins = 0
+        details = "wrong password; account locked"
+    session.add(user)
+    return details
+
+
+def is_locked(user: UserAccount, now: datetime) -> bool:
+    """Whether the account is locked after repeated wrong passwords."""
+    return user.locked_until is not None and user.locked_until > now
+
+
+def verify_password(user: UserAccount, password: str) -> bool:
+    """Whether `password` is the active account's password (argon2)."""
+    return user.is_active and _verify(user.password_hash, password)
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -162,6 +179,11 @@ def session_user(
         login_session.last_seen_at = now
         session.add(login_session)
     return user, login_session
+
+
+def login_session_of(session: Session, token: str) -> LoginSession | None:
+    """The login session a cookie token opened (live or not), without touching it."""
+    return session.get(LoginSession, _token_hash(token))
 
 
 def choose_study(

@@ -204,7 +204,7 @@ def load_demo(
                     rng, now,
                 )  # fmt: skip
             progress(index + 1, subjects)
-        leave_cleaning_state(session, study, now)
+        leave_cleaning_state(session, study, now, DEMO_PASSWORD)
     return True
 
 

@@ -2,13 +2,14 @@
 study under way. The edit checks have opened system queries while the demo entered its data;
 here a monitor raises a few queries by hand, the site answers some, the data manager closes
 one, the monitor verifies forms against the source (and the site's later correction of one
-drops its verification), and one subject's casebook is frozen. Every step goes through the write path as the
+drops its verification), one subject's casebook is frozen, the investigator has signed a casebook, and a signed
+end-of-study form was corrected after its signature (which it broke). Every step goes through the write path as the
 person who would take it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from sqlmodel import Session, col, select
 
@@ -25,11 +26,13 @@ from app.crf.changes import (
     QueryChange,
     QueryOpen,
     QueryTarget,
+    Sign,
     VerifyForm,
 )
 from app.db import unit_of_work
-from app.models import Query, QueryState, Site, Subject, UserAccount, pk
+from app.models import FormStatus, Query, QueryState, Site, Subject, UserAccount, pk
 from app.review.sdv_reads import sdv_by_site
+from app.review.signatures import waiting_queries
 from app.study.loader import LOG_EVENT_OID, Study
 
 MANUAL_QUERIES = (
@@ -42,10 +45,12 @@ MANUAL_QUERIES = (
 )  # fmt: skip
 
 
-def leave_cleaning_state(session: Session, study: Study, now: datetime) -> None:
-    """Raise, answer and close queries and freeze a casebook in the demo subjects."""
+def leave_cleaning_state(session: Session, study: Study, now: datetime, password: str) -> None:
+    """Raise, answer and close queries, freeze a casebook and sign (the investigator's
+    `password`) in the demo subjects."""
     authors = {
-        name: _author(session, study, name) for name in ("monitor", "coordinator", "datamanager")
+        name: _author(session, study, name)
+        for name in ("monitor", "coordinator", "datamanager", "investigator")
     }
     subjects = session.exec(
         select(Subject).join(Site).where(Subject.study_id == study.id, Site.number == "01")
@@ -82,6 +87,37 @@ def leave_cleaning_state(session: Session, study: Study, now: datetime) -> None:
     _verify_sources(session, study, subjects, apply)
     frozen = subjects[3]
     apply(DataLockSet(pk(frozen), "freeze", "Frozen for the interim safety review."), "datamanager")
+    _sign(session, study, subjects, apply, password)
+
+
+def _sign(
+    session: Session, study: Study, subjects: Sequence[Subject],
+    apply: Callable[[Change, str], write.Outcome], password: str,
+) -> None:  # fmt: skip
+    """The investigator signs one subject's end-of-study form, which the site then corrects
+    (breaking the signature), and the casebook of another subject no query waits on."""
+    form = study.forms["F.DS"]
+    ref = FormRef("SE.ET", 1, form.oid, 1)
+    corrected = None
+    for subject in subjects:
+        stored = reads.load_form(session, subject, form, ref)
+        if stored is None or stored.form_data.status != FormStatus.COMPLETE:
+            continue
+        if waiting_queries(session, subject, ref):
+            continue
+        apply(Sign(pk(subject), ref, password, "investigator"), "investigator")
+        row = dict(stored.rows["IG.DS"][1])
+        last_contact = date.fromisoformat(str(row["DSLCDAT"])) - timedelta(days=1)
+        rows = {"IG.DS": {1: {**row, "DSLCDAT": last_contact.isoformat()}}}
+        reason = "Last contact was the telephone call the day before."
+        edit = FormEdit(rows, base_version=stored.form_data.version, complete=True, reason=reason)
+        apply(FormValues(pk(subject), ref, edit), "coordinator")
+        corrected = subject
+        break
+    for subject in reversed(subjects):
+        if subject is not corrected and not waiting_queries(session, subject, None):
+            apply(Sign(pk(subject), None, password, "investigator"), "investigator")
+            return
 
 
 def _grade_queries(

@@ -42,6 +42,7 @@ from app.web import (
     query_api,
     query_pages,
     sdv_pages,
+    signature_pages,
     tracing,
 )
 
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     app.include_router(check_pages.router)
     app.include_router(sdv_pages.router)
     app.include_router(dashboard_pages.router)
+    app.include_router(signature_pages.router)
     app.include_router(query_api.router)
     protected = tracing.trace_requests(
         limit_body_size(

@@ -168,6 +168,10 @@ class LoginSession(SQLModel, table=True):
     created_at: datetime = timestamp_field(default_factory=utcnow)
     last_seen_at: datetime = timestamp_field(default_factory=utcnow)
     ended_at: datetime | None = timestamp_field(default=None, nullable=True)
+    signed_at: datetime | None = timestamp_field(
+        default=None, nullable=True,
+        description="the session's first electronic signature: later ones ask only the password",
+    )  # fmt: skip
 
 
 class ApiToken(SQLModel, table=True):
@@ -380,6 +384,34 @@ class SourceVerification(SQLModel, table=True):
     )  # fmt: skip
     changed_in_version: int | None = Field(
         default=None, description="the form data version whose change dropped it"
+    )
+
+
+class Signature(SQLModel, table=True):
+    """An investigator's electronic signature (21 CFR Part 11) of a form (the path columns)
+    or of a subject's whole casebook (no event): who (id and printed name), when (UTC), what it
+    means, and the SHA-256 of the signed values (`app.review.signed_content`).
+    A change to the signed data breaks it (`broken_*`, which change, by whom, when); it stays
+    as history, and the investigator signs again with a new row."""
+
+    __tablename__ = "signature"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    subject_id: int = Field(foreign_key="subject.id", index=True)
+    event_oid: str | None = Field(default=None, max_length=60)
+    event_repeat: int | None = None
+    form_oid: str | None = Field(default=None, max_length=60)
+    form_repeat: int | None = None
+    signer_id: int = Field(foreign_key="user_account.id")
+    signer_name: str = Field(max_length=200, description="the signer's printed name")
+    meaning: str = Field(sa_column=Column(Text, nullable=False))
+    signed_at: datetime = timestamp_field(default_factory=utcnow)
+    content_hash: str = Field(max_length=64, description="SHA-256 of the signed values")
+    broken_at: datetime | None = timestamp_field(default=None, nullable=True)
+    broken_by_name: str | None = Field(default=None, max_length=200)
+    broken_by_change: str | None = Field(
+        default=None, sa_column=Column(Text, nullable=True), description="what changed"
     )
 
 

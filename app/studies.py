@@ -239,7 +239,10 @@ class UpgradePreview:
             return f"{self.study_oid}: the definition is the same as {self.current}; nothing to do."
         lines = [f"{self.study_oid}: {self.current} -> {self.proposed}"]
         if self.schedule_changed:
-            lines.append("  The schedule, the subject path or the study's identification changes.")
+            lines.append(
+                "  The schedule, the subject path, the signatures or the study's identification "
+                "changes."
+            )
         if self.checks:
             lines.append(
                 f"  Edit checks: {', '.join(self.checks)} (a batch run, `trialdesk checks run`, "
@@ -278,8 +281,10 @@ def upgrade_preview(session: Session, study: Study) -> UpgradePreview:
         for oid in sorted(set(old) | set(study.forms))
         if (change := _form_change(session, record, old.get(oid), study.forms.get(oid)))
     )
-    outside_forms = ("info", "schedule", "subject_path")
-    schedule_changed = any(latest.definition[key] != study.content[key] for key in outside_forms)
+    outside_forms = ("info", "schedule", "subject_path", "signatures")
+    schedule_changed = any(
+        latest.definition.get(key) != study.content.get(key) for key in outside_forms
+    )
     checks = _check_changes(latest.definition.get("checks", []), study.content.get("checks", []))
     return UpgradePreview(study.info.oid, current, proposed, forms, schedule_changed, False, checks)
 

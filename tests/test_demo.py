@@ -8,7 +8,16 @@ from sqlmodel import Session, col, select
 
 from app.audit import ITEM_ACTIONS
 from app.demo import DEMO_ACCOUNTS, load_demo
-from app.models import AuditRecord, DataLock, ItemData, Query, Site, SourceVerification, Subject
+from app.models import (
+    AuditRecord,
+    DataLock,
+    ItemData,
+    Query,
+    Signature,
+    Site,
+    SourceVerification,
+    Subject,
+)
 from app.study.loader import Study
 
 
@@ -56,3 +65,14 @@ def test_demo_builds_a_study_in_progress_entered_like_real_data(
         assert sum(v.ended_at is None for v in verifications) >= 10
         dropped = [v for v in verifications if v.changed_items]
         assert [(v.form_oid, v.changed_items) for v in dropped] == [("F.IC", "IT.IC.ICTIM")]
+
+        # The investigator signed a casebook, and a form the site corrected afterwards.
+        signatures = session.exec(select(Signature).order_by(col(Signature.id))).all()
+        assert [(s.form_oid, s.broken_at is None) for s in signatures] == [
+            ("F.DS", False),
+            (None, True),
+        ]
+        assert signatures[0].broken_by_change == (
+            "End of Study / Disposition (End of study / early termination): DS.DSLCDAT changed"
+        )
+        assert signatures[1].signer_name == "Dr Li Wei"

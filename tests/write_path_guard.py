@@ -26,6 +26,7 @@ CLINICAL_TABLES = frozenset(
         "query",
         "data_lock",
         "source_verification",
+        "signature",
     }
 )
 DML = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)\"?", re.IGNORECASE)

@@ -249,10 +249,23 @@ class WithdrawVerification:
     reason: str | None
 
 
+@dataclass(frozen=True)
+class Sign:
+    """The investigator signs a form (`ref`) or the subject's casebook (`ref` None), giving
+    the password again, and the username too (both components) unless the login session
+    `login_session_id` (LoginSession.id) has signed before (21 CFR 11.200(a)(1))."""
+
+    subject_id: int
+    ref: FormRef | None
+    password: str = field(repr=False)
+    username: str | None = None
+    login_session_id: str | None = None
+
+
 SubjectChange = (
     NewSubject | FormValues | FormNotDone | VisitDate | SubjectStatus | ImportedStatus
     | QueryOpen | QueryChange | ImportedQuery | DataLockSet | DataLockRelease | VerifyForm
-    | WithdrawVerification
+    | WithdrawVerification | Sign
 )  # fmt: skip
 """Changes to one subject's casebook (a new subject included)."""
 

@@ -1,6 +1,6 @@
 """The persist step of the write path: the only code that inserts, updates or deletes rows of
 the clinical tables (subject, study_event_data, form_data, item_group_data, item_data,
-status_alert, query, data_lock, source_verification). `app.crf.write.apply` calls `persist` with a checked plan; a test instruments
+status_alert, query, data_lock, source_verification, signature). `app.crf.write.apply` calls `persist` with a checked plan; a test instruments
 the database to prove that nothing else writes these tables.
 
 Nothing here commits or rolls back: a concurrent change that got there first raises
@@ -29,6 +29,7 @@ from app.models import (
     pk,
 )
 from app.review.locks import LockPlan
+from app.review.signatures import SignaturePlan
 from app.review.system_queries import QueryPlan
 from app.review.verification import VerificationPlan
 
@@ -48,6 +49,7 @@ def persist(session: Session, plan: Plan, *, user_id: int | None, now: datetime)
     if plan.status is not None:
         _set_status(session, subject, plan.status)
     write_locks(session, plan.locks, user_id=user_id, now=now)
+    write_signatures(session, plan.signatures, now=now)
     if plan.queries:
         for query_plan in plan.queries:
             if query_plan.query.id is None:
@@ -326,5 +328,14 @@ def write_verifications(
             row.changed_items = ",".join(end.changed_items) or None
             row.changed_in_version = end.changed_in_version
         session.add(row)
+
+
+def write_signatures(session: Session, plans: list[SignaturePlan], *, now: datetime) -> None:
+    """Store new signatures (noting a login session's first signing) and the broken ones."""
+    for plan in plans:
+        session.add(plan.signature)
+        if plan.first_in_session is not None:
+            plan.first_in_session.signed_at = now
+            session.add(plan.first_in_session)
     if plans:
         session.flush()

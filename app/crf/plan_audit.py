@@ -1,6 +1,6 @@
 """The audit step of the write path: one audit record per change a plan makes (values, form
 statuses, visit dates, subject status, new subjects, queries a person moves, freezes and
-locks, source data verifications), in the order a reader replays them."""
+locks, source data verifications, signatures), in the order a reader replays them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from app.audit import AuditAction
 from app.crf.plans import FormPlan, Plan
 from app.models import LockLevel, Subject, pk
 from app.review.locks import LockPlan
+from app.review.signatures import signature_audit_entries
 from app.review.system_queries import query_audit_entries
 from app.review.verification import VerificationPlan
 
@@ -51,6 +52,7 @@ def audit_entries(plan: Plan, actor: audit.Actor, now: datetime) -> list[dict[st
     entries += query_audit_entries(subject, plan.queries, actor, now, system=False)
     entries += [_lock_entry(subject, lock_plan, actor, now) for lock_plan in plan.locks]
     entries += verification_audit_entries(subject, plan.verifications, actor, now)
+    entries += signature_audit_entries(subject, plan.signatures, actor, now)
     if plan.status is not None:
         status = plan.status
         entries.append(

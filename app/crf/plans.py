@@ -3,7 +3,7 @@
 The evaluate step of `app.crf.write` turns a change into a `Plan`; `app.crf.persist` writes
 it and `app.crf.write` audits it. A plan holds every row the change touches: the form the
 user saved and the forms of the subject re-derived from it, a visit date, a status, a new
-subject, status alerts opened or closed, freezes, locks, queries and verifications.
+subject, status alerts opened or closed, freezes, locks, queries, verifications and signatures.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from app.crf.engine import FormEvaluation
 from app.crf.reads import StoredForm
 from app.models import StatusAlert, StudyEventData, Subject
 from app.review.locks import LockPlan
+from app.review.signatures import SignaturePlan
 from app.review.system_queries import QueryPlan
 from app.review.verification import VerificationPlan
 from app.study.model import FormDef
@@ -118,6 +119,8 @@ class Plan:
     verifications: list[VerificationPlan] = field(default_factory=list)
     """Source data verifications a monitor gives or withdraws (those a change drops are
     the consequences step's)."""
+    signatures: list[SignaturePlan] = field(default_factory=list)
+    """Signatures made (those a change breaks are the consequences step's)."""
     check_results: list[CheckResult] = field(default_factory=list)
     """The edit checks the change's forms feed, run on the casebook as it will be; the
     consequences step turns them into system queries."""

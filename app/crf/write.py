@@ -4,14 +4,15 @@ comes from (pages, API, ODM import, demo, command line).
 `apply` runs, in the caller's transaction and in this order:
 1. authorise: the user's permission for the change at the subject's site;
 2. load and version-check: the stored state, refused when someone saved since;
-3. guard: refuses a target the casebook does not offer (a repeat the schedule lacks); locks
-   and signatures will refuse here;
+3. guard: refuses a target the casebook does not offer (a repeat the schedule lacks) and a
+   change to frozen or locked data (a signature: to locked data);
 4. evaluate: types, ranges, show-if, derivations, and the dependants of what changed (other
    forms re-derived, requirements of reached statuses checked again); errors refuse;
 5. persist (`app.crf.persist`, the only code that writes clinical tables);
 6. audit (`app.crf.plan_audit`): a record per change, old and new value, who, when and why;
 7. consequences: status alerts opened or closed, system queries moved, verifications of
-   changed values dropped (`app.review.verification`); signatures will react here.
+   changed values dropped (`app.review.verification`), signatures of the changed data broken
+   (`app.review.signatures`).
 
 Plain functions, no ORM events. Nothing here commits or rolls back: the caller's unit of work
 (`app.db.unit_of_work`) does, so one user action, however many changes it makes, is stored
@@ -45,6 +46,7 @@ from app.crf.changes import (
     QueryAction,
     QueryChange,
     QueryOpen,
+    Sign,
     StatusRefused,
     StudyChange,
     StudyLockRelease,
@@ -82,6 +84,7 @@ from app.review.locks import (
 )
 from app.review.queries import QueryRefused, load_query, plan_query_change, plan_query_open
 from app.review.query_import import plan_imported_query
+from app.review.signatures import plan_breaks, plan_signing, signature_audit_entries
 from app.review.study_lock import plan_study_lock, plan_study_release, study_locks
 from app.review.system_queries import QueryPlan, plan_system_queries, query_audit_entries
 from app.review.verification import plan_drops, plan_verify, plan_withdraw
@@ -164,7 +167,7 @@ def apply(session: Session, study: Study, change: Change, *, by: Author, now: da
     user_id = by.actor.user.id if by.actor.user else None
     persist.persist(session, plan, user_id=user_id, now=now)
     audit.record_all(session, audit_entries(plan, by.actor, now))
-    _consequences(session, plan, by.actor, now)
+    _consequences(session, study, plan, by.actor, now)
     return Outcome(plan, saved=True)
 
 
@@ -251,6 +254,8 @@ def _authorise(session: Session, study: Study, change: SubjectChange, by: Author
             permission = Permission.LOCK_DATA
         case VerifyForm() | WithdrawVerification():
             permission = Permission.VERIFY_DATA
+        case Sign():
+            permission = Permission.SIGN
         case QueryOpen() | QueryChange():
             permission = Permission.MANAGE_QUERIES
         case _:
@@ -293,7 +298,14 @@ def _load(session: Session, study: Study, subject: Subject | None, change: Subje
         case SubjectStatus():
             assert subject is not None
             return Loaded(transition=transition_to(study, subject, change.to))
-        case ImportedStatus() | QueryOpen() | ImportedQuery() | DataLockSet() | DataLockRelease():
+        case (
+            ImportedStatus()
+            | QueryOpen()
+            | ImportedQuery()
+            | DataLockSet()
+            | DataLockRelease()
+            | Sign()
+        ):
             return Loaded()
         case QueryChange():
             assert subject is not None
@@ -308,8 +320,8 @@ def _guard(
 ) -> list[DataLock]:
     """Refuse a target the casebook does not offer (a form only where the schedule has it and
     in a repeat the casebook shows, `reads.scheduled_form`) and a change to frozen or locked
-    data (a freeze lets queries and verification go on, a lock stops them too). Signatures
-    will refuse here.
+    data (a freeze lets queries and verification go on, and the investigator sign; a lock
+    stops them too).
     Returns the subject's freezes and locks, for `_guard_dependants`."""
     if subject is None:  # a new subject: refused while the study is frozen or locked
         refused = refusal(study_locks(session, study.id), LockPlace())
@@ -342,6 +354,9 @@ def _guard(
             refused = refusal(locks, place, queries_only=True)
         case VerifyForm() | WithdrawVerification():
             refused = refusal(locks, LockPlace.of(change.ref), queries_only=True)
+        case Sign(ref=ref):
+            place = LockPlace.of(ref) if ref else LockPlace()
+            refused = refusal(locks, place, queries_only=True)
     if refused is not None:
         raise refused
     return locks
@@ -421,6 +436,10 @@ def _evaluate(
             name = _printed_name(by.actor)
             withdraw = plan_withdraw(session, subject, change.ref, change.reason, name)
             return Plan(subject, verifications=withdraw)
+        case Sign():
+            assert by.actor.user is not None  # the SIGN permission is a person's
+            signing = plan_signing(session, study, subject, change, by.actor.user, now)
+            return Plan(subject, signatures=[signing])
         case FormValues() | FormNotDone():
             assert loaded.form is not None
             return _evaluate_form(session, study, subject, change, loaded.form, loaded.stored, now)
@@ -470,13 +489,18 @@ def _evaluate_form(
 # -- 7. consequences --------------------------------------------------------------------------
 
 
-def _consequences(session: Session, plan: Plan, actor: audit.Actor, now: datetime) -> None:
-    """React to what was stored: status alerts opened or closed (decided with the plan, which
-    holds the values before and after the change), system queries opened, re-opened,
-    resolved or closed by the edit checks the change fed, and verifications of the values it
-    changed dropped, each audited. Signatures will react here."""
+def _consequences(
+    session: Session, study: Study, plan: Plan, actor: audit.Actor, now: datetime
+) -> None:
+    """React to what was stored: signatures of changed data broken, verifications of changed
+    values dropped, status alerts opened or closed (decided with the plan, which holds the
+    values before and after the change) and system queries opened, re-opened, resolved or
+    closed by the edit checks the change fed, each audited."""
     subject = plan.subject
     assert subject is not None
+    broken = plan_breaks(session, study, plan, actor.user, now)
+    persist.write_signatures(session, broken, now=now)
+    audit.record_all(session, signature_audit_entries(subject, broken, actor, now))
     user_id = actor.user.id if actor.user else None
     drops = plan_drops(session, plan, _printed_name(actor))
     if drops:

@@ -2,11 +2,13 @@
 scope, each level with the AuditRecord of its latest change.
 
 What a SubjectData holds, in schema order:
-- AuditRecord of the subject's latest creation or status change, SiteRef, then Annotations:
+- AuditRecord of the subject's latest creation or status change, the casebook's Signature in
+  force (`odm_signatures`), SiteRef, then Annotations:
   status (CL.SUBJECTSTATUS, effective date as Comment), dose level and phase (CL.DOSELEVEL,
   CL.PHASE) once assigned;
 - StudyEventData with the AuditRecord of its visit date and an Annotation of that date;
-- FormData with the AuditRecord of its latest status change and an Annotation of its status
+- FormData with the AuditRecord of its latest status change, its Signature in force, and an
+  Annotation of its status
   (CL.FORMSTATUS); a form not done carries its reason as Comment, and every item of its
   definition as ItemData IsNull="Yes" with the same reason;
 - ItemGroupData and ItemData with the AuditRecord of the value's latest change.
@@ -35,6 +37,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
+from app.crf.changes import FormRef
 from app.exporters.odm_common import (
     LOCATED_AUDIT_COLUMNS,
     ODM_NSMAP,
@@ -57,6 +60,7 @@ from app.exporters.odm_common import (
     visit_date_annotation,
 )
 from app.exporters.odm_review import lock_annotation, placed_at, query_annotation
+from app.exporters.odm_signatures import signature_defs, signature_element, valid_signatures
 from app.exporters.scope import (
     ExportScope,
     Progress,
@@ -71,6 +75,7 @@ from app.models import (
     ItemData,
     ItemGroupData,
     Query,
+    Signature,
     StudyEventData,
     Subject,
 )
@@ -94,7 +99,8 @@ def write_odm_snapshot(
     total = len(scoped_subject_ids(session, scope))
     since = scope.changed_since
     changed = _subjects_changed_since(session, since) if since is not None else None
-    with odm_document(str(path), session, study, "Snapshot", scope) as (xf, sites):
+    defs = signature_defs(study)
+    with odm_document(str(path), session, study, "Snapshot", scope, defs) as (xf, sites):
         writer = _SubjectWriter(study, sites, since)
         for done, subject in enumerate(scoped_subjects(session, scope), start=1):
             if changed is None or subject.id in changed:
@@ -187,6 +193,8 @@ class _SubjectWriter:
         self.audits.next_subject()
         element = etree.Element(q("SubjectData"), SubjectKey=subject.subject_key, nsmap=ODM_NSMAP)
         self._audit(element, latest.get(SUBJECT_LEVEL))
+        signed = valid_signatures(session, subject)
+        self._sign(element, signed.get(None), subject)
         etree.SubElement(element, q("SiteRef"), LocationOID=self.sites[subject.site_id])
         subject_status_annotation(element, subject.status, subject.status_date)
         dose_annotation(element, subject.dose_level, subject.phase)
@@ -223,6 +231,9 @@ class _SubjectWriter:
                 form_el = self.repeats.form(event_el, event_oid, form_oid, f_repeat)
                 key = (event_oid, e_repeat, form_oid, f_repeat, None, None, None)
                 form_changed = self._audit(form_el, latest.get(key))
+                self._sign(
+                    form_el, signed.get(FormRef(event_oid, e_repeat, form_oid, f_repeat)), subject
+                )
                 form_not_done = status == FormStatus.NOT_DONE
                 form_status_annotation(form_el, status, reason if form_not_done else None)
                 in_force = strongest(locks, LockPlace(event_oid, e_repeat, form_oid, f_repeat))
@@ -262,6 +273,11 @@ class _SubjectWriter:
             return False
         element.append(self.audits.element(record))
         return self._after_since(record)
+
+    def _sign(self, element: etree._Element, signature: Signature | None, subject: Subject) -> None:
+        """Add the signature in force on the element (after its AuditRecord)."""
+        if signature is not None:
+            element.append(signature_element(signature, self.sites, subject.site_id))
 
     def _after_since(self, record: AuditRow | None) -> bool:
         if record is None or self.since is None:

@@ -9,7 +9,7 @@ CL.FLAGTYPE, names that list; its Comment, when present, holds the date or the r
 goes with the flag (a status's effective date, a visit's date, why a form was not done).
 Queries and locks are `odm_review`'s. A new kind of annotation (a source data verification
 flag) is one more function and one more code list in `odm_metadata.flag_codelists`; Signatures
-go between AuditRecord and Annotation, which every writer already orders that way.
+(`odm_signatures`) go between AuditRecord and Annotation, which every writer orders that way.
 """
 
 from __future__ import annotations
@@ -78,11 +78,12 @@ Sites = dict[int | None, str]
 
 @contextmanager
 def odm_document(
-    path: str, session: Session, study: Study, file_type: str, scope: ExportScope
-) -> Iterator[tuple[etree._IncrementalFileWriter, Sites]]:
+    path: str, session: Session, study: Study, file_type: str, scope: ExportScope,
+    signature_defs: Sequence[etree._Element] = (),
+) -> Iterator[tuple[etree._IncrementalFileWriter, Sites]]:  # fmt: skip
     """Open an ODM file of `file_type` (Snapshot or Transactional) with the study metadata and
-    AdminData of `scope` written; yields the writer inside ClinicalData and the Location OIDs
-    of sites."""
+    AdminData of `scope` written (ending with `signature_defs`); yields the writer inside
+    ClinicalData and the Location OIDs of sites."""
     created = utcnow()
     with etree.xmlfile(path, encoding="UTF-8") as xf:
         xf.write_declaration()
@@ -95,7 +96,9 @@ def odm_document(
         }
         with xf.element(q("ODM"), attributes, nsmap={None: ODM_NS}):
             xf.write(study_element(study))
-            xf.write(admin_data(session, study, scope))
+            admin = admin_data(session, study, scope)
+            admin.extend(signature_defs)  # after the Locations, as AdminData orders them
+            xf.write(admin)
             mdv = metadata_version_oid(study)
             with xf.element(q("ClinicalData"), StudyOID=study.info.oid, MetaDataVersionOID=mdv):
                 sites = session.exec(select(Site).where(Site.study_id == scope.study_id))

@@ -47,6 +47,9 @@ What an import does, and the decisions behind it:
   subject's values (`odm_review_import`), with their states and texts.
 - The file's AuditRecords are not replayed: TrialDesk's trail records the import itself; the
   history before it stays with the source system and in the file.
+- Signatures (and AdminData's SignatureDefs) are read past, not restored: a signature
+  attests data as they were in the system it was made in; the investigator signs the
+  imported data in TrialDesk.
 - Short transactions, never one for the whole file (on SQLite that would hold the database
   for every other user for the whole import). Two passes over the file:
   1. Check: every subject is written in its own short transaction that is rolled back, so

@@ -15,6 +15,7 @@ import yaml
 from app.expressions import ExpressionError, compile_expression, unknown_functions
 from app.study.check_edit_checks import check_edit_checks
 from app.study.check_sdv import check_sdv_plan
+from app.study.check_signatures import check_signatures
 from app.study.derivations import DerivationCycle, derivation_order
 from app.study.loader import Study, find_item
 from app.study.model import CodeList, DataType, FormDef, ItemDef, ItemGroupDef
@@ -34,7 +35,10 @@ def check_study(study: Study) -> list[Problem]:
     checker.check_subject_path()
     for form in study.forms.values():
         checker.check_form(form)
-    return checker.problems + check_edit_checks(study) + check_sdv_plan(study)
+    return (
+        checker.problems + check_edit_checks(study) + check_sdv_plan(study)
+        + check_signatures(study)
+    )  # fmt: skip
 
 
 class _Checker:

@@ -4,6 +4,7 @@ Folder layout (documented in `forms/README.md`):
     study.yaml          StudyInfo
     schedule.yaml       Schedule (anchors, periods, visits, log forms)
     subject_path.yaml   SubjectPath (statuses and the transitions between them)
+    signatures.yaml     SignatureSettings (optional: what the investigator signs)
     codelists/*.yaml    CodeListFile
     units/*.yaml        UnitFile
     ecrf/*.yaml         one FormDef per file
@@ -34,6 +35,7 @@ from app.study.model import (
     ItemGroupDef,
     MeasurementUnit,
     Schedule,
+    SignatureSettings,
     StudyInfo,
     SubjectPath,
     UnitFile,
@@ -85,6 +87,8 @@ class Study:
     no new definition version."""
     """Items, item groups and forms that earlier released versions had and this one removed:
     their stored values are kept, shown and exported (`app.studies.bind`)."""
+    signatures: SignatureSettings | None = None
+    """What the investigator signs (`signatures.yaml`); None: the study signs nothing."""
 
     @property
     def mdv_oid(self) -> str:
@@ -119,6 +123,8 @@ class Study:
         }
         if self.checks:  # a study without checks keeps the digest it had before checks existed
             content["checks"] = [dump(check) for check in self.checks]
+        if self.signatures is not None:  # likewise for a study that signs nothing
+            content["signatures"] = dump(self.signatures)
         return content
 
     @cached_property
@@ -224,6 +230,8 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
     info = read(directory / "study.yaml", StudyInfo)
     schedule = read(directory / "schedule.yaml", Schedule)
     subject_path = read(directory / "subject_path.yaml", SubjectPath)
+    signatures_file = directory / "signatures.yaml"
+    signatures = read(signatures_file, SignatureSettings) if signatures_file.is_file() else None
     codelists = [read(path, CodeListFile) for path in _yaml_files(directory / "codelists")]
     units = [read(path, UnitFile) for path in _yaml_files(directory / "units")]
     forms: dict[str, FormDef] = {}
@@ -264,6 +272,7 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
         checks=tuple(checks),
         check_files=tuple(check_files),
         sdv=sdv,
+        signatures=signatures,
     )
     return study, problems, left_out
 

@@ -373,3 +373,34 @@ def odm_data_type(item: ItemDef, codelist: CodeList | None) -> str:
         DataType.CHOICE: "text",
         DataType.MULTICHOICE: "text",
     }[item.type]
+
+
+class SignedForm(Definition):
+    """A form the investigator signs on its own (eligibility, DLT assessment, end of study)."""
+
+    form: str = Field(description="the form's OID")
+    meaning: str = Field(description="what the signature means, stated when signing")
+
+
+class CasebookSignature(Definition):
+    """The investigator's signature of a subject's whole casebook."""
+
+    meaning: str = Field(description="what the signature means, stated when signing")
+
+
+class SignatureSettings(Definition):
+    """What the investigator signs (`signatures.yaml`, optional: a study without it signs
+    nothing): forms one by one, the casebook, what each signature means, the legal reason
+    (ODM SignatureDef), and whether open queries on the signed data refuse the signing."""
+
+    legal_reason: str
+    refuse_with_open_queries: bool = True
+    casebook: CasebookSignature | None = None
+    forms: tuple[SignedForm, ...] = ()
+
+    def meaning_of(self, form_oid: str | None) -> str | None:
+        """The meaning of the signature of `form_oid` (None: the casebook), or None when the
+        study does not sign it."""
+        if form_oid is None:
+            return self.casebook.meaning if self.casebook else None
+        return next((signed.meaning for signed in self.forms if signed.form == form_oid), None)

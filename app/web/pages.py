@@ -61,6 +61,7 @@ from app.web.deps import (
 from app.web.formview import error_summary, field_reasons, form_view, removed_rows, submitted_rows
 from app.web.menu import home, menu
 from app.web.query_context import form_query_context
+from app.web.signature_context import signature_context
 
 SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
 Repeat = Annotated[int, PathParam(ge=1, le=9999)]
@@ -371,6 +372,7 @@ def _casebook(
         "sdv_marks": casebook_sdv(session, study, subject)
         if sees_verification(access, subject.site_id)
         else {},
+        **signature_context(request, session, study, access, subject),
     }
     return render(request, "casebook.html", context, status)
 
@@ -611,6 +613,10 @@ def render_form(
         **form_query_context(page.session, page.access, page.subject, page.form, page.ref),
     }
     template = "_form_body.html" if request.headers.get("hx-request") else "form.html"
+    if template == "form.html":  # the panel is outside the form body htmx re-renders
+        context |= signature_context(
+            request, page.session, page.study, page.access, page.subject, page.ref
+        )
     return render(request, template, context, status)
 
 
