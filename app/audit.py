@@ -95,6 +95,11 @@ class Actor:
     def username(self) -> str:
         return self.user.username if self.user else "system"
 
+    @property
+    def printed_name(self) -> str:
+        """The name that reviews, locks and signatures record (the username without one)."""
+        return self.user.full_name if self.user else self.username
+
 
 @dataclass(frozen=True)
 class DataPath:

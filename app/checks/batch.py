@@ -2,7 +2,8 @@
 (`trialdesk checks run`) and the data manager's page call it.
 
 One subject at a time, each in its own transaction (memory does not grow with the study, and
-other users are not held up); the same code as on save (`app.crf.write.run_subject_checks`).
+other users are not held up), with the checks' code of the save; `run_subject_checks` writes
+only queries, through the write path's persist and audit steps.
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from app import audit
-from app.checks.evaluate import CheckResult, compiled_checks
-from app.crf.write import run_subject_checks
+from app.checks.evaluate import CheckResult, compiled_checks, run_checks
+from app.checks.subject_data import load_subject_data
+from app.crf import persist, reads
 from app.db import unit_of_work
-from app.models import Site, Subject, utcnow
+from app.models import Site, Subject, pk, utcnow
+from app.review.system_queries import QueryPlan, plan_system_queries, query_audit_entries
 from app.study.loader import Study, find_item
 
 
@@ -117,3 +121,29 @@ def _finding(study: Study, subject: Subject, result: CheckResult) -> dict[str, A
         "repeat": result.group_repeat if per_row else result.ref.form_repeat,
         "message": result.check.message,
     }  # fmt: skip
+
+
+def run_subject_checks(
+    session: Session,
+    study: Study,
+    subject: Subject,
+    *,
+    actor: audit.Actor,
+    now: datetime,
+    dry_run: bool = False,
+) -> tuple[list[CheckResult], list[QueryPlan]]:
+    """Run every edit check on the subject's stored casebook and make the system queries
+    agree with the results (the batch run's way through the write path: nothing is evaluated
+    but the checks, and only queries change). A hard check's finding opens a query here: the
+    data were stored before the check existed, and a check never rewrites data. The caller
+    authorises (the data manager's page, or the command line's operator) and commits; with
+    `dry_run` nothing is written. Returns the results and what they do to queries."""
+    data = load_subject_data(session, study, subject)
+    results = run_checks(
+        study, data, compiled_checks(study), reads.site_today(session, subject, now)
+    )
+    queries = plan_system_queries(session, study.id, pk(subject), results)
+    if not dry_run:
+        persist.write_queries(session, queries, now=now)
+        audit.record_all(session, query_audit_entries(subject, queries, actor, now))
+    return results, queries

@@ -6,13 +6,14 @@ comes from (pages, API, ODM import, demo, command line).
 2. load and version-check: the stored state, refused when someone saved since;
 3. guard: refuses a target the casebook does not offer (a repeat the schedule lacks) and a
    change to frozen or locked data (a signature: to locked data);
-4. evaluate: types, ranges, show-if, derivations, and the dependants of what changed (other
-   forms re-derived, requirements of reached statuses checked again); errors refuse;
+4. evaluate: types, ranges, show-if, derivations, edit checks, and the dependants of what
+   changed (other forms re-derived, requirements of reached statuses checked again); errors
+   refuse. Review changes (queries, locks, verifications, signatures) are planned by
+   `app.crf.review_changes`, which also makes the study-wide database lock;
 5. persist (`app.crf.persist`, the only code that writes clinical tables);
 6. audit (`app.crf.plan_audit`): a record per change, old and new value, who, when and why;
-7. consequences: status alerts opened or closed, system queries moved, verifications of
-   changed values dropped (`app.review.verification`), signatures of the changed data broken
-   (`app.review.signatures`).
+7. consequences (`app.crf.consequences`): status alerts opened or closed, system queries
+   moved, verifications of changed values dropped, signatures of the changed data broken.
 
 Plain functions, no ORM events. Nothing here commits or rolls back: the caller's unit of work
 (`app.db.unit_of_work`) does, so one user action, however many changes it makes, is stored
@@ -28,10 +29,7 @@ from sqlmodel import Session
 
 from app import audit
 from app.access import Access, AccessDenied, Permission
-from app.audit import AuditAction
-from app.checks.evaluate import CheckResult, compiled_checks, run_checks
 from app.checks.on_save import check_form_changes, check_visit_date, refusals
-from app.checks.subject_data import load_subject_data
 from app.crf import persist, reads
 from app.crf.changes import (
     Change,
@@ -48,7 +46,6 @@ from app.crf.changes import (
     QueryOpen,
     Sign,
     StatusRefused,
-    StudyChange,
     StudyLockRelease,
     StudyLockSet,
     SubjectChange,
@@ -57,12 +54,14 @@ from app.crf.changes import (
     VisitDate,
     WithdrawVerification,
 )
+from app.crf.consequences import react
 from app.crf.dependants import rederive
 from app.crf.engine import FormEvaluation
 from app.crf.form_changes import check_version, conflict_with, plan_not_done, plan_values
-from app.crf.plan_audit import audit_entries, study_lock_entry, verification_audit_entries
+from app.crf.plan_audit import audit_entries
 from app.crf.plans import FormPlan, Plan
 from app.crf.reads import StoredForm, SubjectValues
+from app.crf.review_changes import apply_to_study, plan_review
 from app.crf.status import PERMISSION_OF, transition_to
 from app.crf.status_alerts import check_requirements
 from app.crf.subject_changes import (
@@ -73,21 +72,15 @@ from app.crf.subject_changes import (
     visit_event,
 )
 from app.crf.values import DateLimits
-from app.models import DataLock, LockLevel, Query, Site, StudyEventData, Subject, pk
+from app.models import DataLock, Query, Site, StudyEventData, Subject
 from app.review.locks import (
     DataLocked,
     LockPlace,
     active_locks,
-    plan_lock,
-    plan_release,
     refusal,
 )
-from app.review.queries import QueryRefused, load_query, plan_query_change, plan_query_open
-from app.review.query_import import plan_imported_query
-from app.review.signatures import plan_breaks, plan_signing, signature_audit_entries
-from app.review.study_lock import plan_study_lock, plan_study_release, study_locks
-from app.review.system_queries import QueryPlan, plan_system_queries, query_audit_entries
-from app.review.verification import plan_drops, plan_verify, plan_withdraw
+from app.review.queries import QueryRefused, load_query
+from app.review.study_lock import study_locks
 from app.study.loader import Study
 from app.study.model import FormDef, Transition
 
@@ -156,7 +149,9 @@ def apply(session: Session, study: Study, change: Change, *, by: Author, now: da
     values need correcting (its evaluation's errors).
     """
     if isinstance(change, StudyLockSet | StudyLockRelease):
-        return _apply_to_study(session, study, change, by, now)
+        if by.importing:
+            raise AccessDenied("an import does not freeze or lock the study")
+        return Outcome(apply_to_study(session, study, change, by.access, by.actor, now), True)
     subject = _authorise(session, study, change, by)
     loaded = _load(session, study, subject, change)
     locks = _guard(session, study, subject, change, loaded)
@@ -167,53 +162,8 @@ def apply(session: Session, study: Study, change: Change, *, by: Author, now: da
     user_id = by.actor.user.id if by.actor.user else None
     persist.persist(session, plan, user_id=user_id, now=now)
     audit.record_all(session, audit_entries(plan, by.actor, now))
-    _consequences(session, study, plan, by.actor, now)
+    react(session, study, plan, by.actor, now)
     return Outcome(plan, saved=True)
-
-
-def _apply_to_study(
-    session: Session, study: Study, change: StudyChange, by: Author, now: datetime
-) -> Outcome:
-    """The database freeze, lock or release: authorised study-wide (a data manager of one
-    site cannot lock the others'), planned, persisted and audited like a subject's change."""
-    if by.importing or by.access.site_ids(Permission.LOCK_DATA) is not None:
-        raise AccessDenied("only a study-wide data manager freezes or locks the study")
-    study_id = study.id
-    if isinstance(change, StudyLockSet):
-        name = by.actor.user.full_name if by.actor.user else by.actor.username
-        lock_plan = plan_study_lock(session, study_id, change, name)
-    else:
-        lock_plan = plan_study_release(session, study_id, change)
-    user_id = by.actor.user.id if by.actor.user else None
-    persist.write_locks(session, [lock_plan], user_id=user_id, now=now)
-    audit.record_all(session, [study_lock_entry(study_id, lock_plan, by.actor, now)])
-    return Outcome(Plan(None, locks=[lock_plan]), saved=True)
-
-
-def run_subject_checks(
-    session: Session,
-    study: Study,
-    subject: Subject,
-    *,
-    actor: audit.Actor,
-    now: datetime,
-    dry_run: bool = False,
-) -> tuple[list[CheckResult], list[QueryPlan]]:
-    """Run every edit check on the subject's stored casebook and make the system queries
-    agree with the results (the batch run's way through the write path: nothing is evaluated
-    but the checks, and only queries change). A hard check's finding opens a query here: the
-    data were stored before the check existed, and a check never rewrites data. The caller
-    authorises (the data manager's page, or the command line's operator) and commits; with
-    `dry_run` nothing is written. Returns the results and what they do to queries."""
-    data = load_subject_data(session, study, subject)
-    results = run_checks(
-        study, data, compiled_checks(study), reads.site_today(session, subject, now)
-    )
-    queries = plan_system_queries(session, study.id, pk(subject), results)
-    if not dry_run:
-        persist.write_queries(session, queries, now=now)
-        audit.record_all(session, query_audit_entries(subject, queries, actor, now))
-    return results, queries
 
 
 # -- 1. authorise -----------------------------------------------------------------------------
@@ -403,50 +353,17 @@ def _evaluate(
             return Plan(subject, status=status)
         case ImportedStatus():
             return Plan(subject, status=plan_imported_status(study, subject, change))
-        case QueryOpen():
-            return Plan(subject, queries=[plan_query_open(study, subject, change)])
-        case QueryChange():
-            assert loaded.query is not None
-            return Plan(subject, queries=[plan_query_change(loaded.query, change)])
-        case ImportedQuery():
-            restored = plan_imported_query(session, study, subject, change)
-            return Plan(subject, queries=[restored] if restored else [])
-        case DataLockSet():
-            place = LockPlace(
-                change.event_oid, change.event_repeat, change.form_oid, change.form_repeat
-            )
-            level = LockLevel(change.level)
-            name = _printed_name(by.actor)
-            if by.importing and change.set_by_name:
-                name = change.set_by_name
-            lock = plan_lock(locks, subject, place, level, change.reason, name)
-            lock.set_at = change.set_at if by.importing else None
-            return Plan(subject, locks=[lock])
-        case DataLockRelease():
-            return Plan(
-                subject, locks=[plan_release(session, subject, change.lock_id, change.reason)]
-            )
-        case VerifyForm():
-            verify = plan_verify(
-                session, study, subject, change.ref, loaded.stored, change.base_version,
-                _printed_name(by.actor),
+        case (
+            QueryOpen() | QueryChange() | ImportedQuery() | DataLockSet() | DataLockRelease()
+            | VerifyForm() | WithdrawVerification() | Sign()
+        ):  # fmt: skip
+            return plan_review(
+                session, study, subject, change, by.actor, importing=by.importing,
+                query=loaded.query, stored=loaded.stored, locks=locks, now=now,
             )  # fmt: skip
-            return Plan(subject, verifications=verify)
-        case WithdrawVerification():
-            name = _printed_name(by.actor)
-            withdraw = plan_withdraw(session, subject, change.ref, change.reason, name)
-            return Plan(subject, verifications=withdraw)
-        case Sign():
-            assert by.actor.user is not None  # the SIGN permission is a person's
-            signing = plan_signing(session, study, subject, change, by.actor.user, now)
-            return Plan(subject, signatures=[signing])
         case FormValues() | FormNotDone():
             assert loaded.form is not None
             return _evaluate_form(session, study, subject, change, loaded.form, loaded.stored, now)
-
-
-def _printed_name(actor: audit.Actor) -> str:
-    return actor.user.full_name if actor.user else actor.username
 
 
 def _evaluate_form(
@@ -483,49 +400,4 @@ def _evaluate_form(
                 evaluation.failed_checks[key] = result.check.id
     return Plan(
         subject, forms=plans, alerts=check.alerts, evaluation=evaluation, check_results=results
-    )
-
-
-# -- 7. consequences --------------------------------------------------------------------------
-
-
-def _consequences(
-    session: Session, study: Study, plan: Plan, actor: audit.Actor, now: datetime
-) -> None:
-    """React to what was stored: signatures of changed data broken, verifications of changed
-    values dropped, status alerts opened or closed (decided with the plan, which holds the
-    values before and after the change) and system queries opened, re-opened, resolved or
-    closed by the edit checks the change fed, each audited."""
-    subject = plan.subject
-    assert subject is not None
-    broken = plan_breaks(session, study, plan, actor.user, now)
-    persist.write_signatures(session, broken, now=now)
-    audit.record_all(session, signature_audit_entries(subject, broken, actor, now))
-    user_id = actor.user.id if actor.user else None
-    drops = plan_drops(session, plan, _printed_name(actor))
-    if drops:
-        persist.write_verifications(session, drops, user_id=user_id, now=now)
-        audit.record_all(session, verification_audit_entries(subject, drops, actor, now))
-    if plan.check_results:
-        queries = plan_system_queries(session, subject.study_id, pk(subject), plan.check_results)
-        persist.write_queries(session, queries, now=now)
-        audit.record_all(session, query_audit_entries(subject, queries, actor, now))
-    if not plan.alerts:
-        return
-    persist.write_alerts(session, subject, plan.alerts, user_id=user_id, now=now)
-    audit.record_all(
-        session,
-        [
-            audit.entry(
-                actor=actor,
-                action=AuditAction.STATUS_ALERT_OPEN
-                if alert.alert is None
-                else AuditAction.STATUS_ALERT_CLOSE,
-                path=audit.DataPath(subject),
-                new_value=alert.requirement,
-                reason=f"status {alert.status}",
-                at=now,
-            )
-            for alert in plan.alerts
-        ],
     )
