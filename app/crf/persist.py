@@ -328,6 +328,8 @@ def write_verifications(
             row.changed_items = ",".join(end.changed_items) or None
             row.changed_in_version = end.changed_in_version
         session.add(row)
+    if plans:
+        session.flush()
 
 
 def write_signatures(session: Session, plans: list[SignaturePlan], *, now: datetime) -> None:

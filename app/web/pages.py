@@ -592,6 +592,7 @@ def render_form(
         "removed": sorted(edit.removed),
         "retired": _retired_values(page),
         "version": edit.base_version,
+        "reason": edit.reason or "",  # kept when the live preview re-renders the form
         "status": saved_status,
         "not_done_reason": stored.form_data.not_done_reason if stored else None,
         "has_history": stored is not None,

@@ -1,8 +1,12 @@
 """Issue 9 acceptance in headless Chromium: a coordinator saves a CRS episode whose
 investigator grade differs from the derived one; a query opens next to the item; the
-coordinator answers it and corrects the grade, and the system resolves and closes it; the data
+coordinator answers it and corrects the grade, the data now agree and the data manager closes
+it (answered in words: a person closes, as in InForm); a monitor verifies the form; the data
 manager freezes then locks the subject, and the coordinator's edit is refused on the page and
-through the API; the data manager releases it with a reason. Screenshots: test-artifacts/."""
+through the API; the data manager releases it with a reason; the investigator signs the
+casebook with the password; a change to the signed CRS form breaks the signature, shown on
+the casebook. Screenshots (test-artifacts/): the form with a query, the query list, the
+dashboard, the signed casebook and the broken signature."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from app.demo import DEMO_PASSWORD
 from app.study.loader import Study
 from app.study.model import ItemDef, ItemGroupDef
 from tests import factories
@@ -36,6 +41,18 @@ def crs_with_grade(grade: str) -> object:
         return grade if item.name == "CRSGRINV" else CRS_ROWS.get(item.name)
 
     return choose
+
+
+def change_with_reason(page: Page, item: str, value: str, reason: str) -> None:
+    """Change an item of the complete CRS form and give the reason for the change, leaving
+    each field as a user does (its change event runs the live preview, which re-renders the
+    form: wait for it before typing on)."""
+    page.locator(f"#f-IG_CRS-1-{item}").fill(value)
+    page.keyboard.press("Tab")
+    settle(page)
+    page.get_by_label("Reason for change").fill(reason)
+    page.keyboard.press("Tab")
+    settle(page)
 
 
 def casebook_lock(page: Page, level: str, reason: str) -> None:
@@ -70,9 +87,7 @@ def test_a_query_from_a_check_to_a_locked_casebook(
     query.get_by_label("Answer").fill("Grade 2 was a transcription error; corrected to 3.")
     query.get_by_role("button", name="Answer query").click()
     expect(query.locator(".query-state")).to_have_text("answered")
-    site.locator("#f-IG_CRS-1-CRSGRINV").fill("3")
-    settle(site)
-    site.get_by_label("Reason for change").fill("Query EC051: grade corrected")
+    change_with_reason(site, "CRSGRINV", "3", "Query EC051: grade corrected")
     site.get_by_role("button", name="Save and mark complete", exact=True).click()
     expect(site.locator("p.notice")).to_have_text("Saved.")
     # Answered with text: a person closes it (InForm's rule); the data now agree.
@@ -85,6 +100,16 @@ def test_a_query_from_a_check_to_a_locked_casebook(
     reviewed = manager.locator("article.query", has_text="check EC051")
     reviewed.get_by_role("button", name="Close query").click()
     expect(reviewed.locator(".query-state")).to_have_text("closed")
+
+    monitor = login(browser, live_server, "monitor")
+    monitor.goto(form_url)
+    expect(monitor.locator("p.sdv-state")).to_contain_text("Due")
+    monitor.locator("section.sdv-panel").get_by_role("button", name="Verify").click()
+    expect(monitor.locator("p.sdv-state")).to_contain_text("Verified by Wang Fang")
+
+    manager.goto(live_server.url + "/dashboard")
+    expect(manager.get_by_role("heading", name="Dashboard")).to_be_visible()
+    manager.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
     manager.goto(casebook)
     casebook_lock(manager, "Freeze", "monitoring visit")
@@ -107,3 +132,36 @@ def test_a_query_from_a_check_to_a_locked_casebook(
         lock.get_by_label("Reason for releasing").fill("lock set in error")
         lock.get_by_role("button", name="Release").click()
     expect(manager.locator(".lock")).to_have_count(0)
+
+    # Signing waits for the casebook's open queries: the data manager cancels the EC053 one.
+    manager.goto(form_url)
+    other = manager.locator("article.query", has_text="check EC053")
+    other.get_by_label("Reason or note").fill("The CRS adverse event is entered later")
+    other.get_by_role("button", name="Cancel query").click()
+    expect(other.locator(".query-state")).to_have_text("cancelled")
+
+    investigator = login(browser, live_server, "investigator")
+    investigator.goto(casebook)
+    panel = investigator.locator("section.signatures-panel")
+    expect(panel).to_contain_text("I approve the data in this casebook")
+    panel.get_by_label("Username").fill("investigator")
+    panel.get_by_label("Password").fill("wrong password")
+    panel.get_by_role("button", name="Sign casebook").click()
+    expect(investigator.locator("main")).to_contain_text("Nothing was signed")
+    investigator.goto(casebook)
+    panel.get_by_label("Username").fill("investigator")
+    panel.get_by_label("Password").fill(DEMO_PASSWORD)
+    panel.get_by_role("button", name="Sign casebook").click()
+    expect(investigator.locator("p.signature.valid")).to_contain_text("Signed by Dr Li Wei")
+    investigator.screenshot(path=str(ARTIFACTS / "signed-casebook.png"), full_page=True)
+
+    site.goto(form_url)
+    change_with_reason(site, "CRSSTDTM", "2026-04-11T10:00", "From the nursing notes")
+    site.get_by_role("button", name="Save and mark complete", exact=True).click()
+    expect(site.locator("p.notice")).to_have_text("Saved.")
+    investigator.goto(casebook)
+    broken = investigator.locator(".signature.broken")
+    expect(broken).to_contain_text("Signature broken by")
+    expect(broken).to_contain_text("Zhang Min")
+    expect(investigator.get_by_role("button", name="Sign again")).to_be_visible()
+    investigator.screenshot(path=str(ARTIFACTS / "broken-signature.png"), full_page=True)
