@@ -27,6 +27,7 @@ written before the next is read, so memory is bounded by the largest subject.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,12 @@ class _SubjectWriter:
             ]
             for form in forms
         }
+        self.item_order = {
+            (form_oid, group_oid, item_oid): index
+            for form_oid, groups in self.form_items.items()
+            for group_oid, item_oids in groups
+            for index, item_oid in enumerate(item_oids)
+        }
 
     def subject_data(self, session: Session, subject: Subject) -> tuple[etree._Element, int]:
         """The SubjectData element of `subject` and the number of ItemData in it."""
@@ -202,7 +209,7 @@ class _SubjectWriter:
         locks = active_locks(session, subject)
         for lock in placed_at(locks):
             lock_annotation(element, lock)
-        rows = connection.execute(SUBJECT_DATA, params).all()
+        rows = self._in_definition_order(connection.execute(SUBJECT_DATA, params).all())
         changed: set[etree._Element] = set()  # containers changed since the moment
         items = 0
         # Every row's parents are written before it: the first row differs from these keys.
@@ -265,6 +272,19 @@ class _SubjectWriter:
         if self.since is not None:
             _drop_unchanged_containers(element, changed)
         return element, items
+
+    def _in_definition_order(self, rows: Sequence[Any]) -> list[Any]:
+        """`rows` with each item group repeat's values in the order of its ItemRefs (stored,
+        they are in the order they were first entered; an import stores them in the file's)."""
+        starts: dict[object, int] = {}
+
+        def position(numbered: tuple[int, Any]) -> tuple[int, int]:
+            n, row = numbered
+            form_oid, g_id, group_oid, item_oid = row[5], row[9], row[10], row[12]
+            start = starts.setdefault(("row", n) if g_id is None else g_id, n)
+            return start, self.item_order.get((form_oid, group_oid, item_oid), -1)
+
+        return [row for _, row in sorted(enumerate(rows), key=position)]
 
     def _audit(self, element: etree._Element, record: AuditRow | None) -> bool:
         """Add the AuditRecord of the element's latest change; True if that change is after
