@@ -47,7 +47,14 @@ from app.studies import bind_studies  # noqa: E402
 from app.study.loader import load_study  # noqa: E402
 from bench import bare_app  # noqa: E402
 
-TESTS = ["WBC", "NEUT", "LYM", "MONO", "EOS", "BASO", "HGB", "HCT", "PLAT", "RETI"]
+TESTS = {  # test code: result, unit, normal range, and the step between the two value sets
+    "WBC": (6.0, "10^9/L", "3.5", "9.5", 0.1), "NEUT": (3.5, "10^9/L", "1.8", "6.3", 0.1),
+    "LYM": (1.8, "10^9/L", "1.1", "3.2", 0.1), "MONO": (0.4, "10^9/L", "0.1", "0.6", 0.01),
+    "EOS": (0.1, "10^9/L", "0.02", "0.52", 0.01), "BASO": (0.02, "10^9/L", "0", "0.06", 0.01),
+    "HGB": (135, "g/L", "115", "150", 1), "HCT": (0.4, "L/L", "0.35", "0.45", 0.01),
+    "PLAT": (250, "10^9/L", "125", "350", 1), "RETI": (1.0, "%", "0.5", "1.5", 0.1),
+}  # fmt: skip
+"""Results within their ranges and units the edit checks accept: every save passes them."""
 POSTGRES_ADMIN = os.environ.get(
     "TRIALDESK_TEST_POSTGRES_URL",
     "postgresql+psycopg://trialdesk:trialdesk@127.0.0.1:5432/postgres",
@@ -57,14 +64,11 @@ POSTGRES_ADMIN = os.environ.get(
 def panel(variant: int) -> dict[str, object]:
     rows = {
         str(n): {
-            "LBORRES": f"{4.5 + n + variant * 0.1:.1f}",
-            "LBORRESU": "10^9/L",
-            "LBORNRLO": "3.5",
-            "LBORNRHI": "9.5",
-            **({"LBCLSIG": "N"} if 4.5 + n + variant * 0.1 > 9.5 else {}),
+            "LBORRES": f"{result + variant * step:g}", "LBORRESU": unit,
+            "LBORNRLO": low, "LBORNRHI": high,
         }
-        for n in range(1, len(TESTS) + 1)
-    }
+        for n, (result, unit, low, high, step) in enumerate(TESTS.values(), start=1)
+    }  # fmt: skip
     header = {"LBDAT": "2026-05-0" + str(1 + variant), "LBTIM": "08:30", "LBNAM": "Central lab"}
     return {"IG.LBHEM": {"1": header}, "IG.LBHEM.LB": rows}
 
