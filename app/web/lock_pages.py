@@ -9,28 +9,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
 
-from app import audit
 from app.access import Access, Permission
-from app.crf import write
 from app.crf.changes import (
-    Change,
     DataLockRelease,
     DataLockSet,
-    NotFound,
-    Refused,
     StudyLockRelease,
     StudyLockSet,
 )
-from app.db import unit_of_work
-from app.models import DataLock, LockLevel, Subject, utcnow
+from app.models import DataLock, LockLevel, Subject
 from app.review.study_lock import open_query_count, study_locks
-from app.study.loader import Study
 from app.web.deps import SessionDep, StudyDep, requires
 from app.web.pages import render
 from app.web.query_pages import local_path
+from app.web.review_posts import apply_and_go_back
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 LockerDep = Annotated[Access, requires(Permission.LOCK_DATA)]
@@ -38,19 +32,6 @@ SubjectId = Annotated[int, PathParam(ge=1, le=2**62)]
 Reason = Annotated[str, Form(max_length=500)]
 Oid = Annotated[str, Form(max_length=60)]
 Repeat = Annotated[int, Form(ge=1, le=9999)]
-
-
-def _apply(
-    request: Request, session: SessionDep, study: Study, access: Access, change: Change, back: str
-) -> Response:
-    try:
-        with unit_of_work(session):
-            author = write.Author(access, audit.Actor(access.user))
-            write.apply(session, study, change, by=author, now=utcnow())
-    except (Refused, NotFound) as refused:
-        context = {"title": "Nothing changed", "message": str(refused), "access": access}
-        return render(request, "message.html", context, 409)
-    return RedirectResponse(back + "#locks-title", status_code=303)
 
 
 @router.get("/locks")
@@ -86,7 +67,7 @@ def set_study_lock(
 ) -> Response:
     """Freeze or lock the whole study (a lock with open queries needs confirming)."""
     change = StudyLockSet(level, reason.strip() or None, confirm_open_queries)
-    return _apply(request, session, study, access, change, "/locks")
+    return apply_and_go_back(request, session, study, access, change, "/locks#locks-title")
 
 
 @router.post("/locks/{lock_id}/release")
@@ -99,7 +80,7 @@ def release_study_lock(
     reason: Reason = "",
 ) -> Response:
     change = StudyLockRelease(lock_id, reason)
-    return _apply(request, session, study, access, change, "/locks")
+    return apply_and_go_back(request, session, study, access, change, "/locks#locks-title")
 
 
 @router.post("/subjects/{subject_id}/locks")
@@ -123,7 +104,7 @@ def set_lock(
         event_repeat if event_oid else None, form_oid or None, form_repeat if form_oid else None,
     )  # fmt: skip
     back = local_path(next, f"/subjects/{subject_id}")
-    return _apply(request, session, study, access, change, back)
+    return apply_and_go_back(request, session, study, access, change, back + "#locks-title")
 
 
 @router.post("/subjects/{subject_id}/locks/{lock_id}/release")
@@ -139,4 +120,4 @@ def release_lock(
 ) -> Response:
     change = DataLockRelease(subject_id, lock_id, reason)
     back = local_path(next, f"/subjects/{subject_id}")
-    return _apply(request, session, study, access, change, back)
+    return apply_and_go_back(request, session, study, access, change, back + "#locks-title")

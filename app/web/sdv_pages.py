@@ -13,18 +13,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
-from app import audit
 from app.access import Access, Permission
-from app.crf import write
-from app.crf.changes import Change, FormRef, Refused, VerifyForm, WithdrawVerification
-from app.db import unit_of_work
-from app.models import utcnow
+from app.crf.changes import FormRef, VerifyForm, WithdrawVerification
 from app.review.sdv_reads import sdv_by_site
-from app.study.loader import Study
 from app.web.deps import SessionDep, StudyDep, requires
 from app.web.pages import FORM_PATH, render
+from app.web.review_posts import apply_and_go_back
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 VerifierDep = Annotated[Access, requires(Permission.VERIFY_DATA)]
@@ -51,19 +47,6 @@ def sdv_page(
     return render(request, "sdv.html", context)
 
 
-def _apply(
-    request: Request, session: SessionDep, study: Study, access: Access, change: Change, back: str
-) -> Response:
-    try:
-        with unit_of_work(session):
-            author = write.Author(access, audit.Actor(access.user))
-            write.apply(session, study, change, by=author, now=utcnow())
-    except Refused as refused:
-        context = {"title": "Nothing changed", "message": str(refused), "access": access}
-        return render(request, "message.html", context, 409)
-    return RedirectResponse(back + "#sdv-title", status_code=303)
-
-
 @router.post(FORM_PATH + "/verify")
 def verify_form(
     request: Request,
@@ -80,7 +63,8 @@ def verify_form(
     """Verify the form at the version the monitor saw."""
     ref = FormRef(event_oid, event_repeat, form_oid, form_repeat)
     back = FORM_PATH.format(**vars(ref), subject_id=subject_id)
-    return _apply(request, session, study, access, VerifyForm(subject_id, ref, version), back)
+    change = VerifyForm(subject_id, ref, version)
+    return apply_and_go_back(request, session, study, access, change, back + "#sdv-title")
 
 
 @router.post(FORM_PATH + "/verify/withdraw")
@@ -100,4 +84,4 @@ def withdraw_verification(
     ref = FormRef(event_oid, event_repeat, form_oid, form_repeat)
     back = FORM_PATH.format(**vars(ref), subject_id=subject_id)
     change = WithdrawVerification(subject_id, ref, reason)
-    return _apply(request, session, study, access, change, back)
+    return apply_and_go_back(request, session, study, access, change, back + "#sdv-title")
