@@ -191,10 +191,35 @@ class Expression:
         arguments = (
             cel.Context(variables=values, functions=FUNCTIONS) if self._calls_ours else values
         )
+        return self._execute(arguments)
+
+    def bind(self, shared: Mapping[str, Any]) -> BoundExpression:
+        """The expression with the variables that several evaluations share (the other rows
+        of a form, its other forms), converted to CEL once instead of on each evaluation."""
+        return BoundExpression(self, shared)
+
+    def _execute(self, arguments: cel.Context | dict[str, Any]) -> Any:
         try:
             return self._program.execute(arguments)
         except Exception as error:  # cel raises TypeError, RuntimeError, KeyError, ...
             raise ExpressionError(f"{type(error).__name__}: {error}") from error
+
+
+class BoundExpression:
+    """An expression and a CEL context holding its shared variables (`Expression.bind`).
+    Not thread-safe, like the context: one evaluation loop uses it, then drops it."""
+
+    def __init__(self, expression: Expression, shared: Mapping[str, Any]) -> None:
+        self._expression = expression
+        functions = FUNCTIONS if expression._calls_ours else None
+        self._context = cel.Context(variables=dict(shared), functions=functions)
+
+    def evaluate(self, variables: Mapping[str, Any]) -> Any:
+        """Run the expression with `variables` added to the shared ones (replacing those the
+        previous evaluation added); raises ExpressionError on any evaluation failure."""
+        for name, value in variables.items():
+            self._context.add_variable(name, value)
+        return self._expression._execute(self._context)
 
 
 @lru_cache(maxsize=4096)

@@ -10,9 +10,10 @@ the form's business, and a check speaks only of what is there.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from app.checks.scope import SubjectScope
 from app.checks.subject_data import FormInstance, SubjectData
@@ -23,6 +24,7 @@ from app.study.loader import Study, find_item
 from app.study.model import FormDef, ItemDef, ItemGroupDef
 
 _NAME = re.compile(r"\b[A-Z][A-Z0-9_]*\b")
+_WORD = re.compile(r"[A-Za-z_]\w*")
 _TIMING = frozenset({"visit", "previous", "next", "visits"})
 """Names that change when a visit is dated (an anchor's date is an item: a form save)."""
 
@@ -45,10 +47,19 @@ class CompiledCheck:
     reads_timing: bool
     """Reads visit dates, anchors or study days: re-run when a visit is dated."""
     reads_subject: bool
+    row_items: tuple[ItemDef, ...]
+    """The items of its row it reads (none when its group does not repeat)."""
+    words: frozenset[str]
+    """Every name the condition mentions, in string literals too: the maps it is given
+    hold only these items (`forms/README.md`)."""
 
     @property
     def per_row(self) -> bool:
         return self.group.repeating
+
+    @property
+    def row_names(self) -> frozenset[str]:
+        return frozenset(item.name for item in self.row_items)
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,10 @@ def compile_check(study: Study, check: EditCheck) -> CompiledCheck:
         forms_read=frozenset(read | {form.name}), visits_read=_visits_read(study, check.condition),
         reads_timing=_reads_timing(expression, check.condition),
         reads_subject="subject" in expression.variables,
+        words=frozenset(_WORD.findall(check.condition)),
+        row_items=tuple(i for i in found[0].items if i.name in expression.variables)
+        if found[0].repeating
+        else (),
     )  # fmt: skip
 
 
@@ -173,29 +188,49 @@ def run_checks(
             where = (instance.ref.event_oid, instance.ref.event_repeat)
             if own_visit and where != dated_visit:
                 continue
-            for repeat in _repeats(compiled, instance):
-                results.append(_evaluate(scope, compiled, instance, repeat))
+            results += _evaluate(scope, compiled, instance)
     return results
 
 
-def _repeats(compiled: CompiledCheck, instance: FormInstance) -> list[int]:
-    if not compiled.per_row:
-        return [1]
-    return sorted(instance.rows.get(compiled.group.oid, {}))
-
-
 def _evaluate(
-    scope: SubjectScope, compiled: CompiledCheck, instance: FormInstance, repeat: int
-) -> CheckResult:
-    group = compiled.group if compiled.per_row else None
-    variables = scope.variables(
-        compiled.expression.variables, instance, group, repeat, compiled.forms_read,
-        compiled.visits_read,
+    scope: SubjectScope, compiled: CompiledCheck, instance: FormInstance
+) -> list[CheckResult]:
+    """The check's results on `instance`: one, or one per row of its group. What the rows
+    share (the form's other rows, other forms) is converted to CEL once per instance."""
+    expression = compiled.expression
+    shared = scope.shared(
+        expression.variables - compiled.row_names, instance, compiled.forms_read,
+        compiled.visits_read, compiled.words,
     )  # fmt: skip
+    if not compiled.per_row:
+        return [_result(compiled, instance, 1, _consistent(expression.evaluate, shared))]
+    bound = expression.bind(shared)
+    return [
+        _result(compiled, instance, repeat, _consistent(bound.evaluate, row))
+        for repeat, row in _rows(scope, compiled, instance)
+    ]
+
+
+def _rows(
+    scope: SubjectScope, compiled: CompiledCheck, instance: FormInstance
+) -> list[tuple[int, dict[str, Any]]]:
+    group = compiled.group
+    return [
+        (repeat, scope.row(group, instance, repeat, compiled.row_items))
+        for repeat in sorted(instance.rows.get(group.oid, {}))
+    ]
+
+
+def _consistent(evaluate: Callable[[Mapping[str, Any]], Any], variables: Mapping[str, Any]) -> bool:
     try:
-        consistent = compiled.expression.evaluate(variables) is not False
+        return evaluate(variables) is not False
     except ExpressionError:
-        consistent = True  # a value it reads is missing: nothing to say (module docstring)
+        return True  # a value it reads is missing: nothing to say (module docstring)
+
+
+def _result(
+    compiled: CompiledCheck, instance: FormInstance, repeat: int, consistent: bool
+) -> CheckResult:
     return CheckResult(
         compiled.check, instance.ref, compiled.group.oid, repeat, compiled.item.oid,
         compiled.item.name, consistent,

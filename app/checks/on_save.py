@@ -100,7 +100,7 @@ def _overlay(data: SubjectData, plan: FormPlan) -> None:
                 data.visits.append(visit)
             visit.forms[plan.form.name] = instance
     instance.status = plan.status
-    names = {item.oid: item.name for g in plan.form.item_groups for item in g.items}
+    names = plan.form.item_names
     for change in plan.changes:
         row = instance.rows.setdefault(change.group_oid, {}).setdefault(change.repeat, {})
         row[names[change.item_oid]] = change.new

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import Select, and_, bindparam, select
 from sqlmodel import Session, col
 
 from app.crf.changes import FormRef
@@ -80,15 +81,11 @@ class SubjectData:
         )
 
 
-def load_subject_data(
-    session: Session, study: Study, subject: Subject, form_oids: Collection[str] | None = None
-) -> SubjectData:
-    """The subject's stored casebook (forms the definition no longer has are left out): every
-    visit with its date, and the forms of `form_oids` (all when None)."""
+def _casebook_statement(*, some_forms: bool) -> Select[*tuple[Any, ...]]:
     forms_joined = col(FormData.study_event_id) == col(StudyEventData.id)
-    if form_oids is not None:
-        forms_joined = and_(forms_joined, col(FormData.form_oid).in_(sorted(form_oids)))
-    statement = (
+    if some_forms:
+        forms_joined = and_(forms_joined, col(FormData.form_oid).in_(bindparam("forms")))
+    return (
         select(
             col(StudyEventData.event_oid), col(StudyEventData.repeat_key),
             col(StudyEventData.visit_date), col(FormData.form_oid), col(FormData.repeat_key),
@@ -99,43 +96,53 @@ def load_subject_data(
         .outerjoin(FormData, forms_joined)
         .outerjoin(ItemGroupData, col(ItemGroupData.form_data_id) == col(FormData.id))
         .outerjoin(ItemData, col(ItemData.item_group_data_id) == col(ItemGroupData.id))
-        .where(col(StudyEventData.subject_id) == subject.id)
+        .where(col(StudyEventData.subject_id) == bindparam("subject"))
     )  # fmt: skip
+
+
+_CASEBOOK = _casebook_statement(some_forms=False)
+_CASEBOOK_FORMS = _casebook_statement(some_forms=True)
+"""Built once: a save runs them, and building a statement costs more than SQLite's answer."""
+
+
+def load_subject_data(
+    session: Session, study: Study, subject: Subject, form_oids: Collection[str] | None = None
+) -> SubjectData:
+    """The subject's stored casebook (forms the definition no longer has are left out): every
+    visit with its date, and the forms of `form_oids` (all when None)."""
+    if form_oids is None:
+        rows = session.execute(_CASEBOOK, {"subject": subject.id})
+    else:
+        rows = session.execute(_CASEBOOK_FORMS, {"subject": subject.id, "forms": list(form_oids)})
     visits: dict[tuple[str, int], VisitInstance] = {}
     logs: dict[tuple[str, int], FormInstance] = {}
-    names = {
-        form.oid: {item.oid: item.name for g in form.item_groups for item in g.items}
-        for form in study.forms.values()
-    }
-    for row in session.execute(statement):
-        (
-            event_oid,
-            e_repeat,
-            visit_date,
-            form_oid,
-            f_repeat,
-            status,
-            group,
-            g_repeat,
-            item,
-            value,
-        ) = row
-        form = study.forms.get(form_oid) if form_oid else None
-        if event_oid != LOG_EVENT_OID:
-            visit = visits.setdefault(
-                (event_oid, e_repeat), VisitInstance(event_oid, e_repeat, _as_date(visit_date))
-            )
-        if form is None:
+    instances: dict[tuple[str, int, str, int], FormInstance | None] = {}
+    """Each row's form instance; None for a form the definition no longer has, or a second
+    repeat of a form at one visit (the casebook does not offer it)."""
+    for (
+        event_oid,
+        e_repeat,
+        visit_date,
+        form_oid,
+        f_repeat,
+        status,
+        group,
+        g_repeat,
+        item,
+        value,
+    ) in rows:
+        if event_oid != LOG_EVENT_OID and (event_oid, e_repeat) not in visits:
+            visits[event_oid, e_repeat] = VisitInstance(event_oid, e_repeat, _as_date(visit_date))
+        if form_oid is None:
             continue
-        ref = FormRef(event_oid, e_repeat, form.oid, f_repeat)
-        if event_oid == LOG_EVENT_OID:
-            instance = logs.setdefault((form.oid, f_repeat), FormInstance(ref, form, status))
-        else:
-            instance = visit.forms.setdefault(form.name, FormInstance(ref, form, status))
-            if instance.ref != ref:
-                continue  # a second repeat of a form at one visit: not offered by the casebook
-        name = names[form.oid].get(item or "")
-        if group is not None and name is not None:
+        key = (event_oid, e_repeat, form_oid, f_repeat)
+        if key not in instances:
+            instances[key] = _new_instance(study, visits, logs, key, status)
+        instance = instances[key]
+        if instance is None or group is None:
+            continue
+        name = instance.form.item_names.get(item or "")
+        if name is not None:
             instance.rows.setdefault(group, {}).setdefault(g_repeat, {})[name] = value
     order = {visit.oid: index for index, visit in enumerate(study.schedule.visits)}
     ordered = sorted(visits.values(), key=lambda v: (order.get(v.event_oid, len(order)), v.repeat))
@@ -143,6 +150,28 @@ def load_subject_data(
     for (_, _), instance in sorted(logs.items()):
         by_form.setdefault(instance.form.name, []).append(instance)
     return SubjectData(subject, ordered, by_form)
+
+
+def _new_instance(
+    study: Study,
+    visits: dict[tuple[str, int], VisitInstance],
+    logs: dict[tuple[str, int], FormInstance],
+    key: tuple[str, int, str, int],
+    status: str,
+) -> FormInstance | None:
+    event_oid, e_repeat, form_oid, f_repeat = key
+    form = study.forms.get(form_oid)
+    if form is None:
+        return None
+    instance = FormInstance(FormRef(*key), form, status)
+    if event_oid == LOG_EVENT_OID:
+        logs[form_oid, f_repeat] = instance
+        return instance
+    forms = visits[event_oid, e_repeat].forms
+    if form.name in forms:
+        return None  # a second repeat of a form at one visit
+    forms[form.name] = instance
+    return instance
 
 
 def _as_date(value: date | str | None) -> date | None:

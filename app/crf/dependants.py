@@ -23,7 +23,7 @@ from app.crf.form_changes import (
     item_changes,
 )
 from app.crf.plans import FormPlan
-from app.crf.reads import StoredForm, SubjectValues, item_names, stored_form
+from app.crf.reads import StoredForm, SubjectValues, stored_form
 from app.models import FormData, StudyEventData, Subject
 from app.study.loader import Study
 from app.study.model import FormDef
@@ -78,7 +78,7 @@ def rederive(
 
 
 def _changed_names(plan: FormPlan) -> set[str]:
-    names = item_names(plan.form)
+    names = plan.form.item_names
     return {names[change.item_oid] for change in plan.changes if change.item_oid in names}
 
 

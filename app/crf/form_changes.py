@@ -20,7 +20,7 @@ from app.crf.changes import (
 )
 from app.crf.engine import FieldKey, FormEvaluation, RawRows, Rows, evaluate_form, referenced_forms
 from app.crf.plans import FormPlan, ItemChange
-from app.crf.reads import StoredForm, SubjectValues, item_names, site_today
+from app.crf.reads import StoredForm, SubjectValues, site_today
 from app.crf.values import DateLimits
 from app.models import FormStatus, Subject
 from app.study.loader import Study
@@ -173,7 +173,7 @@ def changes(form: FormDef, old: Rows, new: Rows) -> list[Change]:
 def item_changes(
     form: FormDef, found: list[Change], reasons: Mapping[FieldKey, str | None]
 ) -> list[ItemChange]:
-    oids = {name: oid for oid, name in item_names(form).items()}
+    oids = {name: oid for oid, name in form.item_names.items()}
     return [
         ItemChange(group, repeat, oids[name], before, after, reasons.get((group, repeat, name)))
         for group, repeat, name, before, after in found

@@ -192,11 +192,6 @@ def load_form(session: Session, subject: Subject, form: FormDef, ref: FormRef) -
     return _filled(StoredForm(FormRow(*rows[0][:width]), {}), form, (row[width:] for row in rows))
 
 
-def item_names(form: FormDef) -> dict[str, str]:
-    """Item OID -> item name, for every item of the form."""
-    return {item.oid: item.name for group in form.item_groups for item in group.items}
-
-
 def stored_form(session: Session, form_data: FormData, form: FormDef) -> StoredForm:
     """A form's stored values in one query."""
     rows = session.execute(_FORM_VALUES, {"form_data_id": form_data.id})
@@ -205,7 +200,7 @@ def stored_form(session: Session, form_data: FormData, form: FormDef) -> StoredF
 
 def _filled(stored: StoredForm, form: FormDef, rows: Iterable[Sequence[Any]]) -> StoredForm:
     """`stored` with the values of `rows` (_VALUE_COLUMNS, a group without items as Nones)."""
-    names = item_names(form)
+    names = form.item_names
     for group_id, group_oid, repeat_key, item_id, item_oid, value in rows:
         if group_id is None:
             continue

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from app.crf.plans import AlertPlan, FormPlan
-from app.crf.reads import SubjectValues, item_names
+from app.crf.reads import SubjectValues
 from app.crf.status import open_alerts, reached_statuses, unmet_requirements
 from app.models import FormStatus, Subject
 from app.study.loader import Study
@@ -40,7 +40,7 @@ def check_requirements(
     subject has reached that read what `plans` change."""
     indexes: set[int] = set()
     for plan in plans:
-        names = item_names(plan.form)
+        names = plan.form.item_names
         changed = {names[c.item_oid] for c in plan.changes if c.item_oid in names}
         indexes |= study.dependencies.transitions_reading(plan.form, changed, plan.status_changed)
     if not indexes:

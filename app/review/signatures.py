@@ -262,7 +262,7 @@ def _form_change(study: Study, form: FormPlan) -> str:
     where = f"{form.form.title} ({_event_name(study, form.ref.event_oid, form.ref.event_repeat)})"
     if form.status_changed and form.status == FormStatus.NOT_DONE:
         return f"{where} marked not done"
-    names = reads.item_names(form.form)
+    names = form.form.item_names
     items = sorted({f"{form.form.name}.{names.get(c.item_oid, c.item_oid)}" for c in form.changes})
     if not items and form.status_changed:
         return f"{where}: status changed from {form.old_status} to {form.status}"

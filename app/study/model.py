@@ -146,6 +146,11 @@ class FormDef(Definition):
     description: str | None = None
     item_groups: tuple[ItemGroupDef, ...] = Field(min_length=1)
 
+    @cached_property
+    def item_names(self) -> dict[str, str]:
+        """Item OID -> item name, over every group."""
+        return {item.oid: item.name for group in self.item_groups for item in group.items}
+
 
 class CodeListItem(Definition):
     code: str = Field(description="CDISC submission value")
