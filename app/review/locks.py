@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, or_, select
 
 from app.crf.changes import FormRef, NotFound, Refused
@@ -46,17 +47,18 @@ class LockPlan:
     """When the source system set a lock an import restores (else: now)."""
 
 
+_ACTIVE_LOCKS = select(DataLock).where(
+    col(DataLock.study_id) == bindparam("study_id"),
+    or_(col(DataLock.subject_id) == bindparam("subject_id"), col(DataLock.subject_id).is_(None)),
+    col(DataLock.released_at).is_(None),
+)
+"""Built once: every save runs it (building a statement costs more than running it)."""
+
+
 def active_locks(session: Session, subject: Subject) -> list[DataLock]:
     """The freezes and locks in force on the subject (its own and the study's)."""
-    return list(
-        session.exec(
-            select(DataLock).where(
-                DataLock.study_id == subject.study_id,
-                or_(col(DataLock.subject_id) == subject.id, col(DataLock.subject_id).is_(None)),
-                col(DataLock.released_at).is_(None),
-            )
-        )
-    )
+    params = {"study_id": subject.study_id, "subject_id": subject.id}
+    return list(session.exec(_ACTIVE_LOCKS, params=params))
 
 
 def covers(lock: DataLock, place: LockPlace) -> bool:

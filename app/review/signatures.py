@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
@@ -90,12 +91,17 @@ def intact(session: Session, subject: Subject, signature: Signature) -> bool:
     return content_hash(session, subject, ref_of(signature)) == signature.content_hash
 
 
+_SIGNATURES = (
+    select(Signature)
+    .where(col(Signature.subject_id) == bindparam("subject_id"))
+    .order_by(col(Signature.id).desc())
+)
+"""Built once: every save runs it (building a statement costs more than running it)."""
+
+
 def signatures_of(session: Session, subject: Subject) -> list[Signature]:
     """Every signature of the subject, valid and broken, newest first."""
-    statement = (
-        select(Signature).where(Signature.subject_id == subject.id).order_by(col(Signature.id).desc())
-    )  # fmt: skip
-    return list(session.exec(statement))
+    return list(session.exec(_SIGNATURES, params={"subject_id": subject.id}))
 
 
 def _signs(signature: Signature, ref: FormRef | None) -> bool:

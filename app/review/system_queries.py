@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from app import audit
@@ -61,6 +62,13 @@ def check_key(subject_id: int, result: CheckResult) -> str:
     )  # fmt: skip
 
 
+_QUERIES_OF_CHECKS = select(Query).where(
+    col(Query.subject_id) == bindparam("subject_id"),
+    col(Query.check_id).in_(bindparam("checks", expanding=True)),
+)
+"""Built once: every save runs it (building a statement costs more than running it)."""
+
+
 def plan_system_queries(
     session: Session, study_id: int, subject_id: int, results: Iterable[CheckResult]
 ) -> list[QueryPlan]:
@@ -69,12 +77,8 @@ def plan_system_queries(
     if not results:
         return []
     ids = {result.check.id for result in results}
-    stored = {
-        query.check_key: query
-        for query in session.exec(
-            select(Query).where(Query.subject_id == subject_id, col(Query.check_id).in_(ids))
-        )
-    }
+    params = {"subject_id": subject_id, "checks": sorted(ids)}
+    stored = {query.check_key: query for query in session.exec(_QUERIES_OF_CHECKS, params=params)}
     plans = []
     for result in results:
         key = check_key(subject_id, result)

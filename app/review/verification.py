@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, func, select
 
 from app.crf.changes import FormRef, Refused
@@ -73,13 +74,22 @@ def item_oids(study: Study, form_oid: str, names: tuple[str, ...]) -> tuple[str,
     return tuple(found[1].oid for name in names if (found := find_item(form, name)))
 
 
+_IN_FORCE = (
+    select(SourceVerification)
+    .where(
+        col(SourceVerification.subject_id) == bindparam("subject_id"),
+        col(SourceVerification.ended_at).is_(None),
+    )
+    .order_by(col(SourceVerification.id))
+)
+"""Built once: every save runs it (building a statement costs more than running it)."""
+
+
 def active_verifications(
     session: Session, subject: Subject, ref: FormRef | None = None
 ) -> list[SourceVerification]:
     """The subject's verifications in force, of one form instance when `ref` is given."""
-    statement = select(SourceVerification).where(
-        SourceVerification.subject_id == subject.id, col(SourceVerification.ended_at).is_(None)
-    )
+    statement = _IN_FORCE
     if ref is not None:
         statement = statement.where(
             SourceVerification.event_oid == ref.event_oid,
@@ -87,7 +97,7 @@ def active_verifications(
             SourceVerification.form_oid == ref.form_oid,
             SourceVerification.form_repeat == ref.form_repeat,
         )
-    return list(session.exec(statement.order_by(col(SourceVerification.id))))
+    return list(session.exec(statement, params={"subject_id": subject.id}))
 
 
 def plan_verify(
