@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime
 
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from app import audit, auth
 from app.access import load_access
+from app.checks.batch import run_batch
 from app.crf import reads, write
 from app.crf.changes import (
     Change,
@@ -141,3 +143,15 @@ def api_token(session: Session, username: str, name: str = "test") -> str:
             session, user=user(session, username), name=name, now=utcnow()
         )
     return secret
+
+
+def run_batch_checks(session: Session, study: Study, subject: Subject) -> list[str]:
+    """Run every check on the subject in batch (as the data manager's batch run does, in its
+    own transaction, once the session's is ended); the ids of the checks that found something."""
+    session.commit()
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    report = run_batch(
+        engine, study, subject_key=subject.subject_key, actor=audit.Actor(None, "cli")
+    )
+    return sorted(finding["check"] for finding in report.findings)

@@ -145,12 +145,13 @@ def checks_reading(
     study: Study, form_names: Iterable[str], *, timing: bool = False, subject: bool = False
 ) -> list[CompiledCheck]:
     """The checks to run after a change to `form_names` (or to visit dates, or the subject's
-    status): those that run on one of the forms or read it."""
+    status): those that run on one of the forms or read it, batch-only checks left out."""
     changed = set(form_names)
     return [
         c
         for c in compiled_checks(study)
-        if c.forms_read & changed or (timing and c.reads_timing) or (subject and c.reads_subject)
+        if not c.check.batch_only
+        and (c.forms_read & changed or (timing and c.reads_timing) or (subject and c.reads_subject))
     ]
 
 

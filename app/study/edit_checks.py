@@ -3,8 +3,9 @@
 A check is a CEL condition that is true when the data are consistent. It runs on each stored
 instance of its `form` (each row of the group its first item belongs to, when that group
 repeats) and, when the condition is false, refuses the save (`hard`) or opens a query on its
-first item (`soft`). What a condition may read is documented in `forms/README.md` (the check
-vocabulary) and provided by `app.checks.scope`.
+first item (`soft`); a `batch_only` check runs only in batch runs. What a condition may
+read is documented in `forms/README.md` (the check vocabulary) and provided by
+`app.checks.scope`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from app.study.model import NAME_PATTERN, OID_PATTERN, Definition
 
@@ -47,7 +48,19 @@ class EditCheck(Definition):
     require_manual_close: bool = Field(
         default=False, description="a person closes the query once the check passes"
     )
+    batch_only: bool = Field(
+        default=False,
+        description="runs in batch runs only, never on save: a check that something entered "
+        "later exists (a Death form for a fatal AE), which would fire at every normal entry "
+        "before it; soft only, and its query resolves at the next batch run",
+    )
     description: str | None = Field(default=None, description="the rule in words, for reviewers")
+
+    @model_validator(mode="after")
+    def _batch_only_is_soft(self) -> EditCheck:
+        if self.batch_only and self.severity == Severity.HARD:
+            raise ValueError("a batch-only check cannot be hard: it never runs on a save")
+        return self
 
 
 class CheckFile(Definition):

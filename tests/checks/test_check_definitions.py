@@ -46,3 +46,15 @@ def test_the_study_check_reports_each_wrong_check_with_its_line(tmp_path: Path) 
 
 def test_the_shipped_checks_pass_the_study_check() -> None:
     assert study_problems(FORMS) == []
+
+
+def test_a_batch_only_check_must_be_soft(tmp_path: Path) -> None:
+    folder = tmp_path / "forms"
+    shutil.copytree(FORMS, folder)
+    (folder / "checks" / "BATCH.yaml").write_text(
+        "checks:\n  - {id: EC908, form: F.AE, items: [AEENDAT], condition: 'true',\n"
+        "     severity: hard, batch_only: true, message: x}\n"
+    )
+    [problem] = study_problems(folder)
+    assert problem.file == "forms/checks/BATCH.yaml"
+    assert "a batch-only check cannot be hard: it never runs on a save" in problem.message

@@ -608,7 +608,7 @@ def test_ec011_a_positive_test_refuses_lymphodepletion(demo_engine: Engine, zm00
         assert "negative serum tests" in refusal(outcome, "IG.LD.ADM", "LDSTDTM")
 
 
-def test_ec011_a_test_not_recorded_yet_does_not_refuse_lymphodepletion(
+def test_ec011_a_test_not_recorded_yet_does_not_refuse_lymphodepletion_a_batch_run_finds_it(
     demo_engine: Engine, zm001: Study
 ) -> None:
     with Session(demo_engine, expire_on_commit=False) as session:
@@ -616,11 +616,16 @@ def test_ec011_a_test_not_recorded_yet_does_not_refuse_lymphodepletion(
         saved(demographics(session, zm001, subject, "1990-06-15", "F", "Y"))
         pregnancy_test(session, zm001, subject, "SE.SCR", *SERUM_AT_SCREENING)
         saved(lymphodepletion(session, zm001, subject))  # the pre-LD test is entered later
+        assert queried(session, subject, "EC011.2") == []  # batch-only: the save opens nothing
+        assert "EC011.2" in factories.run_batch_checks(session, zm001, subject)
+        assert queried(session, subject, "EC011.2") == ["IT.LD.LDSTDTM"]  # no pre-LD result
         outcome = save(session, zm001, subject, "F.PREG",
                        {"PGDAT": "2026-02-18", "PGTIM": "10:00", "PGSPEC": "SERUM",
                         "PGRES": "NEGATIVE"}, event="SE.BL")  # fmt: skip
         saved(outcome)  # another form's save: the broken hard check opens a query on LD
         assert queried(session, subject, "EC011") == ["IT.LD.LDSTDTM"]
+        assert "EC011.2" not in factories.run_batch_checks(session, zm001, subject)
+        assert queried(session, subject, "EC011.2") == []  # resolved by the next batch run
 
 
 @pytest.mark.parametrize(("sex", "wocbp"), [("M", None), ("F", "N")])
@@ -634,6 +639,7 @@ def test_ec011_needs_no_test_for_a_man_or_a_woman_not_of_childbearing_potential(
         if values:
             saved(save(session, zm001, subject, "F.DM", values))
         saved(lymphodepletion(session, zm001, subject))
+        assert "EC011.2" not in factories.run_batch_checks(session, zm001, subject)
 
 
 @pytest.mark.parametrize(("result", "passes"), [("RELEASED", True), ("OOS RELEASED", True),

@@ -189,6 +189,22 @@ def test_ec048_2_the_date_of_death_is_the_end_date_of_the_grade_5_event(
     assert save_dd(session, zm001, subject, "2026-03-05").saved
 
 
+def test_ec048_3_a_fatal_ae_needs_a_death_form_found_by_a_batch_run(
+    session: Session, zm001: Study
+) -> None:
+    subject = factories.register(session, zm001)
+    assert save_ae(session, zm001, subject, AE_ROW, FATAL | {"AESPID": "AE002"}).saved
+    assert queries(session, "EC048.3") == []  # batch-only: the save opens nothing
+    assert "EC048.3" in factories.run_batch_checks(session, zm001, subject)
+    [query] = queries(session, "EC048.3")
+    assert (query.item_oid, query.group_repeat) == ("IT.AE.AEOUT", 2)  # the fatal event's row
+    assert query.text.startswith("This adverse event is fatal")
+    assert save_dd(session, zm001, subject, "2026-03-20").saved
+    assert queries(session, "EC048.3") != []  # the Death form's save leaves it to the batch
+    assert "EC048.3" not in factories.run_batch_checks(session, zm001, subject)
+    assert queries(session, "EC048.3") == []  # resolved by the next batch run
+
+
 # -- EC049 Death form, disposition and visits after death --------------------------------------
 
 
@@ -319,6 +335,37 @@ def test_ec053_2_an_icans_episode_needs_its_icans_ae_with_the_episode_grade(
     assert query.item_oid == "IT.ICANS.ICANSAEID"
     assert save_ae(session, zm001, subject, ICANS_AE | {"AETOXGR": "1"}).saved
     assert queries(session, "EC053.2") == []
+
+
+@pytest.mark.parametrize(
+    ("ae", "episode"),
+    [(CRS_AE | {"AESPID": "AE001", "AETOXGR": "1"}, "CRS"), (ICANS_AE | {"AETOXGR": "1"}, "ICANS")],
+    ids=["CRS", "ICANS"],
+)
+def test_ec053_3_a_crs_or_icans_ae_needs_its_episode_form_found_by_a_batch_run(
+    session: Session, zm001: Study, ae: dict[str, Any], episode: str
+) -> None:
+    subject = factories.register(session, zm001)
+    infuse(session, zm001, subject)
+    assert save_ae(session, zm001, subject, ae).saved
+    assert queries(session, "EC053.3") == []  # batch-only: the save opens nothing
+    assert "EC053.3" in factories.run_batch_checks(session, zm001, subject)
+    [query] = queries(session, "EC053.3")
+    assert query.item_oid == "IT.AE.AESI"
+    if episode == "CRS":
+        assert save_crs(session, zm001, subject, CRSGRINV="1").saved
+    else:
+        assert save_icans(session, zm001, subject).saved  # cites AE002
+    assert "EC053.3" not in factories.run_batch_checks(session, zm001, subject)
+    assert queries(session, "EC053.3") == []
+
+
+def test_ec053_3_an_ae_of_no_special_interest_needs_no_episode(
+    session: Session, zm001: Study
+) -> None:
+    subject = factories.register(session, zm001)
+    assert save_ae(session, zm001, subject, AE_ROW).saved
+    assert "EC053.3" not in factories.run_batch_checks(session, zm001, subject)
 
 
 # -- EC054, EC055 CRS episode ------------------------------------------------------------------
