@@ -179,7 +179,7 @@ def write_review_history(
         moment = {"by": username, "at": _moment(audit.occurred_at)}
         if kind == "query" and number in queries:
             query = queries[number]
-            place = _place(element, repeats, query.event_oid, query.event_repeat, query.form_oid,
+            place = context_place(element, repeats, query.event_oid, query.event_repeat, query.form_oid,
                            query.form_repeat, query.item_group_oid, query.group_repeat,
                            query.item_oid)  # fmt: skip
             place.append(audit_element(audit, sites))
@@ -190,7 +190,7 @@ def write_review_history(
             annotation.set("TransactionType", "Insert" if opening else "Update")
         elif kind == "lock" and number in locks:
             lock = locks[number]
-            place = _place(element, repeats, lock.event_oid, lock.event_repeat, lock.form_oid,
+            place = context_place(element, repeats, lock.event_oid, lock.event_repeat, lock.form_oid,
                            lock.form_repeat)  # fmt: skip
             place.append(audit_element(audit, sites))
             released = audit.action == AuditAction.DATA_RELEASE
@@ -204,13 +204,13 @@ def write_review_history(
     return written
 
 
-def _place(
+def context_place(
     subject_el: etree._Element, repeats: RepeatKeys, event_oid: str | None,
     event_repeat: int | None, form_oid: str | None = None, form_repeat: int | None = None,
     group_oid: str | None = None, group_repeat: int | None = None, item_oid: str | None = None,
 ) -> etree._Element:  # fmt: skip
-    """The element of a query's or lock's place under `subject_el`, Context containers down
-    to it (the SubjectData itself for a casebook)."""
+    """The element of a query's, lock's or signature's place under `subject_el`, Context
+    containers down to it (the SubjectData itself for a casebook)."""
     if event_oid is None or event_repeat is None:
         return subject_el
     element = repeats.event(subject_el, event_oid, event_repeat)

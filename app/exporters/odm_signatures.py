@@ -1,20 +1,24 @@
-"""Electronic signatures in the ODM 1.3.2 snapshot: each valid signature is a native
-`Signature` of the SubjectData (the casebook) or FormData (a form) it signs, with UserRef,
-LocationRef (the subject's site), SignatureRef and DateTimeStamp; AdminData holds a
-`SignatureDef` per meaning the study defines (Methodology Electronic, Meaning, LegalReason).
+"""Electronic signatures in ODM 1.3.2: a signature is a native `Signature` of the
+SubjectData (the casebook) or FormData (a form) it signs, with UserRef, LocationRef (the
+subject's site), SignatureRef and DateTimeStamp; AdminData holds a `SignatureDef` per
+meaning the study defines (Methodology Electronic, Meaning, LegalReason).
 
-ODM allows one Signature per element: the one in force. Broken signatures are not exported
-(a broken signature no longer attests the data); their history is in the audit trail
-(AuditRecords of the signature actions) and on the pages.
+The snapshot holds the signature in force of each element (ODM allows one): a broken
+signature no longer attests the data. The transactional export holds every signing in the
+order signed (`write_signature_history`). The ODM import does not restore signatures: a
+signature is the signer's act in the system that holds the data, and is given again there.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from lxml import etree
 from sqlmodel import Session, col, select
 
 from app.crf.changes import FormRef
-from app.exporters.odm_common import ODM_NSMAP, Sites, q, user_oid
+from app.exporters.odm_common import ODM_NSMAP, RepeatKeys, Sites, q, user_oid
+from app.exporters.odm_review import context_place
 from app.models import Signature, Subject
 from app.review.signatures import ref_of
 from app.study.loader import Study
@@ -68,3 +72,35 @@ def signature_element(signature: Signature, sites: Sites, site_id: int) -> etree
     stamp = etree.SubElement(element, q("DateTimeStamp"))
     stamp.text = signature.signed_at.isoformat(timespec="seconds")
     return element
+
+
+def write_signature_history(
+    xf: etree._IncrementalFileWriter,
+    session: Session,
+    subject: Subject,
+    repeats: RepeatKeys,
+    sites: Sites,
+    changed_since: datetime | None,
+) -> int:
+    """The transactional export's signings of the subject, in the order signed (those after
+    `changed_since`), valid and broken alike: each a SubjectData of TransactionType Context
+    with the Signature on itself (the casebook) or on the signed FormData, Context
+    containers down to it. A signature broken since is followed in the file by the change
+    that broke it; returns how many were written."""
+    statement = select(Signature).where(Signature.subject_id == subject.id)
+    if changed_since is not None:
+        statement = statement.where(col(Signature.signed_at) > changed_since)
+    written = 0
+    for signature in session.exec(statement.order_by(col(Signature.id))):
+        element = etree.Element(
+            q("SubjectData"), SubjectKey=subject.subject_key, TransactionType="Context",
+            nsmap=ODM_NSMAP,
+        )  # fmt: skip
+        place = context_place(
+            element, repeats, signature.event_oid, signature.event_repeat, signature.form_oid,
+            signature.form_repeat,
+        )  # fmt: skip
+        place.insert(0, signature_element(signature, sites, subject.site_id))
+        xf.write(element)
+        written += 1
+    return written

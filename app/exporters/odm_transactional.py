@@ -13,7 +13,7 @@ why, through what):
 - a form status change (in progress, complete, not done with its reason): FormData Insert (the
   form's first status) or Update with the status flag;
 - after the subject's values, each query transition and each freeze or lock set or released
-  (`odm_review`).
+  (`odm_review`), then each signing of the casebook or a form (`odm_signatures`).
 The flags are the Annotations of the snapshot export (see `odm_common`).
 
 `scope.changed_since` keeps only the changes recorded after that moment. Streamed: a subject's
@@ -49,6 +49,7 @@ from app.exporters.odm_common import (
     visit_date_annotation,
 )
 from app.exporters.odm_review import review_history_statement, write_review_history
+from app.exporters.odm_signatures import signature_defs, write_signature_history
 from app.exporters.scope import (
     ExportScope,
     Progress,
@@ -90,7 +91,8 @@ def write_odm_transactional(
     repeats = RepeatKeys(study)
     statement = _history_statement(scope)
     review = review_history_statement(scope.changed_since)
-    with odm_document(str(path), session, study, "Transactional", scope) as (xf, sites):
+    defs = signature_defs(study)
+    with odm_document(str(path), session, study, "Transactional", scope, defs) as (xf, sites):
         for done, subject in enumerate(scoped_subjects(session, scope), start=1):
             history = _SubjectHistory(xf, study, repeats, sites, subject)
             rows = session.connection().execute(
@@ -101,6 +103,9 @@ def write_odm_transactional(
             history.flush()
             # After the values: an import restores queries and locks once values are stored.
             history.changes += write_review_history(xf, session, review, subject, repeats, sites)
+            history.changes += write_signature_history(
+                xf, session, subject, repeats, sites, scope.changed_since
+            )
             if history.changes:
                 counts.subjects += 1
             counts.items += history.items

@@ -1,5 +1,5 @@
 """The data manager's dashboard, counted: per site and for the study, open queries by age,
-forms entered, complete, frozen and locked, overdue visits, subjects by status and by dose
+forms entered, complete, verified, signed, frozen and locked, overdue visits, subjects by status and by dose
 level. Every count is an SQL aggregate grouped by site (overdue visits excepted: the casebook's
 window rules, per active subject), over the sites where the user sees subjects; the study's
 counts are the sum of its sites' (each subject belongs to one site).
@@ -10,6 +10,8 @@ What each number counts, and the list behind it (`app.web.dashboard_pages` links
 - forms entered: stored forms with at least one value (a form marked *not done* has none);
 - complete: entered forms marked complete (*Save and mark complete* needs every required
   answer, `FormStatus.COMPLETE`);
+- verified: entered forms with a source data verification in force;
+- signed: entered forms under a valid investigator signature, their own or their casebook's;
 - frozen, locked: entered forms covered by an active freeze or lock, on the form, its visit,
   its subject or the study (`app.review.locks.covers`, in SQL); a form both frozen and
   locked counts as locked;
@@ -41,6 +43,7 @@ from app.models import (
     ItemGroupData,
     LockLevel,
     Query,
+    Signature,
     Site,
     SourceVerification,
     StudyEventData,
@@ -65,41 +68,30 @@ class FormKind(StrEnum):
     FROZEN = "frozen"
     LOCKED = "locked"
     VERIFIED = "verified"
+    SIGNED = "signed"
 
 
 @dataclass(frozen=True)
 class FormCounts:
-    """Forms of a site or the study. A count that is None is not known to this build: the
-    page leaves out its column."""
+    """Forms of a site or the study, one count per `FormKind` (each the length of the list
+    `forms_of` gives for it): a new count is a member there, its condition in
+    `KIND_CONDITIONS` and a field here of the same name."""
 
     entered: int = 0
     complete: int = 0
     frozen: int = 0
     locked: int = 0
-    verified: int | None = None
+    verified: int = 0
     """Entered forms with a source data verification in force (of the form, or of the items
     the SDV plan lists for it)."""
-    signed: int | None = None
-    """Added when e-signatures land: entered forms under a valid investigator signature.
-
-    To add either: a `FormKind` member of the same name and its condition in
-    `KIND_CONDITIONS` (`_form_counts` then fills the field, `forms_of` lists it and the page
-    shows the column, linked), and 0 for it in `NO_FORMS`."""
+    signed: int = 0
+    """Entered forms under a valid (not broken) investigator signature: their own, or their
+    subject's casebook signature."""
 
     def __add__(self, other: FormCounts) -> FormCounts:
-        def plus(a: int | None, b: int | None) -> int | None:
-            return None if a is None or b is None else a + b
-
         return FormCounts(
-            self.entered + other.entered, self.complete + other.complete,
-            self.frozen + other.frozen, self.locked + other.locked,
-            plus(self.verified, other.verified), plus(self.signed, other.signed),
-        )  # fmt: skip
-
-
-NO_FORMS = FormCounts(verified=0)
-"""A site's form counts before any form is entered there (a verified or signed count, once
-known, is 0 here)."""
+            *(getattr(self, kind.value) + getattr(other, kind.value) for kind in FormKind)
+        )
 
 
 @dataclass(frozen=True)
@@ -155,7 +147,7 @@ def dashboard(session: Session, study: Study, access: Access, *, now: datetime) 
         Counts(
             site,
             tuple(ages.get((site.id, b.label), 0) for b in AGE_BANDS),
-            forms.get(site.id, NO_FORMS),
+            forms.get(site.id, FormCounts()),
             overdue[site.id],
             statuses.get(site.id, {}),
             doses.get(site.id, {}),
@@ -243,12 +235,26 @@ _VERIFIED = exists().where(
     col(SourceVerification.form_repeat) == FormData.repeat_key,
     col(SourceVerification.ended_at).is_(None),
 )
+_SIGNED = exists().where(
+    col(Signature.subject_id) == Subject.id,
+    col(Signature.broken_at).is_(None),
+    or_(
+        col(Signature.event_oid).is_(None),  # the casebook's signature covers every form
+        and_(
+            col(Signature.event_oid) == StudyEventData.event_oid,
+            col(Signature.event_repeat) == StudyEventData.repeat_key,
+            col(Signature.form_oid) == FormData.form_oid,
+            col(Signature.form_repeat) == FormData.repeat_key,
+        ),
+    ),
+)
 KIND_CONDITIONS: Mapping[FormKind, ColumnElement[bool]] = {
     FormKind.ENTERED: _ENTERED,
     FormKind.COMPLETE: and_(_ENTERED, col(FormData.status) == FormStatus.COMPLETE),
     FormKind.FROZEN: and_(_ENTERED, _covered(LockLevel.FREEZE), ~_LOCKED),
     FormKind.LOCKED: and_(_ENTERED, _LOCKED),
     FormKind.VERIFIED: and_(_ENTERED, _VERIFIED),
+    FormKind.SIGNED: and_(_ENTERED, _SIGNED),
 }
 """Which forms each count counts (in a statement joined form -> visit -> subject)."""
 

@@ -44,7 +44,6 @@ def queries_link(site: Site | None, band: str | None = None) -> str:
 
 def dashboard_context(study: Study, board: counts.Dashboard, *, study_wide: bool) -> dict[str, Any]:
     """What `dashboard.html` shows of `board` (`study_wide`: the user sees every site)."""
-    every = (board.study, *board.sites)
     scope = (
         "the study" if study_wide
         else f"site {board.sites[0].site.number}" if len(board.sites) == 1 and board.sites[0].site
@@ -59,9 +58,6 @@ def dashboard_context(study: Study, board: counts.Dashboard, *, study_wide: bool
         "statuses": study.subject_path.statuses,
         "dose_levels": [*(level.code for level in study.info.dose_levels), counts.NO_DOSE_LEVEL],
         "no_dose": counts.NO_DOSE_LEVEL,
-        # A count this build does not know (SDV, signatures) is None everywhere: no column.
-        "show_verified": any(c.forms.verified is not None for c in every),
-        "show_signed": any(c.forms.signed is not None for c in every),
         "form_kinds": {kind.value for kind in counts.FormKind},
         "link": link, "queries_link": queries_link,
     }  # fmt: skip

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -23,16 +22,14 @@ from app.crf.changes import (
     QueryOpen,
     QueryTarget,
 )
-from app.models import Query, Site, Subject, pk, utcnow
-from app.review.dashboard_reads import Counts, Dashboard, FormCounts
+from app.models import Query, Subject, pk, utcnow
 from app.review.query_ages import age_days
 from app.site_time import day_start, local_date
 from app.study.loader import Study
-from app.web import dashboard_pages
-from app.web.pages import TEMPLATES
 from tests import factories
 from tests.conftest import InProcessServer, logged_in_client
 from tests.review.test_sdv import verify
+from tests.review.test_signatures import sign
 
 ZONE = "Asia/Shanghai"
 """The demo sites' time zone."""
@@ -115,7 +112,11 @@ def test_each_number_is_what_the_casebooks_show_and_links_to_as_many_rows(
         # Leukapheresis 10 days ago: the visits timed from it before today are overdue.
         l0 = (local_date(ZONE, now) - timedelta(days=10)).isoformat()
         aph = {"IG.APH": {1: {"APHYN": "Y"}}, "IG.APH.PROC": {1: {"APHDAT": l0}}}
+        broken = sign(session, zm001, second)  # the casebook, broken by the next save
         assert factories.save(session, zm001, second, "F.APH", aph, event="SE.APH").saved
+        session.refresh(broken)
+        assert broken.broken_at is not None
+        sign(session, zm001, second)  # signed again: its two forms count
         # Queries at site 01 aged 0, 7 (the first instant of the local day 7 days ago), 8 (the
         # instant before it: a day older in Shanghai, not in UTC), 20 and 40 days.
         seven = day_start(ZONE, local_date(ZONE, now) - timedelta(days=7))
@@ -148,7 +149,7 @@ def test_each_number_is_what_the_casebooks_show_and_links_to_as_many_rows(
     page = _page(manager, "/dashboard")
     expected = {
         "Subjects": 3, "Open queries": 6, "Forms entered": 5, "Complete": 2, "Frozen": 1,
-        "Locked": 2, "Verified": 1, "Overdue visits": overdue,
+        "Locked": 2, "Verified": 1, "Signed": 2, "Overdue visits": overdue,
     }  # fmt: skip
     for label, count in expected.items():
         shown, link = _figure(page, label)
@@ -182,7 +183,7 @@ def test_each_number_is_what_the_casebooks_show_and_links_to_as_many_rows(
     site01 = _site_row(page, "01")
     assert {head: n for head, (n, _) in site01.items()} == {
         "Subjects": 2, "Forms entered": 4, "Complete": 2, "Frozen": 1, "Locked": 2,
-        "Verified": 1, "Open queries": 5, "Overdue visits": overdue,
+        "Verified": 1, "Signed": 2, "Open queries": 5, "Overdue visits": overdue,
     }  # fmt: skip
     for head, (count, link) in site01.items():
         assert _rows(manager, link, "query-list" if head == "Open queries" else "grid") == count
@@ -192,7 +193,6 @@ def test_each_number_is_what_the_casebooks_show_and_links_to_as_many_rows(
     assert etree.fromstring(etree.tostring(bar)).get("aria-label") == (
         "2 of 4 entered forms complete (50%)"
     )
-    assert "Signed" not in page.text_content()
 
     # Subjects by status and dose level, each linking to the subject list filtered.
     (screening,) = page.xpath('//section[h2="Subjects by status"]//tr[th="Screening"]')
@@ -228,28 +228,3 @@ def test_a_site_user_sees_their_own_site_only(app_server: InProcessServer, zm001
     assert _rows(site, "/dashboard/overdue?site=01") == 0
     assert _rows(site, "/subjects?site=01") == 0
     assert _rows(site, "/queries?site=01&state=pending", "query-list") == 0
-
-
-def test_a_count_known_at_every_site_adds_up_and_an_unknown_one_stays_unknown() -> None:
-    # How the verified and signed counts will add up once SDV and signatures fill them in.
-    a, b = FormCounts(4, 2, 1, 0, verified=1), FormCounts(3, 3, 0, 1, verified=2)
-    assert a + b == FormCounts(7, 5, 1, 1, verified=3, signed=None)
-    assert (a + FormCounts(1, 1, 0, 0)).verified is None
-
-
-def test_the_verified_and_signed_columns_show_once_their_counts_exist(zm001: Study) -> None:
-    """The page as SDV and signatures will fill it: a count that is not None gets its column."""
-    site = Site(id=1, study_id=1, oid="SITE.01", number="01", name="One")
-    forms = FormCounts(5, 3, 1, 0, verified=2, signed=1)
-    counts = Counts(site, (1, 2, 0, 0), forms, 1, {"screening": 2}, {"none": 2})
-    board = Dashboard(replace(counts, site=None), (counts,))
-    context = dashboard_pages.dashboard_context(zm001, board, study_wide=True)
-    text = TEMPLATES.env.get_template("dashboard.html").render(
-        context, study=None, csrftoken="", user=None, menu=[], home="/"
-    )
-    table = html.fromstring(text).xpath('//table[contains(@class, "dashboard-sites")]')[0]
-    heads = [th.text_content() for th in table.xpath("./thead/tr/th")]
-    assert heads[4:9] == ["Complete of entered", "Verified", "Frozen", "Locked", "Signed"]
-    assert [td.text_content().strip() for td in table.xpath("./tbody/tr/td")][4:8] == [
-        "2", "1", "0", "1"
-    ]  # fmt: skip
