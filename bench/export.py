@@ -175,17 +175,22 @@ def run_task(name: str, url: str, out: Path) -> dict[str, Any]:
 
 
 def demo_database(subjects: int) -> str:
+    """A `trialdesk demo --subjects N` SQLite database in the temporary folder, built once per
+    definition (its digest is in the `ready` marker: a changed definition rebuilds it)."""
     folder = Path(tempfile.gettempdir()) / f"trialdesk-bench-export-{subjects}"
     folder.mkdir(exist_ok=True)
     url = f"sqlite:///{folder / 'trialdesk.db'}"
-    if not (folder / "ready").exists():
+    ready = folder / "ready"
+    if not ready.exists() or ready.read_text() != STUDY.digest:
         print(f"Building a demo study of {subjects} subjects in {folder} (once)...", flush=True)
+        for stale in folder.glob("trialdesk.db*"):  # with its -wal and -shm files
+            stale.unlink()
         upgrade(url)
         engine = make_engine(url)
         bind_studies(engine, [replace(STUDY, db_id=None, version=0)], now=utcnow())
         load_demo(engine, STUDY, subjects=subjects)
         engine.dispose()
-        (folder / "ready").touch()
+        ready.write_text(STUDY.digest)
     return url
 
 
