@@ -1,5 +1,6 @@
 """The `trialdesk` command line (typer): serve, db upgrade, study check, export odm|sdtm|define,
-import odm, create-user, create-admin, demo."""
+import odm, checks run, escalation simulate (`app.escalation.commands`), create-user,
+create-admin, demo."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+from app.escalation.commands import escalation_cli
 
 # Everything else is imported by the commands that use it: `trialdesk --help` and the light
 # commands should not pay for the database layer, the exporters, pandas or lxml.
@@ -38,6 +41,7 @@ cli.add_typer(study_cli, name="study")
 cli.add_typer(export_cli, name="export")
 import_cli = typer.Typer(help="Data from other systems.", no_args_is_help=True)
 cli.add_typer(import_cli, name="import")
+cli.add_typer(escalation_cli, name="escalation")
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 

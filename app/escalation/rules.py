@@ -1,0 +1,59 @@
+"""The dose-escalation rules as study data: `forms/escalation.yaml` (build spec §2.4).
+
+A 3+3 design is a handful of parameters; the levels are the study's dose levels, in order.
+The defaults are the build spec's proposal for ZM001; another study states its own (say
+cohorts of 3 without top-dose confirmation and a 21-day window) and needs no code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import Field, model_validator
+
+from app.study.model import Definition
+
+RULES_FILE = "escalation.yaml"
+
+
+class EscalationRules(Definition):
+    """The parameters of the 3+3 state machine."""
+
+    min_cohort: int = Field(default=3, ge=1, description="evaluable subjects of a first cohort")
+    max_cohort: int = Field(default=6, ge=2, description="evaluable subjects of an expanded level")
+    window_days: int = Field(
+        default=28, ge=1, description="the DLT window: infusion day 0 to this day, inclusive"
+    )
+    require_no_pending_for_escalation: bool = Field(
+        default=True, description="no escalation while a subject at the level is in its window"
+    )
+    confirm_top_dose: bool = Field(
+        default=True, description="the top level needs max_cohort evaluable subjects to stop"
+    )
+    stagger_days: int = Field(
+        default=7, ge=0, description="days the first subject of a level is followed alone"
+    )
+    max_infused: int = Field(default=30, ge=1, description="enrolment closes at this many infused")
+    late_dlt_pauses: bool = Field(
+        default=True,
+        description="a DLT at a cleared lower level re-opens it and pauses higher infusions",
+    )
+    dose_tolerance_percent: float = Field(
+        default=20, ge=0, description="a delivered dose this far from target is not evaluable"
+    )
+    expansion_levels: int = Field(default=2, ge=1, description="levels the board may expand")
+
+    @model_validator(mode="after")
+    def _cohorts_in_order(self) -> EscalationRules:
+        if self.max_cohort <= self.min_cohort:
+            raise ValueError("max_cohort must be larger than min_cohort")
+        return self
+
+
+def load_rules(forms: Path) -> EscalationRules:
+    """The rules of the study folder `forms` (the defaults where the file says nothing);
+    raises ValueError (pydantic's ValidationError) for a value out of range."""
+    path = forms / RULES_FILE
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+    return EscalationRules.model_validate(data or {})
