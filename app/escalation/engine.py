@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from app.escalation.rules import EscalationRules
+from app.study.escalation_rules import EscalationRules
 
 
 class Outcome(StrEnum):

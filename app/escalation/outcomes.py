@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from app.escalation.engine import Outcome
-from app.escalation.rules import EscalationRules
+from app.study.escalation_rules import EscalationRules
 
 
 @dataclass(frozen=True)

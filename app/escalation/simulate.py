@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.escalation.engine import Decision, Escalation, Outcome
-from app.escalation.rules import EscalationRules
+from app.study.escalation_rules import EscalationRules
 
 
 class ScenarioError(ValueError):

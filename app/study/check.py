@@ -14,6 +14,7 @@ import yaml
 
 from app.expressions import ExpressionError, compile_expression, unknown_functions
 from app.study.check_edit_checks import check_edit_checks
+from app.study.check_escalation import check_escalation
 from app.study.check_sdv import check_sdv_plan
 from app.study.check_signatures import check_signatures
 from app.study.derivations import DerivationCycle, derivation_order
@@ -37,7 +38,7 @@ def check_study(study: Study) -> list[Problem]:
         checker.check_form(form)
     return (
         checker.problems + check_edit_checks(study) + check_sdv_plan(study)
-        + check_signatures(study)
+        + check_signatures(study) + check_escalation(study)
     )  # fmt: skip
 
 

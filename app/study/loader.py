@@ -10,6 +10,7 @@ Folder layout (documented in `forms/README.md`):
     ecrf/*.yaml         one FormDef per file
     checks/*.yaml       CheckFile (edit checks)
     sdv.yaml            SdvPlan (optional: the source data verification plan)
+    escalation.yaml     EscalationRules (optional: the 3+3 dose escalation's parameters)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from yaml.constructor import SafeConstructor
 
 from app.study.dependencies import DependencyIndex, build_dependencies
 from app.study.edit_checks import CheckFile, EditCheck
+from app.study.escalation_rules import EscalationRules
 from app.study.model import (
     CodeList,
     CodeListFile,
@@ -81,14 +83,17 @@ class Study:
     check_files: tuple[str, ...] = field(default=(), repr=False)
     """The display name of the file each check of `checks` was read from."""
     retired: RetiredDefinitions = field(default_factory=RetiredDefinitions, repr=False)
+    """Items, item groups and forms that earlier released versions had and this one removed:
+    their stored values are kept, shown and exported (`app.studies.bind`)."""
     sdv: SdvPlan | None = None
     """The source data verification plan (`sdv.yaml`); None when the study has none. It is
     the monitoring plan, not the eCRF: it is no part of `content`, so changing it releases
     no new definition version."""
-    """Items, item groups and forms that earlier released versions had and this one removed:
-    their stored values are kept, shown and exported (`app.studies.bind`)."""
     signatures: SignatureSettings | None = None
     """What the investigator signs (`signatures.yaml`); None: the study signs nothing."""
+    escalation: EscalationRules | None = None
+    """The 3+3 dose escalation's parameters (`escalation.yaml`), over `info.dose_levels` in
+    order; None: the study escalates no dose."""
 
     @property
     def mdv_oid(self) -> str:
@@ -125,6 +130,8 @@ class Study:
             content["checks"] = [dump(check) for check in self.checks]
         if self.signatures is not None:  # likewise for a study that signs nothing
             content["signatures"] = dump(self.signatures)
+        if self.escalation is not None:  # and for one without a dose escalation
+            content["escalation"] = dump(self.escalation)
         return content
 
     @cached_property
@@ -255,6 +262,8 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
             checks.append(check)
             check_files.append(_display(path, directory))
     sdv = read(directory / "sdv.yaml", SdvPlan) if (directory / "sdv.yaml").is_file() else None
+    escalation_file = directory / "escalation.yaml"
+    escalation = read(escalation_file, EscalationRules) if escalation_file.is_file() else None
     if not forms and not problems:
         problems.append(Problem(f"{directory.name}/ecrf", None, "", "holds no form definitions"))
 
@@ -273,6 +282,7 @@ def _parse(directory: Path) -> tuple[Study | None, list[Problem], set[str]]:
         check_files=tuple(check_files),
         sdv=sdv,
         signatures=signatures,
+        escalation=escalation,
     )
     return study, problems, left_out
 

@@ -10,11 +10,13 @@ import pytest
 from app.escalation.board import selection_refusal
 from app.escalation.engine import Outcome, State
 from app.escalation.outcomes import SubjectFacts, outcome_of, window_end
-from app.escalation.rules import load_rules
 from app.escalation.simulate import simulate
+from app.study.loader import load_study
 from tests.conftest import FORMS
 
-RULES = load_rules(FORMS)
+ZM001_RULES = load_study(FORMS).escalation
+assert ZM001_RULES is not None
+RULES = ZM001_RULES
 LEVELS = ("DL1", "DL2", "DL3", "DL4")
 D0 = date(2026, 3, 1)
 

@@ -5,6 +5,7 @@ scenarios leave out."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,15 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.escalation.engine import Escalation, LevelStatus, Outcome, State
-from app.escalation.rules import EscalationRules, load_rules
 from app.escalation.simulate import ScenarioError, simulate
+from app.study.escalation_rules import EscalationRules
+from app.study.loader import load_study, study_problems
 from tests.conftest import FORMS
 
 LEVELS = ("DL1", "DL2", "DL3", "DL4")
-RULES = load_rules(FORMS)
+ZM001_RULES = load_study(FORMS).escalation
+assert ZM001_RULES is not None
+RULES = ZM001_RULES
 SCENARIOS = Path(__file__).with_name("spec_scenarios.txt")
 
 EXPECTED: dict[str, tuple[str, State, str | None, dict[str, LevelStatus]]] = {
@@ -138,3 +142,19 @@ def test_a_subject_recorded_again_counts_once_with_the_latest_outcome() -> None:
     assert escalation.current().level == "DL2"
     with pytest.raises(ValueError, match="unknown dose level DL7"):
         escalation.record("4", "DL7", Outcome.NO_DLT)
+
+
+def test_the_study_check_reports_escalation_rules_with_file_and_line(tmp_path: Path) -> None:
+    folder = tmp_path / "forms"
+    shutil.copytree(FORMS, folder)
+    (folder / "escalation.yaml").write_text("min_cohort: 3\nmax_cohort: 2\nexpansion_levels: 5\n")
+    problems = study_problems(folder)
+    assert [(p.file, p.line) for p in problems] == [("forms/escalation.yaml", 1)]
+    assert "max_cohort must be larger than min_cohort" in problems[0].message
+    (folder / "escalation.yaml").write_text("min_cohort: 3\nexpansion_levels: 5\n")
+    [problem] = study_problems(folder)
+    assert (problem.file, problem.line) == ("forms/escalation.yaml", 2)
+    assert problem.message == "expansion_levels is 5, but the study has 4 dose levels"
+    (folder / "escalation.yaml").write_text("window_day: 21\n")
+    [problem] = study_problems(folder)
+    assert "window_day" in str(problem)

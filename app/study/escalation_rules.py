@@ -1,4 +1,4 @@
-"""The dose-escalation rules as study data: `forms/escalation.yaml` (build spec §2.4).
+"""The dose-escalation rules as study data: `escalation.yaml` (build spec §2.4), optional.
 
 A 3+3 design is a handful of parameters; the levels are the study's dose levels, in order.
 The defaults are the build spec's proposal for ZM001; another study states its own (say
@@ -7,14 +7,9 @@ cohorts of 3 without top-dose confirmation and a 21-day window) and needs no cod
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
 from pydantic import Field, model_validator
 
 from app.study.model import Definition
-
-RULES_FILE = "escalation.yaml"
 
 
 class EscalationRules(Definition):
@@ -49,11 +44,3 @@ class EscalationRules(Definition):
         if self.max_cohort <= self.min_cohort:
             raise ValueError("max_cohort must be larger than min_cohort")
         return self
-
-
-def load_rules(forms: Path) -> EscalationRules:
-    """The rules of the study folder `forms` (the defaults where the file says nothing);
-    raises ValueError (pydantic's ValidationError) for a value out of range."""
-    path = forms / RULES_FILE
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
-    return EscalationRules.model_validate(data or {})
