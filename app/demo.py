@@ -262,6 +262,8 @@ class _Case:
     now: datetime
     lot: str = ""
     """The product lot, from leukapheresis on."""
+    fertile: bool = False
+    """A woman of childbearing potential (known from demographics on)."""
     last_entry: dict[date, datetime] = field(default_factory=dict, repr=False)
     blood_counts: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
     """Event OID -> the haematology results entered there, by test code."""
@@ -286,16 +288,17 @@ class _Case:
         *,
         repeat: int = 1,
         by: _Staff | None = None,
+        at: time | None = None,
     ) -> None:
-        """Save a form complete, as entered on `day` (by the coordinator unless `by`)."""
+        """Save a form complete, as entered on `day` (by the coordinator unless `by`), in the
+        afternoon (`entered`) or, given `at`, at that time of day."""
         staff = by or self.coordinator
         change = FormValues(
             pk(self.subject), FormRef(event_oid, 1, form_oid, repeat),
             FormEdit(rows, base_version=0, complete=True),
         )  # fmt: skip
-        outcome = write.apply(
-            self.session, self.study, change, by=staff.author, now=self.entered(day)
-        )
+        now = self.entered(day) if at is None else min(datetime.combine(day, at, UTC), self.now)
+        outcome = write.apply(self.session, self.study, change, by=staff.author, now=now)
         if not outcome.saved:
             raise DemoDataRefused(
                 f"{self.subject.subject_key} {form_oid} at {event_oid}: {outcome.evaluation.errors}"
@@ -438,11 +441,25 @@ def _screen(case: _Case) -> None:
              ICOPT=case.rng.choice(("Y", "Y", "N"))),
         day,
     )  # fmt: skip
-    case.save("SE.SCR", "F.DM", _demographics(profile, day, case.rng), day)
+    demographics = _demographics(profile, day, case.rng)
+    case.save("SE.SCR", "F.DM", demographics, day)
+    case.fertile = demographics["IG.DM"][1]["CHILDPOT"] == "Y"
+    _pregnancy_test(case, "SE.SCR", day)
     case.save("SE.SCR", "F.EACR", _classification(case.rng), day, by=case.investigator)
     _vital_signs(case, "SE.SCR", [("SINGLE", _at(day, 9, case.rng.randint(0, 59)))])
     _labs(case, "SE.SCR", day)
     _disease_activity(case, "SE.SCR", day, active=case.scenario.failed != "IN04")
+
+
+def _pregnancy_test(case: _Case, event_oid: str, day: date) -> None:
+    """A negative serum pregnancy test on `day` for a woman of childbearing potential (EC011:
+    at screening, and at baseline within 72 hours of the first lymphodepletion dose). It is
+    entered at noon, without drawing on the demo's random numbers, so that everything else
+    the demo builds stays as it was."""
+    if case.fertile:
+        test = _one("IG.PREG", PGDAT=day.isoformat(), PGTIM="08:00", PGSPEC="SERUM",
+                    PGRES="NEGATIVE")  # fmt: skip
+        case.save(event_oid, "F.PREG", test, day, at=time(12, 0))
 
 
 def _demographics(profile: _Profile, consent: date, rng: random.Random) -> Rows:
@@ -611,6 +628,7 @@ def _lymphodeplete(case: _Case) -> None:
     """Baseline visit and fludarabine + cyclophosphamide on D-5 to D-3."""
     plan, profile = case.plan, case.profile
     case.date_visit("SE.BL", plan.day(-7))
+    _pregnancy_test(case, "SE.BL", plan.day(-7))
     case.date_visit("SE.LD", plan.day(-5))
     bsa = round(sqrt(profile.height * profile.weight / 3600), 2)
     administrations: list[Row] = []
