@@ -55,6 +55,11 @@ class State(StrEnum):
     ENROLLMENT_CLOSED = "ENROLLMENT_CLOSED"
 
 
+FINAL = frozenset({State.STOPPED_NO_TOLERABLE_DOSE})
+"""States nothing changes any more (not even the cap of infused subjects): the study has
+stopped; subjects in their window are still followed and counted."""
+
+
 @dataclass
 class LevelCounts:
     """One level's counts over its subjects' latest outcomes, and its status."""
@@ -119,7 +124,7 @@ class Escalation:
     def current(self) -> Decision:
         """The decision, with enrolment closed once the cap of infused subjects is reached."""
         infused = sum(c.infused for c in self.counts.values())
-        if infused >= self.rules.max_infused and self.decision.state not in _FINAL:
+        if infused >= self.rules.max_infused and self.decision.state not in FINAL:
             return Decision(
                 State.ENROLLMENT_CLOSED, None,
                 f"{infused} subjects are infused, the study's cap of {self.rules.max_infused}: "
@@ -140,6 +145,8 @@ class Escalation:
 
     def _evaluate(self, level: str) -> None:
         counts = self.counts[level]
+        if self.decision.state in FINAL:
+            return
         if counts.dlt >= 2:
             if counts.status != LevelStatus.EXCEEDED:
                 self._exceed(level)
@@ -303,7 +310,3 @@ class Escalation:
             f"{self._summary(level)}: {level} is the maximum tolerated dose; the board selects "
             "the levels to expand."
         )
-
-
-_FINAL = frozenset({State.STOPPED_NO_TOLERABLE_DOSE})
-"""States enrolment's cap does not override: the study has stopped already."""

@@ -158,3 +158,11 @@ def test_the_study_check_reports_escalation_rules_with_file_and_line(tmp_path: P
     (folder / "escalation.yaml").write_text("window_day: 21\n")
     [problem] = study_problems(folder)
     assert "window_day" in str(problem)
+
+
+def test_after_a_stop_later_outcomes_are_counted_but_change_no_decision() -> None:
+    escalation = simulate(RULES, LEVELS, "DL1: NNN; DL2: NNN; DL1: TT").escalation
+    assert escalation.current().state == State.STOPPED_NO_TOLERABLE_DOSE
+    escalation.record("late", "DL2", Outcome.DLT)  # a late DLT at cleared DL2
+    assert escalation.current().state == State.STOPPED_NO_TOLERABLE_DOSE
+    assert escalation.counts["DL2"].dlt == 1
