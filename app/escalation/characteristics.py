@@ -101,14 +101,10 @@ def _explore(
 def _next_cohort(escalation: Escalation) -> tuple[str, int]:
     """The level that enrols next and how many: its first cohort, or up to the full one;
     no more than the cap allows."""
-    rules = escalation.rules
     level = escalation.current().level
     assert level is not None
-    counts = escalation.counts[level]
-    target = rules.max_cohort if counts.status == LevelStatus.OPEN_B else rules.min_cohort
-    size = max(target - counts.evaluable - counts.pending, 1)
-    infused = sum(c.infused for c in escalation.counts.values())
-    return level, min(size, rules.max_infused - infused)
+    size = max(escalation.room(level), 1)
+    return level, min(size, escalation.rules.max_infused - escalation.infused)
 
 
 def _end(

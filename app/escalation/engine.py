@@ -121,9 +121,26 @@ class Escalation:
         self._evaluate(level)
         return self.current()
 
+    @property
+    def infused(self) -> int:
+        """Subjects infused at any level."""
+        return sum(c.infused for c in self.counts.values())
+
+    def cohort(self, level: str) -> int:
+        """The evaluable subjects `level` is judged on next: its first cohort, or the full
+        cohort once expanded."""
+        expanded = self.counts[level].status == LevelStatus.OPEN_B
+        return self.rules.max_cohort if expanded else self.rules.min_cohort
+
+    def room(self, level: str) -> int:
+        """Subjects `level` may still take before its cohort is judged (those not evaluable
+        free their places); 0 or less when full."""
+        counts = self.counts[level]
+        return self.cohort(level) - counts.evaluable - counts.pending
+
     def current(self) -> Decision:
         """The decision, with enrolment closed once the cap of infused subjects is reached."""
-        infused = sum(c.infused for c in self.counts.values())
+        infused = self.infused
         if infused >= self.rules.max_infused and self.decision.state not in FINAL:
             return Decision(
                 State.ENROLLMENT_CLOSED, None,
@@ -294,12 +311,9 @@ class Escalation:
 
     def _waiting_reason(self, level: str) -> str:
         counts = self.counts[level]
-        needed = (
-            self.rules.max_cohort if counts.status == LevelStatus.OPEN_B else self.rules.min_cohort
-        )
-        if counts.pending and counts.evaluable + counts.pending >= needed:
+        missing = self.room(level)
+        if counts.pending and missing <= 0:
             return f"{self._summary(level)}: wait for the window to close before deciding."
-        missing = needed - counts.evaluable - counts.pending
         replaced = (
             f" ({counts.not_evaluable} not evaluable, replaced)" if counts.not_evaluable else ""
         )

@@ -64,8 +64,7 @@ def infusion_refusal(
     """Why an infusion at `level` on `on` is refused (None: it may go ahead); `earlier` are
     the dates of the level's infusions so far."""
     rules, decision = escalation.rules, escalation.current()
-    infused = sum(c.infused for c in escalation.counts.values())
-    if infused >= rules.max_infused:
+    if escalation.infused >= rules.max_infused:
         return (
             f"The study has infused its cap of {rules.max_infused} subjects: enrolment is closed."
         )
@@ -90,14 +89,12 @@ def infusion_refusal(
                 f"{level} was opened by the board on {opened.isoformat()}; an infusion on "
                 f"{on.isoformat()} is before that decision (EC030)."
             )
-    expanded = counts.status == LevelStatus.OPEN_B
-    cohort = rules.max_cohort if expanded else rules.min_cohort
-    if counts.evaluable + counts.pending >= cohort:
+    if escalation.room(level) <= 0:
         return (
-            f"{level}'s cohort of {cohort} is full ({counts.evaluable} evaluable, "
-            f"{counts.pending} in their window): wait for their outcomes (EC032)."
+            f"{level}'s cohort of {escalation.cohort(level)} is full ({counts.evaluable} "
+            f"evaluable, {counts.pending} in their window): wait for their outcomes (EC032)."
         )
-    if not expanded and len(earlier) == 1:
+    if counts.status == LevelStatus.OPEN_A and len(earlier) == 1:
         allowed = earlier[0] + timedelta(days=rules.stagger_days)
         if on < allowed:
             return (
