@@ -32,6 +32,8 @@ class Permission(StrEnum):
     LOCK_DATA = "lock_data"
     VERIFY_DATA = "verify_data"
     SIGN = "sign"
+    VIEW_ESCALATION = "view_escalation"
+    RECORD_BOARD_DECISION = "record_board_decision"
 
 
 PERMISSIONS: dict[Permission, frozenset[Role]] = {
@@ -51,6 +53,10 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.LOCK_DATA: frozenset({Role.DATA_MANAGER}),
     Permission.VERIFY_DATA: frozenset({Role.MONITOR}),
     Permission.SIGN: frozenset({Role.INVESTIGATOR}),
+    Permission.VIEW_ESCALATION: frozenset(
+        {Role.INVESTIGATOR, Role.DATA_MANAGER, Role.SPONSOR, Role.MONITOR}
+    ),
+    Permission.RECORD_BOARD_DECISION: frozenset({Role.SPONSOR}),
 }
 """Permission -> roles that hold it. Site roles act at their sites only."""
 

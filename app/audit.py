@@ -68,6 +68,7 @@ class AuditAction(StrEnum):
     IMPORT = "import"
     IMPORT_FAILED = "import_failed"
     CHECK_RUN = "check_run"
+    BOARD_DECISION = "board_decision"
 
 
 ITEM_ACTIONS = (AuditAction.ITEM_INSERT, AuditAction.ITEM_UPDATE, AuditAction.ITEM_REMOVE)

@@ -3,7 +3,8 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-import app.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import app.escalation.records  # noqa: F401  (registers the tables on SQLModel.metadata)
+import app.models  # noqa: F401
 from app.config import get_settings
 from app.db import make_engine
 

@@ -108,6 +108,20 @@ class SubjectScope:
                     scope[name] = self._other_form(form, visit, words)
         return scope
 
+    def subject_level(
+        self, names: frozenset[str], forms: frozenset[str], words: frozenset[str]
+    ) -> dict[str, Any]:
+        """The values of `names` for an expression about the whole subject (one with no
+        form of its own, such as the escalation's facts): `FORM.ITEM` is the form's first
+        instance, and `visit`, `previous` and `next` are null."""
+        scope: dict[str, Any] = {}
+        for name in names:
+            if name in VOCABULARY:
+                scope[name] = self._vocabulary(name, None, forms, None, words)
+            elif (form := self.study.form_by_name(name)) is not None:
+                scope[name] = self._other_form(form, None, words)
+        return scope
+
     @staticmethod
     def row(
         group: ItemGroupDef, instance: FormInstance, repeat: int, items: tuple[ItemDef, ...]

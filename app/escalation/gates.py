@@ -60,11 +60,14 @@ def infusion_refusal(
     level: str,
     on: date,
     earlier: Sequence[date],
+    *,
+    also_infused: int = 0,
 ) -> str | None:
     """Why an infusion at `level` on `on` is refused (None: it may go ahead); `earlier` are
-    the dates of the level's infusions so far."""
+    the dates of the level's infusions so far, `also_infused` the subjects infused outside
+    the escalation (in the expansion), who count toward the cap."""
     rules, decision = escalation.rules, escalation.current()
-    if escalation.infused >= rules.max_infused:
+    if escalation.infused + also_infused >= rules.max_infused:
         return (
             f"The study has infused its cap of {rules.max_infused} subjects: enrolment is closed."
         )

@@ -12,8 +12,39 @@ from pydantic import Field, model_validator
 from app.study.model import Definition
 
 
+class SubjectFactsDef(Definition):
+    """What the escalation reads of each subject's casebook: CEL over the check vocabulary
+    (`forms/README.md`) without a form of its own (`FORM.ITEM` is the form's first instance)."""
+
+    infused_on: str = Field(description="day 0, a date or datetime; null: never infused")
+    delivered_percent: str = Field(description="the delivered dose as a percent of target")
+    dlt_onsets: str = Field(description="a list of the onset dates of the subject's DLTs")
+    ended_on: str = Field(description="the date the subject withdrew, was lost or died, or null")
+
+
+class InfusionDef(Definition):
+    """The form that records the infusion, the item of its date and of its dose level: a
+    save that dates an infusion passes the gates (EC030-EC032)."""
+
+    form: str
+    date: str
+    level: str
+
+
+class EscalationCasebook(Definition):
+    """Where the casebooks hold what the escalation reads: a study runs its escalation from
+    its data with this, and simulates without it."""
+
+    escalation_phase: str = Field(description="the phase code of subjects in the escalation")
+    expansion_phase: str = Field(description="the phase code of subjects in the expansion")
+    infusion: InfusionDef
+    subject_facts: SubjectFactsDef
+
+
 class EscalationRules(Definition):
-    """The parameters of the 3+3 state machine."""
+    """The parameters of the 3+3 state machine, and where the casebook holds its facts."""
+
+    casebook: EscalationCasebook | None = None
 
     min_cohort: int = Field(default=3, ge=1, description="evaluable subjects of a first cohort")
     max_cohort: int = Field(default=6, ge=2, description="evaluable subjects of an expanded level")
