@@ -24,6 +24,9 @@ from app.crf.changes import (
     VisitDate,
 )
 from app.db import unit_of_work
+from app.demo import DEMO_PASSWORD
+from app.escalation.decisions import DecisionRequest, record_decision
+from app.escalation.gates import DecisionKind
 from app.models import Subject, UserAccount, pk, utcnow
 from app.study.loader import Study
 
@@ -155,3 +158,17 @@ def run_batch_checks(session: Session, study: Study, subject: Subject) -> list[s
         engine, study, subject_key=subject.subject_key, actor=audit.Actor(None, "cli")
     )
     return sorted(finding["check"] for finding in report.findings)
+
+
+def open_level(
+    session: Session, study: Study, level: str, on: date, *, by: str = "sponsor"
+) -> None:
+    """Record the board's decision to open `level` on `on`, overriding the rules (a test's
+    subjects start at any level; `app.escalation.decisions`)."""
+    with unit_of_work(session):
+        access = load_access(session, user(session, by), study.id)
+        request = DecisionRequest(
+            DecisionKind.ESCALATE, (level,), on, "Opened for the test.", DEMO_PASSWORD,
+            override_reason="The test starts at this level.",
+        )  # fmt: skip
+        record_decision(session, study, access, request, source="test", now=utcnow())

@@ -68,7 +68,7 @@ def test_enrolment_needs_consent_and_eligibility_and_an_investigator(
     investigator = api_client(app_server, "investigator")
     subject = new_subject(coordinator)
 
-    refused = change(investigator, subject, "enrolled", dose_level="DL2", phase="ESCALATION")
+    refused = change(investigator, subject, "enrolled", dose_level="DL1", phase="ESCALATION")
     assert refused.status_code == 422
     assert "The informed consent form must be complete." in refused.json()["detail"]
     assert "The eligibility form must be complete." in refused.json()["detail"]
@@ -77,7 +77,7 @@ def test_enrolment_needs_consent_and_eligibility_and_an_investigator(
     assert put_form(coordinator, subject, "SE.SCR", "F.IC", consent).status_code == 200
     failed = put_form(coordinator, subject, "SE.SCR", "F.IE", eligibility(failed="4"))
     assert failed.status_code == 200, failed.text
-    refused = change(investigator, subject, "enrolled", dose_level="DL2", phase="ESCALATION")
+    refused = change(investigator, subject, "enrolled", dose_level="DL1", phase="ESCALATION")
     assert "Every inclusion criterion must be met" in refused.json()["detail"]
     assert "investigator's eligibility answer differs" in refused.json()["detail"]
 
@@ -92,16 +92,16 @@ def test_enrolment_needs_consent_and_eligibility_and_an_investigator(
     )
     assert corrected.status_code == 200, corrected.text
     assert (
-        change(coordinator, subject, "enrolled", dose_level="DL2", phase="ESCALATION").status_code
+        change(coordinator, subject, "enrolled", dose_level="DL1", phase="ESCALATION").status_code
         == 403
     )
     assert (
         change(investigator, subject, "enrolled", dose_level="DL9", phase="ESCALATION").status_code
         == 422
     )
-    enrolled = change(investigator, subject, "enrolled", dose_level="DL2", phase="ESCALATION")
+    enrolled = change(investigator, subject, "enrolled", dose_level="DL1", phase="ESCALATION")
     assert enrolled.status_code == 200, enrolled.text
-    assert (enrolled.json()["status"], enrolled.json()["dose_level"]) == ("enrolled", "DL2")
+    assert (enrolled.json()["status"], enrolled.json()["dose_level"]) == ("enrolled", "DL1")
     assert enrolled.json()["status_date"] == "2026-04-02"
 
     out_of_order = change(coordinator, subject, "infused")
@@ -120,7 +120,7 @@ def test_enrolment_needs_consent_and_eligibility_and_an_investigator(
         "investigator",
     )
     assert record.context == {
-        "effective": "2026-04-02", "dose_level": "DL2", "phase": "ESCALATION"
+        "effective": "2026-04-02", "dose_level": "DL1", "phase": "ESCALATION"
     }  # fmt: skip
 
 

@@ -1,8 +1,8 @@
 """The subject's path through the study: which status changes are open, what blocks them, and
 whether what a reached status rests on still holds.
 
-The statuses and their requirements are study data (`subject_path.yaml`); the dose level
-offered at enrolment comes from `open_dose_levels`, the one place the 3+3 engine will decide.
+The statuses and their requirements are study data (`subject_path.yaml`); the dose levels
+offered at enrolment are those the escalation opens (`app.escalation.write_gates`).
 Status changes themselves are made through `app.crf.write.apply`.
 """
 
@@ -20,7 +20,7 @@ from app.crf.reads import SubjectValues
 from app.expressions import ExpressionError, compile_expression
 from app.models import AuditRecord, FormData, FormStatus, StatusAlert, StudyEventData, Subject
 from app.study.loader import Study
-from app.study.model import DoseLevel, Requirement, Transition
+from app.study.model import Requirement, Transition
 
 PERMISSION_OF = {"change_status": Permission.CHANGE_STATUS, "enrol": Permission.ENROL}
 
@@ -36,12 +36,6 @@ class TransitionOption:
     @property
     def ready(self) -> bool:
         return self.permitted and not self.blockers
-
-
-def open_dose_levels(study: Study) -> tuple[DoseLevel, ...]:
-    """Dose levels an enrolment may assign now. Until the 3+3 engine exists, every level of
-    the study: the authorised user chooses."""
-    return study.info.dose_levels
 
 
 def transition_to(study: Study, subject: Subject, to: str) -> Transition | None:

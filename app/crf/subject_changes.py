@@ -20,7 +20,8 @@ from app.crf.changes import (
 )
 from app.crf.plans import StatusPlan, SubjectPlan, VisitPlan
 from app.crf.reads import SubjectValues, event_repeats
-from app.crf.status import open_dose_levels, unmet_requirements
+from app.crf.status import unmet_requirements
+from app.escalation.write_gates import enrolment_refusal
 from app.models import Site, StudyEventData, Subject
 from app.study.loader import Study
 from app.study.model import Transition
@@ -104,12 +105,15 @@ def plan_status(
     check_reasons(change.reason)
     dose_level = phase = None
     if transition.assign_dose_level:
-        if change.dose_level not in {level.code for level in open_dose_levels(study)}:
-            raise StatusRefused(
-                f"Choose a dose level open for enrolment, not {change.dose_level!r}."
-            )
+        if change.dose_level not in {level.code for level in study.info.dose_levels}:
+            raise StatusRefused(f"Choose a dose level of the study, not {change.dose_level!r}.")
         if change.phase not in {p.code for p in study.info.phases}:
             raise StatusRefused(f"Choose the study phase, not {change.phase!r}.")
+        refused = enrolment_refusal(
+            session, study, change.dose_level, change.phase, change.effective
+        )
+        if refused:
+            raise StatusRefused(refused)
         dose_level, phase = change.dose_level, change.phase
     return StatusPlan(
         subject.status, transition.to, change.effective, dose_level, phase, change.reason

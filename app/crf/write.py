@@ -72,6 +72,7 @@ from app.crf.subject_changes import (
     visit_event,
 )
 from app.crf.values import DateLimits
+from app.escalation.write_gates import infusion_refusal
 from app.models import DataLock, Query, Site, StudyEventData, Subject
 from app.review.locks import (
     DataLocked,
@@ -363,7 +364,9 @@ def _evaluate(
             )  # fmt: skip
         case FormValues() | FormNotDone():
             assert loaded.form is not None
-            return _evaluate_form(session, study, subject, change, loaded.form, loaded.stored, now)
+            return _evaluate_form(
+                session, study, subject, change, loaded.form, loaded.stored, now, by.importing
+            )
 
 
 def _evaluate_form(
@@ -374,15 +377,22 @@ def _evaluate_form(
     form: FormDef,
     stored: StoredForm | None,
     now: datetime,
+    importing: bool,
 ) -> Plan:
     """The form's plan, then the subject's other forms it feeds and the requirements of its
-    reached statuses that read it; a requirement that must not be undone refuses."""
+    reached statuses that read it; a requirement that must not be undone refuses, and so does
+    an infusion the escalation does not allow that day (not for an import:
+    `app.escalation.write_gates`)."""
     values = SubjectValues(session, study, subject)
     today = reads.site_today(session, subject, now)
     if isinstance(change, FormValues):
         limits = DateLimits(study.info.earliest_date, today)
         plan, evaluation = plan_values(study, change.ref, form, stored, change.edit, values, limits)
         if not evaluation.is_valid:
+            return Plan(subject, forms=[plan], evaluation=evaluation)
+        gate = None if importing else infusion_refusal(session, study, subject, plan, evaluation)
+        if gate is not None:
+            evaluation.errors[gate[0]] = gate[1]
             return Plan(subject, forms=[plan], evaluation=evaluation)
         values.update(change.ref, form, evaluation.values)
     else:

@@ -35,10 +35,8 @@ class DecisionKind(StrEnum):
     STOP = "stop"
 
 
-OPENING = frozenset(
-    {DecisionKind.ESCALATE, DecisionKind.EXPAND, DecisionKind.DEESCALATE, DecisionKind.SELECT}
-)
-"""Decisions that open the levels they name for infusion."""
+OPENING = frozenset({DecisionKind.ESCALATE, DecisionKind.EXPAND, DecisionKind.DEESCALATE})
+"""Decisions that open the escalation levels they name (a selection opens the expansion's)."""
 
 
 @dataclass(frozen=True)
@@ -62,10 +60,12 @@ def infusion_refusal(
     earlier: Sequence[date],
     *,
     also_infused: int = 0,
+    forced: bool = False,
 ) -> str | None:
     """Why an infusion at `level` on `on` is refused (None: it may go ahead); `earlier` are
     the dates of the level's infusions so far, `also_infused` the subjects infused outside
-    the escalation (in the expansion), who count toward the cap."""
+    the escalation (in the expansion), who count toward the cap. `forced`: the board opened
+    the level against the rules (EC060, with its signed reason); only exceeding it closes it."""
     rules, decision = escalation.rules, escalation.current()
     if escalation.infused + also_infused >= rules.max_infused:
         return (
@@ -81,7 +81,8 @@ def infusion_refusal(
     ):
         return f"Infusions above {decision.level} are paused: {decision.reason}"
     counts = escalation.counts[level]
-    if counts.status not in (LevelStatus.OPEN_A, LevelStatus.OPEN_B):
+    open_now = counts.status in (LevelStatus.OPEN_A, LevelStatus.OPEN_B)
+    if not open_now and not (forced and counts.status != LevelStatus.EXCEEDED):
         return f"{level} is not open for infusion (it is {counts.status}; EC032)."
     if level != levels[0]:
         opened = opened_on(decisions, level)

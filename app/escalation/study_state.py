@@ -25,7 +25,7 @@ from sqlmodel import Session, col
 from app.checks.subject_data import load_subject_data
 from app.escalation.engine import Decision, Escalation, LevelStatus, Outcome, State
 from app.escalation.facts import compile_facts, subject_facts
-from app.escalation.gates import BoardDecision, DecisionKind, infusion_refusal
+from app.escalation.gates import OPENING, BoardDecision, DecisionKind, infusion_refusal
 from app.escalation.outcomes import SubjectFacts, outcome_of, window_end
 from app.escalation.records import BoardDecisionRecord
 from app.models import Subject
@@ -162,8 +162,13 @@ class StudyEscalation:
         ]
         return infusion_refusal(
             self.engine, self.board, level, on, sorted(earlier),
-            also_infused=self.expansion_infused(),
+            also_infused=self.expansion_infused(), forced=self.forced(level),
         )  # fmt: skip
+
+    def forced(self, level: str) -> bool:
+        """The board's latest decision naming `level` opened it against the rules (EC060)."""
+        naming = [d for d in self.decisions if level in d.level_codes and d.kind in OPENING]
+        return bool(naming) and naming[-1].override
 
     def _halted(self) -> str | None:
         """Why nothing may be infused (the cap, the board's stop or pause), if so."""
@@ -191,11 +196,12 @@ class StudyEscalation:
     def _opening_refusal(self, level: str) -> str | None:
         """An escalation level is open for enrolment when the rules open it and, above the
         first, the board has opened it."""
-        counts = self.engine.counts[level]
-        if counts.status not in (LevelStatus.OPEN_A, LevelStatus.OPEN_B):
-            return f"{level} is not open for enrolment (it is {counts.status}; EC024)."
+        status = self.engine.counts[level].status
+        forced = self.forced(level) and status != LevelStatus.EXCEEDED
+        if status not in (LevelStatus.OPEN_A, LevelStatus.OPEN_B) and not forced:
+            return f"{level} is not open for enrolment (it is {status}; EC024)."
         if level != self.engine.levels[0] and not any(
-            d.kind in _OPENING and level in d.level_codes for d in self.decisions
+            d.kind in OPENING and level in d.level_codes for d in self.decisions
         ):
             return f"No board decision has opened {level} yet (EC024, EC030)."
         return None
@@ -211,9 +217,6 @@ class StudyEscalation:
         if self.expansion_infused(level) >= self.rules.max_cohort:
             return f"{level}'s expansion has its {self.rules.max_cohort} subjects infused (EC032)."
         return None
-
-
-_OPENING = frozenset({DecisionKind.ESCALATE, DecisionKind.DEESCALATE, DecisionKind.SELECT})
 
 
 def study_escalation(

@@ -39,6 +39,7 @@ from app.crf.engine import FormEvaluation, RawRows
 from app.crf.retired_forms import retired_values
 from app.crf.values import InvalidValue, calendar_date, shown_text
 from app.db import unit_of_work
+from app.escalation.write_gates import open_dose_levels
 from app.models import Site, Subject, pk, utcnow
 from app.review.locks import LockPlace, active_locks, covers
 from app.review.query_reads import open_counts_by_form, open_counts_by_subject
@@ -361,7 +362,7 @@ def _casebook(
         "options": subject_status.transition_options(session, study, access, subject),
         "alerts": subject_status.open_alerts(session, subject),
         "retired": retired_values(session, study, subject),
-        "dose_levels": subject_status.open_dose_levels(study),
+        "dose_levels": open_dose_levels(session, study, today),
         "phases": study.info.phases,
         "today": today.isoformat(),
         "status_error": status_error,
