@@ -83,8 +83,7 @@ def contradiction(state: StudyEscalation, kind: DecisionKind, levels: Sequence[s
     engine = state.recommendation
     level = levels[0] if levels else None
     status = state.engine.counts[level].status if level in state.engine.counts else None
-    rules_say = f"the rules say {engine.state}" + (f" at {engine.level}" if engine.level else "")
-    why = f"{rules_say}: {engine.reason}"
+    rules_say = f"They say {engine.state}" + (f" at {engine.level}" if engine.level else "")
     match kind:
         case DecisionKind.ESCALATE:
             opened = [d for d in state.decisions if d.kind == kind and level in d.level_codes]
@@ -108,7 +107,7 @@ def contradiction(state: StudyEscalation, kind: DecisionKind, levels: Sequence[s
     if supported:
         return None
     what = KIND_LABELS[kind].lower() + (f" ({level})" if level else "")
-    return f"The rules do not support this decision ({what}); {why} (EC060)."
+    return f"The rules do not support this decision ({what}; EC060). {rules_say}: {engine.reason}"
 
 
 def refusal(state: StudyEscalation, kind: DecisionKind, levels: Sequence[str]) -> str | None:

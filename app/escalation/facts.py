@@ -17,7 +17,7 @@ from app.expressions import Expression, ExpressionError, compile_expression
 from app.study.escalation_rules import SubjectFactsDef
 from app.study.loader import Study
 
-FACTS = ("infused_on", "delivered_percent", "dlt_onsets", "ended_on")
+FACTS = ("infused_on", "delivered_percent", "dlt_onsets", "ended_on", "judged_not_evaluable")
 _WORD = re.compile(r"[A-Za-z_]\w*")
 
 
@@ -64,6 +64,7 @@ def subject_facts(study: Study, data: SubjectData, today: date) -> SubjectFacts:
         delivered_percent=float(percent) if percent is not None else None,
         dlt_onsets=tuple(d for d in map(_date, values["dlt_onsets"] or ()) if d is not None),
         ended_on=_date(values["ended_on"]),
+        judged_not_evaluable=values["judged_not_evaluable"] is True,
     )
 
 

@@ -7,7 +7,8 @@ is passed in.
 - A DLT with onset from the infusion day (day 0) to the last day of the window, inclusive:
   a DLT, counted once however many events qualify, even if the subject withdrew or died later.
 - The window completed (today after its last day) without DLT: evaluable without DLT.
-- Withdrawn, lost or dead before the window's last day without DLT: not evaluable, replaced.
+- Withdrawn, lost or dead before the window's last day without DLT, or judged not
+  evaluable by the DLT assessment: not evaluable, replaced.
 - Otherwise: in the window (pending).
 """
 
@@ -33,6 +34,8 @@ class SubjectFacts:
     """Onset dates of the events the DLT assessment confirmed as DLTs."""
     ended_on: date | None = None
     """The date the subject withdrew, was lost or died, if so."""
+    judged_not_evaluable: bool = False
+    """The DLT assessment says not evaluable (say, a prohibited medication in the window)."""
 
 
 def window_end(rules: EscalationRules, infused_on: date) -> date:
@@ -51,6 +54,6 @@ def outcome_of(rules: EscalationRules, facts: SubjectFacts, today: date) -> Outc
     last = window_end(rules, facts.infused_on)
     if any(facts.infused_on <= onset <= last for onset in facts.dlt_onsets):
         return Outcome.DLT
-    if facts.ended_on is not None and facts.ended_on <= last:
+    if facts.judged_not_evaluable or (facts.ended_on is not None and facts.ended_on <= last):
         return Outcome.NOT_EVALUABLE
     return Outcome.NO_DLT if today > last else Outcome.PENDING

@@ -58,14 +58,21 @@ class EscalationSubject:
 @dataclass(frozen=True)
 class StudyEscalation:
     """The escalation on `today`: the engine fed with the escalation subjects, every subject
-    at a level, and the board's decisions up to that day, oldest first."""
+    at a level, and the board's decisions."""
 
     rules: EscalationRules
     casebook: EscalationCasebook
     today: date
     engine: Escalation
     subjects: tuple[EscalationSubject, ...]
-    decisions: tuple[BoardDecisionRecord, ...]
+    log: tuple[BoardDecisionRecord, ...]
+    """Every recorded decision, later ones too (an infusion dated before the decision that
+    opened its level is told so), in date order."""
+
+    @property
+    def decisions(self) -> tuple[BoardDecisionRecord, ...]:
+        """The decisions taken by `today`."""
+        return tuple(d for d in self.log if d.decided_on <= self.today)
 
     @property
     def recommendation(self) -> Decision:
@@ -74,9 +81,8 @@ class StudyEscalation:
 
     @property
     def board(self) -> list[BoardDecision]:
-        return [
-            BoardDecision(DecisionKind(d.kind), d.level_codes, d.decided_on) for d in self.decisions
-        ]
+        """The whole log, for the gates (`app.escalation.gates.infusion_refusal`)."""
+        return [BoardDecision(DecisionKind(d.kind), d.level_codes, d.decided_on) for d in self.log]
 
     def latest(self, *kinds: DecisionKind) -> BoardDecisionRecord | None:
         found = [d for d in self.decisions if d.kind in kinds]
@@ -246,10 +252,7 @@ def study_escalation(
     subjects = _subjects(study, rules, casebook, session, rows, form_oids, today)
     decisions = session.execute(
         select(BoardDecisionRecord)
-        .where(
-            col(BoardDecisionRecord.study_id) == study.id,
-            col(BoardDecisionRecord.decided_on) <= today,
-        )
+        .where(col(BoardDecisionRecord.study_id) == study.id)
         .order_by(col(BoardDecisionRecord.decided_on), col(BoardDecisionRecord.id))
     ).scalars()
     engine = Escalation(rules, levels)
@@ -319,9 +322,9 @@ def _timeline(
             last = window_end(rules, infused_on)
             onset = min(d for d in entry.facts.dlt_onsets if infused_on <= d <= last)
             known(onset, final)
-        elif final == Outcome.NOT_EVALUABLE:
-            ended = entry.facts.ended_on
-            known(ended if ended and ended >= infused_on else infused_on, final)
+        elif final == Outcome.NOT_EVALUABLE:  # on leaving, else when the window closes
+            ended = entry.facts.ended_on or window_end(rules, infused_on) + timedelta(days=1)
+            known(max(ended, infused_on), final)
         elif final == Outcome.NO_DLT:
             known(window_end(rules, infused_on) + timedelta(days=1), final)
     return events

@@ -20,6 +20,9 @@ class SubjectFactsDef(Definition):
     delivered_percent: str = Field(description="the delivered dose as a percent of target")
     dlt_onsets: str = Field(description="a list of the onset dates of the subject's DLTs")
     ended_on: str = Field(description="the date the subject withdrew, was lost or died, or null")
+    judged_not_evaluable: str = Field(
+        default="false", description="true when the DLT assessment says not evaluable"
+    )
 
 
 class InfusionDef(Definition):
