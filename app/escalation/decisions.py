@@ -31,6 +31,7 @@ from app.escalation.engine import LevelStatus, State
 from app.escalation.gates import DecisionKind
 from app.escalation.records import BoardDecisionRecord
 from app.escalation.study_state import StudyEscalation, study_escalation
+from app.escalation.write_gates import serialise_escalation
 from app.models import Site, UserAccount, pk
 from app.site_time import local_date
 from app.study.loader import Study
@@ -148,6 +149,7 @@ def record_decision(
         raise DecisionRefused("Give the board's rationale for the decision.")
     if not request.meaning.strip():
         raise DecisionRefused("Give the meaning of your signature.")
+    serialise_escalation(session, study)
     _check_date(session, study, request.decided_on, now)
     state = study_escalation(session, study, request.decided_on)
     refused = refusal(state, request.kind, request.levels)

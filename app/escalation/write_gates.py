@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlmodel import Session
+from sqlalchemy import select
+from sqlmodel import Session, col
 
 from app.crf.engine import FieldKey, FormEvaluation
 from app.crf.plans import FormPlan
 from app.escalation.study_state import study_escalation
-from app.models import Subject
+from app.models import StudyRecord, Subject
 from app.study.loader import Study, find_item
 from app.study.model import DoseLevel
 
@@ -27,6 +28,15 @@ def enrolment_refusal(
     if study.escalation is None or study.escalation.casebook is None:
         return None
     return study_escalation(session, study, today).enrolment_refusal(level, phase)
+
+
+def serialise_escalation(session: Session, study: Study) -> None:
+    """Hold the study's row until the transaction ends, so that two infusions (or an infusion
+    and a board decision) checked at once on PostgreSQL cannot both take a cohort's last place:
+    the second waits and sees the first. SQLite serialises write transactions already."""
+    session.execute(
+        select(col(StudyRecord.id)).where(col(StudyRecord.id) == study.id).with_for_update()
+    )
 
 
 def open_dose_levels(session: Session, study: Study, today: date) -> tuple[DoseLevel, ...]:
@@ -77,6 +87,7 @@ def infusion_refusal(
     level = values.get(casebook.infusion.level) or subject.dose_level
     if level is None:
         return None
+    serialise_escalation(session, study)
     state = study_escalation(session, study, on, excluding=subject.id)
     refused = state.infusion_refusal(level, subject.phase, on)
     return ((group.oid, 1, casebook.infusion.date), refused) if refused else None

@@ -5,6 +5,7 @@ decisions checked against the rules (EC060), signed and audited."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -234,3 +235,27 @@ def _with_rules(study: Study, rules: object) -> Study:
     from dataclasses import replace
 
     return replace(study, escalation=rules)
+
+
+def test_two_sites_infusing_the_last_place_at_once_cannot_both_take_it(
+    demo_engine: Engine, zm001: Study
+) -> None:
+    with Session(demo_engine, expire_on_commit=False) as session:
+        infused(session, zm001, "DL1", D0)
+        infused(session, zm001, "DL1", D0 + timedelta(days=7))
+        candidates = [
+            enrol(session, zm001, "DL1", D0 - timedelta(days=20), site_id=site) for site in (1, 2)
+        ]
+
+    def infuse_at(index: int) -> bool:
+        with Session(demo_engine, expire_on_commit=False) as own:
+            subject = own.get(Subject, candidates[index].id)
+            assert subject is not None
+            return infuse(own, zm001, subject, D0 + timedelta(days=8), site_id=index + 1).saved
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(infuse_at, (0, 1)))
+    assert sorted(outcomes) == [False, True]
+    with Session(demo_engine) as session:
+        state = study_escalation(session, zm001, D0 + timedelta(days=9))
+        assert (state.engine.counts["DL1"].infused, state.engine.counts["DL1"].pending) == (3, 3)
