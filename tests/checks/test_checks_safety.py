@@ -537,6 +537,58 @@ def test_ec059_grade_5_and_icans_grade_3_marked_not_dlt_raise_a_query(
     assert queries(session, "EC059") == []
 
 
+# -- EC057.2, EC059.2 the DLT assessment and the AEs marked as DLTs ---------------------------
+
+DLT_AE = {
+    "AESPID": "AE002", "AETERM": "Neutropenic sepsis", "AESTDAT": "2026-03-12", "AEONGO": "Y",
+    "AEENDAT": None, "AETOXGR": "3", "AERELZM": "RELATED", "AERELLD": "POSSIBLY RELATED",
+    "AEOUT": "NOT RECOVERED/NOT RESOLVED", "AEDLTYN": "Y",
+}  # fmt: skip
+"""A grade 3 event on day 11, marked by the investigator as meeting the DLT criteria."""
+
+
+def save_dlt_assessment(session: Session, study: Study, subject: Subject, dlt: str) -> Outcome:
+    assessment = {"DLTEVAL": "N", "DLTNEVRS": "OTHER", "DLTNEVSP": "Unrelated sepsis", "DLTYN": dlt}
+    if dlt == "Y":
+        assessment = {
+            "DLTEVAL": "Y", "DLTYN": "Y", "DLTCRIT": ["DLT05"], "DLTAEID": "AE002",
+            "DSMBDAT": "2026-03-20", "DSMBCONF": "Y",
+        }  # fmt: skip
+    return factories.save(
+        session, study, subject, "F.DLT", {"IG.DLT": {1: assessment}}, event="SE.D28",
+        by="investigator",
+    )  # fmt: skip
+
+
+def test_ec057_2_an_ae_marked_dlt_against_a_no_dlt_assessment_raises_a_query(
+    session: Session, zm001: Study
+) -> None:
+    subject = factories.register(session, zm001)
+    infuse(session, zm001, subject)
+    assert save_dlt_assessment(session, zm001, subject, "N").saved
+    assert save_ae(session, zm001, subject, AE_ROW, DLT_AE).saved
+    [query] = queries(session, "EC057.2")
+    assert (query.item_oid, query.group_repeat) == ("IT.AE.AEDLTYN", 2)
+    assert query.text.startswith("This event is marked as meeting the DLT criteria, but")
+    assert save_dlt_assessment(session, zm001, subject, "Y").saved
+    assert queries(session, "EC057.2") == []
+
+
+def test_ec059_2_an_ae_marked_dlt_prompts_the_assessment_in_a_batch_run(
+    session: Session, zm001: Study
+) -> None:
+    subject = factories.register(session, zm001)
+    infuse(session, zm001, subject)
+    late = DLT_AE | {"AESPID": "AE003", "AESTDAT": "2026-03-30"}  # day 29: outside the window
+    assert save_ae(session, zm001, subject, AE_ROW, DLT_AE, late).saved
+    assert queries(session, "EC059.2") == []  # batch-only
+    assert "EC059.2" in factories.run_batch_checks(session, zm001, subject)
+    [query] = queries(session, "EC059.2")
+    assert query.group_repeat == 2
+    assert save_dlt_assessment(session, zm001, subject, "Y").saved
+    assert "EC059.2" not in factories.run_batch_checks(session, zm001, subject)
+
+
 # -- EC061, EC062 disposition ------------------------------------------------------------------
 
 
