@@ -18,17 +18,8 @@ def saved(outcome: Outcome) -> Outcome:
     return outcome
 
 
-def enrol(
-    session: Session,
-    study: Study,
-    level: str,
-    on: date,
-    *,
-    phase: str = "ESCALATION",
-    site_id: int = 1,
-) -> Subject:
-    """A new subject consented a week before `on`, eligible, and enrolled at `level` on `on`
-    by the investigator (the write path refuses a level not open: StatusRefused)."""
+def eligible(session: Session, study: Study, on: date, *, site_id: int = 1) -> Subject:
+    """A new subject consented a week before `on`, eligible and ready to enrol on `on`."""
     coordinator = "coordinator" if site_id == 1 else "coordinator2"
     investigator = "investigator" if site_id == 1 else "investigator2"
     subject = factories.register(session, study, site_id=site_id, by=coordinator)
@@ -42,6 +33,22 @@ def enrol(
     decision = {"ELIGYN": "Y", "ENRLDAT": on.isoformat()}
     rows = {"IG.IE.IECRIT": criteria, "IG.IE": {1: decision}}
     saved(factories.save(session, study, subject, "F.IE", rows, complete=True, by=investigator))
+    return subject
+
+
+def enrol(
+    session: Session,
+    study: Study,
+    level: str,
+    on: date,
+    *,
+    phase: str = "ESCALATION",
+    site_id: int = 1,
+) -> Subject:
+    """An eligible subject enrolled at `level` on `on` by the investigator (the write path
+    refuses a level not open: StatusRefused)."""
+    subject = eligible(session, study, on, site_id=site_id)
+    investigator = "investigator" if site_id == 1 else "investigator2"
     return factories.move(
         session, study, subject, "enrolled", on, dose_level=level, phase=phase, by=investigator
     ).subject
