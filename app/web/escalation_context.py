@@ -42,14 +42,19 @@ class Window:
     length: int
     ends: date
     days_left: int | None
-    """None once the window is over (completed, or ended by a DLT or withdrawal)."""
+    """None once the window is over, or its outcome known early (a DLT, not evaluable)."""
+    outcome: Outcome
 
     @property
     def text(self) -> str:
-        if self.days_left is None:
-            return "DLT window completed"
-        left = "1 day left" if self.days_left == 1 else f"{self.days_left} days left"
-        return f"DLT window: day {self.day} of {self.length}, ends {self.ends.isoformat()} ({left})"
+        """What the casebook says: the day and the days left, or how the window ended."""
+        if self.days_left is not None:
+            left = "1 day left" if self.days_left == 1 else f"{self.days_left} days left"
+            ends = self.ends.isoformat()
+            return f"DLT window: day {self.day} of {self.length}, ends {ends} ({left})"
+        if self.day < self.length and self.outcome != Outcome.NO_DLT:
+            return f"DLT window: {outcome_words(self.outcome)} (it ends {self.ends.isoformat()})"
+        return "DLT window completed"
 
 
 def window_on(length: int, infused_on: date | None, ends: date | None, outcome: Outcome,
@@ -59,7 +64,7 @@ def window_on(length: int, infused_on: date | None, ends: date | None, outcome: 
         return None
     day = min(max((today - infused_on).days, 0), length)
     left = (ends - today).days if outcome == Outcome.PENDING and today <= ends else None
-    return Window(day, length, ends, left)
+    return Window(day, length, ends, left, outcome)
 
 
 def subject_window(session: Session, study: Study, subject: Subject, today: date) -> Window | None:
