@@ -214,22 +214,30 @@ def test_the_sponsor_signs_a_decision_a_refusal_stores_nothing(
         ).all()
     assert [r.details for r in failed][-1].endswith("signing a board decision")
 
+    forced = _post(sponsor, kind="escalate", levels=["DL3"], decided_on=day,
+                   password=DEMO_PASSWORD, override_reason="The DL2 DLT was unrelated.")  # fmt: skip
+    assert forced.status_code == 303
+    assert _decisions(app_server) == before + 1
     signed = _post(sponsor, kind="pause", decided_on=day, password=DEMO_PASSWORD,
                    rationale="Review of the DL2 DLT.", minutes_reference="SRC-07")  # fmt: skip
     assert signed.status_code == 303 and signed.headers["location"].startswith("/escalation")
-    assert _decisions(app_server) == before + 1
+    assert _decisions(app_server) == before + 2
     tree = page(sponsor, "/escalation")
-    newest = tree.xpath('//*[@id="decision-history"]/article')[0]
+    newest, override, _ = tree.xpath('//*[@id="decision-history"]/article')
     shown = " ".join(newest.text_content().split())
     assert shown.startswith(f"Pause infusions, {day} Review of the DL2 DLT. (minutes: SRC-07)")
     assert "Signed by Zhao Lei on" in shown and "UTC: I record this decision." in shown
+    assert text(override, './/*[@class="override-reason"]') == (
+        "Overriding the rules: The DL2 DLT was unrelated."
+    )
+    assert "The rules then: ESCALATING at DL2: DL2: 1 DLT in 1 evaluable" in override.text_content()
     assert text(tree, '//*[@id="escalation-state"]').startswith("State: PAUSED_REVIEW at DL2")
     assert "The rules recommend ESCALATING at DL2" in text(tree, '//*[@id="escalation-state"]')
 
     investigator = logged_in_client(app_server, "investigator")
     assert _post(investigator, kind="resume", decided_on=day, password=DEMO_PASSWORD
                  ).status_code == 403  # fmt: skip
-    assert _decisions(app_server) == before + 1
+    assert _decisions(app_server) == before + 2
 
 
 @pytest.mark.parametrize(
