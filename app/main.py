@@ -34,6 +34,7 @@ from app.web import (
     check_pages,
     dashboard_pages,
     docs,
+    escalation_pages,
     exports,
     health,
     import_pages,
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     app.include_router(check_pages.router)
     app.include_router(sdv_pages.router)
     app.include_router(dashboard_pages.router)
+    app.include_router(escalation_pages.router)
     app.include_router(signature_pages.router)
     app.include_router(query_api.router)
     protected = tracing.trace_requests(

@@ -209,9 +209,14 @@ def describe(record: BoardDecisionRecord) -> str:
     return f"{KIND_LABELS[DecisionKind(record.kind)]}{levels}, {record.decided_on.isoformat()}"
 
 
-def _check_date(session: Session, study: Study, decided_on: date, now: datetime) -> None:
+def study_today(session: Session, study: Study, now: datetime) -> date:
+    """The latest date at `now` anywhere the study has a site (UTC's without sites)."""
     zones = session.execute(select(col(Site.time_zone)).where(col(Site.study_id) == study.id))
-    latest_today = max((local_date(zone, now) for zone in zones.scalars()), default=now.date())
+    return max((local_date(zone, now) for zone in zones.scalars()), default=now.date())
+
+
+def _check_date(session: Session, study: Study, decided_on: date, now: datetime) -> None:
+    latest_today = study_today(session, study, now)
     if decided_on > latest_today:
         raise DecisionRefused(
             f"The decision date {decided_on.isoformat()} is in the future (today is "

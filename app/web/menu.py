@@ -20,6 +20,7 @@ MENU = (
     MenuLink("Subjects", "/subjects", Permission.VIEW_SUBJECTS),
     MenuLink("Queries", "/queries", Permission.VIEW_SUBJECTS),
     MenuLink("Dashboard", "/dashboard", Permission.VIEW_SUBJECTS),
+    MenuLink("Escalation", "/escalation", Permission.VIEW_ESCALATION),
     MenuLink("Checks", "/checks", Permission.RUN_CHECKS),
     MenuLink("Locks", "/locks", Permission.LOCK_DATA),
     MenuLink("Verification", "/sdv", Permission.VERIFY_DATA),

@@ -59,6 +59,7 @@ from app.web.deps import (
     page_access,
     requires,
 )
+from app.web.escalation_context import subject_window
 from app.web.formview import error_summary, field_reasons, form_view, removed_rows, submitted_rows
 from app.web.menu import home, menu
 from app.web.query_context import form_query_context
@@ -363,6 +364,7 @@ def _casebook(
         "alerts": subject_status.open_alerts(session, subject),
         "retired": retired_values(session, study, subject),
         "dose_levels": open_dose_levels(session, study, today),
+        "dlt_window": subject_window(session, study, subject, today),
         "phases": study.info.phases,
         "today": today.isoformat(),
         "status_error": status_error,
