@@ -43,13 +43,17 @@ def window_end(rules: EscalationRules, infused_on: date) -> date:
     return infused_on + timedelta(days=rules.window_days)
 
 
+def off_target(rules: EscalationRules, facts: SubjectFacts) -> bool:
+    """The delivered dose is outside the tolerance of the level's target."""
+    percent = facts.delivered_percent
+    return percent is not None and abs(percent - 100) > rules.dose_tolerance_percent
+
+
 def outcome_of(rules: EscalationRules, facts: SubjectFacts, today: date) -> Outcome:
     """The subject's outcome today (module docstring)."""
     if facts.infused_on is None:
         return Outcome.NOT_INFUSED
-    if facts.delivered_percent is not None and (
-        abs(facts.delivered_percent - 100) > rules.dose_tolerance_percent
-    ):
+    if off_target(rules, facts):
         return Outcome.NOT_EVALUABLE
     last = window_end(rules, facts.infused_on)
     if any(facts.infused_on <= onset <= last for onset in facts.dlt_onsets):

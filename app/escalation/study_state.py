@@ -26,7 +26,7 @@ from app.checks.subject_data import load_subject_data
 from app.escalation.engine import Decision, Escalation, LevelStatus, Outcome, State
 from app.escalation.facts import compile_facts, subject_facts
 from app.escalation.gates import OPENING, BoardDecision, DecisionKind, infusion_refusal
-from app.escalation.outcomes import SubjectFacts, outcome_of, window_end
+from app.escalation.outcomes import SubjectFacts, off_target, outcome_of, window_end
 from app.escalation.records import BoardDecisionRecord
 from app.models import Subject
 from app.study.escalation_rules import EscalationCasebook, EscalationRules
@@ -297,34 +297,40 @@ def _subjects(
     return tuple(sorted(found, key=lambda s: (s.facts.infused_on or date.max, s.subject.id or 0)))
 
 
-_KNOWN_FIRST = {Outcome.DLT: 0, Outcome.NOT_EVALUABLE: 0, Outcome.NO_DLT: 0, Outcome.PENDING: 1}
-
-
 def _timeline(
     subjects: Sequence[EscalationSubject], rules: EscalationRules, today: date
 ) -> list[tuple[date, int, int, Outcome]]:
     """Each outcome of each infused subject (by index in `subjects`, in infusion order) with
-    the day it became known (module docstring), up to `today`; sorted, outcomes known on a
-    day come before that day's infusions."""
+    the day it became known (module docstring), up to `today`, unsorted. Outcomes known on a
+    day sort before that day's infusions; an outcome known on the subject's own infusion day
+    (a DLT on day 0, a dose out of tolerance) is its infusion's."""
     events: list[tuple[date, int, int, Outcome]] = []
     for index, entry in enumerate(subjects):
-
-        def known(day: date, outcome: Outcome, index: int = index) -> None:
-            if day <= today:
-                events.append((day, _KNOWN_FIRST[outcome], index, outcome))
-
         infused_on = entry.facts.infused_on
         if infused_on is None:
             continue
-        known(infused_on, Outcome.PENDING)
-        final = entry.outcome
-        if final == Outcome.DLT:
-            last = window_end(rules, infused_on)
-            onset = min(d for d in entry.facts.dlt_onsets if infused_on <= d <= last)
-            known(onset, final)
-        elif final == Outcome.NOT_EVALUABLE:  # on leaving, else when the window closes
-            ended = entry.facts.ended_on or window_end(rules, infused_on) + timedelta(days=1)
-            known(max(ended, infused_on), final)
-        elif final == Outcome.NO_DLT:
-            known(window_end(rules, infused_on) + timedelta(days=1), final)
+        final, day = entry.outcome, _known_on(entry, rules, infused_on)
+        if final == Outcome.PENDING or day != infused_on:
+            events.append((infused_on, _INFUSION, index, Outcome.PENDING))
+        if final != Outcome.PENDING and day <= today:
+            events.append((day, _OUTCOME if day != infused_on else _INFUSION, index, final))
     return events
+
+
+_OUTCOME, _INFUSION = 0, 1
+
+
+def _known_on(entry: EscalationSubject, rules: EscalationRules, infused_on: date) -> date:
+    """The day the subject's outcome became known (its infusion day while pending)."""
+    last = window_end(rules, infused_on)
+    match entry.outcome:
+        case Outcome.DLT:
+            return min(d for d in entry.facts.dlt_onsets if infused_on <= d <= last)
+        case Outcome.NOT_EVALUABLE:  # off target at once; else on leaving or at the window's end
+            ended = entry.facts.ended_on
+            if off_target(rules, entry.facts):
+                return infused_on
+            return max(ended if ended and ended <= last else last + timedelta(days=1), infused_on)
+        case Outcome.NO_DLT:
+            return last + timedelta(days=1)
+    return infused_on

@@ -79,7 +79,7 @@ def test_a_board_opens_dl2_after_three_dl1_windows_and_a_dlt_expands_it(
     expect(investigator.locator(".dose-level")).to_have_text("DL2")
 
     type_infusion(site, live_server, candidate.id or 0, f"{today - timedelta(days=1)}T10:00")
-    expect(site.locator("form")).to_contain_text(
+    expect(site.locator("#crf")).to_contain_text(
         f"DL2 was opened by the board on {today}; an infusion on {today - timedelta(days=1)} "
         "is before that decision (EC030)."
     )

@@ -63,10 +63,10 @@ def infuse(
     return factories.save(session, study, subject, "F.EX", rows, event="SE.D0", by=by)
 
 
-def infused(session: Session, study: Study, level: str, on: date, **where: int) -> Subject:
+def infused(session: Session, study: Study, level: str, on: date, *, site_id: int = 1) -> Subject:
     """A subject enrolled 35 days before `on` and infused on `on`."""
-    subject = enrol(session, study, level, on - timedelta(days=35), **where)
-    saved(infuse(session, study, subject, on, **where))
+    subject = enrol(session, study, level, on - timedelta(days=35), site_id=site_id)
+    saved(infuse(session, study, subject, on, site_id=site_id))
     return subject
 
 

@@ -259,3 +259,10 @@ def test_two_sites_infusing_the_last_place_at_once_cannot_both_take_it(
     with Session(demo_engine) as session:
         state = study_escalation(session, zm001, D0 + timedelta(days=9))
         assert (state.engine.counts["DL1"].infused, state.engine.counts["DL1"].pending) == (3, 3)
+
+
+def test_a_dlt_on_the_infusion_day_counts(session: Session, zm001: Study) -> None:
+    sentinel = infused(session, zm001, "DL1", D0)
+    dlt(session, zm001, sentinel, D0)
+    counts = study_escalation(session, zm001, D0).engine.counts["DL1"]
+    assert (counts.status, counts.dlt, counts.pending) == (LevelStatus.OPEN_B, 1, 0)
