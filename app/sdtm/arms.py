@@ -3,8 +3,8 @@
 An arm is a pair (dose level, phase): the same level given in the dose escalation and in the
 expansion is two arms ("DL3-ESC", "DL3-EXP"), as the protocol plans them. Its code is the
 level's code and the phase's abbreviation that the mapping gives (`phase_codes`, e.g.
-`{ESCALATION: ESC}`; the phase code itself when the mapping gives none), at most 20
-characters (SDTMIG 3.4 ARMCD); its description names the level, the phase and the dose
+`{ESCALATION: ESC}`; the phase code itself when the mapping gives none), to keep within the
+20 characters of SDTMIG 3.4's ARMCD; its description names the level, the phase and the dose
 ("DL3 dose escalation: 1x10^8 CAR-T cells"). A subject assigned a level without a phase has
 the level's arm alone ("DL3", "DL3: 1x10^8 CAR-T cells").
 
@@ -23,9 +23,6 @@ from dataclasses import dataclass
 from app.numbers import plain_text, round_half_up
 from app.study.loader import Study
 from app.study.model import DoseLevel
-
-ARMCD_LENGTH = 20
-"""SDTMIG 3.4: ARMCD and ACTARMCD are at most 20 characters."""
 
 
 @dataclass(frozen=True)
