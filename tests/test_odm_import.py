@@ -91,14 +91,16 @@ def run_import(
 def clinical_data(path: Path, element_path: str = "odm:ClinicalData") -> bytes:
     """ClinicalData (or another element) canonicalised for comparison: AuditRecords removed
     (they record who entered a value and when; after an import that is the import itself), and
-    Signatures (the import does not restore them),
+    Signatures and the board decisions (the import does not restore them),
     whitespace between elements dropped, everything outside ClinicalData left out (FileOID,
     CreationDateTime, and AdminData whose Locations carry the sites' creation dates)."""
     document = etree.parse(str(path), etree.XMLParser(remove_blank_text=True))
     element = document.find(element_path, {"odm": ODM[1:-1]})
     assert element is not None
-    # Signatures are not restored: a signature attests data in the system it was made in.
-    for record in list(element.iter(f"{ODM}AuditRecord", f"{ODM}Signature")):
+    # Signatures are not restored: a signature attests data in the system it was made in;
+    # nor is the safety board's log, ClinicalData's own Signatures and Annotations.
+    board = [*element.iterchildren(f"{ODM}Signatures", f"{ODM}Annotations")]
+    for record in [*board, *element.iter(f"{ODM}AuditRecord", f"{ODM}Signature")]:
         parent = record.getparent()
         assert parent is not None
         parent.remove(record)

@@ -229,8 +229,11 @@ def test_a_cohort_export_holds_only_that_cohorts_subjects(
     )
     dm = records(cohort.datasets["DM"])
     assert sorted(row["SUBJID"] for row in dm) == sorted(dl2)
-    assert {row["ARMCD"] for row in dm} == {"DL2"}
-    assert {row["ARM"] for row in dm} == {"DL2: 5x10^7 CAR-T cells"}
+    assert {row["ARMCD"] for row in dm} <= {"DL2-ESC", "DL2-EXP"}
+    assert {row["ARM"] for row in dm} <= {
+        "DL2 dose escalation: 5x10^7 CAR-T cells",
+        "DL2 dose expansion: 5x10^7 CAR-T cells",
+    }
     for dataset in cohort.datasets.values():
         assert {row["USUBJID"] for row in records(dataset)} <= {f"ZM001-{k}" for k in dl2}
 
@@ -257,8 +260,8 @@ def test_an_infused_subject_has_arms_reference_dates_and_study_days(
 ) -> None:
     usubjid = subjects_with_status(demo, "completed")[0]
     dm = dm_record(full, usubjid)
-    assert dm["ARMCD"] == dm["ACTARMCD"] == "DL1" and dm["ARMNRS"] is None
-    assert dm["ACTARM"] == "DL1: 2.5x10^7 CAR-T cells"
+    assert dm["ARMCD"] == dm["ACTARMCD"] == "DL1-ESC" and dm["ARMNRS"] is None
+    assert dm["ACTARM"] == "DL1 dose escalation: 2.5x10^7 CAR-T cells"
     assert dm["RFSTDTC"] == dm["RFXSTDTC"] and len(str(dm["RFSTDTC"])) == 19
     assert str(dm["RFICDTC"]) < str(dm["RFSTDTC"])
     assert dm["DMDY"] is not None and dm["DMDY"] < 0
@@ -397,7 +400,7 @@ def test_study_check_reports_a_broken_mapping_with_file_and_line(
         f"exports/DM.yaml:{line_of('death_flags')}: variables[11].derivation.name: "
         "unknown derivation 'death_flags'",
         f"exports/DM.yaml:{line_of('DM.BIRTHDAT')}: variables[13].item: unknown item DM.BIRTHDAT",
-        f"exports/DM.yaml:{line_of('constant: CN')}: variables[24].constant: "
+        f"exports/DM.yaml:{line_of('constant: CN')}: variables[25].constant: "
         "'CN' is not a value of its code list",
     ]
     result = CliRunner().invoke(

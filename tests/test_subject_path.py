@@ -219,8 +219,9 @@ def test_the_infusion_is_recorded_only_at_the_dose_level_assigned_at_enrolment(
         session.refresh(subject)
         assert subject.status == "lymphodepleted"
 
+        right = infusion | {"DOSELVL": "DL3", "EXDOSE": "98.0"}  # 48.0 would be DL2's arm
         corrected = factories.save(
-            session, zm001, subject, "F.EX", {"IG.EX": {1: infusion | {"DOSELVL": "DL3"}}},
+            session, zm001, subject, "F.EX", {"IG.EX": {1: right}},
             event="SE.D0", complete=True, reason="Dose level transcribed wrongly",
             by="coordinator2",
         )  # fmt: skip
@@ -231,4 +232,4 @@ def test_the_infusion_is_recorded_only_at_the_dose_level_assigned_at_enrolment(
         datasets = write_sdtm(session, zm001, specs, tmp_path, scope, frozenset({"csv"}))
     columns, (dm,) = read_written(next(d for d in datasets if d.name == "DM"))
     arms = dict(zip(columns, dm, strict=True))
-    assert (arms["ARMCD"], arms["ACTARMCD"], arms["ARMNRS"]) == ("DL3", "DL3", None)
+    assert (arms["ARMCD"], arms["ACTARMCD"], arms["ARMNRS"]) == ("DL3-ESC", "DL3-ESC", None)

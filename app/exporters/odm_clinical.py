@@ -14,7 +14,9 @@ What a SubjectData holds, in schema order:
 - ItemGroupData and ItemData with the AuditRecord of the value's latest change.
 The Annotation functions live in `odm_common` (one per kind, see its docstring): investigators'
 Signatures, queries and verification flags are added there as further elements of the same
-levels, without changing how this module walks the data.
+levels, without changing how this module walks the data. After the last SubjectData, the
+safety board's decisions with their signatures (`odm_board`), in a whole-study or cohort
+export.
 
 Incremental (`scope.changed_since`): only subjects with an audit record after the moment, and
 within them only the values, visit dates and form statuses changed after it, with the
@@ -39,6 +41,7 @@ from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 
 from app.crf.changes import FormRef
+from app.exporters.odm_board import board_decisions
 from app.exporters.odm_common import (
     LOCATED_AUDIT_COLUMNS,
     ODM_NSMAP,
@@ -100,8 +103,9 @@ def write_odm_snapshot(
     total = len(scoped_subject_ids(session, scope))
     since = scope.changed_since
     changed = _subjects_changed_since(session, since) if since is not None else None
-    defs = signature_defs(study)
-    with odm_document(str(path), session, study, "Snapshot", scope, defs) as (xf, sites):
+    board = board_decisions(session, study, scope)
+    extras = board.admin(signature_defs(study))
+    with odm_document(str(path), session, study, "Snapshot", scope, extras) as (xf, sites):
         writer = _SubjectWriter(study, sites, since)
         for done, subject in enumerate(scoped_subjects(session, scope), start=1):
             if changed is None or subject.id in changed:
@@ -110,6 +114,7 @@ def write_odm_snapshot(
                 counts.subjects += 1
                 counts.items += items
             progress(done, total)
+        board.write(xf, transactional=False)
     return counts
 
 

@@ -76,14 +76,24 @@ Sites = dict[int | None, str]
 """Site ids to their Location OIDs."""
 
 
+@dataclass(frozen=True)
+class AdminExtras:
+    """What an export adds to the AdminData of its scope: users its ClinicalData names beyond
+    the scope's (a board decision's signer), Locations after the sites', and SignatureDefs."""
+
+    users: frozenset[int] = frozenset()
+    locations: Sequence[etree._Element] = ()
+    signature_defs: Sequence[etree._Element] = ()
+
+
 @contextmanager
 def odm_document(
     path: str, session: Session, study: Study, file_type: str, scope: ExportScope,
-    signature_defs: Sequence[etree._Element] = (),
+    extras: AdminExtras = AdminExtras(),
 ) -> Iterator[tuple[etree._IncrementalFileWriter, Sites]]:  # fmt: skip
     """Open an ODM file of `file_type` (Snapshot or Transactional) with the study metadata and
-    AdminData of `scope` written (ending with `signature_defs`); yields the writer inside
-    ClinicalData and the Location OIDs of sites."""
+    AdminData of `scope` and `extras` written; yields the writer inside ClinicalData and the
+    Location OIDs of sites."""
     created = utcnow()
     with etree.xmlfile(path, encoding="UTF-8") as xf:
         xf.write_declaration()
@@ -96,8 +106,9 @@ def odm_document(
         }
         with xf.element(q("ODM"), attributes, nsmap={None: ODM_NS}):
             xf.write(study_element(study))
-            admin = admin_data(session, study, scope)
-            admin.extend(signature_defs)  # after the Locations, as AdminData orders them
+            admin = admin_data(session, study, scope, extras.users)
+            admin.extend(extras.locations)  # after the sites, then the SignatureDefs,
+            admin.extend(extras.signature_defs)  # as AdminData orders them
             xf.write(admin)
             mdv = metadata_version_oid(study)
             with xf.element(q("ClinicalData"), StudyOID=study.info.oid, MetaDataVersionOID=mdv):
@@ -105,11 +116,14 @@ def odm_document(
                 yield xf, {site.id: site.oid for site in sites}
 
 
-def admin_data(session: Session, study: Study, scope: ExportScope) -> etree._Element:
+def admin_data(
+    session: Session, study: Study, scope: ExportScope, named: frozenset[int] = frozenset()
+) -> etree._Element:
     """Users (including the system user of automatic changes) and sites as Locations: for the
     whole study, its sites and the users who hold a role in it or appear in its audit trail;
     for a narrower scope only the sites of its subjects and the users in their audit trail,
-    so that a site's export names no one else (nor another study's staff)."""
+    so that a site's export names no one else (nor another study's staff); and in any scope
+    the users `named` in the export's ClinicalData."""
     admin = etree.Element(q("AdminData"), StudyOID=study.info.oid, nsmap=ODM_NSMAP)
     system = etree.SubElement(admin, q("User"), OID=SYSTEM_USER_OID)
     etree.SubElement(system, q("FullName")).text = "TrialDesk (system)"
@@ -118,12 +132,18 @@ def admin_data(session: Session, study: Study, scope: ExportScope) -> etree._Ele
     if scope.kind is ScopeKind.STUDY:
         staff = select(RoleAssignment.user_id).where(RoleAssignment.study_id == scope.study_id)
         authors = select(AuditRecord.user_id).where(AuditRecord.study_id == scope.study_id)
-        users = users.where(col(UserAccount.id).in_(staff) | col(UserAccount.id).in_(authors))
+        users = users.where(
+            col(UserAccount.id).in_(staff)
+            | col(UserAccount.id).in_(authors)
+            | col(UserAccount.id).in_(sorted(named))
+        )
     else:
         in_scope = scope.subject_condition()
         subjects = select(Subject.id).where(in_scope)
         authors = select(AuditRecord.user_id).where(col(AuditRecord.subject_id).in_(subjects))
-        users = users.where(col(UserAccount.id).in_(authors))
+        users = users.where(
+            col(UserAccount.id).in_(authors) | col(UserAccount.id).in_(sorted(named))
+        )
         sites = sites.where(col(Site.id).in_(select(Subject.site_id).where(in_scope)))
     for user in session.exec(users):
         element = etree.SubElement(admin, q("User"), OID=user_oid(user.id))
@@ -344,15 +364,18 @@ Flag = tuple[str, str]
 
 
 def annotate(
-    parent: etree._Element, flags: Sequence[Flag], comment: str | None = None
+    parent: etree._Element,
+    flags: Sequence[Flag],
+    comment: str | None = None,
+    commented_by: str = "Site",
 ) -> etree._Element:
-    """Append an Annotation (numbered after the parent's others) with a Comment and Flags,
-    and return it. Call after the parent's AuditRecord and Signature and before its child
-    data."""
+    """Append an Annotation (numbered after the parent's others) with a Comment (made by the
+    "Site" or the "Sponsor") and Flags, and return it. Call after the parent's AuditRecord
+    and Signature and before its child data."""
     seq = sum(1 for _ in parent.iterchildren(q("Annotation"))) + 1
     annotation = etree.SubElement(parent, q("Annotation"), SeqNum=str(seq))
     if comment:
-        etree.SubElement(annotation, q("Comment"), SponsorOrSite="Site").text = comment
+        etree.SubElement(annotation, q("Comment"), SponsorOrSite=commented_by).text = comment
     for codelist, value in flags:
         flag = etree.SubElement(annotation, q("Flag"))
         etree.SubElement(flag, q("FlagValue"), CodeListOID=codelist).text = value

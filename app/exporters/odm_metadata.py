@@ -20,6 +20,7 @@ from lxml import etree
 from odmlib.odm_element import ODMElement
 
 from app.crf.values import MAX_TEXT_LENGTH
+from app.escalation.decisions import KIND_LABELS
 from app.exporters import odm_retired as retired
 from app.exporters.odm_elements import description, optional, text, yes_no
 from app.models import FormStatus, LockLevel, QueryState
@@ -56,15 +57,17 @@ PHASE_CODELIST = "CL.PHASE"
 VISIT_STATUS_CODELIST = "CL.VISITSTATUS"
 QUERY_STATE_CODELIST = "CL.QUERYSTATE"
 LOCK_STATE_CODELIST = "CL.LOCKSTATE"
+BOARD_DECISION_CODELIST = "CL.BOARDDECISION"
 FLAG_TYPE_CODELIST = "CL.FLAGTYPE"
 VISIT_OCCURRED = "occurred"
 
 
 def flag_codelists(study: Study) -> list[CodeList]:
     """The code lists of the Annotation Flags in ClinicalData (form status, subject status,
-    dose level, phase, visit status, query state, freeze or lock) and of their FlagTypes. A study's own list of the same OID
-    (e.g. CL.PHASE on a CRF) is used as it is and not repeated; a study without dose levels or
-    phases has no such flags and no list for them."""
+    dose level, phase, visit status, query state, freeze or lock, the safety board's
+    decisions) and of their FlagTypes. A study's own list of the same OID (e.g. CL.PHASE on a
+    CRF) is used as it is and not repeated; a study without dose levels, phases or a dose
+    escalation has no such flags and no list for them."""
     path = study.subject_path
     entries = [
         (
@@ -85,6 +88,13 @@ def flag_codelists(study: Study) -> list[CodeList]:
             LOCK_STATE_CODELIST,
             "Freeze or lock in force",
             [(LockLevel.FREEZE.value, "Frozen: no data changes"), (LockLevel.LOCK.value, "Locked")],
+        ),
+        (
+            BOARD_DECISION_CODELIST,
+            "Safety board decision",
+            [(kind.value, label) for kind, label in KIND_LABELS.items()]
+            if study.escalation
+            else [],
         ),
     ]
     lists = [_flag_codelist(oid, name, values) for oid, name, values in entries if values]

@@ -13,7 +13,9 @@ why, through what):
 - a form status change (in progress, complete, not done with its reason): FormData Insert (the
   form's first status) or Update with the status flag;
 - after the subject's values, each query transition and each freeze or lock set or released
-  (`odm_review`), then each signing of the casebook or a form (`odm_signatures`).
+  (`odm_review`), then each signing of the casebook or a form (`odm_signatures`);
+- after the last subject, each decision of the safety board signed in the scope and period,
+  an Annotation Insert of ClinicalData with its Signature (`odm_board`).
 The flags are the Annotations of the snapshot export (see `odm_common`).
 
 `scope.changed_since` keeps only the changes recorded after that moment. Streamed: a subject's
@@ -32,6 +34,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
 from app.audit import ITEM_ACTIONS, AuditAction, StatusContext
+from app.exporters.odm_board import board_decisions
 from app.exporters.odm_common import (
     AUDIT_COLUMNS,
     ODM_NSMAP,
@@ -91,8 +94,9 @@ def write_odm_transactional(
     repeats = RepeatKeys(study)
     statement = _history_statement(scope)
     review = review_history_statement(scope.changed_since)
-    defs = signature_defs(study)
-    with odm_document(str(path), session, study, "Transactional", scope, defs) as (xf, sites):
+    board = board_decisions(session, study, scope)
+    extras = board.admin(signature_defs(study))
+    with odm_document(str(path), session, study, "Transactional", scope, extras) as (xf, sites):
         for done, subject in enumerate(scoped_subjects(session, scope), start=1):
             history = _SubjectHistory(xf, study, repeats, sites, subject)
             rows = session.connection().execute(
@@ -110,6 +114,7 @@ def write_odm_transactional(
                 counts.subjects += 1
             counts.items += history.items
             progress(done, total)
+        board.write(xf, transactional=True)
     return counts
 
 

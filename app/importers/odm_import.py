@@ -49,7 +49,8 @@ What an import does, and the decisions behind it:
   history before it stays with the source system and in the file.
 - Signatures (and AdminData's SignatureDefs) are read past, not restored: a signature
   attests data as they were in the system it was made in; the investigator signs the
-  imported data in TrialDesk.
+  imported data in TrialDesk. So are the safety board's decisions (ClinicalData's own
+  Signatures and Annotations, `app.exporters.odm_board`): the board signs them where it sits.
 - Short transactions, never one for the whole file (on SQLite that would hold the database
   for every other user for the whole import). Two passes over the file:
   1. Check: every subject is written in its own short transaction that is rolled back, so

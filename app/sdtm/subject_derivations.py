@@ -1,19 +1,21 @@
 """Derivations of the subject-level domains DM, DS and IE (registered on import).
 
 What they read is written in the mapping (`exports/DM.yaml`): the status of a screen failure,
-the items that record the treatment, the dose level given, the end of study, the last contact
-and the death, and the code list that decodes a dose level. Nothing here names a study.
-In a dose-finding study (`level`) the planned arm is the dose level assigned at enrolment (the
-subject's, the one source) and the actual arm the dose level the treatment records. A study of
-one arm names it instead (`arm_code`, `arm_label`): planned once the subject has left the
-subject path's first status, actual once treated.
+the items that record the treatment, the dose level given and the dose delivered, the end of
+study, the last contact and the death. Nothing here names a study.
+In a dose-finding study (`level`) an arm is a dose level in a phase (`app.sdtm.arms`): the
+planned arm is the level and phase assigned at enrolment (the subject's, the one source), the
+actual arm the level the delivered dose belongs to, in the same phase. A study of one arm
+names it instead (`arm_code`, `arm_label`): planned once the subject has left the subject
+path's first status, actual once treated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
+from app.sdtm.arms import Arm, arm_of, delivered_level, unplanned_description
 from app.sdtm.derive import RecordContext, Value, day_of, derivation
 
 
@@ -25,23 +27,75 @@ class _Arms:
     treated: str
     level: str | None = None
     """FORM.ITEM of the dose level given (dose-finding studies)."""
+    delivered_percent: str | None = None
+    """FORM.ITEM of the delivered dose as a percent of the level's target."""
+    delivered_dose: str | None = None
+    """FORM.ITEM of the delivered dose, in the unit of the study's dose levels."""
+    phase_codes: Mapping[str, str] = field(default_factory=dict)
+    """Phase code -> its abbreviation in arm codes (`ESCALATION: ESC`)."""
     arm_code: str | None = None
     """The code of the one arm (single-arm studies without dose levels)."""
+    arm_label: str | None = None
 
 
-def _arm_code(context: RecordContext, arms: _Arms, *, actual: bool) -> str | None:
-    """The planned or actual arm's code (see the module docstring); None for a screen failure,
-    a subject not yet assigned, or (actual) not yet treated."""
-    if context.subject.status == arms.screen_failed:
+@dataclass(frozen=True)
+class _Actual:
+    """What the subject received: nothing (not treated), an arm, or no arm (unplanned)."""
+
+    treated: bool
+    arm: Arm | None = None
+    unplanned: str | None = None
+    """ACTARMUD: what an unplanned treatment gave."""
+
+
+def _planned(context: RecordContext, arms: _Arms) -> Arm | None:
+    """The planned arm; None for a screen failure or a subject not yet assigned."""
+    subject = context.subject
+    if subject.status == arms.screen_failed:
         return None
-    if actual:
-        if context.data.first(arms.treated) is None:
-            return None
-        return context.data.first(arms.level) if arms.level else arms.arm_code
     if arms.level:
-        return context.subject.dose_level
-    assigned = context.subject.status != context.study.subject_path.initial
-    return arms.arm_code if assigned else None
+        if subject.dose_level is None:
+            return None
+        return arm_of(context.study, subject.dose_level, subject.phase, arms.phase_codes)
+    if subject.status == context.study.subject_path.initial:
+        return None
+    return _one_arm(arms)
+
+
+def _one_arm(arms: _Arms) -> Arm | None:
+    return Arm(arms.arm_code, arms.arm_label or arms.arm_code) if arms.arm_code else None
+
+
+def _actual(context: RecordContext, arms: _Arms) -> _Actual:
+    """The actual arm (see the module docstring); not treated for a screen failure, while
+    `treated` is not collected or (dose-finding) while the level given is not. Without a
+    tolerance (no escalation rules) or a delivered dose in the mapping, the recorded level is
+    the actual arm."""
+    data = context.data
+    if context.subject.status == arms.screen_failed or data.first(arms.treated) is None:
+        return _Actual(treated=False)
+    if not arms.level:
+        return _Actual(treated=True, arm=_one_arm(arms))
+    recorded = data.first(arms.level)
+    if recorded is None:
+        return _Actual(treated=False)
+    percent = _number(context, arms.delivered_percent)
+    rules = context.study.escalation
+    level: str | None = recorded
+    if rules is not None and percent is not None:
+        delivered = _number(context, arms.delivered_dose)
+        tolerance = rules.dose_tolerance_percent
+        level = delivered_level(context.study, recorded, percent, delivered, tolerance)
+    if level is None:
+        assert percent is not None  # only a known percent outside tolerance is unplanned
+        return _Actual(True, unplanned=unplanned_description(context.study, recorded, percent))
+    return _Actual(True, arm_of(context.study, level, context.subject.phase, arms.phase_codes))
+
+
+def _number(context: RecordContext, reference: str | None) -> float | None:
+    """The subject's first value of `FORM.ITEM` as a number; None when not collected."""
+    text = context.data.first(reference) if reference else None
+    return None if text is None else float(text)
 
 
 @derivation("arm")
@@ -52,18 +106,39 @@ def _arm(
     screen_failed: str,
     treated: str,
     level: str | None = None,
-    codelist: str | None = None,
+    phase_codes: Mapping[str, str] | None = None,
+    delivered_percent: str | None = None,
+    delivered_dose: str | None = None,
     arm_code: str | None = None,
     arm_label: str | None = None,
 ) -> Value:
-    """ARMCD/ACTARMCD (`part: code`) or ARM/ACTARM (`part: label`: the dose level's decode in
-    `codelist`, e.g. "DL1: 2.5x10^7 CAR-T cells", or the one arm's `arm_label`)."""
-    code = _arm_code(context, _Arms(screen_failed, treated, level, arm_code), actual=actual)
-    if code is None or part == "code":
-        return code
-    if codelist is None:
-        return arm_label or code
-    return context.study.codelists[codelist].decode(code) or code
+    """ARMCD/ACTARMCD (`part: code`, e.g. "DL3-ESC") or ARM/ACTARM (`part: label`, e.g.
+    "DL3 dose escalation: 1x10^8 CAR-T cells", or the one arm's `arm_label`); null for a
+    screen failure, a subject not yet assigned, (actual) not yet treated or treated outside
+    every arm."""
+    arms = _Arms(
+        screen_failed, treated, level, delivered_percent, delivered_dose, phase_codes or {},
+        arm_code, arm_label,
+    )  # fmt: skip
+    found = _actual(context, arms).arm if actual else _planned(context, arms)
+    if found is None:
+        return None
+    return found.code if part == "code" else found.label
+
+
+@derivation("unplanned_arm")
+def _unplanned_arm(
+    context: RecordContext,
+    screen_failed: str,
+    treated: str,
+    level: str,
+    delivered_percent: str,
+    delivered_dose: str,
+) -> Value:
+    """ACTARMUD: for a treatment outside every arm, the dose delivered against the recorded
+    level's target ("Infused at 148% of the DL1 target dose of 25 10^6 CAR-T cells")."""
+    arms = _Arms(screen_failed, treated, level, delivered_percent, delivered_dose)
+    return _actual(context, arms).unplanned
 
 
 @derivation("arm_null_reason")
@@ -72,18 +147,24 @@ def _arm_null_reason(
     screen_failed: str,
     treated: str,
     level: str | None = None,
+    delivered_percent: str | None = None,
+    delivered_dose: str | None = None,
     arm_code: str | None = None,
 ) -> Value:
     """ARMNRS per SDTMIG 3.4 (one variable for the planned and the actual arm): SCREEN
-    FAILURE, NOT ASSIGNED, or NOT TREATED for an assigned subject never treated."""
+    FAILURE, NOT ASSIGNED, NOT TREATED for an assigned subject never treated, or UNPLANNED
+    TREATMENT for a treatment outside every arm."""
     if context.subject.status == screen_failed:
         return "SCREEN FAILURE"
-    arms = _Arms(screen_failed, treated, level, arm_code)
-    if _arm_code(context, arms, actual=False) is None:
+    arms = _Arms(
+        screen_failed, treated, level, delivered_percent, delivered_dose, arm_code=arm_code
+    )
+    if _planned(context, arms) is None:
         return "NOT ASSIGNED"
-    if _arm_code(context, arms, actual=True) is None:
+    actual = _actual(context, arms)
+    if not actual.treated:
         return "NOT TREATED"
-    return None
+    return "UNPLANNED TREATMENT" if actual.arm is None else None
 
 
 @derivation("subject_phase")

@@ -89,6 +89,6 @@ def test_sponsor_exports_a_cohort_as_sdtm_and_opens_the_zip(
             )
         )
     assert cohort and set(dm["SUBJID"]) == cohort
-    assert set(dm["ARMCD"]) == {"DL2"}
+    assert set(dm["ARMCD"]) == {"DL2-ESC"}
     rows = {f["name"]: f["rows"] for f in manifest["files"]}
     assert rows["dm.xpt"] == len(dm) == len(cohort)
