@@ -55,7 +55,7 @@ def escalation_chart(
     before the first subject infused after it, labelled with its kind."""
     ordered = sorted(marks, key=lambda m: m.infused_on)
     left, top, step_x, step_y = 60, 24, 34, 40
-    width = left + step_x * (max(len(ordered), 1) + 1) + 10
+    width = max(left + step_x * (len(ordered) + 1) + 10, 480)  # room for the rules' labels
     height = top + step_y * len(levels) + 20
     label = (
         f"Dose escalation: {len(ordered)} subjects infused in order, by dose level; "
