@@ -34,6 +34,7 @@ from app.web import (
     check_pages,
     dashboard_pages,
     docs,
+    escalation_api,
     escalation_pages,
     exports,
     health,
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, studies: list[Study] | None = N
     app.include_router(sdv_pages.router)
     app.include_router(dashboard_pages.router)
     app.include_router(escalation_pages.router)
+    app.include_router(escalation_api.router)
     app.include_router(signature_pages.router)
     app.include_router(query_api.router)
     protected = tracing.trace_requests(
