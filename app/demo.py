@@ -85,6 +85,10 @@ class DemoDataRefused(Exception):
     """The services refused a demo value: the demo no longer fits the study definition."""
 
 
+class DemoTooLarge(ValueError):
+    """More subjects than the demo's dose escalation holds, on a study that gates it."""
+
+
 # -- scenarios --------------------------------------------------------------------------------
 
 PATH = ("screening", "enrolled", "leukapheresed", "lymphodepleted", "infused", "in_follow_up")
@@ -175,12 +179,12 @@ def load_demo(
     subject.
 
     The first `subjects` scenarios are built, and the board's decisions they need. A study
-    with an escalation casebook holds the story's subjects at most (ValueError: its gates
+    with an escalation casebook holds the story's subjects at most (DemoTooLarge: its gates
     refuse a second round of the 3+3); without one (a volume benchmark, `volume_study`) the
     scenarios are cycled through for any number, and no board decision is recorded."""
     gated = study.escalation is not None and study.escalation.casebook is not None
     if gated and subjects > len(SCENARIOS):
-        raise ValueError(
+        raise DemoTooLarge(
             f"The demo's dose escalation has {len(SCENARIOS)} subjects, not {subjects}: "
             "the 3+3 and its cap of infused subjects hold no more. A larger demo is for "
             "volume only, on the study without its escalation casebook (bench/export.py)."
