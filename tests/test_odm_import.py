@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from app import audit, auth
 from app.access import load_access
 from app.db import make_engine
-from app.demo import load_demo
+from app.demo import SCENARIOS, load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_metadata import metadata_version_oid
 from app.exporters.odm_transactional import write_odm_transactional
@@ -63,7 +63,7 @@ def build_demo_export(folder: Path, study: Study) -> Path:
     url = f"sqlite:///{folder / 'demo.db'}"
     prepare_database(url)
     engine = make_engine(url)
-    load_demo(engine, study, subjects=20)
+    load_demo(engine, study, subjects=len(SCENARIOS))
     path = folder / "zm001-snapshot.xml"
     with Session(engine) as session:
         write_odm_snapshot(session, study, path)

@@ -24,7 +24,7 @@ from app.cli import cli
 from app.crf import reads
 from app.crf.changes import FormRef
 from app.db import make_engine
-from app.demo import load_demo
+from app.demo import SCENARIOS, load_demo
 from app.exporters.scope import ExportScope, Progress, ScopeKind, no_progress
 from app.models import Subject
 from app.sdtm.build import write_sdtm
@@ -65,7 +65,7 @@ class Export:
 def demo(module_database_url: str, zm001: Study) -> Iterator[Engine]:
     """The 20-subject demo study, built once per backend for the whole module."""
     engine = make_engine(module_database_url)
-    load_demo(engine, zm001, subjects=20)
+    load_demo(engine, zm001, subjects=len(SCENARIOS))
     yield engine
     engine.dispose()
 
