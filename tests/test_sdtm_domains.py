@@ -45,7 +45,7 @@ def specs(zm001: Study) -> SdtmSpecs:
 
 
 def _demo_with_history(url: str, study: Study) -> Engine:
-    """The 20-subject demo plus, for SUBJECT, medical history, SLE history with prior
+    """The whole demo plus, for SUBJECT, medical history, SLE history with prior
     therapies, a concomitant medication, an unscheduled chemistry panel with creatinine in
     mg/dL, and a DLT assessment citing its first AE."""
     engine = make_engine(url)
@@ -131,7 +131,7 @@ def _demo_with_history(url: str, study: Study) -> Engine:
     return engine
 
 
-DLT_SUBJECT = "03-004"
+DLT_SUBJECT = "03-005"
 """The demo subject infused 9 days ago (expansion, DL3), whose DLT assessment cites AE 1."""
 CREATININE_ROW = 9
 """Position of CREAT among the preset rows of LBCHEM (checked in `_demo_with_history`)."""

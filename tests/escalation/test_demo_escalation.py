@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 
 from app.audit import AuditAction
 from app.crf import reads
-from app.crf.changes import StatusRefused
+from app.crf.changes import FormRef, StatusRefused
 from app.demo import SCENARIOS, DemoTooLarge, load_demo
 from app.demo_escalation import volume_study
 from app.escalation.decisions import DEFAULT_MEANING
@@ -17,7 +17,7 @@ from app.escalation.engine import LevelStatus, State
 from app.escalation.records import BoardDecisionRecord
 from app.escalation.study_state import study_escalation
 from app.models import AuditRecord, Subject, utcnow
-from app.study.loader import Study
+from app.study.loader import LOG_EVENT_OID, Study
 from tests import factories
 
 
@@ -104,3 +104,38 @@ def test_a_demo_larger_than_the_story_is_for_volume_only(engine: Engine, zm001: 
     with Session(engine) as session:
         assert len(session.exec(select(Subject)).all()) == len(SCENARIOS) + 2
         assert session.exec(select(BoardDecisionRecord)).all() == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_adverse_event_marked_as_a_dlt_is_read_from_the_ae_log(
+    engine: Engine, zm001: Study
+) -> None:
+    """The casebook's `dlt_onsets` reads the AE log's rows: an AE the investigator marks as
+    meeting the DLT criteria counts from its onset, before the DLT assessment at D28."""
+    in_window = next(i for i, s in enumerate(SCENARIOS) if s.days_ago == 9)
+    load_demo(engine, zm001, subjects=in_window + 1)
+    today = utcnow().date()
+    with Session(engine, expire_on_commit=False) as session:
+        subject = session.exec(select(Subject).order_by(col(Subject.id).desc())).first()
+        assert subject is not None and subject.phase == "EXPANSION"
+
+        def onsets() -> tuple[str, ...]:
+            state = study_escalation(session, zm001, today)
+            (found,) = [s for s in state.subjects if s.subject.id == subject.id]
+            return tuple(day.isoformat() for day in found.facts.dlt_onsets)
+
+        assert onsets() == ()
+        form = zm001.form("F.AE")
+        stored = reads.load_form(session, subject, form, FormRef(LOG_EVENT_OID, 1, "F.AE", 1))
+        assert stored is not None
+        multichoice = {i.name for g in form.item_groups for i in g.items if i.type == "multichoice"}
+        first = {
+            name: value.split(",") if name in multichoice and value else value
+            for name, value in stored.rows["IG.AE"][1].items()
+        } | {"AEDLTYN": "Y"}
+        flagged = factories.save(
+            session, zm001, subject, "F.AE", {"IG.AE": {1: first}}, event=LOG_EVENT_OID,
+            reason="Meets the DLT criteria", by="investigator3",
+        )  # fmt: skip
+        assert flagged.saved, flagged.evaluation.errors
+        assert onsets() == (first["AESTDAT"],)
