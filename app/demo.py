@@ -2,11 +2,12 @@
 
 `load_demo` creates three sites, one account per role (plus an investigator and a coordinator
 at every site) and subjects built from `SCENARIOS`, a table of casebook templates telling the
-escalation's story, with the board's decisions (`app.demo_escalation`): screen failures, subjects waiting at each step of the
-CAR-T path (screening, enrolled, leukapheresed, lymphodepleted, infused), subjects in follow-up
-from D7 to M12, one completed, one withdrawn and one who died. Infused subjects have vital
-signs and laboratory panels at a few visits (some results out of range), an adverse event log,
-CRS episodes graded from their assessments, an ICANS episode and a DLT assessment after D28.
+escalation's story, with the board's decisions (`app.demo_escalation`): screen failures,
+subjects waiting at each step of the CAR-T path (screening, enrolled, leukapheresed,
+lymphodepleted, infused), subjects in follow-up from D7 to M12, one completed, one withdrawn
+and one who died. Infused subjects have vital signs and laboratory panels at a few visits
+(some results out of range), an adverse event log, CRS episodes graded from their
+assessments, an ICANS episode and a DLT assessment after D28.
 
 Dates are relative to today (UTC): consent < enrolment < leukapheresis < lymphodepletion
 < infusion, follow-up visits in their windows (a few on purpose out of window), nothing in
