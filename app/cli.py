@@ -445,13 +445,16 @@ def create_admin(
 
 @cli.command()
 def demo(
-    subjects: Annotated[int, typer.Option(help="subjects to create")] = 20,
+    subjects: Annotated[
+        int | None,
+        typer.Option(help="subjects to create, at most the dose escalation's story (default)"),
+    ] = None,
     study: StudyOption = None,
 ) -> None:
-    """Migrate the database and load demo sites, one account per role and a few subjects
-    into a study (the first served, unless --study names another)."""
+    """Migrate the database and load demo sites, one account per role and the subjects of
+    a dose escalation's story into a study (the first served, unless --study names another)."""
     from app.config import get_settings
-    from app.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, load_demo
+    from app.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, SCENARIOS, DemoTooLarge, load_demo
 
     settings = get_settings()
     with _display() as display:
@@ -463,9 +466,15 @@ def demo(
             display.advance("sites, accounts", 1, 1)  # done before the first subject
             display.advance("subjects", done, total)
 
-        created = load_demo(engine, bound, subjects=subjects, progress=subject_done)
+        try:
+            count = len(SCENARIOS) if subjects is None else subjects
+            created = load_demo(engine, bound, subjects=count, progress=subject_done)
+        except DemoTooLarge as error:
+            errors.print(f"Not loaded: {error}", markup=False)
+            raise typer.Exit(1) from error
+        finally:
+            engine.dispose()
         display.advance("sites, accounts", 1, 1)
-        engine.dispose()
     console.print("Demo data loaded." if created else "Demo data was already there.")
     console.print(f"Accounts (password for all: {DEMO_PASSWORD}):", markup=False)
     for username, _full_name, description in DEMO_ACCOUNTS:

@@ -1,12 +1,13 @@
-"""Demo data for trying TrialDesk: the ZM001 study some months into dose escalation.
+"""Demo data for trying TrialDesk: the ZM001 study after its 3+3 dose escalation, in expansion.
 
 `load_demo` creates three sites, one account per role (plus an investigator and a coordinator
-at every site) and subjects built from `SCENARIOS`, a table of casebook templates cycled
-through for any number of subjects: screen failures, subjects waiting at each step of the
-CAR-T path (screening, enrolled, leukapheresed, lymphodepleted, infused), subjects in follow-up
-from D7 to M12, one completed, one withdrawn and one who died. Infused subjects have vital
-signs and laboratory panels at a few visits (some results out of range), an adverse event log,
-CRS episodes graded from their assessments, an ICANS episode and a DLT assessment after D28.
+at every site) and subjects built from `SCENARIOS`, a table of casebook templates telling the
+escalation's story, with the board's decisions (`app.demo_escalation`): screen failures,
+subjects waiting at each step of the CAR-T path (screening, enrolled, leukapheresed,
+lymphodepleted, infused), subjects in follow-up from D7 to M12, one completed, one withdrawn
+and one who died. Infused subjects have vital signs and laboratory panels at a few visits
+(some results out of range), an adverse event log, CRS episodes graded from their
+assessments, an ICANS episode and a DLT assessment after D28.
 
 Dates are relative to today (UTC): consent < enrolment < leukapheresis < lymphodepletion
 < infusion, follow-up visits in their windows (a few on purpose out of window), nothing in
@@ -32,6 +33,7 @@ from app.access import load_access
 from app.crf import write
 from app.crf.changes import FormEdit, FormRef, FormValues, NewSubject, SubjectStatus, VisitDate
 from app.db import unit_of_work
+from app.demo_escalation import DemoBoard
 from app.demo_review import leave_cleaning_state
 from app.models import Role, Site, Subject, UserAccount, pk
 from app.study.loader import LOG_EVENT_OID, Study
@@ -84,6 +86,10 @@ class DemoDataRefused(Exception):
     """The services refused a demo value: the demo no longer fits the study definition."""
 
 
+class DemoTooLarge(ValueError):
+    """More subjects than the demo's dose escalation holds, on a study that gates it."""
+
+
 # -- scenarios --------------------------------------------------------------------------------
 
 PATH = ("screening", "enrolled", "leukapheresed", "lymphodepleted", "infused", "in_follow_up")
@@ -119,22 +125,34 @@ class Scenario:
     def reached(self, stage: str) -> bool:
         return PATH.index(self.stage) >= PATH.index(stage)
 
+    @property
+    def on_schedule(self) -> bool:
+        """An escalation subject infused exactly `days_ago` days ago: the 3+3's timeline
+        (cohorts, windows, the board's decisions) is fixed, the others' dates vary a little."""
+        return self.phase == "ESCALATION" and self.reached("infused")
+
 
 _FU = "in_follow_up"
 SCENARIOS: tuple[Scenario, ...] = (
-    # DL1 to DL4 in escalation (oldest first), then the expansion at DL3, then screening.
-    Scenario("01", _FU, 385, "DL1", exit="completed", exit_day=368, crs=(1,)),
-    Scenario("02", _FU, 372, "DL1", crs=(1,)),
-    Scenario("01", _FU, 340, "DL1", exit="died", exit_day=71, crs=(2,)),
-    Scenario("01", _FU, 300, "DL2", crs=(2,), icans=True),
-    Scenario("02", _FU, 270, "DL2", crs=(1,), late_visit="SE.M6"),
-    Scenario("03", _FU, 245, "DL2", exit="withdrawn", exit_day=75, crs=(1,)),
+    # The 3+3 (app.demo_escalation): DL1 to DL4, three subjects each, 15 days apart; DL4 (the
+    # top dose) confirmed with three more; then the expansion at DL3 the board selected and
+    # screening. Oldest first: the demo builds them in this order.
+    Scenario("01", _FU, 480, "DL1", exit="completed", exit_day=368, crs=(1,)),
+    Scenario("02", _FU, 465, "DL1", crs=(1,)),
+    Scenario("01", _FU, 450, "DL1", exit="died", exit_day=71, crs=(2,)),
+    Scenario("01", _FU, 378, "DL2", crs=(2,), icans=True),
+    Scenario("02", _FU, 363, "DL2", crs=(1,), late_visit="SE.M6"),
+    Scenario("03", _FU, 348, "DL2", exit="withdrawn", exit_day=75, crs=(1,)),
+    Scenario("01", _FU, 276, "DL3", crs=(3, 1)),
+    Scenario("01", _FU, 261, "DL3", crs=(1,), late_visit="SE.M3"),
+    Scenario("02", _FU, 246, "DL3", crs=(1,)),
     Scenario("03", "screening", 240, exit="screen_failed", failed="IN02"),
-    Scenario("01", _FU, 205, "DL3", crs=(3, 1)),
-    Scenario("01", _FU, 150, "DL3", crs=(1,), late_visit="SE.M3"),
-    Scenario("03", _FU, 120, "DL4", crs=(2,)),
-    Scenario("01", _FU, 95, "DL4", crs=(3,)),
-    Scenario("02", _FU, 62, "DL4", crs=(1,)),
+    Scenario("03", _FU, 174, "DL4", crs=(2,)),
+    Scenario("01", _FU, 159, "DL4", crs=(3,)),
+    Scenario("02", _FU, 144, "DL4", crs=(1,)),
+    Scenario("03", _FU, 112, "DL4", crs=(1,)),
+    Scenario("01", _FU, 109, "DL4", crs=(2,)),
+    Scenario("02", _FU, 106, "DL4"),
     Scenario("01", "screening", 60, exit="screen_failed", failed="IN04"),
     Scenario("01", _FU, 30, "DL3", "EXPANSION", crs=(2,)),
     Scenario("03", _FU, 9, "DL3", "EXPANSION", crs=(1,)),
@@ -159,7 +177,19 @@ def load_demo(
 ) -> bool:
     """Create the demo sites, accounts and `subjects` subjects; False if already present.
     `progress(subjects created, subjects)` is called once the accounts exist and after each
-    subject."""
+    subject.
+
+    The first `subjects` scenarios are built, and the board's decisions they need. A study
+    with an escalation casebook holds the story's subjects at most (DemoTooLarge: its gates
+    refuse a second round of the 3+3); without one (a volume benchmark, `volume_study`) the
+    scenarios are cycled through for any number, and no board decision is recorded."""
+    gated = study.escalation is not None and study.escalation.casebook is not None
+    if gated and subjects > len(SCENARIOS):
+        raise DemoTooLarge(
+            f"The demo's dose escalation has {len(SCENARIOS)} subjects, not {subjects}: "
+            "the 3+3 and its cap of infused subjects hold no more. A larger demo is for "
+            "volume only, on the study without its escalation casebook (bench/export.py)."
+        )
     system = audit.Actor(None, "demo")
     with Session(engine, expire_on_commit=False) as session:
         if session.exec(select(UserAccount).where(UserAccount.username == "coordinator")).first():
@@ -194,10 +224,13 @@ def load_demo(
         }
         rng = random.Random(seed)  # noqa: S311 - demo data, not security
         now = datetime.now(UTC)
+        board = DemoBoard(session, study, users["sponsor"], DEMO_PASSWORD, now) if gated else None
         progress(0, subjects)
         for index in range(subjects):
             scenario = SCENARIOS[index % len(SCENARIOS)]
             coordinator, investigator = staff[scenario.site]
+            if board is not None:
+                board.record_until(now.date() - timedelta(days=scenario.days_ago))
             with unit_of_work(session):  # each subject whole, or not at all
                 _build_subject(
                     session, study, scenario, sites[scenario.site], coordinator, investigator,
@@ -365,11 +398,13 @@ def _build_subject(
 
 def _plan(scenario: Scenario, today: date, rng: random.Random) -> _Plan:
     """Key dates: gaps consent -> enrolment -> leukapheresis -> first LD dose (D-5) -> D0,
-    placed so that the scenario's latest event falls `days_ago` (plus a little) before today."""
+    placed so that the scenario's latest event falls `days_ago` (plus a little, unless on
+    schedule) before today."""
     gaps = (rng.randint(5, 9), rng.randint(3, 8), rng.randint(20, 26), 5)
     offsets = (0, *accumulate(gaps))
     latest = {"screening": 0, "enrolled": 1, "leukapheresed": 2, "lymphodepleted": 3}
-    days_ago = scenario.days_ago + rng.randint(0, scenario.days_ago // 10)
+    jitter = rng.randint(0, scenario.days_ago // 10)
+    days_ago = scenario.days_ago + (0 if scenario.on_schedule else jitter)
     start = today - timedelta(days=days_ago + offsets[latest.get(scenario.stage, 4)])
     consent, enrolment, leukapheresis, _, infusion = (start + timedelta(days=o) for o in offsets)
     end = today

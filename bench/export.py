@@ -1,10 +1,12 @@
-"""Export benchmark on a large demo study (default `trialdesk demo --subjects 1000`: about a
-million item values with their audit records).
+"""Export benchmark on a large demo study (default 1000 subjects: about a million item values
+with their audit records).
 
     python bench/export.py [--database-url URL] [--subjects 1000]
 
 Without --database-url it builds (once, then reuses) a SQLite demo database in the temporary
-folder. Each measured task runs in its own Python process, which reports its time and its
+folder, for volume: the demo's scenarios cycled through on the study without its escalation
+casebook (`app.demo_escalation.volume_study`: no escalation gates, no board decisions; the
+3+3 holds the demo's story only). Each measured task runs in its own Python process, which reports its time and its
 peak resident memory:
 - `odm`: TrialDesk's ODM 1.3.2 snapshot export (metadata, AdminData, ClinicalData with the
   latest AuditRecord of each item) of the whole study, read from the database while written;
@@ -38,6 +40,7 @@ from sqlmodel import Session  # noqa: E402
 
 from app.db import make_engine, upgrade  # noqa: E402
 from app.demo import load_demo  # noqa: E402
+from app.demo_escalation import volume_study  # noqa: E402
 from app.exporters.odm_clinical import write_odm_snapshot  # noqa: E402
 from app.exporters.odm_common import ODM_NS, q  # noqa: E402
 from app.exporters.odm_metadata import metadata_version_oid, study_element  # noqa: E402
@@ -48,6 +51,7 @@ from app.studies import bind_studies  # noqa: E402
 from app.study.loader import load_study  # noqa: E402
 
 STUDY = replace(load_study(REPO / "forms"), sdtm_dir=REPO / "exports", db_id=1, version=1)
+VOLUME_STUDY = volume_study(STUDY)
 """ZM001 as `demo_database` binds it (the only study of the database)."""
 
 
@@ -175,23 +179,30 @@ def run_task(name: str, url: str, out: Path) -> dict[str, Any]:
 
 
 def demo_database(subjects: int) -> str:
-    """A `trialdesk demo --subjects N` SQLite database in the temporary folder, built once per
-    definition (its digest is in the `ready` marker: a changed definition rebuilds it)."""
+    """A volume demo database of `subjects` subjects in the temporary folder, built once per
+    definition (the digest of the study it was built on is in the `ready` marker: a changed
+    definition rebuilds it)."""
     folder = Path(tempfile.gettempdir()) / f"trialdesk-bench-export-{subjects}"
     folder.mkdir(exist_ok=True)
     url = f"sqlite:///{folder / 'trialdesk.db'}"
     ready = folder / "ready"
-    if not ready.exists() or ready.read_text() != STUDY.digest:
+    if not ready.exists() or ready.read_text() != VOLUME_STUDY.digest:
         print(f"Building a demo study of {subjects} subjects in {folder} (once)...", flush=True)
         for stale in folder.glob("trialdesk.db*"):  # with its -wal and -shm files
             stale.unlink()
-        upgrade(url)
-        engine = make_engine(url)
-        bind_studies(engine, [replace(STUDY, db_id=None, version=0)], now=utcnow())
-        load_demo(engine, STUDY, subjects=subjects)
-        engine.dispose()
-        ready.write_text(STUDY.digest)
+        build_volume_demo(url, subjects)
+        ready.write_text(VOLUME_STUDY.digest)
     return url
+
+
+def build_volume_demo(url: str, subjects: int) -> None:
+    """Migrate the database at `url`, release ZM001 in it as served, and load a demo of
+    `subjects` subjects for volume (module docstring)."""
+    upgrade(url)
+    engine = make_engine(url)
+    bind_studies(engine, [replace(STUDY, db_id=None, version=0)], now=utcnow())
+    load_demo(engine, VOLUME_STUDY, subjects=subjects)
+    engine.dispose()
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ runs what the `trialdesk` script runs) with the tree's `forms/` and `exports/`:
 With `--compare OTHER_TREE` (e.g. a `git archive` of main unpacked in a folder) each figure
 is measured for both trees side by side, in alternation, and printed with the ratio; the
 machine's speed varies over a day, so only such pairs compare. The demo databases (20 and
-`--subjects` subjects) are built once by this tree's `trialdesk demo` and reused.
+`--subjects` subjects) are built once by this tree's `trialdesk demo` and reused; beyond the
+demo's escalation story, as a volume demo (`bench.export.build_volume_demo`).
 
 Measured on this 2-core machine with other work on it (load about 2), side by side, median
 of 3 (before: main at 1a4206f unpacked with `git archive`; after: branch `costs`):
@@ -82,6 +83,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO_PASSWORD = "Demo-2026-zm001"
 SUBJECT = "01-003"
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
+BUILD_VOLUME = "from bench.export import build_volume_demo; build_volume_demo"
 LOAD_STUDY = (
     "import time; from pathlib import Path; from app.study.loader import load_study; "
     "t = time.perf_counter(); load_study(Path('forms')); print(time.perf_counter() - t)"
@@ -192,14 +194,20 @@ def serve(tree: Tree) -> tuple[float, float, float]:
 
 
 def demo_database(tree: Tree, subjects: int) -> str:
-    """A `trialdesk demo --subjects N` SQLite database, built once and reused (migrated)."""
-    path = Path(tempfile.gettempdir()) / f"trialdesk-fixed-costs-{subjects}.db"
+    """A demo SQLite database, built once and reused (migrated): `trialdesk demo --subjects N`
+    up to the demo's story, a volume demo beyond (`bench.export.build_volume_demo`)."""
+    story = int(tree.run("-c", "from app.demo import SCENARIOS; print(len(SCENARIOS))"))
+    volume = subjects > story
+    name = f"trialdesk-fixed-costs-{subjects}{'-volume' if volume else ''}.db"
+    path = Path(tempfile.gettempdir()) / name
     if not path.exists():
         partial = path.with_suffix(".partial.db")
         partial.unlink(missing_ok=True)
-        tree.run(
-            "-m", "app", "demo", "--subjects", str(subjects), database_url=f"sqlite:///{partial}"
-        )
+        url = f"sqlite:///{partial}"
+        if volume:
+            tree.run("-c", f"{BUILD_VOLUME}({url!r}, {subjects})", database_url=url)
+        else:
+            tree.run("-m", "app", "demo", "--subjects", str(subjects), database_url=url)
         partial.rename(path)
     else:  # built by an earlier version: bring it to this tree's migrations
         tree.run("-m", "app", "db", "upgrade", database_url=f"sqlite:///{path}")

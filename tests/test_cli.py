@@ -46,6 +46,10 @@ def test_demo_creates_accounts_and_subjects_once(tmp_path: Path) -> None:
     assert "Demo data loaded." in first.stdout and "coordinator" in first.stdout
     again = run("demo", env=env)
     assert again.returncode == 0 and "already there" in again.stdout
+    # The 3+3 holds the demo's story only: more subjects are refused, naming the limit.
+    larger = run("demo", "--subjects", "500", env=env)
+    assert larger.returncode == 1
+    assert "The demo's dose escalation has 24 subjects, not 500" in larger.stderr
 
 
 def _worker_pids(parent: int) -> set[int]:

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from app.db import make_engine
-from app.demo import load_demo
+from app.demo import SCENARIOS, load_demo
 from app.exporters.define import DefineError, define_document, write_define
 from app.exporters.define_html import render_html
 from app.exporters.produce import ExportKind, ExportRequest, produce
@@ -89,7 +89,7 @@ def demo_database(backend: str, directory: Path, study: Study) -> Iterator[Engin
     with migrated_database(backend, directory) as url:
         engine = make_engine(url)
         try:
-            load_demo(engine, study, subjects=20)
+            load_demo(engine, study, subjects=len(SCENARIOS))
             yield engine
         finally:
             engine.dispose()

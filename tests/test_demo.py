@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from app.audit import ITEM_ACTIONS
-from app.demo import DEMO_ACCOUNTS, load_demo
+from app.demo import DEMO_ACCOUNTS, SCENARIOS, load_demo
 from app.models import (
     AuditRecord,
     DataLock,
@@ -29,11 +29,11 @@ def item_values(session: Session, item_oid: str) -> list[str | None]:
 def test_demo_builds_a_study_in_progress_entered_like_real_data(
     engine: Engine, zm001: Study
 ) -> None:
-    assert load_demo(engine, zm001, subjects=20)
-    assert not load_demo(engine, zm001, subjects=20)
+    assert load_demo(engine, zm001, subjects=len(SCENARIOS))
+    assert not load_demo(engine, zm001, subjects=len(SCENARIOS))
     with Session(engine) as session:
         subjects = session.exec(select(Subject, Site).join(Site)).all()
-        assert len(subjects) == 20
+        assert len(subjects) == len(SCENARIOS)
         assert {site.number for _, site in subjects} == {"01", "02", "03"}
         statuses = {subject.status for subject, _ in subjects}
         assert len(statuses) >= 6, statuses

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from app.crf import reads
 from app.crf.changes import FormRef
 from app.db import make_engine
-from app.demo import load_demo
+from app.demo import SCENARIOS, load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_transactional import write_odm_transactional
 from app.exporters.scope import ExportScope, ScopeKind
@@ -57,7 +57,7 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(module_database_url: str, zm001: Study) -> Iterator[Demo]:
     engine = make_engine(module_database_url)
-    load_demo(engine, zm001, subjects=20)
+    load_demo(engine, zm001, subjects=len(SCENARIOS))
     with Session(engine, expire_on_commit=False) as session:
 
         def new_subject() -> Subject:

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from app import audit, auth
 from app.access import load_access
 from app.db import make_engine
-from app.demo import load_demo
+from app.demo import SCENARIOS, load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
 from app.exporters.odm_metadata import metadata_version_oid
 from app.exporters.odm_transactional import write_odm_transactional
@@ -63,7 +63,7 @@ def build_demo_export(folder: Path, study: Study) -> Path:
     url = f"sqlite:///{folder / 'demo.db'}"
     prepare_database(url)
     engine = make_engine(url)
-    load_demo(engine, study, subjects=20)
+    load_demo(engine, study, subjects=len(SCENARIOS))
     path = folder / "zm001-snapshot.xml"
     with Session(engine) as session:
         write_odm_snapshot(session, study, path)
@@ -135,8 +135,9 @@ def test_an_export_imported_into_an_empty_database_exports_the_same_clinical_dat
     report = run_import(demo_engine, zm001, demo_export)
 
     assert report.stored and report.problems == [], report.format()
-    assert (report.subjects, report.warnings) == (20, [])
-    assert report.format().startswith(f"zm001-snapshot.xml: imported 20 subjects, {report.forms}")
+    assert (report.subjects, report.warnings) == (len(SCENARIOS), [])
+    imported = f"zm001-snapshot.xml: imported {len(SCENARIOS)} subjects, {report.forms}"
+    assert report.format().startswith(imported)
     again = tmp_path / "again.xml"
     with Session(demo_engine) as session:
         write_odm_snapshot(session, zm001, again)
@@ -547,7 +548,7 @@ def test_the_import_page_uploads_a_file_and_shows_the_report(
 
     assert demo_export.stat().st_size > MAX_BODY_BYTES  # other routes refuse this size
     rest = upload(demo_export, valid_subjects_only="true")
-    assert rest.startswith("200 ") and "Imported 19 subjects" in rest
+    assert rest.startswith("200 ") and f"Imported {len(SCENARIOS) - 1} subjects" in rest
     assert "Left out 1 subject(s) with problems: 01-002" in rest
     assert "a subject with this SubjectKey is already in TrialDesk" in rest
 

@@ -24,7 +24,7 @@ from app.cli import cli
 from app.crf import reads
 from app.crf.changes import FormRef
 from app.db import make_engine
-from app.demo import load_demo
+from app.demo import SCENARIOS, load_demo
 from app.exporters.scope import ExportScope, Progress, ScopeKind, no_progress
 from app.models import Subject
 from app.sdtm.build import write_sdtm
@@ -65,7 +65,7 @@ class Export:
 def demo(module_database_url: str, zm001: Study) -> Iterator[Engine]:
     """The 20-subject demo study, built once per backend for the whole module."""
     engine = make_engine(module_database_url)
-    load_demo(engine, zm001, subjects=20)
+    load_demo(engine, zm001, subjects=len(SCENARIOS))
     yield engine
     engine.dispose()
 
@@ -209,7 +209,7 @@ def test_a_second_export_gives_the_same_records_and_seq_numbers(
 ) -> None:
     steps: list[tuple[int, int]] = []
     again = export(demo, zm001, specs, tmp_path, formats=frozenset({"xpt"}), progress=_step(steps))
-    assert steps == [(done, 20) for done in range(1, 21)]
+    assert steps == [(done, len(SCENARIOS)) for done in range(1, len(SCENARIOS) + 1)]
     for name, dataset in full.datasets.items():
         assert set(again.datasets[name].files) == {"xpt"}
         assert records(again.datasets[name]) == records(dataset), name

@@ -22,7 +22,7 @@ from app.crf import reads
 from app.crf.changes import FormRef
 from app.crf.engine import RawRows
 from app.db import make_engine
-from app.demo import load_demo
+from app.demo import SCENARIOS, load_demo
 from app.models import FormData, ItemData, ItemGroupData, StudyEventData, Subject
 from app.sdtm.build import write_sdtm
 from app.sdtm.dataset import SdtmDataset
@@ -45,11 +45,11 @@ def specs(zm001: Study) -> SdtmSpecs:
 
 
 def _demo_with_history(url: str, study: Study) -> Engine:
-    """The 20-subject demo plus, for SUBJECT, medical history, SLE history with prior
+    """The whole demo plus, for SUBJECT, medical history, SLE history with prior
     therapies, a concomitant medication, an unscheduled chemistry panel with creatinine in
     mg/dL, and a DLT assessment citing its first AE."""
     engine = make_engine(url)
-    load_demo(engine, study, subjects=20)
+    load_demo(engine, study, subjects=len(SCENARIOS))
     with Session(engine) as session:
         subject = session.exec(select(Subject).where(Subject.subject_key == SUBJECT)).one()
         infusion = _item(session, subject, "IT.EX.EXSTDTM")
@@ -131,7 +131,7 @@ def _demo_with_history(url: str, study: Study) -> Engine:
     return engine
 
 
-DLT_SUBJECT = "03-004"
+DLT_SUBJECT = "03-005"
 """The demo subject infused 9 days ago (expansion, DL3), whose DLT assessment cites AE 1."""
 CREATININE_ROW = 9
 """Position of CREAT among the preset rows of LBCHEM (checked in `_demo_with_history`)."""

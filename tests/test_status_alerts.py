@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from app.crf import reads
 from app.crf.changes import FormRef, StatusRefused
 from app.db import make_engine
-from app.demo import load_demo
+from app.demo import SCENARIOS, load_demo
 from app.models import AuditRecord, StatusAlert, Subject
 from app.study.loader import Study
 from tests import factories
@@ -29,7 +29,7 @@ AGREES = (
 @pytest.fixture(scope="module")
 def demo(module_database_url: str, zm001: Study) -> Iterator[Engine]:
     engine = make_engine(module_database_url)
-    load_demo(engine, zm001, subjects=20)
+    load_demo(engine, zm001, subjects=len(SCENARIOS))
     yield engine
     engine.dispose()
 

@@ -12,7 +12,8 @@ from sqlmodel import Session, select
 
 from app.crf import reads
 from app.crf.changes import StatusRefused
-from app.demo import load_demo
+from app.demo import SCENARIOS, load_demo
+from app.demo_escalation import volume_study
 from app.exporters.scope import ExportScope, ScopeKind
 from app.models import AuditRecord, Subject, pk, utcnow
 from app.sdtm.build import write_sdtm
@@ -194,12 +195,14 @@ def test_the_infusion_is_recorded_only_at_the_dose_level_assigned_at_enrolment(
     engine: Engine, zm001: Study, tmp_path: Path
 ) -> None:
     """One source of the planned arm: the level assigned at enrolment (eligibility asks none);
-    an infusion form naming another level cannot move the subject to infused, and SDTM's
+    the escalation refuses an infusion form naming a level it has not opened, one naming
+    another level cannot move the subject to infused, and SDTM's
     actual arm comes from the infusion that was accepted."""
-    load_demo(engine, zm001, subjects=17)  # the 17th demo subject is lymphodepleted at DL3
+    lymphodepleted = next(i for i, s in enumerate(SCENARIOS) if s.stage == "lymphodepleted")
+    load_demo(engine, zm001, subjects=lymphodepleted + 1)  # the last built, at DL3, in expansion
     with Session(engine, expire_on_commit=False) as session:
         subject = session.exec(select(Subject).where(Subject.status == "lymphodepleted")).one()
-        assert subject.dose_level == "DL3"
+        assert (subject.dose_level, subject.phase) == ("DL3", "EXPANSION")
         day = reads.site_today(session, subject, utcnow())
         factories.date_visit(session, zm001, subject, "SE.D0", day, by="coordinator2")
         lot = reads.SubjectValues(session, zm001, subject).values({"PROD"})["PROD"]["LOTNUM"]
@@ -209,8 +212,17 @@ def test_the_infusion_is_recorded_only_at_the_dose_level_assigned_at_enrolment(
             "EXENDTM": f"{day}T10:15", "EXCOMP": "Y", "EXINTYN": "N", "PREMEDYN": "Y",
             "IRRYN": "N",
         }  # fmt: skip
-        saved = factories.save(
+        gated = factories.save(
             session, zm001, subject, "F.EX", {"IG.EX": {1: infusion}}, event="SE.D0",
+            complete=True, by="coordinator2",
+        )  # fmt: skip
+        assert not gated.saved
+        assert "DL2 is not a level the board selected for expansion" in str(gated.evaluation.errors)
+        # Without the escalation's gates (as on a study without a casebook), the subject
+        # path still holds: the form saves, the move to infused does not.
+        ungated = volume_study(zm001)
+        saved = factories.save(
+            session, ungated, subject, "F.EX", {"IG.EX": {1: infusion}}, event="SE.D0",
             complete=True, by="coordinator2",
         )  # fmt: skip
         assert saved.saved, saved.evaluation.errors
