@@ -136,8 +136,8 @@ def test_an_export_imported_into_an_empty_database_exports_the_same_clinical_dat
 
     assert report.stored and report.problems == [], report.format()
     assert (report.subjects, report.warnings) == (len(SCENARIOS), [])
-    imported = f"zm001-snapshot.xml: imported {len(SCENARIOS)} subjects, {report.forms}"
-    assert report.format().startswith(imported)
+    summary = f"zm001-snapshot.xml: imported {len(SCENARIOS)} subjects, {report.forms}"
+    assert report.format().startswith(summary)
     again = tmp_path / "again.xml"
     with Session(demo_engine) as session:
         write_odm_snapshot(session, zm001, again)
@@ -165,8 +165,8 @@ def test_an_export_imported_into_an_empty_database_exports_the_same_clinical_dat
         # The site's screening numbers continue after the imported keys.
         site = session.exec(select(Site).where(Site.oid == "SITE.01")).one()
         imported = session.exec(select(Subject.id).where(Subject.site_id == site.id)).all()
-        new = factories.register(session, zm001, site_id=pk(site))
-        assert new.subject_key == f"01-{len(imported) + 1:03d}"
+        registered = factories.register(session, zm001, site_id=pk(site))
+        assert registered.subject_key == f"01-{len(imported) + 1:03d}"
 
 
 def test_forms_in_progress_and_not_done_keep_their_status_and_reason(
