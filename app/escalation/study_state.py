@@ -110,11 +110,12 @@ class StudyEscalation:
         selection = self.latest(DecisionKind.SELECT)
         if selection is not None:
             levels = " and ".join(selection.level_codes)
+            reviews = "".join(f" {self._review(level)}" for level in selection.level_codes)
             return Decision(
                 State.EXPANSION, ",".join(selection.level_codes),
                 f"The board selected {levels} for expansion on "
                 f"{selection.decided_on.isoformat()}: up to {self.rules.max_cohort} more "
-                "subjects at each.",
+                f"subjects at each.{reviews.rstrip()}",
             )  # fmt: skip
         if engine.state in (State.MTD_DECLARED, State.TOP_DOSE_TOLERATED):
             accepted = self.latest(DecisionKind.DECLARE_MTD)
@@ -126,6 +127,21 @@ class StudyEscalation:
                     f"{self.rules.expansion_levels} levels to expand.",
                 )  # fmt: skip
         return engine
+
+    def _review(self, level: str) -> str:
+        """The spec's proposed expansion rule (§2.4, "After escalation ends"): the board
+        reviews a level whose DLT rate over all its evaluable subjects, escalation and
+        expansion, reaches 1 in 3 with the full cohort evaluable. Words, not a pause: the
+        protocol gives no stopping rule for the expansion."""
+        at = [s for s in self.subjects if s.level == level]
+        dlt = sum(s.outcome == Outcome.DLT for s in at)
+        evaluable = dlt + sum(s.outcome == Outcome.NO_DLT for s in at)
+        if evaluable < self.rules.max_cohort or 3 * dlt < evaluable:
+            return ""
+        return (
+            f"{level} has {dlt} DLTs in {evaluable} evaluable subjects (at least 1 in 3): the "
+            "board should review its expansion."
+        )
 
     @property
     def infused(self) -> int:
