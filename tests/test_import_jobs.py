@@ -58,8 +58,9 @@ def test_other_users_save_between_the_subjects_of_a_running_import(
 
     import_jobs.run_job(demo_engine, zm001, job_id, progress=between)
 
-    assert seen[:2] == [("checking", 1, 20), ("checking", 2, 20)]
-    assert seen[20:22] == [("storing", 1, 20), ("storing", 2, 20)]
+    n = len(keys)
+    assert seen[:2] == [("checking", 1, n), ("checking", 2, n)]
+    assert seen[n : n + 2] == [("storing", 1, n), ("storing", 2, n)]
     with Session(demo_engine) as session:
         job = session.get(ImportJob, job_id)
         assert job is not None and job.state == JobState.DONE
@@ -72,7 +73,7 @@ def test_other_users_save_between_the_subjects_of_a_running_import(
     clash = [key for key in registered if key in keys]
     assert report.not_stored == clash
     assert sorted(report.stored_subjects + report.not_stored) == sorted(keys)
-    assert report.subjects == len(report.stored_subjects) == 20 - len(clash)
+    assert report.subjects == len(report.stored_subjects) == n - len(clash)
     assert stored == report.subjects + 1
     assert sorted(actions) == ["import", "import_requested"]
 

@@ -244,4 +244,4 @@ def test_the_infusion_is_recorded_only_at_the_dose_level_assigned_at_enrolment(
         datasets = write_sdtm(session, zm001, specs, tmp_path, scope, frozenset({"csv"}))
     columns, (dm,) = read_written(next(d for d in datasets if d.name == "DM"))
     arms = dict(zip(columns, dm, strict=True))
-    assert (arms["ARMCD"], arms["ACTARMCD"], arms["ARMNRS"]) == ("DL3-ESC", "DL3-ESC", None)
+    assert (arms["ARMCD"], arms["ACTARMCD"], arms["ARMNRS"]) == ("DL3-EXP", "DL3-EXP", None)
