@@ -16,19 +16,11 @@ from sqlmodel import Session
 
 from app.demo import DEMO_PASSWORD
 from app.study.loader import Study
+from tests.browser.test_browser_walkthrough import login
 from tests.conftest import ARTIFACTS, LiveServer
 from tests.escalation.casebooks import dlt, eligible, enrol
 
 pytestmark = pytest.mark.browser
-
-
-def login(browser: Browser, server: LiveServer, username: str) -> Page:
-    page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
-    page.goto(server.url + "/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    return page
 
 
 def type_infusion(page: Page, server: LiveServer, subject_id: int, start: str) -> None:
