@@ -233,12 +233,24 @@ class Anchor(Definition):
     source: str = Field(pattern=r"^[A-Z][A-Z0-9_]*\.[A-Z][A-Z0-9_]*$", description="FORM.ITEM")
 
 
+class Element(Definition):
+    """The SDTM trial element (TE) a subject goes through in a period: ETCD, ELEMENT and the
+    rules, in words, that start and end it (TESTRL, TEENRL)."""
+
+    code: str = Field(pattern=r"^[A-Z][A-Z0-9]{0,7}$", description="ETCD, at most 8 characters")
+    name: str
+    start_rule: str
+    end_rule: str
+
+
 class Period(Definition):
-    """A study period; its `epoch` is the SDTM EPOCH value."""
+    """A study period; its `epoch` is the SDTM EPOCH value, its `element` the trial element
+    (TE) subjects go through in it, in every arm."""
 
     oid: str = Field(pattern=OID_PATTERN)
     name: str
     epoch: str
+    element: Element | None = None
 
 
 class Window(Definition):
