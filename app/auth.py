@@ -69,13 +69,21 @@ def create_user(
     password: str,
     roles: list[tuple[Role, int | None, int | None]],
     actor: audit.Actor,
+    given_name: str | None = None,
+    family_name: str | None = None,
 ) -> UserAccount:
     """Create an account with roles ((role, study id, site id): a study of None is the whole
     instance, a site of None study-wide); audited. The caller commits."""
     check_password_policy(password, username)
     if session.exec(select(UserAccount).where(UserAccount.username == username)).first():
         raise ValueError(f"user {username} already exists")
-    user = UserAccount(username=username, full_name=full_name, password_hash=_hasher.hash(password))
+    user = UserAccount(
+        username=username,
+        full_name=full_name,
+        given_name=given_name or None,
+        family_name=family_name or None,
+        password_hash=_hasher.hash(password),
+    )
     session.add(user)
     session.flush()
     for role, study_id, site_id in roles:

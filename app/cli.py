@@ -338,6 +338,12 @@ def create_user(
         ),
     ],
     study: StudyOption = None,
+    given_name: Annotated[
+        str | None, typer.Option("--given-name", help="first name (ODM FirstName)")
+    ] = None,
+    family_name: Annotated[
+        str | None, typer.Option("--family-name", help="last name (ODM LastName)")
+    ] = None,
 ) -> None:
     """Create an account with roles in a study (an administrator's role covers every study);
     the password is asked for (or read from TRIALDESK_NEW_PASSWORD)."""
@@ -382,6 +388,8 @@ def create_user(
                     password=password,
                     roles=roles,
                     actor=audit.Actor(None, "cli"),
+                    given_name=given_name,
+                    family_name=family_name,
                 )
         except (auth.WeakPassword, ValueError) as error:
             errors.print(f"Not created: {error}")

@@ -58,6 +58,19 @@ DEMO_ACCOUNTS: tuple[tuple[str, str, str], ...] = (
     ("investigator3", "Dr Huang Jie", "investigator, site 03"),
     ("coordinator3", "Xu Li", "coordinator, site 03"),
 )
+_NAME_PARTS: dict[str, tuple[str, str]] = {
+    "investigator": ("Wei", "Li"),
+    "coordinator": ("Min", "Zhang"),
+    "coordinator2": ("Jing", "Chen"),
+    "monitor": ("Fang", "Wang"),
+    "datamanager": ("Yang", "Liu"),
+    "sponsor": ("Lei", "Zhao"),
+    "admin": ("Tao", "Sun"),
+    "investigator2": ("Hao", "Wu"),
+    "investigator3": ("Jie", "Huang"),
+    "coordinator3": ("Li", "Xu"),
+}
+"""(given name, family name) of each demo account: Chinese names are written family first."""
 _ROLES: dict[str, list[tuple[Role, str | None]]] = {
     "investigator": [(Role.INVESTIGATOR, "01")],
     "coordinator": [(Role.COORDINATOR, "01")],
@@ -217,6 +230,8 @@ def load_demo(
                     password=DEMO_PASSWORD,
                     roles=roles,
                     actor=system,
+                    given_name=_NAME_PARTS[username][0],
+                    family_name=_NAME_PARTS[username][1],
                 )
         staff = {
             number: tuple(_Staff.of(session, users[name], study) for name in names)

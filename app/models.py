@@ -127,11 +127,17 @@ class Site(SQLModel, table=True):
 
 
 class UserAccount(SQLModel, table=True):
+    """An account. `full_name` is the name as the person writes it (shown, printed under a
+    signature); `given_name` and `family_name` are its parts for exports that need them
+    (ODM FirstName and LastName), since the order of the parts differs between cultures."""
+
     __tablename__ = "user_account"
 
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(unique=True, max_length=80)
     full_name: str = Field(max_length=200)
+    given_name: str | None = Field(default=None, max_length=100)
+    family_name: str | None = Field(default=None, max_length=100)
     password_hash: str = Field(max_length=200)
     is_active: bool = True
     failed_logins: int = 0

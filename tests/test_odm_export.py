@@ -23,6 +23,7 @@ from app.crf.changes import FormRef
 from app.db import make_engine
 from app.demo import SCENARIOS, load_demo
 from app.exporters.odm_clinical import write_odm_snapshot
+from app.exporters.odm_common import name_parts
 from app.exporters.odm_transactional import write_odm_transactional
 from app.exporters.scope import ExportScope, ScopeKind
 from app.models import StudyEventData, Subject, UserAccount, utcnow
@@ -159,6 +160,24 @@ def test_every_kind_of_export_validates_and_holds_the_subjects_in_scope(
                 select(UserAccount).where(UserAccount.username == "coordinator")
             ).one()
         assert f"USR.{coordinator.id}" not in users  # site 01's coordinator
+
+
+def test_every_user_of_admin_data_has_a_first_and_a_last_name(
+    demo: Demo, zm001: Study, tmp_path: Path
+) -> None:
+    """Other EDCs (OpenEDC) need FirstName and LastName; Chinese names are family first."""
+    document = export(demo, zm001, tmp_path / "odm.xml", SCOPES["study"], "snapshot")
+    names = {
+        user.findtext("odm:LoginName", namespaces=NS): (
+            user.findtext("odm:FullName", namespaces=NS),
+            user.findtext("odm:FirstName", namespaces=NS),
+            user.findtext("odm:LastName", namespaces=NS),
+        )
+        for user in document.iterfind("odm:AdminData/odm:User", NS)
+    }
+    assert names["datamanager"] == ("Liu Yang", "Yang", "Liu")
+    assert names[None] == ("TrialDesk (system)", "TrialDesk", "System")
+    assert all(first and last for _full, first, last in names.values())
 
 
 def test_items_of_a_form_not_done_are_null_with_the_reason(
@@ -387,3 +406,11 @@ def test_exported_odm_of_entered_data_is_valid_and_carries_the_audit_trail(
     status = document.find(".//odm:FormData[@FormOID='F.IC']//odm:FlagValue", NS)
     assert status is not None and status.text == "complete"
     assert document.find(".//odm:MetaDataVersion/odm:FormDef[@OID='F.AE']", NS) is not None
+
+
+def test_an_account_without_name_parts_is_split_at_its_last_space() -> None:
+    def account(full_name: str) -> UserAccount:
+        return UserAccount(username="someone", full_name=full_name, password_hash="-")
+
+    assert name_parts(account("Maria de la Cruz")) == ("Maria de la", "Cruz")
+    assert name_parts(account("Madonna")) == ("Madonna", "Madonna")

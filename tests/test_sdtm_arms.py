@@ -118,7 +118,7 @@ def test_a_dose_within_tolerance_is_the_planned_arm_and_none_is_unplanned(
         }  # fmt: skip
         assert dm_arms(session, zm001, not_yet, tmp_path / "not_yet") == {
             "ARMCD": "DL1-ESC", "ARM": "DL1 dose escalation: 2.5x10^7 CAR-T cells",
-            "ACTARMCD": None, "ACTARM": None, "ARMNRS": "NOT TREATED", "ACTARMUD": None,
+            "ACTARMCD": None, "ACTARM": None, "ARMNRS": "ASSIGNED, NOT TREATED", "ACTARMUD": None,
         }  # fmt: skip
 
 
@@ -131,6 +131,55 @@ def test_a_dose_within_another_levels_tolerance_is_that_levels_arm(
         infuse(session, zm001, subject, "DL2", "27.0", "2026-02-01")  # 54% of 50, 108% of 25
         assert dm_arms(session, zm001, subject, tmp_path / "dm") == {
             "ARMCD": "DL2-ESC", "ARM": "DL2 dose escalation: 5x10^7 CAR-T cells",
+            "ACTARMCD": "DL1-ESC", "ACTARM": "DL1 dose escalation: 2.5x10^7 CAR-T cells",
+            "ARMNRS": None, "ACTARMUD": None,
+        }  # fmt: skip
+
+
+def lymphodeplete(session: Session, study: Study, subject: Subject, days: list[str]) -> None:
+    """Fludarabine given on each of `days` (09:00-09:30), on the lymphodepletion form."""
+    header = {"LDHT": "170", "LDWT": "70", "LDWTDAT": days[0], "LDBSA": "1.81", "LDCRCL": "95"}
+    doses = {
+        n: {"LDDRUG": "FLUDARABINE", "LDDAY": f"D-{6 - n}", "LDPLDOS": "30", "LDADOS": "54.3",
+            "LDSTDTM": f"{day}T09:00", "LDENDTM": f"{day}T09:30", "LDROUTE": "INTRAVENOUS",
+            "LDMODYN": "N"}
+        for n, day in enumerate(days, start=1)
+    }  # fmt: skip
+    rows = {"IG.LD": {1: header}, "IG.LD.ADM": doses}
+    saved(factories.save(session, study, subject, "F.LD", rows, event="SE.LD"))
+
+
+def dm_reference_dates(
+    session: Session, study: Study, subject: Subject, out: Path
+) -> dict[str, object]:
+    scope = ExportScope(study_id=study.id, kind=ScopeKind.SUBJECT, subject_id=pk(subject))
+    out.mkdir()
+    datasets = write_sdtm(session, study, load_sdtm_specs(REPO / "exports", study), out, scope)
+    columns, (row,) = read_written(next(d for d in datasets if d.name == "DM"))
+    written = dict(zip(columns, row, strict=True))
+    return {name: written.get(name) for name in ("RFSTDTC", "RFXSTDTC", "RFXENDTC")}
+
+
+def test_a_lymphodepleted_subject_never_infused_is_treated_in_the_planned_arm(
+    demo_engine: Engine, zm001: Study, tmp_path: Path
+) -> None:
+    """RFXSTDTC is the earliest EXSTDTC, the first lymphodepletion dose; a subject who had
+    lymphodepletion but not the infusion has an actual arm, the planned one."""
+    with Session(demo_engine, expire_on_commit=False) as session:
+        infused, lymphodepleted = (enrolled(session, zm001, "DL1") for _ in range(2))
+        lymphodeplete(session, zm001, infused, ["2026-01-27", "2026-01-28", "2026-01-29"])
+        infuse(session, zm001, infused, "DL1", "25.0", "2026-02-01")
+        lymphodeplete(session, zm001, lymphodepleted, ["2026-01-27", "2026-01-28"])
+        assert dm_reference_dates(session, zm001, infused, tmp_path / "infused") == {
+            "RFSTDTC": "2026-02-01T10:00:00",
+            "RFXSTDTC": "2026-01-27T09:00:00",
+            "RFXENDTC": "2026-02-01T10:15:00",
+        }
+        assert dm_reference_dates(session, zm001, lymphodepleted, tmp_path / "ld") == {
+            "RFSTDTC": None, "RFXSTDTC": "2026-01-27T09:00:00", "RFXENDTC": "2026-01-28T09:30:00",
+        }  # fmt: skip
+        assert dm_arms(session, zm001, lymphodepleted, tmp_path / "ld-arms") == {
+            "ARMCD": "DL1-ESC", "ARM": "DL1 dose escalation: 2.5x10^7 CAR-T cells",
             "ACTARMCD": "DL1-ESC", "ACTARM": "DL1 dose escalation: 2.5x10^7 CAR-T cells",
             "ARMNRS": None, "ACTARMUD": None,
         }  # fmt: skip

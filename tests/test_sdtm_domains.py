@@ -89,6 +89,8 @@ def _demo_with_history(url: str, study: Study) -> Engine:
             "IG.LBCHEM.LB": {
                 n: {"LBORRES": "1.2", "LBORRESU": "mg/dL", "LBORNRLO": "0.5", "LBORNRHI": "1.1",
                     "LBCLSIG": "N"} if n == CREATININE_ROW
+                else {"LBORRES": "83", "LBORRESU": "mg/dL", "LBORNRLO": "70", "LBORNRHI": "99"}
+                if n == GLUCOSE_ROW
                 else {"LBSTAT": "NOT DONE", "LBREASND": "NOT DONE PER PROTOCOL"}
                 for n in range(1, len(_preset(study, "F.LBCHEM", "IG.LBCHEM.LB")) + 1)
             },
@@ -133,13 +135,15 @@ def _demo_with_history(url: str, study: Study) -> Engine:
 
 DLT_SUBJECT = "03-005"
 """The demo subject infused 9 days ago (expansion, DL3), whose DLT assessment cites AE 1."""
-CREATININE_ROW = 9
-"""Position of CREAT among the preset rows of LBCHEM (checked in `_demo_with_history`)."""
+CREATININE_ROW, GLUCOSE_ROW = 9, 12
+"""Positions of CREAT and GLUC among the preset rows of LBCHEM (checked in `_preset`)."""
 
 
 def _preset(study: Study, form_oid: str, group_oid: str) -> tuple[dict[str, str], ...]:
     rows = next(g.rows for g in study.form(form_oid).item_groups if g.oid == group_oid)
-    assert rows[CREATININE_ROW - 1]["LBTESTCD"] == "CREAT"
+    if form_oid == "F.LBCHEM":
+        assert rows[CREATININE_ROW - 1]["LBTESTCD"] == "CREAT"
+        assert rows[GLUCOSE_ROW - 1]["LBTESTCD"] == "GLUC"
     return rows
 
 
@@ -340,7 +344,7 @@ def test_dlt_flag_in_suppae(tables: dict[str, list[Record]]) -> None:
 def test_ex_has_the_infusion_and_the_lymphodepletion_drug_days(
     tables: dict[str, list[Record]],
 ) -> None:
-    infused = {r["USUBJID"]: r for r in tables["DM"] if r["RFXSTDTC"]}
+    infused = {r["USUBJID"]: r for r in tables["DM"] if r["RFSTDTC"]}
     assert len(infused) >= 10
     by_subject: dict[Value, list[Record]] = defaultdict(list)
     for record in tables["EX"]:
@@ -350,7 +354,9 @@ def test_ex_has_the_infusion_and_the_lymphodepletion_drug_days(
     for usubjid, dm in infused.items():
         zm001 = [r for r in by_subject[usubjid] if r["EXTRT"] == "ZM001"]
         assert len(zm001) == 1
-        assert zm001[0]["EXSTDTC"] == dm["RFXSTDTC"] and zm001[0]["EXENDTC"] == dm["RFXENDTC"]
+        assert zm001[0]["EXSTDTC"] == dm["RFSTDTC"] and zm001[0]["EXENDTC"] == dm["RFXENDTC"]
+        starts = [str(r["EXSTDTC"]) for r in by_subject[usubjid]]
+        assert dm["RFXSTDTC"] == min(starts) < str(dm["RFSTDTC"]), "the first lymphodepletion"
         assert zm001[0]["EXDOSU"] == "10^6 cells" and zm001[0]["EXSTDY"] == 1
         assert zm001[0]["EPOCH"] == "TREATMENT" and zm001[0]["VISITNUM"] == 6
         drug_days = [r for r in by_subject[usubjid] if r["EXCAT"] == "LYMPHODEPLETING CHEMOTHERAPY"]
@@ -372,12 +378,13 @@ def test_creatinine_in_mg_dl_is_converted_to_umol_l(tables: dict[str, list[Recor
     usubjid = f"ZM001-{SUBJECT}"
     [creatinine] = [
         r for r in tables["LB"] if r["USUBJID"] == usubjid and r["LBORRESU"] == "mg/dL"
-        and r["LBCAT"] == "CHEMISTRY"
+        and r["LBCAT"] == "CHEMISTRY" and r["LBTESTCD"] == "CREAT"
     ]  # fmt: skip
     assert creatinine["LBTESTCD"] == "CREAT" and creatinine["LBORRES"] == "1.2"
-    assert creatinine["LBSTRESN"] == 106.08 == pytest.approx(1.2 * 88.4)
-    assert creatinine["LBSTRESC"] == "106.08" and creatinine["LBSTRESU"] == "umol/L"
-    assert (creatinine["LBSTNRLO"], creatinine["LBSTNRHI"]) == (44.2, 97.24)
+    # 1.2 x 88.4 = 106.08, kept to the precision of 1.2 mg/dL (never rounding whole units)
+    assert creatinine["LBSTRESN"] == 106 and creatinine["LBSTRESC"] == "106"
+    assert creatinine["LBSTRESU"] == "umol/L"
+    assert (creatinine["LBSTNRLO"], creatinine["LBSTNRHI"]) == (44, 97)  # 0.5 and 1.1 mg/dL
     assert creatinine["LBNRIND"] == "HIGH"
     assert (creatinine["VISIT"], creatinine["VISITNUM"]) == ("Unscheduled 1", 99.01)
     assert creatinine["LBDY"] == 41 and str(creatinine["LBDTC"]).endswith("T08:10:00")
@@ -385,8 +392,22 @@ def test_creatinine_in_mg_dl_is_converted_to_umol_l(tables: dict[str, list[Recor
         r for r in tables["LB"] if r["USUBJID"] == usubjid and r["VISITNUM"] == 99.01
         and r["LBSTAT"] == "NOT DONE"
     ]  # fmt: skip
-    assert len(not_done) == 21
+    assert len(not_done) == 20
     assert all(r["LBORRES"] is None and r["LBREASND"] for r in not_done)
+
+
+def test_converted_results_keep_the_precision_of_the_collected_ones(
+    tables: dict[str, list[Record]],
+) -> None:
+    converted = [r for r in tables["LB"] if r["LBSTRESU"] != r["LBORRESU"] and r["LBSTRESC"]]
+    assert len(converted) >= 3
+    for record in converted:
+        collected, standard = str(record["LBORRES"]), str(record["LBSTRESC"])
+        digits = len(collected.replace(".", "").lstrip("0"))
+        whole = len(standard.split(".")[0].lstrip("0"))
+        assert len(standard.replace(".", "").lstrip("0")) <= max(digits, whole), record
+    glucose = [r for r in converted if r["LBTESTCD"] == "GLUC"]
+    assert [(r["LBSTRESC"], r["LBSTNRLO"], r["LBSTNRHI"]) for r in glucose] == [("4.6", 3.9, 5.5)]
 
 
 def test_qualitative_results_and_complement_in_mg_dl(tables: dict[str, list[Record]]) -> None:
@@ -412,8 +433,9 @@ def test_demo_results_in_si_units_keep_their_values(tables: dict[str, list[Recor
     numeric = [r for r in tables["LB"] if r["LBORRESU"] and r["LBORRESU"] != r["LBSTRESU"]]
     assert {(r["LBTESTCD"], r["LBORRESU"]) for r in numeric} == {
         ("CREAT", "mg/dL"),
+        ("GLUC", "mg/dL"),
         ("C3", "mg/dL"),
-    }
+    }  # the ones entered in mg/dL above
     numeric = [r for r in tables["LB"] if r["LBORRESU"] and r["LBORRESU"] == r["LBSTRESU"]]
     assert numeric
     for record in numeric:
@@ -431,7 +453,9 @@ def test_demo_results_in_si_units_keep_their_values(tables: dict[str, list[Recor
 def test_baseline_flag_on_the_last_value_before_the_infusion_only(
     tables: dict[str, list[Record]], domain: str, group: tuple[str, ...]
 ) -> None:
-    exposure = {r["USUBJID"]: str(r["RFXSTDTC"]) for r in tables["DM"] if r["RFXSTDTC"]}
+    # the protocol's baseline is before the ZM001 infusion (RFSTDTC), not the first
+    # lymphodepletion dose (RFXSTDTC)
+    exposure = {r["USUBJID"]: str(r["RFSTDTC"]) for r in tables["DM"] if r["RFSTDTC"]}
     tests: dict[tuple[Value, ...], list[Record]] = defaultdict(list)
     for record in tables[domain]:
         if record[f"{domain}ORRES"] is not None:
@@ -459,6 +483,9 @@ def test_vital_signs_are_one_record_per_measurement(tables: dict[str, list[Recor
     assert all(r["VSLOBXFL"] == "Y" and r["VSDY"] == 1 for r in pre_dose)
     assert all(r["VSORRESU"] == "mmHg" and r["VSSTRESN"] == float(str(r["VSORRES"])) for r in d0)
     assert {r["VSTPT"] for r in tables["VS"] if r["VISITNUM"] != 6} == {None}
+    infusion = {r["USUBJID"]: r["RFSTDTC"] for r in tables["DM"]}
+    assert all(r["VSRFTDTC"] == infusion[r["USUBJID"]] is not None for r in d0)
+    assert all(r["VSRFTDTC"] is None for r in tables["VS"] if r["VSTPTREF"] is None)
 
 
 def test_medications_and_prior_sle_therapies(tables: dict[str, list[Record]]) -> None:

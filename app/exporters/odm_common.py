@@ -127,6 +127,8 @@ def admin_data(
     admin = etree.Element(q("AdminData"), StudyOID=study.info.oid, nsmap=ODM_NSMAP)
     system = etree.SubElement(admin, q("User"), OID=SYSTEM_USER_OID)
     etree.SubElement(system, q("FullName")).text = "TrialDesk (system)"
+    etree.SubElement(system, q("FirstName")).text = "TrialDesk"
+    etree.SubElement(system, q("LastName")).text = "System"
     users = select(UserAccount).order_by(col(UserAccount.id))
     sites = select(Site).where(Site.study_id == scope.study_id).order_by(col(Site.number))
     if scope.kind is ScopeKind.STUDY:
@@ -149,6 +151,9 @@ def admin_data(
         element = etree.SubElement(admin, q("User"), OID=user_oid(user.id))
         etree.SubElement(element, q("LoginName")).text = user.username
         etree.SubElement(element, q("FullName")).text = user.full_name
+        first, last = name_parts(user)
+        etree.SubElement(element, q("FirstName")).text = first
+        etree.SubElement(element, q("LastName")).text = last
     mdv = metadata_version_oid(study)
     for site in session.exec(sites):
         location = etree.SubElement(
@@ -162,6 +167,16 @@ def admin_data(
             EffectiveDate=site.created_at.date().isoformat(),
         )
     return admin
+
+
+def name_parts(user: UserAccount) -> tuple[str, str]:
+    """ODM FirstName and LastName of an account (other EDCs, OpenEDC among them, need both):
+    its given and family names; for an account created without them, the full name split at
+    its last space (the whole name as both when it has one word)."""
+    if user.given_name and user.family_name:
+        return user.given_name, user.family_name
+    first, _, last = user.full_name.strip().rpartition(" ")
+    return (first, last) if first else (last, last)
 
 
 # -- audit records ----------------------------------------------------------------------------

@@ -241,8 +241,11 @@ def _date_part(context: RecordContext, item: str) -> Value:
 
 
 @derivation("anchor")
-def _anchor(context: RecordContext, anchor: str) -> Value:
-    """A subject's anchor date/time (consent, leukapheresis, infusion) as collected."""
+def _anchor(context: RecordContext, anchor: str, when: str | None = None) -> Value:
+    """A subject's anchor date/time (consent, leukapheresis, infusion) as collected; with
+    `when`, only in records where that variable has a value (VSRFTDTC where VSTPTREF is)."""
+    if when is not None and context.variable(when) is None:
+        return None
     return context.data.anchors.get(anchor)
 
 

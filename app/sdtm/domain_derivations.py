@@ -10,9 +10,11 @@ while that subject's records are built (`_per_subject`).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from app.numbers import plain_text, round_half_up
@@ -297,10 +299,16 @@ def _lab_test(
     return code if part == "code" else row_value(context, "LBTEST")
 
 
-def _format_number(value: float) -> str:
-    """A converted result as plain decimal text, rounded half up to 6 decimals (1.2 mg/dL x
-    88.4 is "106.08", not the float's 106.08000000000001)."""
-    return plain_text(round_half_up(value, 6))
+def _format_number(value: float, original: str) -> str:
+    """A converted result as plain decimal text with the precision of the `original` result:
+    as many significant digits, rounded half up, but never rounding whole units away (83
+    mg/dL of glucose / 18 is "4.6" mmol/L, not 4.611111; 1.2 mg/dL of creatinine x 88.4 is
+    "106" umol/L; 42 % of haematocrit x 0.01 is "0.42" L/L)."""
+    digits = len(Decimal(original).as_tuple().digits)
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    return plain_text(round_half_up(value, max(0, digits - 1 - magnitude)))
 
 
 def _to_number(text: str | None) -> float | None:
@@ -316,7 +324,8 @@ def _lab_standard(
 ) -> Value:
     """Standard result of a lab record from its variables LBTESTCD, LBORRES, LBORRESU,
     LBORNRLO and LBORNRHI: `part` is STRESC, STRESN, STRESU, STNRLO or STNRHI. A numeric result in a unit listed in `conversions` (`{test, from, to, factor}` or
-    `divisor`: spec §6.9) is multiplied into the standard unit; other results keep their unit.
+    `divisor`: spec §6.9) is multiplied into the standard unit, with the precision of the
+    collected value (`_format_number`); other results keep their unit.
     Character results (titres, positive/negative) are copied to LBSTRESC only."""
     test, unit = context.variable("LBTESTCD"), context.variable("LBORRESU")
     conversion = _conversion(conversions, test if isinstance(test, str) else None,
@@ -331,7 +340,8 @@ def _lab_standard(
         return original if part == "STRESC" else None
     if conversion is None:
         return original if part == "STRESC" else number
-    converted = _format_number(number * conversion.factor)
+    assert isinstance(original, str)  # a number was read from it
+    converted = _format_number(number * conversion.factor, original)
     return converted if part == "STRESC" else float(converted)
 
 

@@ -36,6 +36,10 @@ class _Arms:
     arm_code: str | None = None
     """The code of the one arm (single-arm studies without dose levels)."""
     arm_label: str | None = None
+    started: str | None = None
+    """FORM.ITEM of a treatment of the arm given before `treated` (lymphodepletion before a
+    cell infusion): a subject who received it but not `treated` is treated, in the planned
+    arm (SDTMIG: a subject who goes through part of an arm's elements is in that arm)."""
 
 
 @dataclass(frozen=True)
@@ -68,17 +72,20 @@ def _one_arm(arms: _Arms) -> Arm | None:
 
 def _actual(context: RecordContext, arms: _Arms) -> _Actual:
     """The actual arm (see the module docstring); not treated for a screen failure, while
-    `treated` is not collected or (dose-finding) while the level given is not. Without a
-    tolerance (no escalation rules) or a delivered dose in the mapping, the recorded level is
-    the actual arm."""
+    `treated` is not collected or (dose-finding) while the level given is not, unless the
+    arm's treatment `started` (then the planned arm). Without a tolerance (no escalation
+    rules) or a delivered dose in the mapping, the recorded level is the actual arm."""
     data = context.data
-    if context.subject.status == arms.screen_failed or data.first(arms.treated) is None:
+    if context.subject.status == arms.screen_failed:
         return _Actual(treated=False)
-    if not arms.level:
-        return _Actual(treated=True, arm=_one_arm(arms))
-    recorded = data.first(arms.level)
+    recorded = data.first(arms.level) if arms.level else None
+    if data.first(arms.treated) is None or (arms.level and recorded is None):
+        if arms.started and data.first(arms.started) is not None:
+            planned = _planned(context, arms)
+            return _Actual(treated=planned is not None, arm=planned)
+        return _Actual(treated=False)
     if recorded is None:
-        return _Actual(treated=False)
+        return _Actual(treated=True, arm=_one_arm(arms))
     percent = _number(context, arms.delivered_percent)
     rules = context.study.escalation
     level: str | None = recorded
@@ -111,6 +118,7 @@ def _arm(
     delivered_dose: str | None = None,
     arm_code: str | None = None,
     arm_label: str | None = None,
+    started: str | None = None,
 ) -> Value:
     """ARMCD/ACTARMCD (`part: code`, e.g. "DL3-ESC") or ARM/ACTARM (`part: label`, e.g.
     "DL3 dose escalation: 1x10^8 CAR-T cells", or the one arm's `arm_label`); null for a
@@ -118,7 +126,7 @@ def _arm(
     every arm."""
     arms = _Arms(
         screen_failed, treated, level, delivered_percent, delivered_dose, phase_codes or {},
-        arm_code, arm_label,
+        arm_code, arm_label, started,
     )  # fmt: skip
     found = _actual(context, arms).arm if actual else _planned(context, arms)
     if found is None:
@@ -134,10 +142,11 @@ def _unplanned_arm(
     level: str,
     delivered_percent: str,
     delivered_dose: str,
+    started: str | None = None,
 ) -> Value:
     """ACTARMUD: for a treatment outside every arm, the dose delivered against the recorded
     level's target ("Infused at 148% of the DL1 target dose of 25 10^6 CAR-T cells")."""
-    arms = _Arms(screen_failed, treated, level, delivered_percent, delivered_dose)
+    arms = _Arms(screen_failed, treated, level, delivered_percent, delivered_dose, started=started)
     return _actual(context, arms).unplanned
 
 
@@ -150,20 +159,22 @@ def _arm_null_reason(
     delivered_percent: str | None = None,
     delivered_dose: str | None = None,
     arm_code: str | None = None,
+    started: str | None = None,
 ) -> Value:
-    """ARMNRS per SDTMIG 3.4 (one variable for the planned and the actual arm): SCREEN
-    FAILURE, NOT ASSIGNED, NOT TREATED for an assigned subject never treated, or UNPLANNED
-    TREATMENT for a treatment outside every arm."""
+    """ARMNRS per SDTMIG 3.4 (one variable for the planned and the actual arm; CT C142179):
+    SCREEN FAILURE, NOT ASSIGNED, ASSIGNED, NOT TREATED for an assigned subject never
+    treated, or UNPLANNED TREATMENT for a treatment outside every arm."""
     if context.subject.status == screen_failed:
         return "SCREEN FAILURE"
     arms = _Arms(
-        screen_failed, treated, level, delivered_percent, delivered_dose, arm_code=arm_code
-    )
+        screen_failed, treated, level, delivered_percent, delivered_dose, arm_code=arm_code,
+        started=started,
+    )  # fmt: skip
     if _planned(context, arms) is None:
         return "NOT ASSIGNED"
     actual = _actual(context, arms)
     if not actual.treated:
-        return "NOT TREATED"
+        return "ASSIGNED, NOT TREATED"
     return "UNPLANNED TREATMENT" if actual.arm is None else None
 
 
@@ -190,6 +201,33 @@ def _participation_end(context: RecordContext, dates: Sequence[str]) -> Value:
         if (value := context.data.first(reference)) is not None and day_of(value) is not None
     ]
     return max(found, key=lambda value: value[:10]) if found else None
+
+
+@derivation("exposure_start")
+def _exposure_start(context: RecordContext, dates: Sequence[str]) -> Value:
+    """RFXSTDTC: the earliest value of any of the `dates` (FORM.ITEM of every treatment's
+    start, every row: each lymphodepletion dose and the infusion), as collected; the
+    earliest EXSTDTC when `dates` are EX's sources."""
+    found = _complete_values(context, dates)
+    return min(found) if found else None
+
+
+@derivation("exposure_end")
+def _exposure_end(context: RecordContext, dates: Sequence[str]) -> Value:
+    """RFXENDTC: the latest value of any of the `dates` (every treatment's end)."""
+    found = _complete_values(context, dates)
+    return max(found) if found else None
+
+
+def _complete_values(context: RecordContext, dates: Sequence[str]) -> list[str]:
+    """Every collected value of the `dates` with a complete day: ISO 8601 texts of complete
+    dates compare as their moments do."""
+    return [
+        value
+        for reference in dates
+        for value in context.data.all(reference)
+        if day_of(value) is not None
+    ]
 
 
 @derivation("death_flag")

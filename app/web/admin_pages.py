@@ -62,6 +62,8 @@ def user_create(
     access: AdminDep,
     username: Annotated[str, Form(max_length=80, pattern=r"^[a-z0-9._-]*$")] = "",
     full_name: Annotated[str, Form(max_length=200)] = "",
+    given_name: Annotated[str, Form(max_length=100)] = "",
+    family_name: Annotated[str, Form(max_length=100)] = "",
     password: Annotated[str, Form(max_length=200)] = "",
     role: Annotated[Role, Form()] = Role.COORDINATOR,
     site_id: Annotated[int | None, Form(ge=1, le=2**31)] = None,
@@ -72,7 +74,8 @@ def user_create(
         with unit_of_work(session):  # the account and its role, or neither
             user = auth.create_user(
                 session, username=username, full_name=full_name.strip(), password=password,
-                roles=[], actor=audit.Actor(access.user),
+                roles=[], actor=audit.Actor(access.user), given_name=given_name.strip(),
+                family_name=family_name.strip(),
             )  # fmt: skip
             admin.grant_role(session, access=access, user_id=pk(user), role=role, site_id=site_id)
     except (ValueError, auth.WeakPassword) as refusal:
