@@ -49,6 +49,7 @@ from app.sdtm.spec import (
     Variable,
     resolve_item,
 )
+from app.sdtm.trial_design import trial_design_table
 from app.sdtm.writers import (
     MAX_VALUE_BYTES,
     long_text_pieces,
@@ -122,7 +123,8 @@ def build_tables(
     """Every domain of `specs` in file order, each followed by its SUPP-- dataset when it
     declares supplemental qualifiers or has text split over 200 characters."""
     derivations = registered_derivations()
-    builders = [_DomainBuilder(spec, study, derivations) for spec in specs.domains]
+    subject_specs = [spec for spec in specs.domains if spec.trial_design is None]
+    builders = [_DomainBuilder(spec, study, derivations) for spec in subject_specs]
     reference_first = sorted(builders, key=lambda builder: builder.spec.domain != REFERENCE_DOMAIN)
     reader = _SubjectReader(session, study)
     scope = scope or ExportScope(study_id=study.id)
@@ -137,7 +139,12 @@ def build_tables(
                 reference_start = value if isinstance(value, str) else None
         progress(done, total)
     tables: list[Table] = []
-    for builder in builders:
+    by_domain = {builder.spec.domain: builder for builder in builders}
+    for spec in specs.domains:
+        if spec.trial_design is not None:
+            tables.append(trial_design_table(session, study, specs, spec))
+            continue
+        builder = by_domain[spec.domain]
         tables.append(builder.table)
         if builder.spec.supplemental or builder.supp.rows:
             tables.append(builder.supp)
