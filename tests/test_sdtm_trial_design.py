@@ -8,6 +8,7 @@ section (HT201) still gets the parameters its definition gives."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -25,9 +26,9 @@ from app.sdtm.build import build_tables, write_sdtm
 from app.sdtm.dataset import SdtmDataset, Table
 from app.sdtm.derive import Value
 from app.sdtm.rules import check_dataset, read_written
-from app.sdtm.spec import DomainSpec, SdtmSpecs, load_sdtm_specs
+from app.sdtm.spec import DomainSpec, SdtmSpecs, load_sdtm_specs, sdtm_problems
 from app.sdtm.trial_design import trial_design_table
-from app.study.loader import Study, load_study
+from app.study.loader import Study, load_study, study_problems
 from tests import factories
 from tests.conftest import REPO
 
@@ -287,3 +288,33 @@ def test_a_study_without_a_design_section_gets_the_parameters_it_gives(
         "SDTIGVER": "3.4",
         "TERMVER": "CDISC CT 2025-09-26",
     }
+
+
+def test_study_check_reports_broken_trial_design_definitions_with_file_and_line(
+    zm001: Study, tmp_path: Path
+) -> None:
+    exports, forms = tmp_path / "exports", tmp_path / "forms"
+    shutil.copytree(REPO / "exports", exports)
+    shutil.copytree(REPO / "forms", forms)
+    ts = (exports / "TS.yaml").read_text().replace("item: TSVALCD", "item: TSCODE")
+    ts = ts.replace("constant: TS}", "derivation: domain}")
+    (exports / "TS.yaml").write_text(ts)
+    study_yaml = (
+        (forms / "study.yaml").read_text().replace("period: EP.SCREENING", "period: EP.SCR")
+    )
+    (forms / "study.yaml").write_text(study_yaml)
+
+    def line_of(text: str, fragment: str) -> int:
+        return next(n for n, line in enumerate(text.splitlines(), start=1) if fragment in line)
+
+    assert [str(problem) for problem in sdtm_problems(exports, zm001)] == [
+        f"exports/TS.yaml:{line_of(ts, 'derivation: domain')}: variables[1].derivation: "
+        "a trial-design variable reads a field of its record or is constant",
+        f"exports/TS.yaml:{line_of(ts, 'item: TSCODE')}: variables[6].item: TS records have no "
+        "field TSCODE (they have STUDYID, TSSEQ, TSPARMCD, TSPARM, TSVAL, TSVALCD, TSVCDREF, "
+        "TSVCDVER)",
+    ]
+    assert [str(problem) for problem in study_problems(forms)] == [
+        f"forms/study.yaml:{line_of(study_yaml, 'period: EP.SCR')}: "
+        "design.arm_assignment.period: unknown period EP.SCR"
+    ]

@@ -450,8 +450,9 @@ class _DomainChecker:
         if value_source.derivation is not None:
             self.check_derivation((*loc, "derivation"), value_source.derivation)
         if self.spec.trial_design and (value_source.derivation or value_source.recode):
+            key = "derivation" if value_source.derivation else "recode"
             self.add(
-                loc, "a trial-design variable reads a field of its record (item) or is constant"
+                (*loc, key), "a trial-design variable reads a field of its record or is constant"
             )
 
     def check_values(self, loc: Loc, values: Iterable[str], allowed: set[str]) -> None:

@@ -67,6 +67,8 @@ def trial_design_table(
     else:
         raise ValueError(f"{spec.domain} is not a trial-design mapping")
     keys = {name: order for order, name in enumerate(spec.keys, start=1)}
+    # Num fields are doubles, as `build.json_data_type` (and so Define-XML) types a variable
+    # that copies no integer eCRF item
     columns = [
         Column(var.name, var.label, var.type, "string" if var.type == "Char" else "double",
                keys.get(var.name))
@@ -155,7 +157,7 @@ def visit_records(study: Study) -> list[Record]:
     for visit in schedule.visits:
         if visit.type != "scheduled" or visit.anchor is None or visit.day is None:
             continue
-        start, end = _visit_rules(visit, anchors[visit.anchor])
+        start, end = _visit_rules(visit, visit.day, anchors[visit.anchor])
         timed = visit.anchor == schedule.study_day_anchor
         records.append(
             {
@@ -176,13 +178,12 @@ def _study_day(offset: int) -> int:
     return offset + 1 if offset >= 0 else offset
 
 
-def _visit_rules(visit: Visit, anchor: str) -> tuple[str, str]:
-    """TVSTRL and TVENRL in words: the window's first and last day from the anchor."""
-    assert visit.day is not None
-    earliest, latest = (visit.window.earliest, visit.window.latest) if visit.window else (
-        visit.day, visit.day
-    )  # fmt: skip
-    start = f"Start of day {earliest} relative to {anchor} (planned day {visit.day})"
+def _visit_rules(visit: Visit, day: int, anchor: str) -> tuple[str, str]:
+    """TVSTRL and TVENRL in words: the window's first and last day (else the planned `day`)
+    relative to the anchor."""
+    window = visit.window
+    earliest, latest = (window.earliest, window.latest) if window else (day, day)
+    start = f"Start of day {earliest} relative to {anchor} (planned day {day})"
     return start, f"End of day {latest} relative to {anchor}"
 
 
