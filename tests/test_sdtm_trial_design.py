@@ -274,13 +274,17 @@ def domain(specs: SdtmSpecs, name: str) -> DomainSpec:
 
 
 def test_a_study_without_a_design_section_gets_the_parameters_it_gives(
-    demo_engine: Engine, zm001: Study, specs: SdtmSpecs
+    demo_engine: Engine,
 ) -> None:
-    ht201 = replace(load_study(REPO / "tests" / "studies" / "HT201" / "forms"), db_id=1)
+    ht201_dir = REPO / "tests" / "studies" / "HT201"
+    ht201 = replace(load_study(ht201_dir / "forms"), db_id=1)
     assert ht201.info.design is None
-    ht201_specs = load_sdtm_specs(REPO / "tests" / "studies" / "HT201" / "exports", ht201)
-    with Session(demo_engine) as session:
-        ts = rows(trial_design_table(session, ht201, ht201_specs, domain(specs, "TS")))
+    ht201_specs = load_sdtm_specs(ht201_dir / "exports", ht201)
+    with Session(demo_engine) as session:  # no HT201 subject consented: no SSTDTC
+        ts, tv = (
+            rows(trial_design_table(session, ht201, ht201_specs, domain(ht201_specs, name)))
+            for name in ("TS", "TV")
+        )
     assert {r["TSPARMCD"]: r["TSVAL"] for r in ts} == {
         "SPONSOR": "TrialDesk test sponsor",
         "NARMS": "1",
@@ -288,6 +292,12 @@ def test_a_study_without_a_design_section_gets_the_parameters_it_gives(
         "SDTIGVER": "3.4",
         "TERMVER": "CDISC CT 2025-09-26",
     }
+    assert [(r["VISITNUM"], r["VISIT"], r["VISITDY"]) for r in tv] == [
+        (10.0, "Screening", None),
+        (20.0, "Day 1", 1.0),
+        (30.0, "Week 4", 29.0),
+        (40.0, "Week 12", 85.0),
+    ]
 
 
 def test_study_check_reports_broken_trial_design_definitions_with_file_and_line(
