@@ -126,6 +126,13 @@ def test_ts_holds_the_study_start_and_every_design_parameter(
     assert coded["TITLE"] == coded["PLANSUB"] == coded["TRT"] == (None, None, None)
     assert coded["TERMVER"] == (None, "CDISC CT", "2025-09-26")
     assert {r["STUDYID"] for r in ts.values()} == {"ZM001"}
+    names = {parmcd: record["TSPARM"] for (parmcd, _seq), record in ts.items()}
+    assert (names["SSTDTC"], names["TPHASE"], names["PCLAS"], names["SDTIGVER"]) == (
+        "Study Start Date",
+        "Trial Phase Classification",
+        "Pharmacologic Class",
+        "SDTM IG Version",
+    )
 
 
 def test_ts_records_each_coding_dictionary_loaded(

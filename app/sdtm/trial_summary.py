@@ -44,7 +44,7 @@ PARAMETERS = {
     "AGEMAX": "Planned Maximum Age of Subjects",
     "SEXPOP": "Sex of Participants",
     "TRT": "Investigational Therapy or Treatment",
-    "PCLAS": "Pharmacological Class",
+    "PCLAS": "Pharmacologic Class",
     "INDIC": "Trial Disease/Condition Indication",
     "THERAREA": "Therapeutic Area",
     "SPONSOR": "Clinical Study Sponsor",
