@@ -145,7 +145,7 @@ def test_ht201_passes_the_study_check_on_its_own() -> None:
         capture_output=True, text=True, cwd=REPO, check=False, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "HT201: OK" in result.stdout and "5 SDTM domains" in result.stdout
+    assert "HT201: OK" in result.stdout and "7 SDTM domains" in result.stdout
 
 
 def test_a_user_of_both_studies_chooses_one_and_sees_only_its_subjects(
@@ -291,10 +291,12 @@ def test_ht201_is_entered_exported_as_valid_odm_and_sdtm_and_imported_elsewhere(
     )
     validator = Draft201909Validator(json.loads(DATASET_JSON_SCHEMA.read_text()))
     written = sorted(path.stem for path in sdtm.glob("*.json"))
-    assert written == ["ae", "dm", "ds", "ex", "vs"]
+    assert written == ["ae", "dm", "ds", "ex", "ts", "tv", "vs"]
     for name in written:
         content = json.loads((sdtm / f"{name}.json").read_text(encoding="utf-8"))
         assert [error.message for error in validator.iter_errors(content)] == [], name
+    ts = json.loads((sdtm / "ts.json").read_text(encoding="utf-8"))["rows"]
+    assert [row[5] for row in ts if row[3] == "SSTDTC"] == [CONSENT.isoformat()]  # TSVAL
     dm_rows, _ = pyreadstat.read_xport(str(sdtm / "dm.xpt"))
     (row,) = dm_rows.to_dict("records")
     assert row["USUBJID"] == "HT201-01-001" and row["AGE"] == age

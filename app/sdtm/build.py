@@ -50,6 +50,7 @@ from app.sdtm.spec import (
     Variable,
     resolve_item,
 )
+from app.sdtm.trial_design import trial_design_table
 from app.sdtm.writers import (
     MAX_VALUE_BYTES,
     long_text_pieces,
@@ -124,7 +125,8 @@ def build_tables(
     characters), as submitted (`conformance.submitted`: sorted by keys, permissible
     variables null in every row dropped)."""
     derivations = registered_derivations()
-    builders = [_DomainBuilder(spec, study, derivations) for spec in specs.domains]
+    subject_specs = [spec for spec in specs.domains if spec.trial_design is None]
+    builders = [_DomainBuilder(spec, study, derivations) for spec in subject_specs]
     reference_first = sorted(builders, key=lambda builder: builder.spec.domain != REFERENCE_DOMAIN)
     reader = _SubjectReader(session, study)
     scope = scope or ExportScope(study_id=study.id)
@@ -139,9 +141,15 @@ def build_tables(
                 reference_start = value if isinstance(value, str) else None
         progress(done, total)
     tables: list[Table] = []
-    for builder in builders:
-        permissible = [var.name for var in builder.spec.variables if var.core == "Perm"]
-        for table in (submitted(builder.table, permissible), submitted(builder.supp)):
+    by_domain = {builder.spec.domain: builder for builder in builders}
+    for spec in specs.domains:
+        permissible = [var.name for var in spec.variables if var.core == "Perm"]
+        if spec.trial_design is not None:
+            built = [trial_design_table(session, study, specs, spec)]
+        else:
+            builder = by_domain[spec.domain]
+            built = [builder.table, builder.supp]
+        for table in (submitted(built[0], permissible), *map(submitted, built[1:])):
             if table is not None:
                 tables.append(table)
     return tables

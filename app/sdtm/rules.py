@@ -92,7 +92,7 @@ def _check_domain(
     numeric = [var.name for var in spec.variables if var.type == "Num" and var.name in columns]
     dates = [column for column in columns if column.endswith("DTC")]
     days = [column for column in columns if column.endswith("DY")]
-    seen: set[tuple[Value, Value]] = set()
+    seen: set[tuple[Value, Value, Value]] = set()
     for record in _records(columns, rows):
         where = f"{name} {record.get('USUBJID')}"
         problems += [
@@ -100,7 +100,8 @@ def _check_domain(
         ]
         seq = record.get(spec.seq_name)
         if seq is not None:
-            key = (record.get("USUBJID"), seq)
+            # per subject; TS numbers the values of each parameter (TSSEQ within TSPARMCD)
+            key = (record.get("USUBJID"), record.get(f"{name}PARMCD"), seq)
             if key in seen:
                 problems.append(f"{where}: {spec.seq_name} {seq} is not unique")
             seen.add(key)
@@ -134,6 +135,8 @@ def _is_number(value: Value) -> bool:
 
 
 def _usubjid_problems(where: str, record: dict[str, Value]) -> list[str]:
+    if "USUBJID" not in record:
+        return []  # a trial design dataset (TS, TA, ...) has no subjects
     usubjid, studyid = record.get("USUBJID"), record.get("STUDYID")
     if "SUBJID" in record:
         if usubjid != f"{studyid}-{record['SUBJID']}":

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from app.sdtm.derive import registered_derivations
+from app.sdtm.trial_fields import TRIAL_DESIGN_FIELDS, TrialDesignKind
 from app.study.loader import Study, _read_yaml, find_item
 from app.study.model import Definition, FormDef, ItemDef
 from app.study.problems import Loc, Problem, SourceFile, StudyDefinitionError
@@ -185,12 +186,15 @@ class Transposition(Definition):
 
 
 class RecordSource(Definition):
-    """Where records come from. `subject: true` gives one record per subject (DM); otherwise
-    each row of `item_group` (default: the form's first group) of every saved `form` gives a
-    record (or one per `transpose` entry), optionally only rows whose items equal `where`
-    values (`{ITEM: value}` or `{ITEM: [value, ...]}`, all must hold)."""
+    """Where records come from. `subject: true` gives one record per subject (DM);
+    `trial_design: TS` the study's trial-design records of that kind (TS, TA, TE, TV, TI), whose
+    fields the variables read by `item`; otherwise each row of `item_group` (default: the
+    form's first group) of every saved `form` gives a record (or one per `transpose` entry),
+    optionally only rows whose items equal `where` values (`{ITEM: value}` or
+    `{ITEM: [value, ...]}`, all must hold)."""
 
     subject: bool = False
+    trial_design: TrialDesignKind | None = None
     form: str | None = None
     item_group: str | None = None
     where: dict[str, str | tuple[str, ...]] = Field(default_factory=dict)
@@ -198,10 +202,10 @@ class RecordSource(Definition):
 
     @model_validator(mode="after")
     def _one_kind(self) -> RecordSource:
-        if self.subject == (self.form is not None):
-            raise ValueError("a record source is either `subject: true` or a `form`")
-        if self.subject and (self.item_group or self.where or self.transpose):
-            raise ValueError("a `subject: true` source takes no item_group, where or transpose")
+        if [self.subject, self.trial_design is not None, self.form is not None].count(True) != 1:
+            raise ValueError("a record source is one of `subject: true`, `trial_design` or `form`")
+        if self.form is None and (self.item_group or self.where or self.transpose):
+            raise ValueError("only a `form` source takes item_group, where or transpose")
         return self
 
 
@@ -232,6 +236,11 @@ class DomainSpec(Definition):
 
     def variable(self, name: str) -> Variable | None:
         return next((var for var in self.variables if var.name == name), None)
+
+    @property
+    def trial_design(self) -> TrialDesignKind | None:
+        """The kind of trial-design records the domain holds (TS, TA, ...), or None."""
+        return next((s.trial_design for s in self.sources if s.trial_design), None)
 
     @property
     def seq_name(self) -> str:
@@ -407,6 +416,12 @@ class _DomainChecker:
         """The item `FORM.ITEM` names, or that `ITEM` names in `form` (default: in any of the
         record sources' forms, since a domain fed by several forms reads some items from one
         of them only); a problem when there is none."""
+        kind = self.spec.trial_design
+        if kind is not None:
+            if reference not in TRIAL_DESIGN_FIELDS[kind]:
+                fields = ", ".join(TRIAL_DESIGN_FIELDS[kind])
+                self.add(loc, f"{kind} records have no field {reference} (they have {fields})")
+            return None
         forms = [form] if form is not None or "." in reference else self.source_forms
         found = [resolve_item(self.study, reference, source) for source in forms or [None]]
         item = next((item for item in found if item is not None), None)
@@ -434,6 +449,11 @@ class _DomainChecker:
             self.check_recode((*loc, "recode"), value_source.recode, allowed)
         if value_source.derivation is not None:
             self.check_derivation((*loc, "derivation"), value_source.derivation)
+        if self.spec.trial_design and (value_source.derivation or value_source.recode):
+            key = "derivation" if value_source.derivation else "recode"
+            self.add(
+                (*loc, key), "a trial-design variable reads a field of its record or is constant"
+            )
 
     def check_values(self, loc: Loc, values: Iterable[str], allowed: set[str]) -> None:
         for value in values:

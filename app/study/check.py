@@ -96,6 +96,11 @@ class _Checker:
                 self.add(
                     self.study_file, ("dose_levels", i, "code"), f"duplicate dose level {code}"
                 )
+        design = self.study.info.design
+        periods = {period.oid for period in self.study.schedule.periods}
+        if design and design.arm_assignment and design.arm_assignment.period not in periods:
+            loc = ("design", "arm_assignment", "period")
+            self.add(self.study_file, loc, f"unknown period {design.arm_assignment.period}")
 
     def check_codelists(self) -> None:
         for source in self._files_under("codelists"):

@@ -12,16 +12,13 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from app.study.definition import Definition as Definition  # re-exported: the models' base
+from app.study.design import StudyDesign
 
 OID_PATTERN = r"^[A-Za-z][A-Za-z0-9._\-]*$"
 NAME_PATTERN = r"^[A-Z][A-Z0-9_]*$"
-
-
-class Definition(BaseModel):
-    """Base of every definition model: immutable, and unknown keys are errors."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class DataType(StrEnum):
@@ -222,6 +219,9 @@ class StudyInfo(Definition):
     )
     phases: tuple[Phase, ...] = Field(
         default=(), description="study phases (escalation, expansion) assigned with a dose level"
+    )
+    design: StudyDesign | None = Field(
+        default=None, description="the trial's design facts for SDTM TS (app.study.design)"
     )
 
 
