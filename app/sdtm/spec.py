@@ -185,12 +185,16 @@ class Transposition(Definition):
 
 
 class RecordSource(Definition):
-    """Where records come from. `subject: true` gives one record per subject (DM); otherwise
-    each row of `item_group` (default: the form's first group) of every saved `form` gives a
-    record (or one per `transpose` entry), optionally only rows whose items equal `where`
-    values (`{ITEM: value}` or `{ITEM: [value, ...]}`, all must hold)."""
+    """Where records come from. `subject: true` gives one record per subject (DM),
+    `subject_elements: true` one per element the subject went through (SE),
+    `subject_visits: true` one per dated visit (SV); otherwise each row of `item_group`
+    (default: the form's first group) of every saved `form` gives a record (or one per
+    `transpose` entry), optionally only rows whose items equal `where` values (`{ITEM: value}`
+    or `{ITEM: [value, ...]}`, all must hold)."""
 
     subject: bool = False
+    subject_elements: bool = False
+    subject_visits: bool = False
     form: str | None = None
     item_group: str | None = None
     where: dict[str, str | tuple[str, ...]] = Field(default_factory=dict)
@@ -198,10 +202,14 @@ class RecordSource(Definition):
 
     @model_validator(mode="after")
     def _one_kind(self) -> RecordSource:
-        if self.subject == (self.form is not None):
-            raise ValueError("a record source is either `subject: true` or a `form`")
-        if self.subject and (self.item_group or self.where or self.transpose):
-            raise ValueError("a `subject: true` source takes no item_group, where or transpose")
+        kinds = [self.subject, self.subject_elements, self.subject_visits, self.form is not None]
+        if sum(kinds) != 1:
+            raise ValueError(
+                "a record source is one of `subject: true`, `subject_elements: true`, "
+                "`subject_visits: true` or a `form`"
+            )
+        if self.form is None and (self.item_group or self.where or self.transpose):
+            raise ValueError("only a `form` source takes item_group, where or transpose")
         return self
 
 
