@@ -8,6 +8,7 @@ schema-valid Define-XML. One demo subject gets two unscheduled visits through th
 
 from __future__ import annotations
 
+import shutil
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -30,7 +31,8 @@ from app.sdtm.dataset import SdtmDataset
 from app.sdtm.derive import Value
 from app.sdtm.rules import check_dataset, read_written
 from app.sdtm.spec import RecordSource, SdtmSpecs, load_sdtm_specs
-from app.study.loader import LOG_EVENT_OID, Study
+from app.study.loader import LOG_EVENT_OID, Study, load_study
+from app.study.problems import StudyDefinitionError
 from tests import factories
 from tests.conftest import REPO
 
@@ -255,6 +257,26 @@ def test_aes_of_the_first_week_and_the_day_7_visit_are_follow_up(
     assert d0_vs["PRE-DOSE"] == {"LYMPHODEPLETION"} and d0_vs["POST-INFUSION"] == {"TREATMENT"}
 
 
+def test_follow_up_starts_the_day_after_the_infusion_even_before_the_d1_visit(
+    tables: dict[str, list[Record]],
+) -> None:
+    sv, se, ae = by_subject(tables["SV"]), by_subject(tables["SE"]), by_subject(tables["AE"])
+    waiting = [
+        usubjid
+        for usubjid, elements in se.items()
+        if "INF" in {r["ETCD"] for r in elements} and 7 not in {r["VISITNUM"] for r in sv[usubjid]}
+    ]
+    with_events = [usubjid for usubjid in waiting if any(r["AESTDY"] == 2 for r in ae[usubjid])]
+    assert with_events, "the demo subject infused yesterday has AEs today, before its D1 visit"
+    for usubjid in with_events:
+        infusion, follow_up = (
+            next(r for r in se[usubjid] if r["ETCD"] == code) for code in ("INF", "FU")
+        )
+        day_after = date.fromisoformat(str(infusion["SESTDTC"])[:10]) + timedelta(days=1)
+        assert follow_up["SESTDTC"] == infusion["SEENDTC"] == str(day_after)
+        assert {r["EPOCH"] for r in ae[usubjid] if r["AESTDY"] == 2} == {"FOLLOW-UP"}
+
+
 # -- files and Define-XML -----------------------------------------------------------------------
 
 
@@ -294,3 +316,17 @@ def test_a_record_source_is_of_exactly_one_kind() -> None:
             RecordSource.model_validate(kinds)
     with pytest.raises(ValueError, match="only a `form` source"):
         RecordSource.model_validate({"subject_elements": True, "where": {"X": "Y"}})
+
+
+def test_study_check_reports_an_element_started_by_an_unknown_anchor(tmp_path: Path) -> None:
+    forms = tmp_path / "forms"
+    shutil.copytree(REPO / "forms", forms)
+    schedule = forms / "schedule.yaml"
+    text = schedule.read_text().replace("start_anchor: consent}", "start_anchor: consnet}")
+    schedule.write_text(text)
+    with pytest.raises(StudyDefinitionError) as raised:
+        load_study(forms)
+    line = next(n for n, line in enumerate(text.splitlines(), start=1) if "consnet" in line)
+    assert [str(problem) for problem in raised.value.problems] == [
+        f"forms/schedule.yaml:{line}: periods[0].element.start_anchor: unknown anchor consnet"
+    ]

@@ -88,6 +88,14 @@ def recorded_elements(data: SubjectData) -> list[SubjectElement]:
     return [element for element in subject_elements(data) if element.period.element is not None]
 
 
+def _se_record_element(context: RecordContext) -> SubjectElement:
+    """The element of an SE record (record k of a subject is its k-th element)."""
+    elements = recorded_elements(context.data)
+    if context.seq > len(elements):
+        raise ValueError("derives the records of a `subject_elements: true` source only")
+    return elements[context.seq - 1]
+
+
 def element_at(data: SubjectData, moment: str) -> SubjectElement | None:
     """The period the subject was in at `moment` (an ISO 8601 date or date/time)."""
     current = None
@@ -182,7 +190,7 @@ def _element(context: RecordContext, part: str) -> Value:
     start order): `code` (ETCD), `name` (ELEMENT), `epoch`, `order` (TAETORD), `start`."""
     if part not in ELEMENT_PARTS:
         raise ValueError(f"unknown element part {part!r} (one of {', '.join(ELEMENT_PARTS)})")
-    element = recorded_elements(context.data)[context.seq - 1]
+    element = _se_record_element(context)
     assert element.period.element is not None
     values: dict[str, Value] = {
         "code": element.period.element.code,
@@ -198,7 +206,7 @@ def _element(context: RecordContext, part: str) -> Value:
 def _element_end(context: RecordContext, dates: Sequence[str]) -> Value:
     """SEENDTC: when the next period started; for the last, the end of participation (the
     latest of the collected `dates`, as RFPENDTC), null while the subject is still in it."""
-    element = recorded_elements(context.data)[context.seq - 1]
+    element = _se_record_element(context)
     if element.end is not None:
         return element.end
     return registered_derivations()["participation_end"](context, dates=dates)
