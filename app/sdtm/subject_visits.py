@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from app.models import StudyEventData
 from app.sdtm.derive import DatedVisit, RecordContext, RowValues, SubjectData, Value, derivation
+from app.sdtm.subject_elements import marks_period
 from app.study.loader import Study
 from app.study.model import Visit
 
@@ -57,17 +58,10 @@ def visit_rows(data: SubjectData) -> list[RowValues]:
 
 
 def is_unplanned(study: Study, visit: Visit) -> bool:
-    """An unplanned visit: unscheduled, repeating, in a period that has scheduled visits, so
-    it may happen at any time and any number of times (UNS). Early termination (one per
-    subject) and long-term follow-up (the visits of their period) are planned."""
-    return (
-        visit.type == "unscheduled"
-        and visit.repeating
-        and any(
-            other.type == "scheduled" and other.period == visit.period
-            for other in study.schedule.visits
-        )
-    )
+    """An unplanned visit: a repeating one that does not mark its period, so it may happen at
+    any time and any number of times (UNS). Early termination (once per subject) and
+    long-term follow-up (the visits of their period) are planned."""
+    return visit.repeating and not marks_period(study, visit)
 
 
 def _visit_of(context: RecordContext) -> Visit | None:
