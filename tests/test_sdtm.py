@@ -35,7 +35,6 @@ from app.sdtm.derive import (
     SubjectData,
     SubjectInfo,
     dtc,
-    marks_period,
     sdtm_day,
     study_day,
     visit_name,
@@ -43,6 +42,7 @@ from app.sdtm.derive import (
 )
 from app.sdtm.rules import check_dataset, read_written
 from app.sdtm.spec import SdtmSpecs, load_sdtm_specs, sdtm_problems
+from app.sdtm.subject_elements import marks_period
 from app.sdtm.writers import SdtmWriteError, long_text_pieces, supp_qnam
 from app.study.loader import LOG_EVENT_OID, Study
 from tests import factories

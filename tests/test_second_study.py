@@ -145,7 +145,7 @@ def test_ht201_passes_the_study_check_on_its_own() -> None:
         capture_output=True, text=True, cwd=REPO, check=False, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "HT201: OK" in result.stdout and "7 SDTM domains" in result.stdout
+    assert "HT201: OK" in result.stdout and "9 SDTM domains" in result.stdout
 
 
 def test_a_user_of_both_studies_chooses_one_and_sees_only_its_subjects(
@@ -291,7 +291,7 @@ def test_ht201_is_entered_exported_as_valid_odm_and_sdtm_and_imported_elsewhere(
     )
     validator = Draft201909Validator(json.loads(DATASET_JSON_SCHEMA.read_text()))
     written = sorted(path.stem for path in sdtm.glob("*.json"))
-    assert written == ["ae", "dm", "ds", "ex", "ts", "tv", "vs"]
+    assert written == ["ae", "dm", "ds", "ex", "se", "sv", "ts", "tv", "vs"]
     for name in written:
         content = json.loads((sdtm / f"{name}.json").read_text(encoding="utf-8"))
         assert [error.message for error in validator.iter_errors(content)] == [], name
@@ -314,6 +314,12 @@ def test_ht201_is_entered_exported_as_valid_odm_and_sdtm_and_imported_elsewhere(
         by_test[("Day 1", "SYSBP")]["VSDY"] == 1
         and by_test[("Day 1", "SYSBP")]["EPOCH"] == "TREATMENT"
     )
+    se_rows, _ = pyreadstat.read_xport(str(sdtm / "se.xpt"))
+    assert [(r["ETCD"], r["EPOCH"]) for r in se_rows.to_dict("records")] == [
+        ("SCRN", "SCREENING"),
+        ("AML5", "TREATMENT"),
+    ]
+    assert se_rows.to_dict("records")[1]["SESTDTC"] == FIRST_DOSE.isoformat()
     ae_rows, _ = pyreadstat.read_xport(str(sdtm / "ae.xpt"))
     assert [(r["AETERM"], r["AESTDY"]) for r in ae_rows.to_dict("records")] == [("Ankle oedema", 4)]
 

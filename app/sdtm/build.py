@@ -50,6 +50,8 @@ from app.sdtm.spec import (
     Variable,
     resolve_item,
 )
+from app.sdtm.subject_elements import recorded_elements
+from app.sdtm.subject_visits import read_visits, visit_rows
 from app.sdtm.trial_design import trial_design_table
 from app.sdtm.writers import (
     MAX_VALUE_BYTES,
@@ -65,7 +67,9 @@ __all__ = ["SdtmBuildError", "SdtmDataset", "build_tables", "write_sdtm"]
 
 REFERENCE_DOMAIN = "DM"
 ALL_FORMATS = frozenset({"xpt", "json", "csv"})
-INTEGER_DERIVATIONS = frozenset({"seq", "study_day"})
+INTEGER_DERIVATIONS = frozenset(
+    {"seq", "study_day", "planned_study_day", "element", "element_order"}
+)
 """Num variables computed by these derivations are integers (Dataset-JSON `integer`)."""
 
 SUPP_COLUMNS = [
@@ -246,7 +250,8 @@ class _SubjectReader:
             for anchor in self.study.schedule.anchors
             if (value := data.first(anchor.source)) is not None
         }
-        return SubjectData(subject=info, rows=tuple(rows), anchors=anchors, study=self.study)
+        visits = read_visits(self.session, subject.id or 0)
+        return SubjectData(info, tuple(rows), anchors, self.study, visits)
 
 
 def last_modified(session: Session) -> datetime:
@@ -333,6 +338,12 @@ class _DomainBuilder:
         for source in self.spec.sources:
             if source.subject:
                 yield (0, 0), None, None
+                continue
+            if source.subject_elements:  # in start order: SESEQ k is the k-th element
+                yield from (((0, i), None, None) for i, _ in enumerate(recorded_elements(data)))
+                continue
+            if source.subject_visits:
+                yield from (((row.order, 0), row, None) for row in visit_rows(data))
                 continue
             for row in self._rows(data, source):
                 if not source.transpose:

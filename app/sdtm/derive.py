@@ -1,5 +1,7 @@
 """Named derivations of SDTM variables: the registry, the context a derivation reads, and the
-general derivations every domain uses (identifiers, visits, epochs, study days, dates).
+general derivations every domain uses (identifiers, visits, study days, dates). EPOCH and the
+subject's elements and visits (SE, SV) are in `app.sdtm.subject_elements` and
+`app.sdtm.subject_visits`.
 
 A mapping names a derivation (`derivation: {name: study_day, args: {dtc: AESTDTC}}`); the
 engine calls the registered function as `function(context, **args)` for each record. Domain
@@ -14,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
+from typing import TypeVar
 
 from app.study.loader import LOG_EVENT_OID, Study
 from app.study.model import Visit
@@ -27,6 +30,13 @@ REFERENCE_START = "RFSTDTC"
 """The DM variable every --DY counts from."""
 
 _REGISTRY: dict[str, DerivationFunction] = {}
+_DERIVATION_MODULES = (
+    "app.sdtm.subject_derivations",
+    "app.sdtm.domain_derivations",
+    "app.sdtm.subject_elements",
+    "app.sdtm.subject_visits",
+)
+T = TypeVar("T")
 
 
 def derivation(name: str) -> Callable[[DerivationFunction], DerivationFunction]:
@@ -43,7 +53,7 @@ def derivation(name: str) -> Callable[[DerivationFunction], DerivationFunction]:
 
 def registered_derivations() -> Mapping[str, DerivationFunction]:
     """Every registered derivation, the domain ones included."""
-    for module in ("app.sdtm.subject_derivations", "app.sdtm.domain_derivations"):
+    for module in _DERIVATION_MODULES:
         importlib.import_module(module)  # their decorators register on import
     return _REGISTRY
 
@@ -84,8 +94,21 @@ class RowValues:
 
 
 @dataclass(frozen=True)
+class DatedVisit:
+    """A visit the subject had: a StudyEvent with a visit date, whether or not forms were
+    entered at it."""
+
+    event_oid: str
+    repeat: int
+    visit_date: date
+    order: int
+    """Creation order of the visit (its database id)."""
+
+
+@dataclass(frozen=True)
 class SubjectData:
-    """All saved rows of one subject, in creation order, and its anchor dates/times."""
+    """All saved rows of one subject, in creation order, its dated visits and its anchor
+    dates/times."""
 
     subject: SubjectInfo
     rows: tuple[RowValues, ...]
@@ -93,19 +116,8 @@ class SubjectData:
     """Anchor id (consent, leukapheresis, infusion) -> collected date or datetime text."""
 
     study: Study = field(repr=False, compare=False)
-
-    @cached_property
-    def period_starts(self) -> list[tuple[date, str]]:
-        """(first visit date, period OID) of each period the subject has a dated visit in
-        (visits that `marks_period`), in date order: the boundaries EPOCH uses for records
-        of log forms and of visits that may happen in any period."""
-        starts: dict[str, date] = {}
-        for row in self.rows:
-            visit = self.study.visit(row.event_oid)
-            if visit is not None and marks_period(self.study, visit) and row.visit_date:
-                known = starts.get(visit.period)
-                starts[visit.period] = min(known, row.visit_date) if known else row.visit_date
-        return sorted((start, period) for period, start in starts.items())
+    visits: tuple[DatedVisit, ...] = ()
+    """Every dated visit of the subject, in creation order (a visit may have no forms)."""
 
     @cached_property
     def _rows_by_form(self) -> dict[str, list[RowValues]]:
@@ -139,6 +151,21 @@ class SubjectData:
         """Every collected value of `FORM.ITEM`, in creation order."""
         form_name, item = reference.split(".", 1)
         return [row.values[item] for row in self.rows_of(form_name) if row.values.get(item)]
+
+
+def per_subject(compute: Callable[[SubjectData], T]) -> Callable[[SubjectData], T]:
+    """Cache `compute(data)` for the subject being exported: the engine builds all records of
+    one subject before the next, so one cached subject is enough (and memory stays flat)."""
+    last: list[tuple[SubjectData, T]] = []
+
+    def cached(data: SubjectData) -> T:
+        if last and last[0][0] is data:
+            return last[0][1]
+        result = compute(data)
+        last[:] = [(data, result)]
+        return result
+
+    return cached
 
 
 @dataclass
@@ -321,45 +348,6 @@ def _visit(context: RecordContext) -> Value:
     row = context.row
     visit = None if row is None else context.study.visit(row.event_oid)
     return None if row is None or visit is None else visit_name(visit, row.event_repeat)
-
-
-@derivation("epoch")
-def _epoch(context: RecordContext, dtc: str | None = None, by_date: bool = False) -> Value:
-    """EPOCH: the period of the record's visit. For log forms, visits that may happen in any
-    period (`marks_period` is false: early termination, unscheduled) and with `by_date` (a
-    disposition), the period the date falls in: the date in variable `dtc`, else the visit
-    date. A period starts at the subject's first dated visit that marks it."""
-    row = context.row
-    visit = None if row is None else context.study.visit(row.event_oid)
-    if visit is not None and marks_period(context.study, visit) and not by_date:
-        return epoch_of_period(context.study, visit.period)
-    day = day_of(context.date_variable(dtc)) if dtc else None
-    if day is None and row is not None:
-        day = row.visit_date
-    if day is None:
-        return None
-    current = None
-    for start, period in context.data.period_starts:
-        if start <= day:
-            current = period
-    return None if current is None else epoch_of_period(context.study, current)
-
-
-def marks_period(study: Study, visit: Visit) -> bool:
-    """Whether a visit tells the period the subject is in: a scheduled visit, or an
-    unscheduled one of a period without scheduled visits (long-term follow-up). Unscheduled
-    visits of a period that has scheduled ones (UNS, early termination) may happen at any
-    time, so their nominal period says nothing."""
-    if visit.type == "scheduled":
-        return True
-    return not any(
-        other.type == "scheduled" and other.period == visit.period
-        for other in study.schedule.visits
-    )
-
-
-def epoch_of_period(study: Study, period_oid: str) -> str | None:
-    return next((p.epoch for p in study.schedule.periods if p.oid == period_oid), None)
 
 
 @derivation("visit_date")

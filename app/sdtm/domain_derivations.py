@@ -5,17 +5,17 @@ Their arguments are data written in the mappings (`exports/*.yaml`): item names,
 sources, the unit conversion table of LB. Every derivation reads one subject's collected rows
 (`context.data`); what a derivation needs from all of them (the header values of each saved
 form, the last result before exposure of each test) is computed once per subject and kept
-while that subject's records are built (`_per_subject`).
+while that subject's records are built (`per_subject`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from app.numbers import plain_text, round_half_up
 from app.sdtm.derive import (
@@ -25,31 +25,15 @@ from app.sdtm.derive import (
     Value,
     day_of,
     derivation,
+    per_subject,
     registered_derivations,
 )
 
 FormKey = tuple[str, str, int, int]
 """A saved form: (form OID, StudyEvent OID, event repeat, form repeat)."""
 
-T = TypeVar("T")
 
-
-def _per_subject(compute: Callable[[SubjectData], T]) -> Callable[[SubjectData], T]:
-    """Cache `compute(data)` for the subject being exported: the engine builds all records of
-    one subject before the next, so one cached subject is enough (and memory stays flat)."""
-    last: list[tuple[SubjectData, T]] = []
-
-    def cached(data: SubjectData) -> T:
-        if last and last[0][0] is data:
-            return last[0][1]
-        result = compute(data)
-        last[:] = [(data, result)]
-        return result
-
-    return cached
-
-
-@_per_subject
+@per_subject
 def _subject_memo(data: SubjectData) -> dict[tuple[object, ...], Any]:
     """Results computed once per subject and reused by its records (keyed by what they
     depend on)."""
@@ -60,7 +44,7 @@ def _form_key(row: RowValues) -> FormKey:
     return row.form_oid, row.event_oid, row.event_repeat, row.form_repeat
 
 
-@_per_subject
+@per_subject
 def _form_headers(data: SubjectData) -> dict[FormKey, dict[str, str]]:
     """Values of the non-repeating item groups of each saved form (e.g. a lab panel's sample
     date, time and laboratory), which the rows of its repeating groups share."""
@@ -174,7 +158,7 @@ def _epoch_of_start(context: RecordContext, dtc: str) -> Value:
     started in 2015-03 and recorded at screening belongs to no study epoch)."""
     if day_of(context.date_variable(dtc)) is None:
         return None
-    return registered_derivations()["epoch"](context, dtc=dtc, by_date=True)
+    return registered_derivations()["epoch"](context, dtc=dtc)
 
 
 @derivation("any_chosen")

@@ -186,14 +186,17 @@ class Transposition(Definition):
 
 
 class RecordSource(Definition):
-    """Where records come from. `subject: true` gives one record per subject (DM);
-    `trial_design: TS` the study's trial-design records of that kind (TS, TA, TE, TV, TI), whose
-    fields the variables read by `item`; otherwise each row of `item_group` (default: the
-    form's first group) of every saved `form` gives a record (or one per `transpose` entry),
-    optionally only rows whose items equal `where` values (`{ITEM: value}` or
-    `{ITEM: [value, ...]}`, all must hold)."""
+    """Where records come from. `subject: true` gives one record per subject (DM),
+    `subject_elements: true` one per element the subject went through (SE),
+    `subject_visits: true` one per dated visit (SV); `trial_design: TS` the study's
+    trial-design records of that kind (TS, TA, TE, TV, TI), whose fields the variables read by
+    `item`; otherwise each row of `item_group` (default: the form's first group) of every saved
+    `form` gives a record (or one per `transpose` entry), optionally only rows whose items
+    equal `where` values (`{ITEM: value}` or `{ITEM: [value, ...]}`, all must hold)."""
 
     subject: bool = False
+    subject_elements: bool = False
+    subject_visits: bool = False
     trial_design: TrialDesignKind | None = None
     form: str | None = None
     item_group: str | None = None
@@ -202,8 +205,15 @@ class RecordSource(Definition):
 
     @model_validator(mode="after")
     def _one_kind(self) -> RecordSource:
-        if [self.subject, self.trial_design is not None, self.form is not None].count(True) != 1:
-            raise ValueError("a record source is one of `subject: true`, `trial_design` or `form`")
+        kinds = [
+            self.subject, self.subject_elements, self.subject_visits,
+            self.trial_design is not None, self.form is not None,
+        ]  # fmt: skip
+        if sum(kinds) != 1:
+            raise ValueError(
+                "a record source is one of `subject: true`, `subject_elements: true`, "
+                "`subject_visits: true`, `trial_design` or a `form`"
+            )
         if self.form is None and (self.item_group or self.where or self.transpose):
             raise ValueError("only a `form` source takes item_group, where or transpose")
         return self

@@ -128,6 +128,12 @@ class _Checker:
             self._check_anchor_source(("anchors", i, "source"), anchor.source)
         if schedule.study_day_anchor is not None and schedule.study_day_anchor not in anchors:
             self.add(source, ("study_day_anchor",), f"unknown anchor {schedule.study_day_anchor}")
+        for i, period in enumerate(schedule.periods):
+            start = period.element.start_anchor if period.element else None
+            if start is not None and start not in anchors:
+                self.add(
+                    source, ("periods", i, "element", "start_anchor"), f"unknown anchor {start}"
+                )
         visitnums: dict[float, str] = {}
         for i, visit in enumerate(schedule.visits):
             loc: Loc = ("visits", i)

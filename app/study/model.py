@@ -241,6 +241,10 @@ class Element(Definition):
     name: str
     start_rule: str
     end_rule: str
+    start_anchor: str | None = Field(
+        default=None, description="anchor whose date/time starts it (else the period's first visit)"
+    )
+    start_day: int = Field(default=0, description="days after start_anchor (1: the next day)")
 
 
 class Period(Definition):
