@@ -40,6 +40,7 @@ from app.sdtm.derive import (
     Value,
     registered_derivations,
 )
+from app.sdtm.relrec import RelrecBuilder
 from app.sdtm.spec import (
     DomainSpec,
     RecordSource,
@@ -127,6 +128,7 @@ def build_tables(
     reader = _SubjectReader(session, study)
     scope = scope or ExportScope(study_id=study.id)
     total = len(scoped_subject_ids(session, scope))
+    relationships = RelrecBuilder(specs) if any(spec.relrec for spec in specs.domains) else None
     for done, subject in enumerate(scoped_subjects(session, scope), start=1):
         data = reader.read(subject)
         reference_start: str | None = None
@@ -135,12 +137,16 @@ def build_tables(
             if builder.spec.domain == REFERENCE_DOMAIN and first is not None:
                 value = first.get(REFERENCE_START)
                 reference_start = value if isinstance(value, str) else None
+        if relationships is not None:
+            relationships.add_subject(data.subject, {b.spec.domain: b.contexts for b in builders})
         progress(done, total)
     tables: list[Table] = []
     for builder in builders:
         tables.append(builder.table)
         if builder.spec.supplemental or builder.supp.rows:
             tables.append(builder.supp)
+    if relationships is not None:
+        tables.append(relationships.finish(study.info.oid))
     return tables
 
 
@@ -290,12 +296,15 @@ class _DomainBuilder:
         ]  # fmt: skip
         self.has_seq = spec.variable(spec.seq_name) is not None
         self.char_variables = [var for var in spec.variables if var.type == "Char"]
+        self.contexts: list[RecordContext] = []
+        """The records of the subject last added (RELREC relates them)."""
 
     def add_subject(
         self, data: SubjectData, reference_start: str | None
     ) -> dict[str, Value] | None:
         """Append the subject's records; return the first one (DM's record)."""
         first = None
+        self.contexts = []
         candidates = sorted(self._candidates(data), key=lambda entry: entry[0])
         for seq, (_order, row, transposition) in enumerate(candidates, start=1):
             context = RecordContext(
@@ -310,6 +319,7 @@ class _DomainBuilder:
                 computes=self.computes,
             )
             record = self._record(context)
+            self.contexts.append(context)
             if first is None:
                 first = record
             self._add_supplemental(context)

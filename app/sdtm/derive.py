@@ -43,7 +43,11 @@ def derivation(name: str) -> Callable[[DerivationFunction], DerivationFunction]:
 
 def registered_derivations() -> Mapping[str, DerivationFunction]:
     """Every registered derivation, the domain ones included."""
-    for module in ("app.sdtm.subject_derivations", "app.sdtm.domain_derivations"):
+    for module in (
+        "app.sdtm.subject_derivations",
+        "app.sdtm.domain_derivations",
+        "app.sdtm.collected_derivations",
+    ):
         importlib.import_module(module)  # their decorators register on import
     return _REGISTRY
 
