@@ -9,6 +9,7 @@ the write path; one subject gets a procedure, a transfusion and an ECG here the 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from app.sdtm.build import write_sdtm
 from app.sdtm.dataset import SdtmDataset
 from app.sdtm.derive import Value
 from app.sdtm.rules import check_dataset, read_written
-from app.sdtm.spec import SdtmSpecs, load_sdtm_specs
+from app.sdtm.spec import SdtmSpecs, load_sdtm_specs, sdtm_problems
 from app.study.loader import LOG_EVENT_OID, Study, find_item
 from tests import factories
 from tests.conftest import REPO, migrated_database
@@ -61,7 +62,8 @@ def _with_procedures(url: str, study: Study) -> Engine:
         }})  # fmt: skip
         save("SE.SCR", "F.EG", {"IG.EG": {1: {
             "EGDTC": "2025-08-01T09:30:00", "EGINTP": "ABNORMAL NCS", "EGHR": "72",
-            "QRS": "96", "QT": "380", "QTCF": "410", "EGFIND": "Incomplete right bundle branch block",
+            "QRS": "96", "QT": "380", "QTCF": "410",
+            "EGFIND": "Incomplete right bundle branch block",
         }}})  # fmt: skip
         enrolled = session.exec(select(Subject).where(Subject.status == "enrolled")).one()
         outcome = factories.save(
@@ -253,7 +255,7 @@ def test_death_details_and_their_ae(tables: dict[str, list[Record]]) -> None:
     (usubjid,) = {r["USUBJID"] for r in dd}
     results = {r["DDTESTCD"]: r["DDORRES"] for r in dd}
     assert results["PRCDTH"] == "Pneumonia with respiratory failure"
-    assert results["PRCDTHCT"] == "INFECTION" and results["AUTOPIND"] == "N"
+    assert results["PRCDTHCT"] == "INFECTION" and results["AUTOPSY"] == "N"
     assert results["RELTRT"] == "UNLIKELY RELATED" and results["DTHDLTW"] == "N"
     assert "SECDTH" not in results, "no contributing cause entered"
     dm = next(r for r in tables["DM"] if r["USUBJID"] == usubjid)
@@ -309,3 +311,18 @@ def test_product_release_is_the_custom_findings_domain(tables: dict[str, list[Re
         assert record["EPOCH"] == "CELL COLLECTION"
     pending = [r for r in zp if r["ZPORRES"] == "PENDING"]
     assert all(r["ZPDTC"] is None for r in pending)
+
+
+def test_study_check_reports_a_broken_relrec_declaration(zm001: Study, tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    shutil.copytree(REPO / "exports", exports)
+    mapping = exports / "CE.yaml"
+    text = mapping.read_text(encoding="utf-8")
+    text = text.replace("ICANS: ICANSAEID}", "ICANS: ICANSAE, DD: DTHAEID}")
+    mapping.write_text(text.replace("matches: AESPID", "matches: AENUM"), encoding="utf-8")
+    problems = [(p.file, p.where, p.message) for p in sdtm_problems(exports, zm001)]
+    assert sorted(problems) == sorted([
+        ("exports/CE.yaml", "relrec[0].item.ICANS", "form F.ICANS has no item ICANSAE"),
+        ("exports/CE.yaml", "relrec[0].item.DD", "DD is not a source form of CE"),
+        ("exports/CE.yaml", "relrec[0]", "AENUM is not a variable of AE"),
+    ])  # fmt: skip

@@ -3,10 +3,11 @@
 
 Record-level relationships relate a record to the records its source row cites (a CRS
 episode's CE record and the AE record whose AESPID its CRSAEID names): the cited records and
-the records of one saved form citing them share a RELID (the seven DD records of a death form
+the records of one saved form citing them share a RELID (every DD record of a death form
 and its AE), numbered 1, 2, ... per subject in the order of the citing records; every record
 is identified by its --SEQ. Dataset-level relationships (FA to CE by FAGRPID = CESPID) are
-two records without USUBJID, written once when both domains have records. `RELREC_SPEC` describes the dataset for Define-XML and the rule checks.
+two records without USUBJID, written once when both domains have records. `RELREC_SPEC`
+describes the dataset for Define-XML and the rule checks.
 """
 
 from __future__ import annotations
