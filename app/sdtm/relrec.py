@@ -85,8 +85,9 @@ def relrec_problems(specs: SdtmSpecs, study: Study) -> list[Problem]:
     problems: list[Problem] = []
     for spec in specs.domains:
         source_file = specs.sources.get(spec.domain)
-        for i, related in enumerate(spec.relrec if source_file is not None else ()):
-            assert source_file is not None
+        if source_file is None:
+            continue
+        for i, related in enumerate(spec.relrec):
             problems += [
                 source_file.problem(("relrec", i, *where), message)
                 for where, message in _declaration_problems(specs, study, spec, related)
