@@ -204,6 +204,57 @@ def test_rule_checks_report_what_breaks_the_rules(
     assert f"DS {usubjid}: DSCAT 'FINISHED' is not in its code list" in problems
 
 
+def test_datasets_are_sorted_by_their_keys_without_empty_permissible_variables(
+    full: Export, specs: SdtmSpecs
+) -> None:
+    """Every dataset has records, its rows in the order of the keys it declares; permissible
+    variables null in every row are dropped, required and expected ones kept."""
+    for name, dataset in full.datasets.items():
+        columns, rows = read_written(dataset)
+        assert rows, f"{name} is written without records"
+        spec = specs.domain(name.removeprefix("SUPP"))
+        assert spec is not None
+        keys = [*SUPP_KEYS] if name.startswith("SUPP") else list(spec.keys)
+        at = [columns.index(key) for key in keys if key in columns]
+        order = [tuple(_sort_value(row[i]) for i in at) for row in rows]
+        assert order == sorted(order), f"{name} is not sorted by {', '.join(keys)}"
+        if name.startswith("SUPP"):
+            continue
+        assert columns == [v.name for v in spec.variables if v.core != "Perm" or v.name in columns]
+        for var in spec.variables:
+            if var.core == "Perm" and var.name in columns:
+                at_var = columns.index(var.name)
+                assert any(row[at_var] is not None for row in rows), f"{name}.{var.name}"
+    assert "LBENDTC" not in read_written(full.datasets["LB"])[0], "never collected"
+    assert "LBSTRESC" in read_written(full.datasets["LB"])[0], "expected variables stay"
+
+
+SUPP_KEYS = ("STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "QNAM")
+
+
+def _sort_value(value: object) -> tuple[int, float, str]:
+    if value is None:
+        return (0, 0.0, "")
+    if isinstance(value, int | float):
+        return (1, float(value), "")
+    return (2, 0.0, str(value))
+
+
+def test_a_subject_without_a_domains_records_gets_no_file_for_it(
+    demo: Engine, zm001: Study, specs: SdtmSpecs, tmp_path: Path
+) -> None:
+    (failure, *_) = subjects_with_status(demo, "screen_failed")
+    with Session(demo) as session:
+        subject = session.exec(
+            select(Subject).where(Subject.subject_key == failure.removeprefix("ZM001-"))
+        ).one()
+    scope = ExportScope(ScopeKind.SUBJECT, study_id=1, subject_id=subject.id)
+    alone = export(demo, zm001, specs, tmp_path, scope)
+    assert {"DM", "DS", "IE"} <= set(alone.datasets)
+    assert not {"EX", "SUPPEX", "AE"} & set(alone.datasets), "never treated, no adverse event"
+    assert not (tmp_path / "ex.xpt").exists()
+
+
 def test_a_second_export_gives_the_same_records_and_seq_numbers(
     demo: Engine, zm001: Study, specs: SdtmSpecs, full: Export, tmp_path: Path
 ) -> None:

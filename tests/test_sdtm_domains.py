@@ -462,7 +462,10 @@ def test_vital_signs_are_one_record_per_measurement(tables: dict[str, list[Recor
 
 
 def test_medications_and_prior_sle_therapies(tables: dict[str, list[Record]]) -> None:
-    cm = [r for r in tables["CM"] if r["USUBJID"] == f"ZM001-{SUBJECT}"]
+    cm = sorted(
+        (r for r in tables["CM"] if r["USUBJID"] == f"ZM001-{SUBJECT}"),
+        key=lambda r: int(str(r["CMSEQ"])),
+    )  # in order of entry, as CMSEQ numbers them (the dataset is in key order)
     assert [(r["CMTRT"], r["CMCAT"], r["CMSCAT"]) for r in cm] == [
         ("PREDNISONE", "GLUCOCORTICOID", "PRIOR SLE THERAPY"),
         ("MYCOPHENOLATE", "IMMUNOSUPPRESSANT", "PRIOR SLE THERAPY"),

@@ -221,12 +221,19 @@ def test_leukapheresis_procedure_and_transfusions_are_procedures(
     tables: dict[str, list[Record]],
 ) -> None:
     usubjid = f"ZM001-{SUBJECT}"
-    mine = [r for r in tables["PR"] if r["USUBJID"] == usubjid]
-    assert [r["PRTRT"] for r in mine] == [
+    mine = {r["PRTRT"]: r for r in tables["PR"] if r["USUBJID"] == usubjid}
+    assert set(mine) == {
+        "LEUKAPHERESIS", "Central venous catheter insertion", "PLATELET TRANSFUSION",
+        "RED BLOOD CELL TRANSFUSION",
+    }  # fmt: skip
+    # PRSEQ follows the order of entry, whatever order the rows are sorted in
+    assert sorted(mine, key=lambda name: float(str(mine[name]["PRSEQ"]))) == [
         "LEUKAPHERESIS", "Central venous catheter insertion", "PLATELET TRANSFUSION",
         "RED BLOOD CELL TRANSFUSION",
     ]  # fmt: skip
-    collection, procedure, platelets, red_cells = mine
+    collection = mine["LEUKAPHERESIS"]
+    procedure = mine["Central venous catheter insertion"]
+    platelets, red_cells = mine["PLATELET TRANSFUSION"], mine["RED BLOOD CELL TRANSFUSION"]
     assert collection["PRCAT"] == "CELL COLLECTION" and collection["PROCCUR"] == "Y"
     assert collection["EPOCH"] == "CELL COLLECTION" and collection["PRSPID"] == "1"
     assert len(str(collection["PRSTDTC"])) == 19 and collection["PRENDTC"] > collection["PRSTDTC"]

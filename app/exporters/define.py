@@ -770,9 +770,11 @@ def _describe_domain(document: _Document, spec: DomainSpec, dataset: SdtmDataset
         document.tables.get(name),
     )
     tests = _tests(document.study, spec, observed) if keyed else []
-    keys = {key: order for order, key in enumerate(spec.keys, start=1)}
+    written = [variable for variable in spec.variables if dataset.has_variable(variable.name)]
+    written_keys = [key for key in spec.keys if dataset.has_variable(key)]
+    keys = {key: order for order, key in enumerate(written_keys, start=1)}
     item_refs = []
-    for order, variable in enumerate(spec.variables, start=1):
+    for order, variable in enumerate(written, start=1):
         oid = item_oid(name, variable.name)
         stats = observed.columns.get(variable.name) or _known_stats(dataset, variable.name)
         method = document.method_oid(oid, variable.origin, _expression(variable))

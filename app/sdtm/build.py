@@ -29,6 +29,7 @@ from app.sdtm import (  # noqa: F401 - imported for the derivations they registe
     domain_derivations,
     subject_derivations,
 )
+from app.sdtm.conformance import submitted
 from app.sdtm.dataset import Column, JsonDataType, SdtmDataset, Table, format_number
 from app.sdtm.derive import (
     REFERENCE_START,
@@ -103,8 +104,7 @@ def write_sdtm(
     each to `out_dir` as `<name>.xpt`, `<name>.json`, `<name>.csv` (the `formats` asked for).
     `progress` is told the subjects read, `written` the datasets written.
 
-    Datasets without records are written too, with their columns, so an export always has the
-    same files. SDTM is always complete for its scope: `scope.changed_since` is ignored.
+    Datasets without records are not written. SDTM is always complete for its scope: `scope.changed_since` is ignored.
     Raises SdtmBuildError or `writers.SdtmWriteError` before anything is half written."""
     unknown = formats - ALL_FORMATS
     if unknown:
@@ -120,8 +120,10 @@ def build_tables(
     scope: ExportScope | None = None,
     progress: Progress = no_progress,
 ) -> list[Table]:
-    """Every domain of `specs` in file order, each followed by its SUPP-- dataset when it
-    declares supplemental qualifiers or has text split over 200 characters."""
+    """Every domain of `specs` that has records, in file order, each followed by its SUPP--
+    dataset when that has records (supplemental qualifiers or text split over 200
+    characters), as submitted (`conformance.submitted`: sorted by keys, permissible
+    variables null in every row dropped)."""
     derivations = registered_derivations()
     builders = [_DomainBuilder(spec, study, derivations) for spec in specs.domains]
     reference_first = sorted(builders, key=lambda builder: builder.spec.domain != REFERENCE_DOMAIN)
@@ -142,11 +144,13 @@ def build_tables(
         progress(done, total)
     tables: list[Table] = []
     for builder in builders:
-        tables.append(builder.table)
-        if builder.spec.supplemental or builder.supp.rows:
-            tables.append(builder.supp)
+        permissible = [var.name for var in builder.spec.variables if var.core == "Perm"]
+        for table in (submitted(builder.table, permissible), submitted(builder.supp)):
+            if table is not None:
+                tables.append(table)
     if relationships is not None:
-        tables.append(relationships.finish(study.info.oid))
+        related = submitted(relationships.finish(study.info.oid))
+        tables += [related] if related is not None else []
     return tables
 
 

@@ -64,10 +64,16 @@ class SdtmDataset:
     (xpt, json, csv) and the observed maximum length of each Char variable (`lengths`, for
     Define-XML; 1 for a variable that is always empty). A dataset described from the
     definition alone (`app.exporters.define.planned_datasets`) has `rows` None, files that
-    were not written, and the lengths the definition allows each variable."""
+    were not written, and the lengths the definition allows each variable. `variables` names
+    the variables written, in order (permissible ones null in every row are not); None for
+    one described from the definition, which has every variable of its mapping."""
 
     name: str
     label: str
     rows: int | None
     files: dict[str, Path]
     lengths: dict[str, int]
+    variables: tuple[str, ...] | None = None
+
+    def has_variable(self, name: str) -> bool:
+        return self.variables is None or name in self.variables

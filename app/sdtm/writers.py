@@ -134,7 +134,10 @@ def to_be_written(table: Table, out_dir: Path, formats: frozenset[str]) -> SdtmD
     stem = out_dir / table.name.lower()
     kinds: tuple[str, ...] = ("xpt", "json", "csv")
     files = {kind: stem.with_suffix(f".{kind}") for kind in kinds if kind in formats}
-    return SdtmDataset(table.name, table.label, len(table.rows), files, observed_lengths(table))
+    names = tuple(column.name for column in table.columns)
+    return SdtmDataset(
+        table.name, table.label, len(table.rows), files, observed_lengths(table), names
+    )
 
 
 def observed_lengths(table: Table) -> dict[str, int]:
