@@ -277,7 +277,7 @@ def planned_datasets(study: Study, specs: SdtmSpecs, folder: Path) -> list[SdtmD
     declares qualifiers), described from the definition: no rows counted (`rows` None), each
     named by the XPT file it would be in `folder`, with the lengths the definition allows."""
     datasets = []
-    for spec in specs.domains:
+    for spec in specs.with_relrec:
         lengths = {
             var.name: NUMBER_LENGTH if var.type == "Num" else _declared_length(study, spec, var)
             for var in spec.variables

@@ -41,6 +41,7 @@ from app.sdtm.derive import (
     Value,
     registered_derivations,
 )
+from app.sdtm.relrec import RelrecBuilder
 from app.sdtm.spec import (
     DomainSpec,
     RecordSource,
@@ -135,6 +136,7 @@ def build_tables(
     reader = _SubjectReader(session, study)
     scope = scope or ExportScope(study_id=study.id)
     total = len(scoped_subject_ids(session, scope))
+    relationships = RelrecBuilder(specs) if any(spec.relrec for spec in specs.domains) else None
     for done, subject in enumerate(scoped_subjects(session, scope), start=1):
         data = reader.read(subject)
         reference_start: str | None = None
@@ -143,6 +145,8 @@ def build_tables(
             if builder.spec.domain == REFERENCE_DOMAIN and first is not None:
                 value = first.get(REFERENCE_START)
                 reference_start = value if isinstance(value, str) else None
+        if relationships is not None:
+            relationships.add_subject(data.subject, {b.spec.domain: b.contexts for b in builders})
         progress(done, total)
     tables: list[Table] = []
     by_domain = {builder.spec.domain: builder for builder in builders}
@@ -156,6 +160,9 @@ def build_tables(
         for table in (submitted(built[0], permissible), *map(submitted, built[1:])):
             if table is not None:
                 tables.append(table)
+    if relationships is not None:
+        related = submitted(relationships.finish(study.info.oid))
+        tables += [related] if related is not None else []
     return tables
 
 
@@ -306,12 +313,15 @@ class _DomainBuilder:
         ]  # fmt: skip
         self.has_seq = spec.variable(spec.seq_name) is not None
         self.char_variables = [var for var in spec.variables if var.type == "Char"]
+        self.contexts: list[RecordContext] = []
+        """The records of the subject last added (RELREC relates them)."""
 
     def add_subject(
         self, data: SubjectData, reference_start: str | None
     ) -> dict[str, Value] | None:
         """Append the subject's records; return the first one (DM's record)."""
         first = None
+        self.contexts = []
         candidates = sorted(self._candidates(data), key=lambda entry: entry[0])
         for seq, (_order, row, transposition) in enumerate(candidates, start=1):
             context = RecordContext(
@@ -326,6 +336,7 @@ class _DomainBuilder:
                 computes=self.computes,
             )
             record = self._record(context)
+            self.contexts.append(context)
             if first is None:
                 first = record
             self._add_supplemental(context)

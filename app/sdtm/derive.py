@@ -35,6 +35,7 @@ _DERIVATION_MODULES = (
     "app.sdtm.domain_derivations",
     "app.sdtm.subject_elements",
     "app.sdtm.subject_visits",
+    "app.sdtm.collected_derivations",
 )
 T = TypeVar("T")
 

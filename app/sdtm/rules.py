@@ -141,7 +141,8 @@ def _usubjid_problems(where: str, record: dict[str, Value]) -> list[str]:
     if "SUBJID" in record:
         if usubjid != f"{studyid}-{record['SUBJID']}":
             return [f"{where}: USUBJID is not STUDYID-SUBJID"]
-    elif not str(usubjid).startswith(f"{studyid}-"):
+    # USUBJID is null only in records of a dataset-level relationship (RELREC)
+    elif usubjid is not None and not str(usubjid).startswith(f"{studyid}-"):
         return [f"{where}: USUBJID does not start with STUDYID-"]
     return []
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from app.sdtm.derive import registered_derivations
+from app.sdtm.relationships import RelatedRecords
 from app.sdtm.trial_fields import TRIAL_DESIGN_FIELDS, TrialDesignKind
 from app.study.loader import Study, _read_yaml, find_item
 from app.study.model import Definition, FormDef, ItemDef
@@ -241,6 +242,7 @@ class DomainSpec(Definition):
     variables: tuple[Variable, ...] = Field(min_length=1)
     supplemental: tuple[Supplemental, ...] = ()
     value_level: tuple[ValueLevel, ...] = ()
+    relrec: tuple[RelatedRecords, ...] = ()
 
     model_config = Definition.model_config | {"populate_by_name": True}
 
@@ -271,7 +273,15 @@ class SdtmSpecs:
     """Domain -> the YAML file it was read from."""
 
     def domain(self, name: str) -> DomainSpec | None:
-        return next((spec for spec in self.domains if spec.domain == name), None)
+        """The mapping of a domain, or RELREC's description when a mapping declares it."""
+        return next((spec for spec in self.with_relrec if spec.domain == name), None)
+
+    @property
+    def with_relrec(self) -> tuple[DomainSpec, ...]:
+        """The domains, then RELREC when any declares related records (`app.sdtm.relrec`)."""
+        from app.sdtm.relrec import RELREC_SPEC  # relrec builds on this module
+
+        return (*self.domains, RELREC_SPEC) if any(s.relrec for s in self.domains) else self.domains
 
 
 def load_sdtm_specs(directory: Path, study: Study) -> SdtmSpecs:
@@ -336,10 +346,12 @@ def _parse(directory: Path) -> tuple[SdtmSpecs, list[Problem], set[str]]:
 
 def check_specs(specs: SdtmSpecs, study: Study) -> list[Problem]:
     """Checks that need the study and the derivation registry (see `exports/README.md`)."""
+    from app.sdtm.relrec import relrec_problems  # relrec builds on this module
+
     problems: list[Problem] = []
     for spec in specs.domains:
         problems += _DomainChecker(spec, study, specs.sources[spec.domain]).run()
-    return problems
+    return problems + relrec_problems(specs, study)
 
 
 def resolve_item(study: Study, reference: str, form: FormDef | None) -> ItemDef | None:
