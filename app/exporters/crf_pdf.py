@@ -15,16 +15,16 @@ with any character (≥, µ, ×10^9) print as written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from fpdf import FPDF
-from fpdf.fonts import FontFace
 from fpdf.outline import OutlineSection
 
 from app.exporters.crf_annotations import NOT_SUBMITTED, Annotation, FormAnnotations
+from app.exporters.crf_table import Cell, draw_table, row_height
 from app.study.loader import Study
 from app.study.model import DataType, FormDef, ItemDef, ItemGroupDef
 
@@ -38,8 +38,12 @@ FORMS_PER_CONTENTS_PAGE = 46
 DOMAIN_COLOURS = ((255, 236, 153), (189, 228, 255), (201, 240, 196), (255, 210, 222))
 """Fill colours of the SDTM domains on a page, in the order of its domain box (acrf style)."""
 NOT_SUBMITTED_COLOUR = (230, 230, 230)
-HEADER_COLOUR = (60, 70, 90)
 
+DERIVATION_SHOWN = 120
+"""A derived item's expression is printed up to this length; a longer one (eGFR's) is code
+for the definition's readers, and its help says in words how it is derived."""
+GROUP_TITLE_SPACE = 18
+"""Height in mm of an item group's title and condition, with the table's heading row."""
 BLANK_WIDTHS = (62, 32, 30, 56)
 ANNOTATED_WIDTHS = (50, 27, 25, 40, 38)
 """Column widths in mm (A4 portrait less 15 mm margins: 180 mm)."""
@@ -236,11 +240,13 @@ def _domain_box(pdf: _CrfDocument, annotations: FormAnnotations) -> dict[str, tu
     colours: dict[str, tuple[int, int, int]] = {}
     if not annotations.domains:
         pdf.set_fill_color(*NOT_SUBMITTED_COLOUR)
-        pdf.multi_cell(0, 6, NOT_SUBMITTED, border=1, fill=True, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(
+            0, 6, NOT_SUBMITTED, border=1, fill=True, align="L", new_x="LMARGIN", new_y="NEXT"
+        )
     for number, (domain, line) in enumerate(annotations.domains.items()):
         colours[domain] = DOMAIN_COLOURS[number % len(DOMAIN_COLOURS)]
         pdf.set_fill_color(*colours[domain])
-        pdf.multi_cell(0, 6, line, border=1, fill=True, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 6, line, border=1, fill=True, align="L", new_x="LMARGIN", new_y="NEXT")
     return colours
 
 
@@ -252,38 +258,36 @@ def _group(
     annotations: FormAnnotations | None,
     colours: Mapping[str, tuple[int, int, int]],
 ) -> None:
+    headings = ["Question", "Item", "Data type", "Answers (code = decode)"]
+    rows = []
+    for item in group.items:
+        row = [
+            Cell(text)
+            for text in (
+                _question(item),
+                f"{item.name}\n{item.oid}",
+                _data_type(study, item),
+                _answers(study, item),
+            )
+        ]
+        if annotations is not None:
+            found = annotations.of(item)
+            fill = colours.get(found[0].domain) if found else NOT_SUBMITTED_COLOUR
+            text = "\n".join(_annotation_text(a, colours) for a in found) or NOT_SUBMITTED
+            row.append(Cell(text, fill, bold=True))
+        rows.append(row)
+    widths = BLANK_WIDTHS if annotations is None else ANNOTATED_WIDTHS
+    if pdf.get_y() + GROUP_TITLE_SPACE + row_height(pdf, FONT, widths, rows[0]) > (
+        pdf.page_break_trigger
+    ):
+        pdf.add_page()  # the group's title stays with its first item
     pdf.set_font(FONT, "B", 11)
     repeats = "repeating: one row per record" if group.repeating else "not repeating"
     pdf.multi_cell(0, 6, f"{group.label} ({group.oid}, {repeats})", new_x="LMARGIN", new_y="NEXT")
     if group.show_if:
         pdf.set_font(FONT, "", 8.5)
         pdf.multi_cell(0, 4.5, f"Shown if {group.show_if}", new_x="LMARGIN", new_y="NEXT")
-    annotated = annotations is not None
-    headings = ["Question", "Item", "Data type", "Answers (code = decode)"]
-    pdf.set_font(FONT, "", 8)
-    pdf.set_draw_color(150)
-    heading_style = FontFace(emphasis="BOLD", color=(255, 255, 255), fill_color=HEADER_COLOUR)
-    with pdf.table(
-        col_widths=ANNOTATED_WIDTHS if annotated else BLANK_WIDTHS,
-        headings_style=heading_style,
-        line_height=4,
-        text_align="LEFT",
-        padding=1,
-        first_row_as_headings=True,
-    ) as table:
-        table.row([*headings, "SDTM"] if annotated else headings)
-        for item in group.items:
-            row = table.row()
-            for text in (_question(item), f"{item.name}\n{item.oid}", _data_type(study, item)):
-                row.cell(text)
-            row.cell(_answers(study, item))
-            if annotations is not None:
-                found = annotations.of(item)
-                fill = colours.get(found[0].domain) if found else NOT_SUBMITTED_COLOUR
-                row.cell(
-                    "\n".join(_annotation_text(a, colours) for a in found) or NOT_SUBMITTED,
-                    style=FontFace(emphasis="BOLD", fill_color=fill),
-                )
+    draw_table(pdf, FONT, widths, headings if annotations is None else [*headings, "SDTM"], rows)
     if group.rows:
         _preset_rows(pdf, group)
 
@@ -291,7 +295,8 @@ def _group(
 def _question(item: ItemDef) -> str:
     lines = [item.label + (" (required)" if item.required else "")]
     if item.derivation:
-        lines.append(f"Derived: {item.derivation}")
+        shown = len(item.derivation) <= DERIVATION_SHOWN
+        lines.append(f"Derived: {item.derivation}" if shown else "Derived by the eCRF")
     if item.show_if:
         lines.append(f"Shown if {item.show_if}")
     if item.help:
@@ -345,24 +350,21 @@ def _preset_rows(pdf: _CrfDocument, group: ItemGroupDef) -> None:
     pdf.multi_cell(
         0, 5, f"Preset rows of {group.label} ({len(group.rows)})", new_x="LMARGIN", new_y="NEXT"
     )
-    pdf.set_font(FONT, "", 8)
-    widths = _preset_widths(names, group.rows)
-    heading_style = FontFace(emphasis="BOLD", color=(255, 255, 255), fill_color=HEADER_COLOUR)
-    with pdf.table(
-        col_widths=widths, headings_style=heading_style, line_height=4, padding=1, text_align="LEFT"
-    ) as table:
-        table.row([f"{labels[name]} ({name})" for name in names])
-        for row in _rows(group, names):
-            table.row(row)
+    rows = [[Cell(row.get(name, "")) for name in names] for row in group.rows]
+    headings = [f"{labels[name]} ({name})" for name in names]
+    draw_table(pdf, FONT, _preset_widths(headings, names, group.rows), headings, rows)
 
 
-def _preset_widths(names: list[str], rows: tuple[dict[str, str], ...]) -> tuple[int, ...]:
-    """Columns as wide as their longest value allows (at least 20 mm), over 180 mm."""
-    longest = [max([len(name), *(len(row.get(name, "")) for row in rows)]) for name in names]
-    weights = [max(length, 12) for length in longest]
-    return tuple(max(20, round(180 * weight / sum(weights))) for weight in weights)
-
-
-def _rows(group: ItemGroupDef, names: list[str]) -> Iterator[list[str]]:
-    for row in group.rows:
-        yield [row.get(name, "") for name in names]
+def _preset_widths(
+    headings: list[str], names: list[str], rows: tuple[dict[str, str], ...]
+) -> list[float]:
+    """Columns over the 180 mm weighed by their longest value or heading word, from 8 to 60
+    characters: codes keep one line, long texts wrap."""
+    weights = [
+        min(
+            60,
+            max(8, *(len(word) for word in heading.split()), *(len(r.get(name, "")) for r in rows)),
+        )
+        for heading, name in zip(headings, names, strict=True)
+    ]
+    return [180 * weight / sum(weights) for weight in weights]
