@@ -5,6 +5,9 @@ pypdf and a page of each is rendered to PNG with pypdfium2 (test-artifacts/)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pypdfium2
@@ -13,7 +16,14 @@ from lxml import etree
 from pypdf import PdfReader
 
 from app.exporters.crf_annotations import NOT_SUBMITTED, annotate
-from app.exporters.crf_pdf import ACRF_PDF, BLANK_CRF_PDF, CrfPages, write_crfs
+from app.exporters.crf_pdf import (
+    ACRF_PDF,
+    BLANK_CRF_PDF,
+    FONT_DIR,
+    CrfPages,
+    render_crf,
+    write_crfs,
+)
 from app.schemas import define_schema
 from app.sdtm.spec import load_sdtm_specs
 from app.study.loader import Study, load_study
@@ -118,11 +128,14 @@ def test_the_blank_crf_renders_a_form_page(crfs: tuple[Path, Path, CrfPages]) ->
     assert render_page(blank, number, "blankcrf-physical-examination.png").stat().st_size > 20_000
 
 
-def test_a_second_study_gets_its_own_crfs(tmp_path: Path) -> None:
+def test_a_second_study_gets_its_own_crfs_the_same_bytes_for_the_same_moment(
+    tmp_path: Path,
+) -> None:
     study = load_study(HT201 / "forms")
-    acrf, blank, pages = write_crfs(
-        study, annotate(study, load_sdtm_specs(HT201 / "exports", study)), tmp_path
-    )
+    annotations = annotate(study, load_sdtm_specs(HT201 / "exports", study))
+    moment = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    acrf, blank, pages = write_crfs(study, annotations, tmp_path, moment)
+    assert render_crf(study, annotations, moment)[0] == acrf.read_bytes()
     texts = page_texts(acrf)
     assert set(pages.pages) == set(study.forms)
     vs = form_text(texts, pages, "F.VS")
@@ -156,3 +169,10 @@ def test_the_sdtm_package_ships_both_crfs_and_define_xml_points_to_acrf_pages(
     texts = page_texts(out / ACRF_PDF)
     first = int(str(page.get("PageRefs")).split()[0])
     assert "Form OID F.AE" in texts[first - 1] and "AETERM" in texts[first - 1]
+
+
+def test_the_vendored_font_is_the_one_its_manifest_and_licence_name() -> None:
+    manifest = json.loads((FONT_DIR / "MANIFEST.json").read_text())
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((FONT_DIR / name).read_bytes()).hexdigest() == digest, name
+    assert "Bitstream" in (FONT_DIR / "LICENSE").read_text()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from fpdf import FPDF
 from fpdf.outline import OutlineSection
 
 from app.exporters.crf_annotations import NOT_SUBMITTED, Annotation, FormAnnotations
-from app.exporters.crf_table import Cell, draw_table, row_height
+from app.exporters.crf_table import Cell, draw_table, paragraph, row_height
 from app.study.loader import Study
 from app.study.model import DataType, FormDef, ItemDef, ItemGroupDef
 
@@ -91,12 +92,16 @@ class _CrfDocument(FPDF):
 
 
 def write_crfs(
-    study: Study, annotations: Mapping[str, FormAnnotations], out_dir: Path
+    study: Study,
+    annotations: Mapping[str, FormAnnotations],
+    out_dir: Path,
+    created: datetime | None = None,
 ) -> tuple[Path, Path, CrfPages]:
-    """Write `acrf.pdf` and `blankcrf.pdf` into `out_dir`; return their paths and the pages of
-    each form in acrf.pdf (what Define-XML's collected origins point to)."""
-    acrf, pages = render_crf(study, annotations)
-    blank, _blank_pages = render_crf(study, None)
+    """Write `acrf.pdf` and `blankcrf.pdf` into `out_dir`, dated `created` (the export's
+    moment; now by default); return their paths and the pages of each form in acrf.pdf (what
+    Define-XML's collected origins point to)."""
+    acrf, pages = render_crf(study, annotations, created)
+    blank, _blank_pages = render_crf(study, None, created)
     acrf_path, blank_path = out_dir / ACRF_PDF, out_dir / BLANK_CRF_PDF
     acrf_path.write_bytes(acrf)
     blank_path.write_bytes(blank)
@@ -104,7 +109,9 @@ def write_crfs(
 
 
 def render_crf(
-    study: Study, annotations: Mapping[str, FormAnnotations] | None
+    study: Study,
+    annotations: Mapping[str, FormAnnotations] | None,
+    created: datetime | None = None,
 ) -> tuple[bytes, CrfPages]:
     """The CRF of every form of `study` in schedule order, annotated when `annotations` are
     given (by form OID), and the pages of each form."""
@@ -114,6 +121,7 @@ def render_crf(
     pdf.set_title(f"{info.oid} {kind}")
     pdf.set_author(info.sponsor)
     pdf.set_creator("TrialDesk")
+    pdf.set_creation_date(created or datetime.now(UTC))
     forms = form_order(study)
     pdf.add_page()
     _title_page(pdf, study, kind, annotations is not None)
@@ -193,18 +201,12 @@ def _form(
     pdf: _CrfDocument, study: Study, form: FormDef, annotations: FormAnnotations | None
 ) -> None:
     pdf.set_font(FONT, "B", 15)
-    pdf.multi_cell(0, 8, form.title, new_x="LMARGIN", new_y="NEXT")
+    paragraph(pdf, form.title, 8)
     pdf.set_font(FONT, "", 9)
-    pdf.multi_cell(
-        0,
-        5,
-        f"Form OID {form.oid} · name {form.name} · version {form.version}",
-        new_x="LMARGIN",
-        new_y="NEXT",
-    )
-    pdf.multi_cell(0, 5, scheduled_at(study, form.oid), new_x="LMARGIN", new_y="NEXT")
+    paragraph(pdf, f"Form OID {form.oid} · name {form.name} · version {form.version}", 5)
+    paragraph(pdf, scheduled_at(study, form.oid), 5)
     if form.description:
-        pdf.multi_cell(0, 5, form.description, new_x="LMARGIN", new_y="NEXT")
+        paragraph(pdf, form.description, 5)
     colours: dict[str, tuple[int, int, int]] = {}
     if annotations is not None:
         colours = _domain_box(pdf, annotations)
@@ -239,14 +241,10 @@ def _domain_box(pdf: _CrfDocument, annotations: FormAnnotations) -> dict[str, tu
     pdf.set_draw_color(0)
     colours: dict[str, tuple[int, int, int]] = {}
     if not annotations.domains:
-        pdf.set_fill_color(*NOT_SUBMITTED_COLOUR)
-        pdf.multi_cell(
-            0, 6, NOT_SUBMITTED, border=1, fill=True, align="L", new_x="LMARGIN", new_y="NEXT"
-        )
+        paragraph(pdf, NOT_SUBMITTED, 6, NOT_SUBMITTED_COLOUR)
     for number, (domain, line) in enumerate(annotations.domains.items()):
         colours[domain] = DOMAIN_COLOURS[number % len(DOMAIN_COLOURS)]
-        pdf.set_fill_color(*colours[domain])
-        pdf.multi_cell(0, 6, line, border=1, fill=True, align="L", new_x="LMARGIN", new_y="NEXT")
+        paragraph(pdf, line, 6, colours[domain])
     return colours
 
 
@@ -283,10 +281,10 @@ def _group(
         pdf.add_page()  # the group's title stays with its first item
     pdf.set_font(FONT, "B", 11)
     repeats = "repeating: one row per record" if group.repeating else "not repeating"
-    pdf.multi_cell(0, 6, f"{group.label} ({group.oid}, {repeats})", new_x="LMARGIN", new_y="NEXT")
+    paragraph(pdf, f"{group.label} ({group.oid}, {repeats})", 6)
     if group.show_if:
         pdf.set_font(FONT, "", 8.5)
-        pdf.multi_cell(0, 4.5, f"Shown if {group.show_if}", new_x="LMARGIN", new_y="NEXT")
+        paragraph(pdf, f"Shown if {group.show_if}", 4.5)
     draw_table(pdf, FONT, widths, headings if annotations is None else [*headings, "SDTM"], rows)
     if group.rows:
         _preset_rows(pdf, group)
@@ -347,9 +345,7 @@ def _preset_rows(pdf: _CrfDocument, group: ItemGroupDef) -> None:
     labels = {item.name: item.label for item in group.items}
     pdf.ln(2)
     pdf.set_font(FONT, "B", 9)
-    pdf.multi_cell(
-        0, 5, f"Preset rows of {group.label} ({len(group.rows)})", new_x="LMARGIN", new_y="NEXT"
-    )
+    paragraph(pdf, f"Preset rows of {group.label} ({len(group.rows)})", 5)
     rows = [[Cell(row.get(name, "")) for name in names] for row in group.rows]
     headings = [f"{labels[name]} ({name})" for name in names]
     draw_table(pdf, FONT, _preset_widths(headings, names, group.rows), headings, rows)

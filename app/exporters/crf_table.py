@@ -60,6 +60,26 @@ def draw_table(
         _draw_row(pdf, font, widths, lines, row, white=False)
 
 
+def paragraph(pdf: FPDF, text: str, height: float, fill: Colour | None = None) -> None:
+    """`text` in the current font across the page from the left margin, wrapped, `height` mm
+    a line; in a bordered box filled with `fill` when given. It starts a page when it does
+    not fit on this one."""
+    padding = PADDING if fill is not None else 0.0
+    lines = wrap(pdf, text, pdf.epw - 2 * padding)
+    total = len(lines) * height
+    if pdf.get_y() + total > pdf.page_break_trigger:
+        pdf.add_page()
+    top = pdf.get_y()
+    if fill is not None:
+        pdf.set_fill_color(*fill)
+        pdf.rect(pdf.l_margin, top, pdf.epw, total, style="DF")
+    baseline = top + height / 2 + 0.35 * pdf.font_size
+    for number, line in enumerate(lines):
+        if line:
+            pdf.text(pdf.l_margin + padding, baseline + number * height, line)
+    pdf.set_xy(pdf.l_margin, top + total)
+
+
 def _lines(pdf: FPDF, font: str, widths: Sequence[float], row: Sequence[Cell]) -> list[list[str]]:
     lines = []
     for width, cell in zip(widths, row, strict=True):

@@ -230,7 +230,7 @@ def _sdtm(
         return paths
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        crfs = pool.submit(write_crfs, study, annotate(study, specs), out_dir)
+        crfs = pool.submit(write_crfs, study, annotate(study, specs), out_dir, created)
         described = pool.submit(define) if in_memory is not None or not sdtm else None
         if sdtm:
             modified = last_modified(session)
