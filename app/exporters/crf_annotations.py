@@ -60,14 +60,13 @@ def annotate(study: Study, specs: SdtmSpecs) -> dict[str, FormAnnotations]:
     """Every form of the study (by OID) with its annotations; a form no mapping reads has
     none."""
     annotations = {oid: FormAnnotations() for oid in study.forms}
-    derived: list[tuple[str, Annotation]] = []
+    derived: list[tuple[str, str, Annotation]] = []
     ordered = _own_domain_first(study, specs)
     for spec in ordered:
         derived += _annotate_domain(study, spec, annotations)
     for spec in ordered:
         _annotate_by_name(study, spec, annotations)
-    for key, annotation in derived:
-        form_oid, item_oid = key.split(" ")
+    for form_oid, item_oid, annotation in derived:
         if not annotations[form_oid].items.get(item_oid):
             annotations[form_oid].add(item_oid, annotation)
     labels = {spec.domain: spec.label for spec in ordered}
@@ -89,9 +88,9 @@ def _own_domain_first(study: Study, specs: SdtmSpecs) -> list[DomainSpec]:
 
 def _annotate_domain(
     study: Study, spec: DomainSpec, annotations: dict[str, FormAnnotations]
-) -> list[tuple[str, Annotation]]:
-    """Annotate the forms `spec` reads; return the annotations of derived variables, by
-    "form-OID item-OID", to add where nothing Collected annotates the item."""
+) -> list[tuple[str, str, Annotation]]:
+    """Annotate the forms `spec` reads; return the annotations of derived variables, with
+    their form and item OIDs, to add where nothing else annotates the item."""
     source_forms = [study.forms[s.form] for s in spec.sources if s.form in study.forms]
     for source in spec.sources:
         if source.form not in study.forms:
@@ -103,14 +102,17 @@ def _annotate_domain(
             for item, value in source.where.items()
         )
         line = f"{spec.domain} ({spec.label})" + (f" where {where}" if where else "")
-        box[spec.domain] = line if spec.domain not in box else f"{box[spec.domain]}; {where}"
+        if spec.domain not in box:
+            box[spec.domain] = line
+        elif where:
+            box[spec.domain] += f"; {where}"
     test_codes = {
         str(value)
         for source in spec.sources
         for entry in source.transpose
         for value in entry.values.values()
     }
-    derived: list[tuple[str, Annotation]] = []
+    derived: list[tuple[str, str, Annotation]] = []
     sources: list[tuple[ValueSource, str, Origin]] = [
         (variable, variable.name, variable.origin) for variable in spec.variables
     ]
@@ -124,7 +126,7 @@ def _annotate_domain(
             if origin.type == "Collected" or value_source.derivation is None:
                 annotations[form.oid].add(item.oid, annotation)
             else:
-                derived.append((f"{form.oid} {item.oid}", annotation))
+                derived.append((form.oid, item.oid, annotation))
         call = value_source.derivation
         if call is not None and call.name == "transposed_result":
             if _collected_or_only(spec, value_source):
