@@ -104,11 +104,12 @@ def export_with_define(
     scope: ExportScope = ExportScope(study_id=1),  # noqa: B008 - frozen
     formats: frozenset[str] = frozenset({"xpt", "json", "csv"}),
     crf: str | None = None,
+    crf_pages: dict[str, tuple[int, ...]] | None = None,
 ) -> Define:
     """Export the SDTM datasets of `scope` to `directory` and write define.xml next to them."""
     with Session(engine) as session:
         datasets = write_sdtm(session, study, specs, directory, scope, formats)
-    paths = write_define(study, specs, datasets, directory, crf=crf)
+    paths = write_define(study, specs, datasets, directory, crf=crf, crf_pages=crf_pages)
     return Define(datasets, paths, etree.parse(str(directory / "define.xml")))
 
 
@@ -123,7 +124,9 @@ def define(
     demo: Engine, zm001: Study, specs: SdtmSpecs, tmp_path_factory: pytest.TempPathFactory
 ) -> Define:
     directory = tmp_path_factory.mktemp("sdtm")
-    return export_with_define(demo, directory, zm001, specs, crf="odm-metadata.xml")
+    return export_with_define(
+        demo, directory, zm001, specs, crf="acrf.pdf", crf_pages={"F.DM": (4,), "F.AE": (76, 77)}
+    )
 
 
 def xpt_columns(dataset: SdtmDataset) -> dict[str, list[object]]:
@@ -266,10 +269,14 @@ def test_origins_say_collected_on_which_form_derived_how_or_assigned(define: Def
     assert brthdtc is not None
     assert (brthdtc.get("Type"), brthdtc.get("Source")) == ("Collected", "Investigator")
     page = brthdtc.find("def:DocumentRef/def:PDFPageRef", NS)
-    assert page is not None and page.get("PageRefs") == "F.DM"
+    assert page is not None and (page.get("Type"), page.get("PageRefs")) == ("PhysicalRef", "4")
     assert "F.DM (Demographics)" in "".join(brthdtc.itertext())
+    aeterm = define.one("//odm:ItemDef[@OID='IT.AE.AETERM']/def:Origin/def:DocumentRef/*")
+    assert aeterm.get("PageRefs") == "76 77"
     assert define.one("//def:AnnotatedCRF/def:DocumentRef").get("leafID") == "LF.CRF"
-    assert define.one("//def:leaf[@ID='LF.CRF']").get(XLINK + "href") == ("odm-metadata.xml")
+    leaf = define.one("//def:leaf[@ID='LF.CRF']")
+    assert leaf.get(XLINK + "href") == "acrf.pdf"
+    assert leaf.findtext("def:title", namespaces=NS) == "Annotated CRF"
 
     usubjid_ref = define.one("//odm:ItemGroupDef[@Name='DM']/odm:ItemRef[@ItemOID='IT.DM.USUBJID']")
     method = define.one(f"//odm:MethodDef[@OID='{usubjid_ref.get('MethodOID')}']")
@@ -478,7 +485,7 @@ def test_define_xml_alone_is_described_from_the_definition_whatever_the_data(
                 request = ExportRequest(ExportKind.DEFINE, ExportScope(study_id=zm001.id))
                 files = produce(session, zm001, request, out)
             assert [f.name for f in files] == [
-                "zm001-odm-metadata.xml", "define.xml", "define2-1.xsl", "define.html"
+                "acrf.pdf", "blankcrf.pdf", "define.xml", "define2-1.xsl", "define.html"
             ]  # fmt: skip
             text = (out / "define.xml").read_text()
             documents.append(re.sub(r'CreationDateTime="[^"]+"', "", text))

@@ -396,6 +396,8 @@ class _Document:
     study: Study
     crf: str | None
     tables: Mapping[str, Table]
+    crf_pages: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """The pages of each form (by OID) in the annotated CRF."""
     """Rows already in memory, by dataset name, read instead of the written files."""
     item_groups: list[etree._Element] = field(default_factory=list)
     items: list[etree._Element] = field(default_factory=list)
@@ -521,9 +523,11 @@ class _Document:
             title = f"{origin.form} ({form.title})" if form is not None else origin.form
             element.append(_description(f"eCRF form {title}"))
             if self.crf is not None:
+                pages = " ".join(map(str, self.crf_pages.get(origin.form, ())))
+                kind = "PhysicalRef" if pages else "NamedDestination"
                 page = _element(
                     _def("PDFPageRef"),
-                    {"PageRefs": origin.form, "Type": "NamedDestination", "Title": title},
+                    {"PageRefs": pages or origin.form, "Type": kind, "Title": title},
                 )
                 element.append(_element(_def("DocumentRef"), {"leafID": CRF_LEAF}, page))
         return element
@@ -556,6 +560,7 @@ def write_define(
     out_dir: Path,
     *,
     crf: str | None = None,
+    crf_pages: Mapping[str, tuple[int, ...]] | None = None,
     created: datetime | None = None,
     tables: Mapping[str, Table] | None = None,
 ) -> list[Path]:
@@ -563,12 +568,15 @@ def write_define(
     `out_dir`), the stylesheet `define2-1.xsl` next to it (so a browser renders the XML), and
     `define.html` rendered with that stylesheet; return the three paths.
 
-    `crf` is the file name of the eCRF the export ships (e.g. the ODM metadata file): it
-    becomes def:AnnotatedCRF and every Collected origin points to its form there. Without it
+    `crf` is the file name of the annotated CRF the export ships (acrf.pdf): it becomes
+    def:AnnotatedCRF and every Collected origin points to its form there, by its pages in
+    `crf_pages` (form OID -> page numbers), else by the form OID as a named destination. Without it
     Collected origins name their eCRF form in words. Reads the datasets' data files; raises
     DefineError when a dataset has no mapping in `specs` or the document fails the schema."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tree = define_document(study, specs, datasets, crf=crf, created=created, tables=tables)
+    tree = define_document(
+        study, specs, datasets, crf=crf, crf_pages=crf_pages, created=created, tables=tables
+    )
     xml_path = out_dir / DEFINE_XML
     stylesheet_path = out_dir / STYLESHEET
     html_path = out_dir / DEFINE_HTML
@@ -586,6 +594,7 @@ def define_document(
     datasets: list[SdtmDataset],
     *,
     crf: str | None = None,
+    crf_pages: Mapping[str, tuple[int, ...]] | None = None,
     created: datetime | None = None,
     tables: Mapping[str, Table] | None = None,
 ) -> etree._ElementTree:
@@ -593,7 +602,7 @@ def define_document(
     (checked here: DefineError names the line and rule otherwise). `tables` (by dataset
     name) hold the rows of the datasets, read instead of their files: a Dataset-JSON or CSV
     file holds exactly the values of its table (XPT alone drops trailing blanks)."""
-    document = _Document(study, crf, tables or {})
+    document = _Document(study, crf, tables or {}, crf_pages or {})
     for dataset in datasets:
         spec = specs.domain(
             dataset.name.removeprefix("SUPP") if _is_supp(dataset) else dataset.name
@@ -668,7 +677,7 @@ def _metadata_version(document: _Document) -> etree._Element:
     mdv.extend(document.methods)
     mdv.extend(document.comments)
     if document.crf is not None:
-        mdv.append(_leaf(CRF_LEAF, document.crf, "eCRF"))
+        mdv.append(_leaf(CRF_LEAF, document.crf, "Annotated CRF"))
     return mdv
 
 

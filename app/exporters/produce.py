@@ -16,7 +16,6 @@ from typing import Any
 from sqlmodel import Session, select
 
 from app.exporters.odm_clinical import write_odm_snapshot
-from app.exporters.odm_metadata import metadata_document
 from app.exporters.odm_transactional import write_odm_transactional
 from app.exporters.scope import (
     DATASETS,
@@ -182,15 +181,19 @@ def _sdtm(
     out_dir: Path,
     phases: Phases,
 ) -> list[ExportedFile]:
-    """SDTM datasets with define.xml, or define.xml alone; both ship the study's ODM metadata
-    as the eCRF that Define-XML's collected origins point to. Define-XML alone describes the
-    datasets from the definition (`planned_datasets`): it reads no subject's data.
+    """SDTM datasets with define.xml, or define.xml alone; both ship the annotated CRF
+    (acrf.pdf, which def:AnnotatedCRF and the collected origins point to, by page) and the
+    blank CRF (blankcrf.pdf), laid out from the definition and the mappings. Define-XML alone
+    describes the datasets from the definition (`planned_datasets`): it reads no subject's
+    data.
 
     Define-XML and define.html (CDISC's XSLT with its lookups indexed, about 0.1 s) are made
     in a thread beside the rest: lxml runs XSLT without the GIL. Define-XML is described from the tables in memory while
     their files are written, except when only XPT is written (its values read back can
     differ: XPT drops trailing blanks), when it waits for the files."""
     # Imported here: the SDTM writers bring pandas, which serving pages does not need.
+    from app.exporters.crf_annotations import annotate
+    from app.exporters.crf_pdf import ACRF_PDF, write_crfs
     from app.exporters.define import planned_datasets, write_define
     from app.sdtm.build import build_tables, last_modified
     from app.sdtm.spec import load_sdtm_specs
@@ -206,23 +209,28 @@ def _sdtm(
         datasets = [to_be_written(table, out_dir, request.formats) for table in tables]
     else:
         tables, datasets = [], planned_datasets(study, specs, out_dir)
-    crf = f"{study.info.oid.lower()}-odm-metadata.xml"
     created = utcnow()
     steps = phases(DEFINE_XML)
     in_memory = {table.name: table for table in tables} if request.formats - {"xpt"} else None
 
     def define() -> list[Path]:
         steps(0, 2)
+        crf_pages = crfs.result()[2].pages
         paths = write_define(
-            study, specs, datasets, out_dir, crf=crf, created=created, tables=in_memory
+            study,
+            specs,
+            datasets,
+            out_dir,
+            crf=ACRF_PDF,
+            crf_pages=crf_pages,
+            created=created,
+            tables=in_memory,
         )
         steps(1, 2)
         return paths
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        ecrf = pool.submit(
-            metadata_document, study, file_oid=f"TRIALDESK.{study.info.oid}.CRF", created=created
-        )
+        crfs = pool.submit(write_crfs, study, annotate(study, specs), out_dir, created)
         described = pool.submit(define) if in_memory is not None or not sdtm else None
         if sdtm:
             modified = last_modified(session)
@@ -230,7 +238,6 @@ def _sdtm(
                 tables, study, out_dir, request.formats, modified, phases(DATASETS), checked=True
             )
         define_files = (described or pool.submit(define)).result()
-        (out_dir / crf).write_bytes(ecrf.result())
     steps(2, 2)
     files = [
         ExportedFile(path.relative_to(out_dir).as_posix(), dataset.rows)
@@ -238,7 +245,8 @@ def _sdtm(
         if sdtm
         for path in dataset.files.values()
     ]
-    names = [crf, *(path.relative_to(out_dir).as_posix() for path in define_files)]
+    crf_files = crfs.result()[:2]
+    names = [path.relative_to(out_dir).as_posix() for path in (*crf_files, *define_files)]
     return files + [ExportedFile(name, None) for name in names]
 
 
